@@ -1,0 +1,82 @@
+"""Structured logging: one JSON object per line with an event name and fields.
+
+Fields are ids, counts and reasons. Never pass names, birth dates, addresses, member ids or
+raw payloads: the PHI guard below drops any field whose name says it holds them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+_PHI_FIELDS = frozenset(
+    {"first_name", "last_name", "name", "birth_date", "dob", "address", "address1", "city",
+     "zip", "member_id", "payload", "raw", "password"}
+)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["error_type"] = record.exc_info[0].__name__
+        return orjson.dumps(entry, default=str).decode()
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", {})
+        tail = " ".join(f"{k}={v}" for k, v in fields.items())
+        return f"{record.levelname.lower():7} {record.name}: {record.getMessage()} {tail}".rstrip()
+
+
+class EventLogger:
+    """``log.info("batch_stored", rows=120, files=1)``: an event name plus safe fields."""
+
+    def __init__(self, name: str) -> None:
+        self._log = logging.getLogger(name)
+
+    def _emit(self, level: int, event: str, fields: dict[str, Any], exc: bool = False) -> None:
+        if self._log.isEnabledFor(level):
+            safe = {k: v for k, v in fields.items() if k not in _PHI_FIELDS}
+            self._log.log(level, event, extra={"fields": safe}, exc_info=exc)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._emit(logging.DEBUG, event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._emit(logging.INFO, event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._emit(logging.WARNING, event, fields)
+
+    def error(self, event: str, exc: bool = False, **fields: Any) -> None:
+        self._emit(logging.ERROR, event, fields, exc)
+
+
+def get_logger(name: str) -> EventLogger:
+    return EventLogger(name)
+
+
+def configure_logging(level: str = "INFO", fmt: str = "json", stream: Any = None) -> None:
+    """Route rpmpipe's logs to stderr (or ``stream``) as JSON lines or plain text."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # Third-party libraries log payloads at DEBUG; keep them at WARNING whatever our level.
+    for noisy in ("amqtt", "transitions", "paho", "apscheduler", "alembic", "sqlalchemy"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

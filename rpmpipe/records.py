@@ -1,0 +1,108 @@
+"""Value types that cross stage boundaries. Each validates itself on construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+READING_TYPES = ("blood_pressure", "body_weight", "spo2", "blood_glucose", "heart_rate")
+ACTIVITY_KINDS = ("phone_call", "video_visit", "secure_message", "data_review", "care_plan_update")
+STATUSES = ("billable", "pending", "not_billable")
+RECORD_KINDS = ("device_supply", "treatment_management", "setup")
+
+
+def _require_aware(name: str, value: datetime) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware")
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One physiologic measurement as stored in the readings dataset."""
+
+    device_id: str
+    type: str
+    measured_at: datetime
+    received_at: datetime
+    reading_id: str | None = None
+    manual_entry: bool = False
+    source_format: str = "native"
+    systolic_mmhg: float | None = None
+    diastolic_mmhg: float | None = None
+    pulse_bpm: float | None = None
+    weight_kg: float | None = None
+    spo2_pct: float | None = None
+    glucose_mg_dl: float | None = None
+    irregular_heartbeat: bool | None = None
+    clock_suspect: bool = False
+    extra: str | None = None  # unknown fields of the payload, as JSON text
+
+    def __post_init__(self) -> None:
+        _require_aware("measured_at", self.measured_at)
+        _require_aware("received_at", self.received_at)
+        if self.type not in READING_TYPES:
+            raise ValueError(f"unknown reading type {self.type!r}")
+
+    @property
+    def dedup_key(self) -> str:
+        """The identity used for exactly-once storage."""
+        if self.reading_id:
+            return f"id:{self.device_id}:{self.reading_id}"
+        return f"dtm:{self.device_id}|{self.type}|{self.measured_at.isoformat()}"
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """A care-team time entry. ``interactive`` marks real-time two-way communication."""
+
+    activity_id: str
+    patient_id: str
+    staff_id: str
+    started_at: datetime
+    minutes: Decimal
+    kind: str
+    interactive: bool
+
+    def __post_init__(self) -> None:
+        _require_aware("started_at", self.started_at)
+        if self.kind not in ACTIVITY_KINDS:
+            raise ValueError(f"unknown activity kind {self.kind!r}")
+        if self.minutes <= 0 or self.minutes > 24 * 60:
+            raise ValueError(f"minutes must be between 0 and 1440, got {self.minutes}")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceLine:
+    code: str
+    units: int
+    date_of_service: date
+
+
+@dataclass(frozen=True, slots=True)
+class EngagementRecord:
+    """One patient's engagement in one supply period, management month, or setup episode."""
+
+    patient_id: str
+    program: str
+    kind: str
+    period_start: date
+    period_end: date
+    status: str
+    reason: str
+    rule_set: str
+    transmission_days: int = 0
+    interactive_minutes: Decimal = Decimal(0)
+    interactive_communications: int = 0
+    lines: tuple[ServiceLine, ...] = ()
+    evidence_dates: tuple[date, ...] = ()
+    evidence_activity_ids: tuple[str, ...] = ()
+    forecast: dict[str, object] | None = field(default=None, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown status {self.status!r}")
+        if self.kind not in RECORD_KINDS:
+            raise ValueError(f"unknown record kind {self.kind!r}")
+        if self.period_end < self.period_start:
+            raise ValueError("period_end before period_start")

@@ -1,0 +1,1 @@
+"""The registry: patients, devices, assignments, enrollments, care activity, ledger."""

@@ -1,0 +1,177 @@
+"""Registry tables (SQLAlchemy 2). Schema changes go through Alembic (rpmpipe/migrations)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+
+    patient_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    mrn: Mapped[str] = mapped_column(String(64), default="")
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    birth_date: Mapped[date] = mapped_column(Date)
+    sex: Mapped[str] = mapped_column(String(1))  # M, F or U
+    address1: Mapped[str] = mapped_column(String(200))
+    city: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(2))
+    zip: Mapped[str] = mapped_column(String(10))
+    timezone: Mapped[str] = mapped_column(String(64))  # IANA name
+    payer_id: Mapped[str] = mapped_column(String(64))
+    payer_name: Mapped[str] = mapped_column(String(200))
+    member_id: Mapped[str] = mapped_column(String(64))
+    icd10_codes: Mapped[str] = mapped_column(String(400))  # ';'-separated, with dots as entered
+
+
+class Device(Base):
+    __tablename__ = "devices"
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # bp_cuff, scale, pulse_oximeter, glucometer
+    model: Mapped[str] = mapped_column(String(100), default="")
+
+
+class DeviceAssignment(Base):
+    """A device lent to a patient. ``end_date`` is the last day, inclusive; NULL is open."""
+
+    __tablename__ = "device_assignments"
+    __table_args__ = (UniqueConstraint("device_id", "start_date"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), index=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.patient_id"), index=True)
+    start_date: Mapped[date] = mapped_column(Date)
+    end_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+
+
+class Enrollment(Base):
+    __tablename__ = "enrollments"
+    __table_args__ = (UniqueConstraint("patient_id", "program", "start_date"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.patient_id"), index=True)
+    program: Mapped[str] = mapped_column(String(16))  # RPM (RTM, CCM later)
+    start_date: Mapped[date] = mapped_column(Date)
+    end_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    consent_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    ordering_npi: Mapped[str] = mapped_column(String(10))
+
+
+class CareActivity(Base):
+    __tablename__ = "care_activities"
+    __table_args__ = (Index("ix_care_activities_patient_started", "patient_id", "started_at"),)
+
+    activity_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(64))
+    staff_id: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    minutes: Mapped[Decimal] = mapped_column(Numeric(8, 2))
+    kind: Mapped[str] = mapped_column(String(32))
+    interactive: Mapped[bool] = mapped_column(Boolean)
+    program: Mapped[str] = mapped_column(String(16), default="RPM")
+
+
+class EngagementRow(Base):
+    """A final engagement record, persisted so exports and audits read the same numbers."""
+
+    __tablename__ = "engagement_records"
+    __table_args__ = (UniqueConstraint("patient_id", "program", "kind", "period_start"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    patient_id: Mapped[str] = mapped_column(String(64), index=True)
+    program: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32))
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    rule_set: Mapped[str] = mapped_column(String(16))
+    transmission_days: Mapped[int] = mapped_column(Integer, default=0)
+    interactive_minutes: Mapped[Decimal] = mapped_column(Numeric(8, 2), default=Decimal(0))
+    interactive_communications: Mapped[int] = mapped_column(Integer, default=0)
+    lines_json: Mapped[str] = mapped_column(Text, default="[]")
+    evidence_json: Mapped[str] = mapped_column(Text, default="{}")
+    as_of: Mapped[date] = mapped_column(Date)
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ExportLedgerEntry(Base):
+    """One exported service line. The ledger is the source of truth against double billing."""
+
+    __tablename__ = "export_ledger"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "code", "date_of_service", "period_start", "line_kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(64), index=True)
+    patient_id: Mapped[str] = mapped_column(String(64), index=True)
+    code: Mapped[str] = mapped_column(String(8))
+    units: Mapped[int] = mapped_column(Integer)
+    charge: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+    date_of_service: Mapped[date] = mapped_column(Date)
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    line_kind: Mapped[str] = mapped_column(String(16), default="original")
+    claim_id: Mapped[str] = mapped_column(String(38))
+    file_name: Mapped[str] = mapped_column(String(200))
+    interchange_control: Mapped[int] = mapped_column(Integer)
+    group_control: Mapped[int] = mapped_column(Integer)
+    transaction_control: Mapped[int] = mapped_column(Integer)
+    transmission_days: Mapped[int] = mapped_column(Integer, default=0)
+    interactive_minutes: Mapped[Decimal] = mapped_column(Numeric(8, 2), default=Decimal(0))
+    exported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ControlNumber(Base):
+    """Persisted X12 control-number counters (ISA13, GS06, ST02), increasing across runs."""
+
+    __tablename__ = "control_numbers"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
+
+
+class JobRun(Base):
+    __tablename__ = "job_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job: Mapped[str] = mapped_column(String(64))
+    as_of: Mapped[date] = mapped_column(Date)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # running, succeeded, failed
+    records: Mapped[int] = mapped_column(Integer, default=0)
+    billable_lines: Mapped[int] = mapped_column(Integer, default=0)
+    exported_lines: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,372 @@
+"""Settings: one frozen object built at the entry point, then passed down.
+
+Precedence, lowest to highest: built-in defaults, ``rpmpipe.toml`` (``--config`` or
+``RPMPIPE_CONFIG``), environment variables, command-line flags.
+
+Environment names are ``RPMPIPE_<KEY>`` for top-level keys and ``RPMPIPE_<SECTION>_<KEY>``
+for keys of a section: ``RPMPIPE_DATA_DIR``, ``RPMPIPE_BROKER_URL``,
+``RPMPIPE_BROKER_PASSWORD``, ``RPMPIPE_RULES_SUPPLY_PERIOD``. No other module reads the
+environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from rpmpipe.errors import ConfigError
+
+DEFAULT_CHARGES = {
+    "99453": Decimal("22.00"),
+    "99454": Decimal("47.00"),
+    "99445": Decimal("47.00"),
+    "99470": Decimal("26.00"),
+    "99457": Decimal("52.00"),
+    "99458": Decimal("41.00"),
+    "99091": Decimal("51.00"),
+}
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    url: str = "mqtt://127.0.0.1:1883"
+    protocol: str = "5"  # "5" (MQTT 5) or "3.1.1"
+    client_id: str = "rpmpipe-ingest"
+    username: str = ""
+    password: str = ""
+    ca: str = ""
+    certfile: str = ""
+    keyfile: str = ""
+    # A password over plain TCP is refused unless this is set on purpose.
+    allow_insecure_password: bool = False
+    topic_root: str = "rpm/v1"
+    shared_group: str = ""
+    session_expiry_seconds: int = 7 * 24 * 3600
+    batch_size: int = 2000
+    flush_seconds: float = 1.0
+    keepalive_seconds: int = 30
+
+
+@dataclass(frozen=True)
+class RuleSettings:
+    supply_period: str = "rolling_30"  # or "calendar_month"
+    supply_date_of_service: str = "period_end"  # or "last_reading_day" (NGS)
+    secure_message_interactive: bool = False
+    max_99458_units: int = 2
+    clock_skew_minutes: int = 10
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    hour: int = 2
+    minute: int = 0
+    timezone: str = ""  # empty: the organisation's zone
+    misfire_grace_seconds: int = 6 * 3600
+
+
+@dataclass(frozen=True)
+class PayerSettings:
+    name: str = ""
+    claim_filing_indicator: str = "MB"  # Medicare Part B
+
+
+@dataclass(frozen=True)
+class BillingSettings:
+    provider_name: str = "RPMPIPE DEMO CLINIC"
+    provider_npi: str = "1234567893"
+    provider_tin: str = "123456789"
+    provider_taxonomy: str = "207R00000X"
+    provider_address1: str = "100 MAIN ST"
+    provider_city: str = "SPRINGFIELD"
+    provider_state: str = "IL"
+    provider_zip: str = "627010001"
+    contact_name: str = "BILLING OFFICE"
+    contact_phone: str = "2175550100"
+    submitter_id: str = "RPMPIPE"
+    submitter_name: str = "RPMPIPE DEMO CLINIC"
+    receiver_id: str = "MEDICARE"
+    receiver_name: str = "MEDICARE PART B"
+    usage: str = "T"  # ISA15: T test, P production
+    place_of_service: str = "11"
+    replacement_claims: bool = False
+    charges: Mapping[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_CHARGES))
+    modifiers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    payers: Mapping[str, PayerSettings] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("rpmpipe-data")
+    database_url: str = ""  # empty: SQLite file under data_dir
+    log_level: str = "INFO"
+    log_format: str = "json"  # or "text"
+    organization_timezone: str = "America/New_York"
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
+    rules: RuleSettings = field(default_factory=RuleSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
+
+    @property
+    def effective_database_url(self) -> str:
+        """The registry URL: the configured one, or a SQLite file under the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'registry.db').resolve()}"
+
+    @property
+    def readings_dir(self) -> Path:
+        return self.data_dir / "readings"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.data_dir / "exports"
+
+    @property
+    def org_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.organization_timezone)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def redact_url(url: str) -> str:
+    """A URL safe to log: any password is replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def npi_is_valid(npi: str) -> bool:
+    """NPI check digit: Luhn over the prefix 80840 and the first nine digits."""
+    if len(npi) != 10 or not npi.isdigit():
+        return False
+    digits = [int(c) for c in "80840" + npi[:9]]
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2 == 0:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return (10 - total % 10) % 10 == int(npi[9])
+
+
+# --- loading -------------------------------------------------------------------------------
+
+_SECTIONS = {"broker": BrokerSettings, "rules": RuleSettings, "schedule": ScheduleSettings}
+
+
+def load_settings(
+    config_path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings from file, environment and flag overrides (in that order).
+
+    ``overrides`` uses dotted keys (``"broker.url"``) or top-level keys (``"data_dir"``);
+    ``None`` values are ignored so that unset flags fall through.
+    """
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    path = config_path or env.get("RPMPIPE_CONFIG")
+    source_of: dict[str, str] = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist (from --config or RPMPIPE_CONFIG)")
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
+        for key, value in raw.items():
+            if isinstance(value, dict):
+                for sub in value:
+                    source_of[f"{key}.{sub}"] = str(p)
+            else:
+                source_of[key] = str(p)
+
+    def put(dotted: str, value: Any, source: str) -> None:
+        head, _, tail = dotted.partition(".")
+        if tail:
+            raw.setdefault(head, {})[tail] = value
+        else:
+            raw[head] = value
+        source_of[dotted] = source
+
+    for f in dataclasses.fields(Settings):
+        if f.name in _SECTIONS:
+            for sf in dataclasses.fields(_SECTIONS[f.name]):
+                name = f"RPMPIPE_{f.name}_{sf.name}".upper()
+                if name in env:
+                    put(f"{f.name}.{sf.name}", env[name], name)
+        elif f.name != "billing":
+            name = f"RPMPIPE_{f.name}".upper()
+            if name in env:
+                put(f.name, env[name], name)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            put(dotted, value, "command line")
+
+    settings = _build(raw, source_of)
+    _check(settings)
+    return settings
+
+
+def _build(raw: Mapping[str, Any], source_of: Mapping[str, str]) -> Settings:
+    kwargs: dict[str, Any] = {}
+    hints = typing.get_type_hints(Settings)
+    for key, value in raw.items():
+        if key in _SECTIONS:
+            kwargs[key] = _build_section(_SECTIONS[key], key, value, source_of)
+        elif key == "billing":
+            kwargs[key] = _build_billing(value, source_of)
+        elif key in hints:
+            kwargs[key] = _coerce(hints[key], value, key, source_of.get(key, "settings"))
+        else:
+            raise ConfigError(f"unknown setting '{key}' in {source_of.get(key, 'settings')}")
+    return Settings(**kwargs)
+
+
+def _build_section(cls: type, section: str, value: Any, source_of: Mapping[str, str]) -> Any:
+    if not isinstance(value, dict):
+        raise ConfigError(f"setting '{section}' must be a table")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, item in value.items():
+        dotted = f"{section}.{key}"
+        if key not in hints:
+            raise ConfigError(f"unknown setting '{dotted}' in {source_of.get(dotted, 'settings')}")
+        kwargs[key] = _coerce(hints[key], item, dotted, source_of.get(dotted, "settings"))
+    return cls(**kwargs)
+
+
+def _build_billing(value: Any, source_of: Mapping[str, str]) -> BillingSettings:
+    if not isinstance(value, dict):
+        raise ConfigError("setting 'billing' must be a table")
+    plain = {k: v for k, v in value.items() if k not in ("charges", "modifiers", "payers")}
+    base: BillingSettings = _build_section(BillingSettings, "billing", plain, source_of)
+    charges = dict(DEFAULT_CHARGES)
+    for code, amount in (value.get("charges") or {}).items():
+        charges[str(code)] = _coerce(Decimal, amount, f"billing.charges.{code}", "config file")
+    modifiers = {}
+    for code, mods in (value.get("modifiers") or {}).items():
+        mods = [mods] if isinstance(mods, str) else mods
+        if not isinstance(mods, list) or not all(isinstance(m, str) and len(m) == 2 for m in mods):
+            raise ConfigError(f"billing.modifiers.{code}: expected a list of two-character modifiers")
+        modifiers[str(code)] = tuple(mods)
+    payers = {}
+    for payer_id, conf in (value.get("payers") or {}).items():
+        payers[str(payer_id)] = _build_section(
+            PayerSettings, f"billing.payers.{payer_id}", conf, source_of
+        )
+    return dataclasses.replace(base, charges=charges, modifiers=modifiers, payers=payers)
+
+
+def _coerce(kind: Any, value: Any, name: str, source: str) -> Any:
+    where = f"setting '{name}' (from {source})"
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError
+        if kind is int:
+            if isinstance(value, bool):
+                raise ValueError
+            return int(str(value).strip())
+        if kind is float:
+            return float(str(value).strip())
+        if kind is Decimal:
+            return Decimal(str(value).strip())
+        if kind is Path:
+            return Path(str(value))
+        if kind is str:
+            if not isinstance(value, str | int):
+                raise ValueError
+            return str(value)
+    except (ValueError, InvalidOperation):
+        raise ConfigError(f"{where}: expected {getattr(kind, '__name__', kind)}, got {value!r}") from None
+    raise ConfigError(f"{where}: unsupported value {value!r}")
+
+
+def _check(s: Settings) -> None:
+    for name, zone in (
+        ("organization_timezone", s.organization_timezone),
+        ("schedule.timezone", s.schedule.timezone),
+    ):
+        if zone:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ConfigError(f"setting '{name}': unknown IANA time zone {zone!r}") from None
+    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"setting 'log_level': expected DEBUG/INFO/WARNING/ERROR, got {s.log_level!r}")
+    if s.log_format not in ("json", "text"):
+        raise ConfigError(f"setting 'log_format': expected json or text, got {s.log_format!r}")
+    scheme = urlsplit(s.broker.url).scheme
+    if scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise ConfigError(
+            f"setting 'broker.url': expected mqtt://host:port or mqtts://host:port, got {redact_url(s.broker.url)!r}"
+        )
+    if s.broker.protocol not in ("5", "3.1.1"):
+        raise ConfigError(f"setting 'broker.protocol': expected 5 or 3.1.1, got {s.broker.protocol!r}")
+    if s.broker.batch_size < 1 or s.broker.batch_size > 65535:
+        raise ConfigError("setting 'broker.batch_size': must be between 1 and 65535")
+    if s.broker.flush_seconds <= 0:
+        raise ConfigError("setting 'broker.flush_seconds': must be positive")
+    if s.rules.supply_period not in ("rolling_30", "calendar_month"):
+        raise ConfigError(
+            f"setting 'rules.supply_period': expected rolling_30 or calendar_month, got {s.rules.supply_period!r}"
+        )
+    if s.rules.supply_date_of_service not in ("period_end", "last_reading_day"):
+        raise ConfigError(
+            "setting 'rules.supply_date_of_service': expected period_end or last_reading_day, "
+            f"got {s.rules.supply_date_of_service!r}"
+        )
+    if s.rules.max_99458_units < 0:
+        raise ConfigError("setting 'rules.max_99458_units': must be 0 or more")
+    if not (0 <= s.schedule.hour <= 23 and 0 <= s.schedule.minute <= 59):
+        raise ConfigError("setting 'schedule.hour'/'schedule.minute': not a valid time of day")
+    b = s.billing
+    if not npi_is_valid(b.provider_npi):
+        raise ConfigError(
+            f"setting 'billing.provider_npi': {b.provider_npi!r} is not a valid NPI (10 digits with a Luhn check digit)"
+        )
+    if not (len(b.provider_tin) == 9 and b.provider_tin.isdigit()):
+        raise ConfigError("setting 'billing.provider_tin': expected 9 digits")
+    if b.usage not in ("T", "P"):
+        raise ConfigError(f"setting 'billing.usage': expected T (test) or P (production), got {b.usage!r}")
+    if not (len(b.place_of_service) == 2 and b.place_of_service.isdigit()):
+        raise ConfigError("setting 'billing.place_of_service': expected a two-digit place-of-service code")
+    for code, amount in b.charges.items():
+        if amount < 0:
+            raise ConfigError(f"setting 'billing.charges.{code}': must not be negative")
