@@ -1,9 +1,64 @@
-"""Commands of this stage (being built)."""
+"""``rpmpipe import ...`` (registry loads) and ``rpmpipe db upgrade``."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from rpmpipe.cli import fail, settings_of
+from rpmpipe.errors import RpmpipeError
+from rpmpipe.registry.db import open_registry
+from rpmpipe.registry.imports import KINDS, import_csv
+from rpmpipe.settings import redact_url
+
+import_app = typer.Typer(
+    help=(
+        "Load registry CSVs (patients, devices, assignments, enrollments, activities) or backfill "
+        "readings. Imports are idempotent and atomic: a bad row stops the import with its row "
+        "number and field, and nothing of that file is written."
+    ),
+    no_args_is_help=True,
+)
+db_app = typer.Typer(help="Registry database maintenance.", no_args_is_help=True)
+
+_FileArg = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV file with a header row.")]
+
+
+def _make_import(kind: str) -> None:
+    columns = ",".join(KINDS[kind].columns)
+
+    def command(ctx: typer.Context, file: _FileArg) -> None:
+        settings = settings_of(ctx)
+        started = time.perf_counter()
+        try:
+            engine = open_registry(settings.effective_database_url)
+            result = import_csv(engine, kind, file)
+        except RpmpipeError as exc:
+            raise fail(f"{exc}\nnothing from {file} was written") from None
+        typer.echo(
+            f"{kind}: {result.rows} rows ({result.inserted} new, {result.updated} updated, "
+            f"{result.unchanged} unchanged) in {time.perf_counter() - started:.2f}s"
+        )
+
+    command.__doc__ = f"Import {kind} from FILE.csv. Columns: {columns}."
+    import_app.command(kind)(command)
+
+
+for _kind in KINDS:
+    _make_import(_kind)
+
+
+@db_app.command("upgrade")
+def upgrade(ctx: typer.Context) -> None:
+    """Create or migrate the registry schema to the current version (idempotent)."""
+    settings = settings_of(ctx)
+    open_registry(settings.effective_database_url)
+    typer.echo(f"registry at {redact_url(settings.effective_database_url)} is up to date")
 
 
 def register(app: typer.Typer) -> None:
-    """Attach this module's commands to ``app``."""
+    app.add_typer(import_app, name="import")
+    app.add_typer(db_app, name="db")

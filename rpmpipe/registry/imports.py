@@ -1,0 +1,403 @@
+"""Registry loads from CSV (and from the simulator's rows): validated, idempotent, atomic.
+
+Every row of a file is parsed and checked before anything is written; the first bad row stops
+the import with its row number and field, and nothing of that file is written. Rows that are
+already in the registry with the same values are left alone, so importing the same file twice
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import Engine, Table, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from rpmpipe.errors import RegistryImportError
+from rpmpipe.logs import get_logger
+from rpmpipe.records import ACTIVITY_KINDS
+from rpmpipe.registry.models import (
+    Base,
+    CareActivity,
+    Device,
+    DeviceAssignment,
+    Enrollment,
+    Patient,
+)
+from rpmpipe.settings import npi_is_valid
+
+log = get_logger(__name__)
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ICD10_PATTERN = re.compile(r"^[A-TV-Z][0-9][0-9A-Z](\.?[0-9A-Z]{1,4})?$")
+DEVICE_KINDS = ("bp_cuff", "scale", "pulse_oximeter", "glucometer")
+PROGRAMS = ("RPM", "RTM", "CCM", "PCM")
+
+
+class _BadField(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# --- field parsers: value -> typed value, raising _BadField -----------------------------
+
+
+def _text(row: Mapping[str, str], field: str, *, required: bool = True, max_len: int = 200) -> str:
+    value = (row.get(field) or "").strip()
+    if required and not value:
+        raise _BadField(field, "is empty")
+    if len(value) > max_len:
+        raise _BadField(field, f"is longer than {max_len} characters")
+    return value
+
+
+def _ident(row: Mapping[str, str], field: str) -> str:
+    value = _text(row, field, max_len=64)
+    if not ID_PATTERN.match(value):
+        raise _BadField(field, f"{value!r} is not a valid id (letters, digits, '.', '_', '-'; at most 64)")
+    return value
+
+
+def _date(row: Mapping[str, str], field: str, *, required: bool = True) -> date | None:
+    value = (row.get(field) or "").strip()
+    if not value:
+        if required:
+            raise _BadField(field, "is empty")
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _BadField(field, f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _aware_datetime(row: Mapping[str, str], field: str) -> datetime:
+    value = _text(row, field, max_len=40)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise _BadField(field, f"{value!r} is not an ISO 8601 date-time") from None
+    if parsed.tzinfo is None:
+        raise _BadField(field, f"{value!r} has no time zone offset")
+    return parsed
+
+
+def _choice(row: Mapping[str, str], field: str, choices: Iterable[str]) -> str:
+    value = _text(row, field, max_len=64)
+    options = tuple(choices)
+    if value not in options:
+        raise _BadField(field, f"{value!r} is not one of {', '.join(options)}")
+    return value
+
+
+def _bool(row: Mapping[str, str], field: str) -> bool:
+    value = _text(row, field, max_len=8).lower()
+    if value in ("true", "1", "yes", "y", "t"):
+        return True
+    if value in ("false", "0", "no", "n", "f"):
+        return False
+    raise _BadField(field, f"{value!r} is not true or false")
+
+
+# --- one parser per kind ----------------------------------------------------------------
+
+
+def _patient(row: Mapping[str, str]) -> dict[str, Any]:
+    zone = _text(row, "timezone", max_len=64)
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _BadField("timezone", f"{zone!r} is not an IANA time zone") from None
+    birth = _date(row, "birth_date")
+    assert birth is not None
+    if birth > date.today() or birth.year < 1900:
+        raise _BadField("birth_date", "is not a plausible birth date")
+    zip_code = _text(row, "zip", max_len=10).replace("-", "")
+    if not (zip_code.isdigit() and len(zip_code) in (5, 9)):
+        raise _BadField("zip", "is not a 5- or 9-digit ZIP code")
+    state = _text(row, "state", max_len=2).upper()
+    if not (len(state) == 2 and state.isalpha()):
+        raise _BadField("state", "is not a two-letter state code")
+    codes = [c.strip().upper() for c in _text(row, "icd10_codes", max_len=400).split(";") if c.strip()]
+    if not codes:
+        raise _BadField("icd10_codes", "has no ICD-10 code")
+    for code in codes:
+        if not ICD10_PATTERN.match(code):
+            raise _BadField("icd10_codes", f"{code!r} is not an ICD-10-CM code")
+    return {
+        "patient_id": _ident(row, "patient_id"),
+        "mrn": _text(row, "mrn", required=False, max_len=64),
+        "first_name": _text(row, "first_name", max_len=100),
+        "last_name": _text(row, "last_name", max_len=100),
+        "birth_date": birth,
+        "sex": _choice(row, "sex", ("M", "F", "U")),
+        "address1": _text(row, "address1"),
+        "city": _text(row, "city", max_len=100),
+        "state": state,
+        "zip": zip_code,
+        "timezone": zone,
+        "payer_id": _ident(row, "payer_id"),
+        "payer_name": _text(row, "payer_name"),
+        "member_id": _text(row, "member_id", max_len=64),
+        "icd10_codes": ";".join(codes),
+    }
+
+
+def _device(row: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "device_id": _ident(row, "device_id"),
+        "kind": _choice(row, "kind", DEVICE_KINDS),
+        "model": _text(row, "model", required=False, max_len=100),
+    }
+
+
+def _assignment(row: Mapping[str, str]) -> dict[str, Any]:
+    start = _date(row, "start_date")
+    end = _date(row, "end_date", required=False)
+    assert start is not None
+    if end is not None and end < start:
+        raise _BadField("end_date", "is before start_date (end_date is the last day, inclusive)")
+    return {
+        "device_id": _ident(row, "device_id"),
+        "patient_id": _ident(row, "patient_id"),
+        "start_date": start,
+        "end_date": end,
+    }
+
+
+def _enrollment(row: Mapping[str, str]) -> dict[str, Any]:
+    start = _date(row, "start_date")
+    end = _date(row, "end_date", required=False)
+    assert start is not None
+    if end is not None and end < start:
+        raise _BadField("end_date", "is before start_date")
+    npi = _text(row, "ordering_npi", max_len=10)
+    if not npi_is_valid(npi):
+        raise _BadField("ordering_npi", f"{npi!r} is not a valid NPI (check digit)")
+    return {
+        "patient_id": _ident(row, "patient_id"),
+        "program": _choice(row, "program", PROGRAMS),
+        "start_date": start,
+        "end_date": end,
+        "consent_date": _date(row, "consent_date", required=False),
+        "ordering_npi": npi,
+    }
+
+
+def _activity(row: Mapping[str, str]) -> dict[str, Any]:
+    raw = _text(row, "minutes", max_len=12)
+    try:
+        minutes = Decimal(raw)
+    except InvalidOperation:
+        raise _BadField("minutes", f"{raw!r} is not a number") from None
+    if not minutes.is_finite() or minutes <= 0 or minutes > 1440:
+        raise _BadField("minutes", "must be more than 0 and at most 1440")
+    if minutes != minutes.quantize(Decimal("0.01")):
+        raise _BadField("minutes", "has more than two decimal places")
+    return {
+        "activity_id": _ident(row, "activity_id"),
+        "patient_id": _ident(row, "patient_id"),
+        "staff_id": _ident(row, "staff_id"),
+        "started_at": _aware_datetime(row, "started_at"),
+        "minutes": minutes,
+        "kind": _choice(row, "kind", ACTIVITY_KINDS),
+        "interactive": _bool(row, "interactive"),
+    }
+
+
+@dataclass(frozen=True)
+class ImportKind:
+    name: str
+    columns: tuple[str, ...]
+    parse: Callable[[Mapping[str, str]], dict[str, Any]]
+    model: type[Base]
+    key: tuple[str, ...]
+
+
+KINDS: dict[str, ImportKind] = {
+    k.name: k
+    for k in (
+        ImportKind(
+            "patients",
+            ("patient_id", "mrn", "first_name", "last_name", "birth_date", "sex", "address1", "city",
+             "state", "zip", "timezone", "payer_id", "payer_name", "member_id", "icd10_codes"),
+            _patient, Patient, ("patient_id",),
+        ),
+        ImportKind("devices", ("device_id", "kind", "model"), _device, Device, ("device_id",)),
+        ImportKind(
+            "assignments", ("device_id", "patient_id", "start_date", "end_date"),
+            _assignment, DeviceAssignment, ("device_id", "start_date"),
+        ),
+        ImportKind(
+            "enrollments",
+            ("patient_id", "program", "start_date", "end_date", "consent_date", "ordering_npi"),
+            _enrollment, Enrollment, ("patient_id", "program", "start_date"),
+        ),
+        ImportKind(
+            "activities",
+            ("activity_id", "patient_id", "staff_id", "started_at", "minutes", "kind", "interactive"),
+            _activity, CareActivity, ("activity_id",),
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    kind: str
+    rows: int
+    inserted: int
+    updated: int
+    unchanged: int
+
+
+def import_csv(engine: Engine, kind: str, path: str | Path) -> ImportResult:
+    """Import a registry CSV (header row, UTF-8) of the contract's columns for ``kind``."""
+    spec = _spec(kind)
+    p = Path(path)
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = tuple(reader.fieldnames or ())
+            missing = [c for c in spec.columns if c not in header]
+            if missing:
+                raise RegistryImportError(str(p), 1, missing[0], f"missing column(s): {', '.join(missing)}")
+            rows = list(reader)
+    except UnicodeDecodeError as exc:
+        raise RegistryImportError(str(p), 0, None, f"not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise RegistryImportError(str(p), 0, None, f"cannot read file: {exc.strerror}") from None
+    # Data rows start on line 2 of the file (line 1 is the header).
+    return import_rows(engine, kind, rows, source=str(p), first_row=2)
+
+
+def import_rows(
+    engine: Engine,
+    kind: str,
+    rows: Iterable[Mapping[str, str]],
+    source: str,
+    first_row: int = 1,
+) -> ImportResult:
+    """Validate every row, then upsert them all in one transaction (or none on error)."""
+    spec = _spec(kind)
+    parsed: dict[tuple[Any, ...], tuple[int, dict[str, Any]]] = {}
+    for number, row in enumerate(rows, start=first_row):
+        if None in row:  # csv.DictReader puts surplus cells under the None key
+            raise RegistryImportError(source, number, None, "more cells than header columns")
+        try:
+            values = spec.parse(row)
+        except _BadField as exc:
+            raise RegistryImportError(source, number, exc.field, str(exc)) from None
+        key = tuple(values[k] for k in spec.key)
+        if key in parsed:
+            first = parsed[key][0]
+            if parsed[key][1] != values:
+                raise RegistryImportError(
+                    source, number, spec.key[0], f"same key as row {first} with different values"
+                )
+            continue
+        parsed[key] = (number, values)
+
+    table: Table = spec.model.__table__  # type: ignore[assignment]
+    with engine.begin() as conn:
+        existing: dict[tuple[Any, ...], dict[str, Any]] = {}
+        key_cols = [table.c[k] for k in spec.key]
+        keys = list(parsed)
+        for i in range(0, len(keys), 5000):
+            chunk = keys[i : i + 5000]
+            cond = key_cols[0].in_([k[0] for k in chunk]) if len(key_cols) == 1 else tuple_(*key_cols).in_(chunk)
+            for rec in conn.execute(select(table).where(cond)).mappings():
+                existing[tuple(rec[k] for k in spec.key)] = dict(rec)
+        _check_references(conn, spec, parsed, source)
+
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        for key, (_number, values) in parsed.items():
+            old = existing.get(key)
+            if old is None:
+                inserts.append(values)
+            elif any(_differs(old.get(col), val) for col, val in values.items()):
+                updates.append(values)
+        if inserts:
+            conn.execute(_insert(conn.dialect.name, table), inserts)
+        for values in updates:
+            cond_parts = [table.c[k] == values[k] for k in spec.key]
+            conn.execute(update(table).where(*cond_parts).values(**values))
+        if kind == "assignments":
+            _check_overlaps(conn, parsed, source)
+    result = ImportResult(kind, len(parsed), len(inserts), len(updates), len(parsed) - len(inserts) - len(updates))
+    log.info("registry_import", kind=kind, rows=result.rows, inserted=result.inserted,
+             updated=result.updated, unchanged=result.unchanged)
+    return result
+
+
+def _spec(kind: str) -> ImportKind:
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise RegistryImportError(kind, 0, None, f"unknown import kind; expected one of {', '.join(KINDS)}") from None
+
+
+def _insert(dialect: str, table: Table) -> Any:
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    return table.insert()
+
+
+def _differs(old: Any, new: Any) -> bool:
+    if isinstance(new, datetime) and isinstance(old, datetime):
+        return new != old  # both aware: compares the instant
+    if isinstance(new, Decimal) and old is not None:
+        return Decimal(str(old)) != new
+    return bool(old != new)
+
+
+def _check_references(conn: Any, spec: ImportKind, parsed: Mapping[tuple[Any, ...], tuple[int, dict[str, Any]]],
+                      source: str) -> None:
+    needs: list[tuple[str, Any]] = []
+    if spec.name in ("assignments", "enrollments", "activities"):
+        needs.append(("patient_id", Patient.__table__.c.patient_id))  # type: ignore[attr-defined]
+    if spec.name == "assignments":
+        needs.append(("device_id", Device.__table__.c.device_id))  # type: ignore[attr-defined]
+    for field, column in needs:
+        wanted = {values[field] for _, values in parsed.values()}
+        known: set[str] = set()
+        ids = list(wanted)
+        for i in range(0, len(ids), 5000):
+            known.update(conn.execute(select(column).where(column.in_(ids[i : i + 5000]))).scalars())
+        for number, values in sorted(parsed.values(), key=lambda item: item[0]):
+            if values[field] not in known:
+                raise RegistryImportError(source, number, field, f"{values[field]!r} is not in the registry")
+
+
+def _check_overlaps(conn: Any, parsed: Mapping[tuple[Any, ...], tuple[int, dict[str, Any]]], source: str) -> None:
+    """A device is lent to one patient at a time: assignments of a device must not overlap."""
+    table = DeviceAssignment.__table__
+    devices = list({values["device_id"] for _, values in parsed.values()})
+    by_device: dict[str, list[tuple[date, date, str, date]]] = {}
+    for i in range(0, len(devices), 5000):
+        rows = conn.execute(select(table.c.device_id, table.c.start_date, table.c.end_date, table.c.patient_id)
+                            .where(table.c.device_id.in_(devices[i : i + 5000])))
+        for device_id, start, end, patient in rows:
+            by_device.setdefault(device_id, []).append((start, end or date.max, patient, start))
+    row_of = {(v["device_id"], v["start_date"]): n for n, v in parsed.values()}
+    for device_id, spans in by_device.items():
+        spans.sort()
+        for prev, cur in zip(spans, spans[1:], strict=False):
+            if cur[0] <= prev[1]:
+                number = row_of.get((device_id, cur[3])) or row_of.get((device_id, prev[3])) or 0
+                raise RegistryImportError(
+                    source, number, "start_date",
+                    f"device {device_id} is already assigned from {prev[0]} to "
+                    f"{'open' if prev[1] == date.max else prev[1]}; assignments must not overlap",
+                )

@@ -1,0 +1,90 @@
+"""Settings: file < environment < flags; a bad value names the setting and its source."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from rpmpipe.errors import ConfigError
+from rpmpipe.settings import load_settings, npi_is_valid, redact_url
+
+
+def write_toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "rpmpipe.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_need_no_file_or_environment() -> None:
+    s = load_settings(None, env={})
+    assert s.broker.url == "mqtt://127.0.0.1:1883"
+    assert s.effective_database_url.endswith("rpmpipe-data/registry.db")
+    assert s.billing.charges["99454"] == Decimal("47.00")
+
+
+def test_environment_overrides_file_and_flags_override_both(tmp_path: Path) -> None:
+    cfg = write_toml(tmp_path, 'data_dir = "/from/file"\n[broker]\nurl = "mqtt://file:1883"\nbatch_size = 10\n')
+    s = load_settings(cfg, env={"RPMPIPE_BROKER_URL": "mqtt://env:1883", "RPMPIPE_DATA_DIR": "/from/env"})
+    assert (s.broker.url, str(s.data_dir), s.broker.batch_size) == ("mqtt://env:1883", "/from/env", 10)
+    s = load_settings(cfg, env={"RPMPIPE_BROKER_URL": "mqtt://env:1883"}, overrides={"broker.url": "mqtt://flag:1"})
+    assert s.broker.url == "mqtt://flag:1"
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    cfg = write_toml(tmp_path, 'organization_timezone = "America/Denver"\n')
+    assert load_settings(None, env={"RPMPIPE_CONFIG": str(cfg)}).organization_timezone == "America/Denver"
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"RPMPIPE_BROKER_BATCH_SIZE": "many"}, ["broker.batch_size", "RPMPIPE_BROKER_BATCH_SIZE"]),
+        ({"RPMPIPE_ORGANIZATION_TIMEZONE": "Mars/Base"}, ["organization_timezone"]),
+        ({"RPMPIPE_BROKER_URL": "http://x"}, ["broker.url"]),
+        ({"RPMPIPE_RULES_SUPPLY_PERIOD": "weekly"}, ["rules.supply_period"]),
+        ({"RPMPIPE_LOG_LEVEL": "LOUD"}, ["log_level"]),
+    ],
+)
+def test_bad_value_names_the_setting(env: dict[str, str], names: list[str]) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, env=env)
+    for name in names:
+        assert name in str(err.value)
+
+
+def test_unknown_key_in_file_is_an_error(tmp_path: Path) -> None:
+    cfg = write_toml(tmp_path, "[broker]\nurll = 'mqtt://x'\n")
+    with pytest.raises(ConfigError, match="broker.urll"):
+        load_settings(cfg, env={})
+
+
+def test_bad_billing_npi_fails_at_load(tmp_path: Path) -> None:
+    cfg = write_toml(tmp_path, '[billing]\nprovider_npi = "1234567890"\n')
+    with pytest.raises(ConfigError, match="billing.provider_npi"):
+        load_settings(cfg, env={})
+
+
+def test_billing_tables_from_file(tmp_path: Path) -> None:
+    cfg = write_toml(
+        tmp_path,
+        '[billing]\nusage = "P"\n[billing.charges]\n99454 = "50.25"\n'
+        '[billing.modifiers]\n99457 = ["95"]\n[billing.payers.AETNA]\nname = "Aetna"\nclaim_filing_indicator = "CI"\n',
+    )
+    s = load_settings(cfg, env={})
+    assert s.billing.charges["99454"] == Decimal("50.25")
+    assert s.billing.charges["99453"] == Decimal("22.00")
+    assert s.billing.modifiers["99457"] == ("95",)
+    assert s.billing.payers["AETNA"].claim_filing_indicator == "CI"
+
+
+@pytest.mark.parametrize(("npi", "ok"), [("1234567893", True), ("1234567890", False), ("123456789", False)])
+def test_npi_check_digit(npi: str, ok: bool) -> None:
+    assert npi_is_valid(npi) is ok
+
+
+def test_redact_url_hides_password() -> None:
+    assert redact_url("postgresql+psycopg://app:s3cret@db:5432/rpm") == "postgresql+psycopg://app:***@db:5432/rpm"
+    assert "s3cret" not in redact_url("mqtts://ingest:s3cret@broker:8883")
+    assert redact_url("mqtt://127.0.0.1:1883") == "mqtt://127.0.0.1:1883"
