@@ -37,9 +37,52 @@ def parse_broker(settings: BrokerSettings) -> BrokerAddress:
     if password and not tls and not settings.allow_insecure_password:
         raise ConfigError(
             "setting 'broker.url': refusing to send a broker password over plain TCP; use "
-            "mqtts:// or set broker.allow_insecure_password = true (RPMPIPE_BROKER_ALLOW_INSECURE_PASSWORD)"
+            "mqtts:// or set broker.allow_insecure_password = true "
+            "(RPMPIPE_BROKER_ALLOW_INSECURE_PASSWORD)"
         )
+    if not tls:
+        # A CA or client certificate with a plain URL means TLS was intended: say so rather
+        # than silently connecting in clear text.
+        for name in ("ca", "certfile", "keyfile"):
+            if getattr(settings, name):
+                raise ConfigError(
+                    f"setting 'broker.{name}' is set but broker.url is not mqtts:// "
+                    f"({parts.scheme}://{parts.hostname}:{port}); use mqtts:// for TLS"
+                )
+    if settings.keyfile and not settings.certfile:
+        raise ConfigError("setting 'broker.keyfile' needs broker.certfile (the client certificate)")
     return BrokerAddress(parts.hostname, port, tls, username, password)
+
+
+def tls_context(settings: BrokerSettings) -> ssl.SSLContext:
+    """A client TLS context that verifies the broker's certificate and host name.
+
+    ``broker.ca`` pins a private CA (the one ``rpmpipe broker-config`` writes); without it
+    the system trust store is used. ``broker.certfile``/``keyfile`` add a client certificate.
+    """
+    try:
+        context = ssl.create_default_context(cafile=settings.ca or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"setting 'broker.ca': cannot load {settings.ca!r}: {_reason(exc)}"
+        ) from None
+    # create_default_context already does this; stated so a later edit cannot loosen it quietly.
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if settings.certfile:
+        try:
+            context.load_cert_chain(settings.certfile, settings.keyfile or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"setting 'broker.certfile'/'broker.keyfile': cannot load {settings.certfile!r}: "
+                f"{_reason(exc)}"
+            ) from None
+    return context
+
+
+def _reason(exc: OSError | ssl.SSLError) -> str:
+    return exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
 
 
 def make_client(
@@ -67,8 +110,5 @@ def make_client(
     if address.username:
         client.username_pw_set(address.username, address.password or None)
     if address.tls:
-        context = ssl.create_default_context(cafile=settings.ca or None)
-        if settings.certfile:
-            context.load_cert_chain(settings.certfile, settings.keyfile or None)
-        client.tls_set_context(context)
+        client.tls_set_context(tls_context(settings))
     return client, address

@@ -27,6 +27,8 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # The registry holds PHI: create it 0600 (SQLite gives -wal/-shm the same mode).
+            Path(parsed.database).touch(mode=0o600, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True

@@ -38,6 +38,8 @@ log = get_logger(__name__)
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ICD10_PATTERN = re.compile(r"^[A-TV-Z][0-9][0-9A-Z](\.?[0-9A-Z]{1,4})?$")
+# Columns whose values never appear in an error message or a log line.
+PHI_COLUMNS = frozenset({"first_name", "last_name", "birth_date", "address1", "city", "zip", "member_id"})
 DEVICE_KINDS = ("bp_cuff", "scale", "pulse_oximeter", "glucometer")
 PROGRAMS = ("RPM", "RTM", "CCM", "PCM")
 
@@ -76,7 +78,9 @@ def _date(row: Mapping[str, str], field: str, *, required: bool = True) -> date 
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise _BadField(field, f"{value!r} is not a date (YYYY-MM-DD)") from None
+        # A birth date is PHI: name the field, never echo its value into errors.
+        shown = "the value" if field in PHI_COLUMNS else repr(value)
+        raise _BadField(field, f"{shown} is not a date (YYYY-MM-DD)") from None
 
 
 def _aware_datetime(row: Mapping[str, str], field: str) -> datetime:
@@ -129,9 +133,9 @@ def _patient(row: Mapping[str, str]) -> dict[str, Any]:
     codes = [c.strip().upper() for c in _text(row, "icd10_codes", max_len=400).split(";") if c.strip()]
     if not codes:
         raise _BadField("icd10_codes", "has no ICD-10 code")
-    for code in codes:
+    for position, code in enumerate(codes, start=1):
         if not ICD10_PATTERN.match(code):
-            raise _BadField("icd10_codes", f"{code!r} is not an ICD-10-CM code")
+            raise _BadField("icd10_codes", f"code {position} is not an ICD-10-CM code")
     return {
         "patient_id": _ident(row, "patient_id"),
         "mrn": _text(row, "mrn", required=False, max_len=64),

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -16,8 +17,10 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -27,6 +30,27 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes stored as UTC and read back aware, on SQLite (no zone) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("refusing to store a naive datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
 
 
 class Base(DeclarativeBase):
@@ -94,7 +118,7 @@ class CareActivity(Base):
     activity_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     patient_id: Mapped[str] = mapped_column(String(64))
     staff_id: Mapped[str] = mapped_column(String(64))
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     minutes: Mapped[Decimal] = mapped_column(Numeric(8, 2))
     kind: Mapped[str] = mapped_column(String(32))
     interactive: Mapped[bool] = mapped_column(Boolean)
@@ -122,26 +146,34 @@ class EngagementRow(Base):
     lines_json: Mapped[str] = mapped_column(Text, default="[]")
     evidence_json: Mapped[str] = mapped_column(Text, default="{}")
     as_of: Mapped[date] = mapped_column(Date)
-    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class ExportLedgerEntry(Base):
     """One exported service line. The ledger is the source of truth against double billing."""
 
     __tablename__ = "export_ledger"
+    # One row per line per revision of an engagement record: revision 0 is the original
+    # claim; each later change of the record (a correction or replacement) is revision n+1.
+    # The constraint makes "billed twice" impossible even for two exports racing.
     __table_args__ = (
-        UniqueConstraint("patient_id", "code", "date_of_service", "period_start", "line_kind"),
+        UniqueConstraint("patient_id", "program", "record_kind", "period_start", "code", "revision"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(String(64), index=True)
     patient_id: Mapped[str] = mapped_column(String(64), index=True)
+    program: Mapped[str] = mapped_column(String(16), default="RPM")
+    record_kind: Mapped[str] = mapped_column(String(32))
+    revision: Mapped[int] = mapped_column(Integer, default=0)
     code: Mapped[str] = mapped_column(String(8))
     units: Mapped[int] = mapped_column(Integer)
     charge: Mapped[Decimal] = mapped_column(Numeric(10, 2))
     date_of_service: Mapped[date] = mapped_column(Date)
     period_start: Mapped[date] = mapped_column(Date)
     period_end: Mapped[date] = mapped_column(Date)
+    # original | replacement (claim with frequency 7) | correction (reported, not billed)
+    # | void (the record is no longer billable; code "-" marks the empty state)
     line_kind: Mapped[str] = mapped_column(String(16), default="original")
     claim_id: Mapped[str] = mapped_column(String(38))
     file_name: Mapped[str] = mapped_column(String(200))
@@ -150,7 +182,7 @@ class ExportLedgerEntry(Base):
     transaction_control: Mapped[int] = mapped_column(Integer)
     transmission_days: Mapped[int] = mapped_column(Integer, default=0)
     interactive_minutes: Mapped[Decimal] = mapped_column(Numeric(8, 2), default=Decimal(0))
-    exported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    exported_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class ControlNumber(Base):
@@ -168,8 +200,8 @@ class JobRun(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job: Mapped[str] = mapped_column(String(64))
     as_of: Mapped[date] = mapped_column(Date)
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     status: Mapped[str] = mapped_column(String(16))  # running, succeeded, failed
     records: Mapped[int] = mapped_column(Integer, default=0)
     billable_lines: Mapped[int] = mapped_column(Integer, default=0)

@@ -69,6 +69,9 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('run_id', sa.String(length=64), nullable=False),
     sa.Column('patient_id', sa.String(length=64), nullable=False),
+    sa.Column('program', sa.String(length=16), nullable=False),
+    sa.Column('record_kind', sa.String(length=32), nullable=False),
+    sa.Column('revision', sa.Integer(), nullable=False),
     sa.Column('code', sa.String(length=8), nullable=False),
     sa.Column('units', sa.Integer(), nullable=False),
     sa.Column('charge', sa.Numeric(precision=10, scale=2), nullable=False),
@@ -85,7 +88,7 @@ def upgrade() -> None:
     sa.Column('interactive_minutes', sa.Numeric(precision=8, scale=2), nullable=False),
     sa.Column('exported_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_export_ledger')),
-    sa.UniqueConstraint('patient_id', 'code', 'date_of_service', 'period_start', 'line_kind', name=op.f('uq_export_ledger_patient_id'))
+    sa.UniqueConstraint('patient_id', 'program', 'record_kind', 'period_start', 'code', 'revision', name=op.f('uq_export_ledger_patient_id'))
     )
     with op.batch_alter_table('export_ledger', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_export_ledger_patient_id'), ['patient_id'], unique=False)
