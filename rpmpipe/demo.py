@@ -1,0 +1,220 @@
+"""The whole pipeline on embedded defaults, for a newcomer: ``rpmpipe demo``.
+
+It starts the in-process broker, registers a simulated fleet, starts ingest, publishes the
+fleet's syncs and care activity in accelerated time, waits until ingest has written (or
+quarantined) every message, computes engagement as of today, exports the billable lines, and
+returns the figures for a summary table. Each stage is the real one the production commands
+run; only the broker and the database are the embedded defaults.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from billing_export.export import ExportResult, run_export
+from ingest.stats import StatsSnapshot
+from ingest.subscriber import IngestService
+from metrics.job import compute_and_persist
+from rpmpipe.embedded_broker import EmbeddedBroker
+from rpmpipe.errors import RpmpipeError
+from rpmpipe.records import EngagementRecord
+from rpmpipe.registry.db import open_registry
+from rpmpipe.registry.imports import import_rows
+from rpmpipe.settings import Settings
+from simulators import Fleet, build_fleet, default_start, publish, simulate, write_manifest
+
+MARKER = ".rpmpipe-demo"
+DEMO_USERNAME = "rpmpipe-demo"
+
+
+@dataclass(frozen=True)
+class PatientRow:
+    patient_id: str
+    profile: str
+    transmission_days: int
+    interactive_minutes: Decimal
+    codes: str
+    status: str
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    out: Path
+    as_of: date
+    patients: int
+    devices: int
+    messages: int
+    readings_stored: int
+    duplicates: int
+    quarantined: dict[str, int]
+    activities: int
+    transmission_days: int
+    interactive_minutes: Decimal
+    lines_by_code: dict[str, int]
+    status_by_kind: dict[str, dict[str, int]]
+    export_dir: Path | None
+    claims: int
+    exported_lines: int
+    total_charge: Decimal
+    seconds: float
+    per_patient: tuple[PatientRow, ...] = field(default=())
+
+
+def prepare_out_dir(out: Path) -> None:
+    """Empty a previous demo's output; refuse to touch a directory the demo did not make."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / MARKER).exists():
+            raise RpmpipeError(
+                f"{out} exists and was not made by rpmpipe demo; choose another --out or empty it"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (out / MARKER).write_text("made by rpmpipe demo; rerunning the demo replaces this directory\n")
+
+
+def run_demo(
+    base: Settings,
+    out: Path,
+    *,
+    patients: int,
+    days: int,
+    seed: int,
+    now: datetime,
+    progress: Callable[[str], None],
+) -> DemoSummary:
+    started = time.monotonic()
+    prepare_out_dir(out)
+    progress(f"output in {out}")
+    with EmbeddedBroker() as broker:
+        settings = base.replace(
+            data_dir=out / "data",
+            database_url="",
+            broker=replace(
+                base.broker,
+                url=broker.url,
+                protocol="3.1.1",
+                username=DEMO_USERNAME,
+                password="",
+                client_id="rpmpipe-demo-ingest",
+                topic_root="rpm/v1",
+                shared_group="",
+            ),
+        )
+        progress(f"embedded MQTT broker on {broker.url}")
+        engine = open_registry(settings.effective_database_url)
+
+        fleet = build_fleet(patients=patients, start=default_start(now, days), days=days, seed=seed)
+        for kind, rows in fleet.registry_rows().items():
+            import_rows(engine, kind, rows, source="demo fleet")
+        progress(f"registered {len(fleet.patients)} patients and {len(fleet.devices)} devices")
+
+        sim = simulate(fleet, topic_root=settings.broker.topic_root, fmt="mixed", faults=True, until=now)
+        if sim.manifest is not None:
+            write_manifest(out / "faults.json", sim.manifest)
+
+        service = IngestService(settings, engine)
+        stop = threading.Event()
+        worker = threading.Thread(target=service.run, args=(stop,), name="ingest", daemon=True)
+        worker.start()
+        _wait(lambda: service.stats.subscribed > 0, 20, "ingest did not subscribe to the broker")
+        progress(f"ingest subscribed; publishing {len(sim.messages)} messages over {days} days")
+
+        def show(p: object) -> None:
+            stats = service.stats
+            progress(f"  published {getattr(p, 'acked', 0)}/{len(sim.messages)}, "
+                     f"ingested {stats.processed}")
+
+        published = publish(settings, sim.messages, speed="max", progress=show)
+        _wait(lambda: service.stats.processed >= published.messages, 60,
+              "ingest did not finish the published messages in time")
+        stop.set()
+        worker.join(30)
+        stats = service.stats
+        progress(
+            f"ingested {stats.processed} messages: {stats.stored} readings stored, "
+            f"{stats.duplicates} duplicates dropped, {stats.quarantined_total} quarantined"
+        )
+
+    as_of = now.astimezone(settings.org_zone).date()
+    records = compute_and_persist(settings, engine, as_of, now)
+    progress(f"computed {len(records)} engagement records as of {as_of}")
+    result = run_export(settings, engine, as_of, out_dir=out / "exports", now=now)
+    progress(f"exported {result.lines} lines in {result.claims} claims to {result.run_dir}")
+
+    return _summarise(out, as_of, fleet, stats, published.messages, records, result,
+                      time.monotonic() - started)
+
+
+def _wait(condition: Callable[[], bool], timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RpmpipeError(message)
+        time.sleep(0.05)
+
+
+def _summarise(out: Path, as_of: date, fleet: Fleet, stats: StatsSnapshot, messages: int,
+               records: list[EngagementRecord], result: ExportResult, seconds: float) -> DemoSummary:
+    lines: Counter[str] = Counter()
+    status_by_kind: dict[str, Counter[str]] = {}
+    days_total = 0
+    minutes_total = Decimal(0)
+    days_of: Counter[str] = Counter()
+    minutes_of: dict[str, Decimal] = {}
+    codes_of: dict[str, Counter[str]] = {}
+    billable: set[str] = set()
+    profiles = {p.patient_id: p.profile for p in fleet.patients}
+    for r in records:
+        status_by_kind.setdefault(r.kind, Counter())[r.status] += 1
+        codes_of.setdefault(r.patient_id, Counter())
+        if r.kind == "device_supply":
+            days_total += r.transmission_days
+            days_of[r.patient_id] += r.transmission_days
+        elif r.kind == "treatment_management":
+            minutes_total += r.interactive_minutes
+            minutes_of[r.patient_id] = minutes_of.get(r.patient_id, Decimal(0)) + r.interactive_minutes
+        if r.status == "billable":
+            billable.add(r.patient_id)
+            for line in r.lines:
+                lines[line.code] += line.units
+                codes_of[r.patient_id][line.code] += line.units
+    per_patient = tuple(
+        PatientRow(
+            pid,
+            profiles.get(pid, ""),
+            days_of[pid],
+            minutes_of.get(pid, Decimal(0)),
+            " ".join(f"{c}x{n}" if n > 1 else c for c, n in sorted(codes.items())) or "-",
+            "billable" if pid in billable else "not billable",
+        )
+        for pid, codes in sorted(codes_of.items())
+    )
+    return DemoSummary(
+        out=out,
+        as_of=as_of,
+        patients=len(fleet.patients),
+        devices=len(fleet.devices),
+        messages=messages,
+        readings_stored=stats.stored,
+        duplicates=stats.duplicates,
+        quarantined=dict(stats.quarantined),
+        activities=stats.activities,
+        transmission_days=days_total,
+        interactive_minutes=minutes_total,
+        lines_by_code=dict(sorted(lines.items())),
+        status_by_kind={k: dict(v) for k, v in sorted(status_by_kind.items())},
+        export_dir=result.run_dir,
+        claims=result.claims,
+        exported_lines=result.lines,
+        total_charge=result.total_charge,
+        seconds=seconds,
+        per_patient=per_patient,
+    )
