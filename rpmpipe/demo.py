@@ -30,6 +30,7 @@ from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.imports import import_rows
 from rpmpipe.settings import Settings
 from simulators import Fleet, build_fleet, default_start, publish, simulate, write_manifest
+from simulators.fleet import ORDERING_PROVIDERS
 
 MARKER = ".rpmpipe-demo"
 DEMO_USERNAME = "rpmpipe-demo"
@@ -106,6 +107,11 @@ def run_demo(
                 client_id="rpmpipe-demo-ingest",
                 topic_root="rpm/v1",
                 shared_group="",
+            ),
+            # The fleet's ordering practitioners render the claims; name them for the 837P.
+            billing=replace(
+                base.billing,
+                rendering_providers={**ORDERING_PROVIDERS, **base.billing.rendering_providers},
             ),
         )
         progress(f"embedded MQTT broker on {broker.url}")

@@ -74,6 +74,13 @@ class ScheduleSettings:
     misfire_grace_seconds: int = 6 * 3600
 
 
+# SBR09 codes of 005010X222A1 (MB Medicare Part B, MC Medicaid, CI commercial, ...).
+CLAIM_FILING_INDICATORS = frozenset(
+    {"11", "12", "13", "14", "15", "16", "17", "AM", "BL", "CH", "CI", "DS", "FI", "HM", "LM",
+     "MA", "MB", "MC", "OF", "TV", "VA", "WC", "ZZ"}
+)
+
+
 @dataclass(frozen=True)
 class PayerSettings:
     name: str = ""
@@ -102,6 +109,9 @@ class BillingSettings:
     charges: Mapping[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_CHARGES))
     modifiers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     payers: Mapping[str, PayerSettings] = field(default_factory=dict)
+    # NPI -> "LAST, FIRST" of practitioners who order RPM (enrollments.ordering_npi). A claim
+    # whose ordering NPI differs from provider_npi names them as rendering provider (2310B).
+    rendering_providers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -158,19 +168,19 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
 
 
-def npi_is_valid(npi: str) -> bool:
-    """NPI check digit: Luhn over the prefix 80840 and the first nine digits."""
-    if len(npi) != 10 or not npi.isdigit():
-        return False
-    digits = [int(c) for c in "80840" + npi[:9]]
+def npi_check_digit(first_nine: str) -> str:
+    """The NPI check digit: Luhn over the prefix 80840 and the first nine digits."""
     total = 0
-    for i, d in enumerate(reversed(digits)):
+    for i, d in enumerate(int(c) for c in reversed("80840" + first_nine)):
         if i % 2 == 0:
-            d *= 2
-            if d > 9:
-                d -= 9
+            d = d * 2 - 9 if d > 4 else d * 2
         total += d
-    return (10 - total % 10) % 10 == int(npi[9])
+    return str((10 - total % 10) % 10)
+
+
+def npi_is_valid(npi: str) -> bool:
+    """Ten digits whose last one is the check digit of the first nine."""
+    return len(npi) == 10 and npi.isdigit() and npi_check_digit(npi[:9]) == npi[9]
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -265,7 +275,8 @@ def _build_section(cls: type, section: str, value: Any, source_of: Mapping[str, 
 def _build_billing(value: Any, source_of: Mapping[str, str]) -> BillingSettings:
     if not isinstance(value, dict):
         raise ConfigError("setting 'billing' must be a table")
-    plain = {k: v for k, v in value.items() if k not in ("charges", "modifiers", "payers")}
+    tables = ("charges", "modifiers", "payers", "rendering_providers")
+    plain = {k: v for k, v in value.items() if k not in tables}
     base: BillingSettings = _build_section(BillingSettings, "billing", plain, source_of)
     charges = dict(DEFAULT_CHARGES)
     for code, amount in (value.get("charges") or {}).items():
@@ -281,7 +292,14 @@ def _build_billing(value: Any, source_of: Mapping[str, str]) -> BillingSettings:
         payers[str(payer_id)] = _build_section(
             PayerSettings, f"billing.payers.{payer_id}", conf, source_of
         )
-    return dataclasses.replace(base, charges=charges, modifiers=modifiers, payers=payers)
+    rendering = {}
+    for npi, name in (value.get("rendering_providers") or {}).items():
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"billing.rendering_providers.{npi}: expected a name such as 'LAST, FIRST'")
+        rendering[str(npi)] = name
+    return dataclasses.replace(
+        base, charges=charges, modifiers=modifiers, payers=payers, rendering_providers=rendering
+    )
 
 
 def _coerce(kind: Any, value: Any, name: str, source: str) -> Any:
@@ -370,3 +388,15 @@ def _check(s: Settings) -> None:
     for code, amount in b.charges.items():
         if amount < 0:
             raise ConfigError(f"setting 'billing.charges.{code}': must not be negative")
+    for npi in b.rendering_providers:
+        if not npi_is_valid(npi):
+            raise ConfigError(
+                f"setting 'billing.rendering_providers': {npi!r} is not a valid NPI "
+                "(10 digits with a Luhn check digit)"
+            )
+    for payer_id, payer in b.payers.items():
+        if payer.claim_filing_indicator not in CLAIM_FILING_INDICATORS:
+            raise ConfigError(
+                f"setting 'billing.payers.{payer_id}.claim_filing_indicator': "
+                f"{payer.claim_filing_indicator!r} is not an X12 claim filing indicator code"
+            )

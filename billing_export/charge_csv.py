@@ -1,0 +1,179 @@
+"""The charge CSV and the corrections CSV for the billing team (pure: write to a file object).
+
+One charge row per service line, in the same order and with the same claim ids and line
+numbers as the 837P. Values keep their accents (the file is UTF-8); line breaks inside a
+value become spaces so that every row is one line for spreadsheet imports.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import TextIO
+
+from billing_export.claims import Claim, payer_name_for
+from rpmpipe.settings import BillingSettings
+
+CHARGE_COLUMNS = (
+    "claim_id",
+    "line_no",
+    "claim_frequency",
+    "original_claim_id",
+    "patient_id",
+    "member_id",
+    "payer_id",
+    "payer_name",
+    "cpt",
+    "modifiers",
+    "units",
+    "charge",
+    "date_of_service",
+    "period_start",
+    "period_end",
+    "icd10",
+    "diagnosis_pointers",
+    "pos",
+    "billing_npi",
+    "rendering_npi",
+    "last_name",
+    "first_name",
+    "birth_date",
+    "sex",
+    "address1",
+    "city",
+    "state",
+    "zip",
+    "program",
+    "record_kind",
+    "rule_set",
+    "transmission_days",
+    "interactive_minutes",
+)
+
+CORRECTION_COLUMNS = (
+    "patient_id",
+    "program",
+    "record_kind",
+    "period_start",
+    "period_end",
+    "rule_set",
+    "original_claim_id",
+    "billed_lines",
+    "corrected_lines",
+    "action",
+    "replacement_claim_id",
+    "reason",
+)
+
+_BREAKS = re.compile(r"[\r\n\t\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    """A change to an already exported record, for the billing team to act on."""
+
+    patient_id: str
+    program: str
+    record_kind: str
+    period_start: date
+    period_end: date
+    rule_set: str
+    original_claim_id: str
+    billed_lines: str  # "99454x1@2026-11-30;..."
+    corrected_lines: str  # "" when the record is no longer billable
+    action: str  # replacement_claim | review | void
+    replacement_claim_id: str
+    reason: str
+
+
+def one_line(value: str) -> str:
+    if value.isprintable():  # the common case: no line breaks or other controls
+        return value.strip()
+    return _BREAKS.sub(" ", value).strip()
+
+
+def money(value: Decimal) -> str:
+    return f"{value.quantize(Decimal('0.01')):f}"
+
+
+def write_charge_csv(out: TextIO, claims: Sequence[Claim], billing: BillingSettings) -> int:
+    """Write the header and one row per service line; returns the number of rows."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CHARGE_COLUMNS)
+    rows = 0
+    for claim in claims:
+        p = claim.patient
+        for cl in claim.lines:
+            line = cl.line
+            writer.writerow(
+                [
+                    one_line(v)
+                    for v in (
+                        claim.claim_id,
+                        str(cl.line_no),
+                        claim.frequency,
+                        claim.original_claim_id,
+                        p.patient_id,
+                        p.member_id,
+                        p.payer_id,
+                        payer_name_for(p, billing),
+                        line.code,
+                        ";".join(cl.modifiers),
+                        str(line.units),
+                        money(cl.charge),
+                        line.date_of_service.isoformat(),
+                        line.period_start.isoformat(),
+                        line.period_end.isoformat(),
+                        ";".join(p.icd10),
+                        ";".join(str(n) for n in cl.diagnosis_pointers),
+                        billing.place_of_service,
+                        billing.provider_npi,
+                        claim.rendering_npi,
+                        p.last_name,
+                        p.first_name,
+                        p.birth_date.isoformat(),
+                        p.sex,
+                        p.address1,
+                        p.city,
+                        p.state,
+                        p.zip,
+                        line.program,
+                        line.record_kind,
+                        line.rule_set,
+                        str(line.transmission_days),
+                        money(line.interactive_minutes),
+                    )
+                ]
+            )
+            rows += 1
+    return rows
+
+
+def write_corrections_csv(out: TextIO, corrections: Sequence[Correction]) -> int:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CORRECTION_COLUMNS)
+    for c in corrections:
+        writer.writerow(
+            [
+                one_line(v)
+                for v in (
+                    c.patient_id,
+                    c.program,
+                    c.record_kind,
+                    c.period_start.isoformat(),
+                    c.period_end.isoformat(),
+                    c.rule_set,
+                    c.original_claim_id,
+                    c.billed_lines,
+                    c.corrected_lines,
+                    c.action,
+                    c.replacement_claim_id,
+                    c.reason,
+                )
+            ]
+        )
+    return len(corrections)

@@ -1,0 +1,279 @@
+"""X12 837P (005010X222A1) text for a list of claims (pure: writes to a file object).
+
+Delimiters: ``~`` segment, ``*`` element, ``:`` component, ``^`` repetition. Every value
+from the registry goes through :func:`clean` first: accents folded to plain ASCII, upper
+case, delimiters and line breaks turned into spaces, and cut to the element's maximum
+length, so no patient name can break the file's structure.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import TextIO
+
+from billing_export.claims import MAX_DIAGNOSES, Claim, icd10_without_dot, payer_name_for
+from rpmpipe.settings import BillingSettings
+
+CLAIMS_PER_TRANSACTION = 5000  # the implementation guide's recommended ST-SE limit
+_DELIMITERS = re.compile(r"[*:~^\r\n\t\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
+_SPACES = re.compile(r" {2,}")
+
+
+@dataclass(frozen=True, slots=True)
+class ControlNumbers:
+    """ISA13, GS06 and the first ST02 of this interchange (later ST02s follow on)."""
+
+    interchange: int
+    group: int
+    transaction: int
+
+
+@lru_cache(maxsize=65536)  # names, cities and payers repeat across claims
+def clean(value: str, max_len: int = 60) -> str:
+    """A value safe inside an X12 element: ASCII, upper case, no delimiters, trimmed."""
+    if value.isascii() and value.isprintable() and not _DELIMITERS.search(value):
+        return _SPACES.sub(" ", value).strip().upper()[:max_len].rstrip()
+    folded = unicodedata.normalize("NFKD", value)
+    folded = "".join(c for c in folded if not unicodedata.combining(c))
+    folded = _DELIMITERS.sub(" ", folded)
+    folded = _NOT_PRINTABLE_ASCII.sub("", folded)
+    return _SPACES.sub(" ", folded).strip().upper()[:max_len].rstrip()
+
+
+def digits(value: str) -> str:
+    return "".join(c for c in value if c.isascii() and c.isdigit())
+
+
+def amount(value: Decimal) -> str:
+    """X12 R type: no trailing zeros beyond what is needed (47.00 -> 47, 41.50 -> 41.5)."""
+    text = f"{value.quantize(Decimal('0.01')):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def transactions_needed(claim_count: int, per_transaction: int = CLAIMS_PER_TRANSACTION) -> int:
+    return max(1, -(-claim_count // per_transaction))
+
+
+class _Segments:
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self.count = 0
+
+    def add(self, *elements: str) -> None:
+        # Trailing empty elements are not sent (X12 syntax rule).
+        items = list(elements)
+        while items and items[-1] == "":
+            items.pop()
+        self._out.write("*".join(items) + "~\n")
+        self.count += 1
+
+
+def write_837p(
+    out: TextIO,
+    claims: Sequence[Claim],
+    billing: BillingSettings,
+    control: ControlNumbers,
+    created_at: datetime,
+    claims_per_transaction: int = CLAIMS_PER_TRANSACTION,
+) -> int:
+    """Write one interchange with the claims; returns the number of ST transactions."""
+    if not claims:
+        raise ValueError("an 837P needs at least one claim")
+    seg = _Segments(out)
+    sender = clean(billing.submitter_id, 15)
+    receiver = clean(billing.receiver_id, 15)
+    seg.add(
+        "ISA",
+        "00",
+        " " * 10,
+        "00",
+        " " * 10,
+        "ZZ",
+        sender.ljust(15),
+        "ZZ",
+        receiver.ljust(15),
+        f"{created_at:%y%m%d}",
+        f"{created_at:%H%M}",
+        "^",
+        "00501",
+        f"{control.interchange:09d}",
+        "0",
+        billing.usage,
+        ":",
+    )
+    seg.add(
+        "GS",
+        "HC",
+        sender,
+        receiver,
+        f"{created_at:%Y%m%d}",
+        f"{created_at:%H%M}",
+        str(control.group),
+        "X",
+        "005010X222A1",
+    )
+    step = claims_per_transaction
+    chunks = [claims[i : i + step] for i in range(0, len(claims), step)]
+    for n, chunk in enumerate(chunks):
+        _transaction(seg, chunk, billing, control, control.transaction + n, created_at)
+    seg.add("GE", str(len(chunks)), str(control.group))
+    seg.add("IEA", "1", f"{control.interchange:09d}")
+    return len(chunks)
+
+
+def _transaction(
+    seg: _Segments,
+    claims: Sequence[Claim],
+    billing: BillingSettings,
+    control: ControlNumbers,
+    st02: int,
+    created_at: datetime,
+) -> None:
+    st = f"{st02:04d}"
+    first = seg.count
+    seg.add("ST", "837", st, "005010X222A1")
+    seg.add(
+        "BHT",
+        "0019",
+        "00",
+        f"{control.interchange}{st}",
+        f"{created_at:%Y%m%d}",
+        f"{created_at:%H%M}",
+        "CH",
+    )
+    # 1000A submitter, 1000B receiver
+    seg.add(
+        "NM1",
+        "41",
+        "2",
+        clean(billing.submitter_name, 60),
+        "",
+        "",
+        "",
+        "",
+        "46",
+        clean(billing.submitter_id, 80),
+    )
+    seg.add("PER", "IC", clean(billing.contact_name, 60), "TE", digits(billing.contact_phone)[:256])
+    seg.add(
+        "NM1",
+        "40",
+        "2",
+        clean(billing.receiver_name, 60),
+        "",
+        "",
+        "",
+        "",
+        "46",
+        clean(billing.receiver_id, 80),
+    )
+    # 2000A / 2010AA billing provider
+    seg.add("HL", "1", "", "20", "1")
+    if billing.provider_taxonomy:
+        seg.add("PRV", "BI", "PXC", clean(billing.provider_taxonomy, 50))
+    seg.add(
+        "NM1",
+        "85",
+        "2",
+        clean(billing.provider_name, 60),
+        "",
+        "",
+        "",
+        "",
+        "XX",
+        billing.provider_npi,
+    )
+    seg.add("N3", clean(billing.provider_address1, 55))
+    seg.add(
+        "N4",
+        clean(billing.provider_city, 30),
+        clean(billing.provider_state, 2),
+        digits(billing.provider_zip)[:15],
+    )
+    seg.add("REF", "EI", digits(billing.provider_tin))
+    hl = 1
+    for claim in claims:
+        hl += 1
+        _subscriber_and_claim(seg, claim, billing, hl)
+    seg.add("SE", str(seg.count - first + 1), st)
+
+
+def _subscriber_and_claim(seg: _Segments, claim: Claim, billing: BillingSettings, hl: int) -> None:
+    p = claim.patient
+    payer = billing.payers.get(p.payer_id)
+    filing = payer.claim_filing_indicator if payer else "MB"
+    payer_name = payer_name_for(p, billing)
+    # 2000B: the Medicare patient is the subscriber (SBR02 18 = self), so no 2000C loop.
+    seg.add("HL", str(hl), "1", "22", "0")
+    seg.add("SBR", "P", "18", "", "", "", "", "", "", filing)
+    seg.add(
+        "NM1",
+        "IL",
+        "1",
+        clean(p.last_name, 60),
+        clean(p.first_name, 35),
+        "",
+        "",
+        "",
+        "MI",
+        clean(p.member_id, 80),
+    )
+    seg.add("N3", clean(p.address1, 55))
+    seg.add("N4", clean(p.city, 30), clean(p.state, 2), digits(p.zip)[:15])
+    seg.add("DMG", "D8", f"{p.birth_date:%Y%m%d}", p.sex if p.sex in ("M", "F") else "U")
+    seg.add("NM1", "PR", "2", clean(payer_name, 60), "", "", "", "", "PI", clean(p.payer_id, 80))
+    # 2300 claim
+    seg.add(
+        "CLM",
+        clean(claim.claim_id, 38),
+        amount(claim.total),
+        "",
+        "",
+        f"{billing.place_of_service}:B:{claim.frequency}",
+        "Y",
+        "A",
+        "Y",
+        "Y",
+    )
+    if claim.original_claim_id:
+        seg.add("REF", "F8", clean(claim.original_claim_id, 50))
+    codes = [icd10_without_dot(c) for c in p.icd10][:MAX_DIAGNOSES]
+    seg.add("HI", *(f"{'ABK' if i == 0 else 'ABF'}:{clean(c, 30)}" for i, c in enumerate(codes)))
+    if claim.rendering_npi and claim.rendering_npi != billing.provider_npi:
+        last, _, first = billing.rendering_providers.get(claim.rendering_npi, "").partition(",")
+        seg.add(
+            "NM1",
+            "82",
+            "1",
+            clean(last, 60),
+            clean(first, 35),
+            "",
+            "",
+            "",
+            "XX",
+            claim.rendering_npi,
+        )
+    # 2400 service lines
+    for cl in claim.lines:
+        seg.add("LX", str(cl.line_no))
+        procedure = ":".join(
+            ["HC", clean(cl.line.code, 48), *(clean(m, 2) for m in cl.modifiers[:4])]
+        )
+        seg.add(
+            "SV1",
+            procedure,
+            amount(cl.charge),
+            "UN",
+            str(cl.line.units),
+            "",
+            "",
+            ":".join(str(n) for n in cl.diagnosis_pointers),
+        )
+        seg.add("DTP", "472", "D8", f"{cl.line.date_of_service:%Y%m%d}")
