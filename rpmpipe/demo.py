@@ -122,7 +122,9 @@ def run_demo(
             import_rows(engine, kind, rows, source="demo fleet")
         progress(f"registered {len(fleet.patients)} patients and {len(fleet.devices)} devices")
 
-        sim = simulate(fleet, topic_root=settings.broker.topic_root, fmt="mixed", faults=True, until=now)
+        sim = simulate(
+            fleet, topic_root=settings.broker.topic_root, fmt="mixed", faults=True, until=now
+        )
         if sim.manifest is not None:
             write_manifest(out / "faults.json", sim.manifest)
 
@@ -135,12 +137,17 @@ def run_demo(
 
         def show(p: object) -> None:
             stats = service.stats
-            progress(f"  published {getattr(p, 'acked', 0)}/{len(sim.messages)}, "
-                     f"ingested {stats.processed}")
+            progress(
+                f"  published {getattr(p, 'acked', 0)}/{len(sim.messages)}, "
+                f"ingested {stats.processed}"
+            )
 
         published = publish(settings, sim.messages, speed="max", progress=show)
-        _wait(lambda: service.stats.processed >= published.messages, 60,
-              "ingest did not finish the published messages in time")
+        _wait(
+            lambda: service.stats.processed >= published.messages,
+            60,
+            "ingest did not finish the published messages in time",
+        )
         stop.set()
         worker.join(30)
         stats = service.stats
@@ -155,8 +162,9 @@ def run_demo(
     result = run_export(settings, engine, as_of, out_dir=out / "exports", now=now)
     progress(f"exported {result.lines} lines in {result.claims} claims to {result.run_dir}")
 
-    return _summarise(out, as_of, fleet, stats, published.messages, records, result,
-                      time.monotonic() - started)
+    return _summarise(
+        out, as_of, fleet, stats, published.messages, records, result, time.monotonic() - started
+    )
 
 
 def _wait(condition: Callable[[], bool], timeout: float, message: str) -> None:
@@ -167,8 +175,16 @@ def _wait(condition: Callable[[], bool], timeout: float, message: str) -> None:
         time.sleep(0.05)
 
 
-def _summarise(out: Path, as_of: date, fleet: Fleet, stats: StatsSnapshot, messages: int,
-               records: list[EngagementRecord], result: ExportResult, seconds: float) -> DemoSummary:
+def _summarise(
+    out: Path,
+    as_of: date,
+    fleet: Fleet,
+    stats: StatsSnapshot,
+    messages: int,
+    records: list[EngagementRecord],
+    result: ExportResult,
+    seconds: float,
+) -> DemoSummary:
     lines: Counter[str] = Counter()
     status_by_kind: dict[str, Counter[str]] = {}
     days_total = 0
@@ -186,7 +202,9 @@ def _summarise(out: Path, as_of: date, fleet: Fleet, stats: StatsSnapshot, messa
             days_of[r.patient_id] += r.transmission_days
         elif r.kind == "treatment_management":
             minutes_total += r.interactive_minutes
-            minutes_of[r.patient_id] = minutes_of.get(r.patient_id, Decimal(0)) + r.interactive_minutes
+            minutes_of[r.patient_id] = (
+                minutes_of.get(r.patient_id, Decimal(0)) + r.interactive_minutes
+            )
         if r.status == "billable":
             billable.add(r.patient_id)
             for line in r.lines:

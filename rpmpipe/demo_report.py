@@ -34,8 +34,10 @@ def render_summary(s: DemoSummary) -> str:
     add("")
     add("  records by kind           billable  pending  not billable")
     for kind, counts in s.status_by_kind.items():
-        add(f"  {kind:<24}  {counts.get('billable', 0):>8} {counts.get('pending', 0):>8} "
-            f"{counts.get('not_billable', 0):>13}")
+        add(
+            f"  {kind:<24}  {counts.get('billable', 0):>8} {counts.get('pending', 0):>8} "
+            f"{counts.get('not_billable', 0):>13}"
+        )
     add("")
     add("  billable units per code")
     for code, units in s.lines_by_code.items():
@@ -45,10 +47,14 @@ def render_summary(s: DemoSummary) -> str:
     add("")
     add("  patient      profile             days  minutes  codes")
     for p in s.per_patient:
-        add(f"  {p.patient_id:<12} {p.profile:<18} {p.transmission_days:>5} {p.interactive_minutes:>8}  {p.codes}")
+        add(
+            f"  {p.patient_id:<12} {p.profile:<18} {p.transmission_days:>5} {p.interactive_minutes:>8}  {p.codes}"
+        )
     add("")
     if s.export_dir is not None:
-        add(f"  export: {s.claims} claims, {s.exported_lines} lines, total charge ${s.total_charge}")
+        add(
+            f"  export: {s.claims} claims, {s.exported_lines} lines, total charge ${s.total_charge}"
+        )
         add(f"          {s.export_dir}/charges.csv")
         add(f"          {s.export_dir}/claims.837")
         add(f"          {s.export_dir}/manifest.json")

@@ -14,8 +14,21 @@ from typing import Any
 import orjson
 
 _PHI_FIELDS = frozenset(
-    {"first_name", "last_name", "name", "birth_date", "dob", "address", "address1", "city",
-     "zip", "member_id", "payload", "raw", "password"}
+    {
+        "first_name",
+        "last_name",
+        "name",
+        "birth_date",
+        "dob",
+        "address",
+        "address1",
+        "city",
+        "zip",
+        "member_id",
+        "payload",
+        "raw",
+        "password",
+    }
 )
 
 

@@ -76,8 +76,31 @@ class ScheduleSettings:
 
 # SBR09 codes of 005010X222A1 (MB Medicare Part B, MC Medicaid, CI commercial, ...).
 CLAIM_FILING_INDICATORS = frozenset(
-    {"11", "12", "13", "14", "15", "16", "17", "AM", "BL", "CH", "CI", "DS", "FI", "HM", "LM",
-     "MA", "MB", "MC", "OF", "TV", "VA", "WC", "ZZ"}
+    {
+        "11",
+        "12",
+        "13",
+        "14",
+        "15",
+        "16",
+        "17",
+        "AM",
+        "BL",
+        "CH",
+        "CI",
+        "DS",
+        "FI",
+        "HM",
+        "LM",
+        "MA",
+        "MB",
+        "MC",
+        "OF",
+        "TV",
+        "VA",
+        "WC",
+        "ZZ",
+    }
 )
 
 
@@ -285,7 +308,9 @@ def _build_billing(value: Any, source_of: Mapping[str, str]) -> BillingSettings:
     for code, mods in (value.get("modifiers") or {}).items():
         mods = [mods] if isinstance(mods, str) else mods
         if not isinstance(mods, list) or not all(isinstance(m, str) and len(m) == 2 for m in mods):
-            raise ConfigError(f"billing.modifiers.{code}: expected a list of two-character modifiers")
+            raise ConfigError(
+                f"billing.modifiers.{code}: expected a list of two-character modifiers"
+            )
         modifiers[str(code)] = tuple(mods)
     payers = {}
     for payer_id, conf in (value.get("payers") or {}).items():
@@ -295,7 +320,9 @@ def _build_billing(value: Any, source_of: Mapping[str, str]) -> BillingSettings:
     rendering = {}
     for npi, name in (value.get("rendering_providers") or {}).items():
         if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"billing.rendering_providers.{npi}: expected a name such as 'LAST, FIRST'")
+            raise ConfigError(
+                f"billing.rendering_providers.{npi}: expected a name such as 'LAST, FIRST'"
+            )
         rendering[str(npi)] = name
     return dataclasses.replace(
         base, charges=charges, modifiers=modifiers, payers=payers, rendering_providers=rendering
@@ -332,7 +359,9 @@ def _coerce(kind: Any, value: Any, name: str, source: str) -> Any:
                 raise ValueError
             return str(value)
     except (ValueError, InvalidOperation):
-        raise ConfigError(f"{where}: expected {getattr(kind, '__name__', kind)}, got {value!r}") from None
+        raise ConfigError(
+            f"{where}: expected {getattr(kind, '__name__', kind)}, got {value!r}"
+        ) from None
     raise ConfigError(f"{where}: unsupported value {value!r}")
 
 
@@ -347,7 +376,9 @@ def _check(s: Settings) -> None:
             except (ZoneInfoNotFoundError, ValueError):
                 raise ConfigError(f"setting '{name}': unknown IANA time zone {zone!r}") from None
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ConfigError(f"setting 'log_level': expected DEBUG/INFO/WARNING/ERROR, got {s.log_level!r}")
+        raise ConfigError(
+            f"setting 'log_level': expected DEBUG/INFO/WARNING/ERROR, got {s.log_level!r}"
+        )
     if s.log_format not in ("json", "text"):
         raise ConfigError(f"setting 'log_format': expected json or text, got {s.log_format!r}")
     scheme = urlsplit(s.broker.url).scheme
@@ -356,7 +387,9 @@ def _check(s: Settings) -> None:
             f"setting 'broker.url': expected mqtt://host:port or mqtts://host:port, got {redact_url(s.broker.url)!r}"
         )
     if s.broker.protocol not in ("5", "3.1.1"):
-        raise ConfigError(f"setting 'broker.protocol': expected 5 or 3.1.1, got {s.broker.protocol!r}")
+        raise ConfigError(
+            f"setting 'broker.protocol': expected 5 or 3.1.1, got {s.broker.protocol!r}"
+        )
     if s.broker.batch_size < 1 or s.broker.batch_size > 65535:
         raise ConfigError("setting 'broker.batch_size': must be between 1 and 65535")
     if s.broker.flush_seconds <= 0:
@@ -382,9 +415,13 @@ def _check(s: Settings) -> None:
     if not (len(b.provider_tin) == 9 and b.provider_tin.isdigit()):
         raise ConfigError("setting 'billing.provider_tin': expected 9 digits")
     if b.usage not in ("T", "P"):
-        raise ConfigError(f"setting 'billing.usage': expected T (test) or P (production), got {b.usage!r}")
+        raise ConfigError(
+            f"setting 'billing.usage': expected T (test) or P (production), got {b.usage!r}"
+        )
     if not (len(b.place_of_service) == 2 and b.place_of_service.isdigit()):
-        raise ConfigError("setting 'billing.place_of_service': expected a two-digit place-of-service code")
+        raise ConfigError(
+            "setting 'billing.place_of_service': expected a two-digit place-of-service code"
+        )
     for code, amount in b.charges.items():
         if amount < 0:
             raise ConfigError(f"setting 'billing.charges.{code}': must not be negative")

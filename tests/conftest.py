@@ -68,7 +68,9 @@ def pg_schema_url() -> Iterator[str]:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     except Exception as exc:  # noqa: BLE001
         if REQUIRE_SERVICES:
-            pytest.fail(f"PostgreSQL at {make_url(TEST_DATABASE_URL).render_as_string()} unusable: {exc}")
+            pytest.fail(
+                f"PostgreSQL at {make_url(TEST_DATABASE_URL).render_as_string()} unusable: {exc}"
+            )
         pytest.skip(f"PostgreSQL unusable: {exc}")
     url = make_url(TEST_DATABASE_URL).update_query_dict({"options": f"-csearch_path={schema}"})
     yield url.render_as_string(hide_password=False)
@@ -77,7 +79,9 @@ def pg_schema_url() -> Iterator[str]:
     admin.dispose()
 
 
-def make_settings(data_dir: Path, broker_url: str, database_url: str, protocol: str, **extra: object) -> Settings:
+def make_settings(
+    data_dir: Path, broker_url: str, database_url: str, protocol: str, **extra: object
+) -> Settings:
     tag = uuid.uuid4().hex[:10]
     overrides: dict[str, object] = {
         "data_dir": str(data_dir),
@@ -118,4 +122,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings for tests that need no services: SQLite and a tmp data dir."""
-    return make_settings(tmp_path / "data", "mqtt://127.0.0.1:1", f"sqlite:///{tmp_path / 'registry.db'}", "5")
+    return make_settings(
+        tmp_path / "data", "mqtt://127.0.0.1:1", f"sqlite:///{tmp_path / 'registry.db'}", "5"
+    )

@@ -31,11 +31,17 @@ def _global_options(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="Settings file (TOML). Default: $RPMPIPE_CONFIG, else built-in defaults."),
+        typer.Option(
+            "--config",
+            help="Settings file (TOML). Default: $RPMPIPE_CONFIG, else built-in defaults.",
+        ),
     ] = None,
     data_dir: Annotated[
         Path | None,
-        typer.Option("--data-dir", help="Where readings, quarantine and exports live. [env: RPMPIPE_DATA_DIR]"),
+        typer.Option(
+            "--data-dir",
+            help="Where readings, quarantine and exports live. [env: RPMPIPE_DATA_DIR]",
+        ),
     ] = None,
     database_url: Annotated[
         str | None,
@@ -46,10 +52,13 @@ def _global_options(
     ] = None,
     broker_url: Annotated[
         str | None,
-        typer.Option("--broker-url", help="mqtt://host:port or mqtts://host:port. [env: RPMPIPE_BROKER_URL]"),
+        typer.Option(
+            "--broker-url", help="mqtt://host:port or mqtts://host:port. [env: RPMPIPE_BROKER_URL]"
+        ),
     ] = None,
     log_level: Annotated[
-        str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR. [env: RPMPIPE_LOG_LEVEL]")
+        str | None,
+        typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR. [env: RPMPIPE_LOG_LEVEL]"),
     ] = None,
 ) -> None:
     overrides = {
@@ -91,8 +100,15 @@ def _register() -> None:
         simulate_cmds,
     )
 
-    for module in (registry_cmds, ingest_cmds, simulate_cmds, metrics_cmds, export_cmds,
-                   security_cmds, demo_cmd):
+    for module in (
+        registry_cmds,
+        ingest_cmds,
+        simulate_cmds,
+        metrics_cmds,
+        export_cmds,
+        security_cmds,
+        demo_cmd,
+    ):
         module.register(app)
 
 

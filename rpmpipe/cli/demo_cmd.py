@@ -15,13 +15,21 @@ from rpmpipe.errors import RpmpipeError
 
 def demo(
     ctx: typer.Context,
-    out: Annotated[Path, typer.Option("--out", help="Output directory (replaced if a previous demo made it).")] = Path(
-        "demo-output"
-    ),
-    patients: Annotated[int, typer.Option("--patients", min=1, max=5000, help="Simulated patients.")] = 25,
-    days: Annotated[int, typer.Option("--days", min=31, max=120, help="Days of device syncs to simulate.")] = 40,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the simulated fleet (same seed, same fleet).")] = 7,
-    verbose: Annotated[bool, typer.Option("--verbose", help="Also print the pipeline's JSON logs.")] = False,
+    out: Annotated[
+        Path, typer.Option("--out", help="Output directory (replaced if a previous demo made it).")
+    ] = Path("demo-output"),
+    patients: Annotated[
+        int, typer.Option("--patients", min=1, max=5000, help="Simulated patients.")
+    ] = 25,
+    days: Annotated[
+        int, typer.Option("--days", min=31, max=120, help="Days of device syncs to simulate.")
+    ] = 40,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the simulated fleet (same seed, same fleet).")
+    ] = 7,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Also print the pipeline's JSON logs.")
+    ] = False,
 ) -> None:
     """Run the whole pipeline on embedded defaults and print a summary.
 
@@ -44,8 +52,15 @@ def demo(
         typer.echo(f"[{time.monotonic() - started:5.1f}s] {message}", err=True)
 
     try:
-        summary = run_demo(settings, out, patients=patients, days=days, seed=seed,
-                           now=datetime.now(UTC), progress=progress)
+        summary = run_demo(
+            settings,
+            out,
+            patients=patients,
+            days=days,
+            seed=seed,
+            now=datetime.now(UTC),
+            progress=progress,
+        )
     except RpmpipeError as exc:
         raise fail(str(exc)) from None
     typer.echo(render_summary(summary))

@@ -24,7 +24,10 @@ import_app = typer.Typer(
 )
 db_app = typer.Typer(help="Registry database maintenance.", no_args_is_help=True)
 
-_FileArg = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV file with a header row.")]
+_FileArg = Annotated[
+    Path,
+    typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV file with a header row."),
+]
 
 
 def _make_import(kind: str) -> None:

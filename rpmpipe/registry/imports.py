@@ -12,7 +12,7 @@ import csv
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,9 @@ log = get_logger(__name__)
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ICD10_PATTERN = re.compile(r"^[A-TV-Z][0-9][0-9A-Z](\.?[0-9A-Z]{1,4})?$")
 # Columns whose values never appear in an error message or a log line.
-PHI_COLUMNS = frozenset({"first_name", "last_name", "birth_date", "address1", "city", "zip", "member_id"})
+PHI_COLUMNS = frozenset(
+    {"first_name", "last_name", "birth_date", "address1", "city", "zip", "member_id"}
+)
 DEVICE_KINDS = ("bp_cuff", "scale", "pulse_oximeter", "glucometer")
 PROGRAMS = ("RPM", "RTM", "CCM", "PCM")
 
@@ -65,7 +67,9 @@ def _text(row: Mapping[str, str], field: str, *, required: bool = True, max_len:
 def _ident(row: Mapping[str, str], field: str) -> str:
     value = _text(row, field, max_len=64)
     if not ID_PATTERN.match(value):
-        raise _BadField(field, f"{value!r} is not a valid id (letters, digits, '.', '_', '-'; at most 64)")
+        raise _BadField(
+            field, f"{value!r} is not a valid id (letters, digits, '.', '_', '-'; at most 64)"
+        )
     return value
 
 
@@ -122,7 +126,7 @@ def _patient(row: Mapping[str, str]) -> dict[str, Any]:
         raise _BadField("timezone", f"{zone!r} is not an IANA time zone") from None
     birth = _date(row, "birth_date")
     assert birth is not None
-    if birth > date.today() or birth.year < 1900:
+    if birth > datetime.now(UTC).date() or birth.year < 1900:
         raise _BadField("birth_date", "is not a plausible birth date")
     zip_code = _text(row, "zip", max_len=10).replace("-", "")
     if not (zip_code.isdigit() and len(zip_code) in (5, 9)):
@@ -130,7 +134,9 @@ def _patient(row: Mapping[str, str]) -> dict[str, Any]:
     state = _text(row, "state", max_len=2).upper()
     if not (len(state) == 2 and state.isalpha()):
         raise _BadField("state", "is not a two-letter state code")
-    codes = [c.strip().upper() for c in _text(row, "icd10_codes", max_len=400).split(";") if c.strip()]
+    codes = [
+        c.strip().upper() for c in _text(row, "icd10_codes", max_len=400).split(";") if c.strip()
+    ]
     if not codes:
         raise _BadField("icd10_codes", "has no ICD-10 code")
     for position, code in enumerate(codes, start=1):
@@ -231,24 +237,56 @@ KINDS: dict[str, ImportKind] = {
     for k in (
         ImportKind(
             "patients",
-            ("patient_id", "mrn", "first_name", "last_name", "birth_date", "sex", "address1", "city",
-             "state", "zip", "timezone", "payer_id", "payer_name", "member_id", "icd10_codes"),
-            _patient, Patient, ("patient_id",),
+            (
+                "patient_id",
+                "mrn",
+                "first_name",
+                "last_name",
+                "birth_date",
+                "sex",
+                "address1",
+                "city",
+                "state",
+                "zip",
+                "timezone",
+                "payer_id",
+                "payer_name",
+                "member_id",
+                "icd10_codes",
+            ),
+            _patient,
+            Patient,
+            ("patient_id",),
         ),
         ImportKind("devices", ("device_id", "kind", "model"), _device, Device, ("device_id",)),
         ImportKind(
-            "assignments", ("device_id", "patient_id", "start_date", "end_date"),
-            _assignment, DeviceAssignment, ("device_id", "start_date"),
+            "assignments",
+            ("device_id", "patient_id", "start_date", "end_date"),
+            _assignment,
+            DeviceAssignment,
+            ("device_id", "start_date"),
         ),
         ImportKind(
             "enrollments",
             ("patient_id", "program", "start_date", "end_date", "consent_date", "ordering_npi"),
-            _enrollment, Enrollment, ("patient_id", "program", "start_date"),
+            _enrollment,
+            Enrollment,
+            ("patient_id", "program", "start_date"),
         ),
         ImportKind(
             "activities",
-            ("activity_id", "patient_id", "staff_id", "started_at", "minutes", "kind", "interactive"),
-            _activity, CareActivity, ("activity_id",),
+            (
+                "activity_id",
+                "patient_id",
+                "staff_id",
+                "started_at",
+                "minutes",
+                "kind",
+                "interactive",
+            ),
+            _activity,
+            CareActivity,
+            ("activity_id",),
         ),
     )
 }
@@ -273,7 +311,9 @@ def import_csv(engine: Engine, kind: str, path: str | Path) -> ImportResult:
             header = tuple(reader.fieldnames or ())
             missing = [c for c in spec.columns if c not in header]
             if missing:
-                raise RegistryImportError(str(p), 1, missing[0], f"missing column(s): {', '.join(missing)}")
+                raise RegistryImportError(
+                    str(p), 1, missing[0], f"missing column(s): {', '.join(missing)}"
+                )
             rows = list(reader)
     except UnicodeDecodeError as exc:
         raise RegistryImportError(str(p), 0, None, f"not UTF-8 text ({exc.reason})") from None
@@ -317,7 +357,11 @@ def import_rows(
         keys = list(parsed)
         for i in range(0, len(keys), 5000):
             chunk = keys[i : i + 5000]
-            cond = key_cols[0].in_([k[0] for k in chunk]) if len(key_cols) == 1 else tuple_(*key_cols).in_(chunk)
+            cond = (
+                key_cols[0].in_([k[0] for k in chunk])
+                if len(key_cols) == 1
+                else tuple_(*key_cols).in_(chunk)
+            )
             for rec in conn.execute(select(table).where(cond)).mappings():
                 existing[tuple(rec[k] for k in spec.key)] = dict(rec)
         _check_references(conn, spec, parsed, source)
@@ -337,9 +381,17 @@ def import_rows(
             conn.execute(update(table).where(*cond_parts).values(**values))
         if kind == "assignments":
             _check_overlaps(conn, parsed, source)
-    result = ImportResult(kind, len(parsed), len(inserts), len(updates), len(parsed) - len(inserts) - len(updates))
-    log.info("registry_import", kind=kind, rows=result.rows, inserted=result.inserted,
-             updated=result.updated, unchanged=result.unchanged)
+    result = ImportResult(
+        kind, len(parsed), len(inserts), len(updates), len(parsed) - len(inserts) - len(updates)
+    )
+    log.info(
+        "registry_import",
+        kind=kind,
+        rows=result.rows,
+        inserted=result.inserted,
+        updated=result.updated,
+        unchanged=result.unchanged,
+    )
     return result
 
 
@@ -347,7 +399,9 @@ def _spec(kind: str) -> ImportKind:
     try:
         return KINDS[kind]
     except KeyError:
-        raise RegistryImportError(kind, 0, None, f"unknown import kind; expected one of {', '.join(KINDS)}") from None
+        raise RegistryImportError(
+            kind, 0, None, f"unknown import kind; expected one of {', '.join(KINDS)}"
+        ) from None
 
 
 def _insert(dialect: str, table: Table) -> Any:
@@ -366,32 +420,45 @@ def _differs(old: Any, new: Any) -> bool:
     return bool(old != new)
 
 
-def _check_references(conn: Any, spec: ImportKind, parsed: Mapping[tuple[Any, ...], tuple[int, dict[str, Any]]],
-                      source: str) -> None:
+def _check_references(
+    conn: Any,
+    spec: ImportKind,
+    parsed: Mapping[tuple[Any, ...], tuple[int, dict[str, Any]]],
+    source: str,
+) -> None:
     needs: list[tuple[str, Any]] = []
     if spec.name in ("assignments", "enrollments", "activities"):
-        needs.append(("patient_id", Patient.__table__.c.patient_id))  # type: ignore[attr-defined]
+        needs.append(("patient_id", Patient.__table__.c.patient_id))
     if spec.name == "assignments":
-        needs.append(("device_id", Device.__table__.c.device_id))  # type: ignore[attr-defined]
+        needs.append(("device_id", Device.__table__.c.device_id))
     for field, column in needs:
         wanted = {values[field] for _, values in parsed.values()}
         known: set[str] = set()
         ids = list(wanted)
         for i in range(0, len(ids), 5000):
-            known.update(conn.execute(select(column).where(column.in_(ids[i : i + 5000]))).scalars())
+            known.update(
+                conn.execute(select(column).where(column.in_(ids[i : i + 5000]))).scalars()
+            )
         for number, values in sorted(parsed.values(), key=lambda item: item[0]):
             if values[field] not in known:
-                raise RegistryImportError(source, number, field, f"{values[field]!r} is not in the registry")
+                raise RegistryImportError(
+                    source, number, field, f"{values[field]!r} is not in the registry"
+                )
 
 
-def _check_overlaps(conn: Any, parsed: Mapping[tuple[Any, ...], tuple[int, dict[str, Any]]], source: str) -> None:
+def _check_overlaps(
+    conn: Any, parsed: Mapping[tuple[Any, ...], tuple[int, dict[str, Any]]], source: str
+) -> None:
     """A device is lent to one patient at a time: assignments of a device must not overlap."""
     table = DeviceAssignment.__table__
     devices = list({values["device_id"] for _, values in parsed.values()})
     by_device: dict[str, list[tuple[date, date, str, date]]] = {}
     for i in range(0, len(devices), 5000):
-        rows = conn.execute(select(table.c.device_id, table.c.start_date, table.c.end_date, table.c.patient_id)
-                            .where(table.c.device_id.in_(devices[i : i + 5000])))
+        rows = conn.execute(
+            select(
+                table.c.device_id, table.c.start_date, table.c.end_date, table.c.patient_id
+            ).where(table.c.device_id.in_(devices[i : i + 5000]))
+        )
         for device_id, start, end, patient in rows:
             by_device.setdefault(device_id, []).append((start, end or date.max, patient, start))
     row_of = {(v["device_id"], v["start_date"]): n for n, v in parsed.values()}
@@ -401,7 +468,9 @@ def _check_overlaps(conn: Any, parsed: Mapping[tuple[Any, ...], tuple[int, dict[
             if cur[0] <= prev[1]:
                 number = row_of.get((device_id, cur[3])) or row_of.get((device_id, prev[3])) or 0
                 raise RegistryImportError(
-                    source, number, "start_date",
+                    source,
+                    number,
+                    "start_date",
                     f"device {device_id} is already assigned from {prev[0]} to "
                     f"{'open' if prev[1] == date.max else prev[1]}; assignments must not overlap",
                 )

@@ -157,7 +157,9 @@ class ExportLedgerEntry(Base):
     # claim; each later change of the record (a correction or replacement) is revision n+1.
     # The constraint makes "billed twice" impossible even for two exports racing.
     __table_args__ = (
-        UniqueConstraint("patient_id", "program", "record_kind", "period_start", "code", "revision"),
+        UniqueConstraint(
+            "patient_id", "program", "record_kind", "period_start", "code", "revision"
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

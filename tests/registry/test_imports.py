@@ -15,10 +15,21 @@ from rpmpipe.registry.imports import KINDS, import_csv
 from rpmpipe.registry.models import CareActivity, DeviceAssignment, Enrollment, Patient
 
 PATIENT = {
-    "patient_id": "P-1", "mrn": "M1", "first_name": "Ann", "last_name": "O'Neil",
-    "birth_date": "1950-02-03", "sex": "F", "address1": "1 Elm St", "city": "Austin", "state": "TX",
-    "zip": "78701", "timezone": "America/Chicago", "payer_id": "MEDICARE",
-    "payer_name": "Medicare Part B", "member_id": "1EG4TE5MK72", "icd10_codes": "I10;E11.9",
+    "patient_id": "P-1",
+    "mrn": "M1",
+    "first_name": "Ann",
+    "last_name": "O'Neil",
+    "birth_date": "1950-02-03",
+    "sex": "F",
+    "address1": "1 Elm St",
+    "city": "Austin",
+    "state": "TX",
+    "zip": "78701",
+    "timezone": "America/Chicago",
+    "payer_id": "MEDICARE",
+    "payer_name": "Medicare Part B",
+    "member_id": "1EG4TE5MK72",
+    "icd10_codes": "I10;E11.9",
 }
 
 
@@ -60,7 +71,10 @@ def test_changed_row_is_updated_in_place(engine: Engine, tmp_path: Path) -> None
     result = import_csv(engine, "patients", write_csv(tmp_path / "b.csv", "patients", rows))
     assert (result.inserted, result.updated, result.unchanged) == (0, 1, 1)
     with engine.connect() as conn:
-        assert conn.execute(select(Patient.city).where(Patient.patient_id == "P-000001")).scalar_one() == "Dallas"
+        assert (
+            conn.execute(select(Patient.city).where(Patient.patient_id == "P-000001")).scalar_one()
+            == "Dallas"
+        )
 
 
 @pytest.mark.parametrize(
@@ -100,8 +114,13 @@ def test_missing_column_is_reported(engine: Engine, tmp_path: Path) -> None:
 
 def test_assignment_to_unknown_patient_stops_import(engine: Engine, tmp_path: Path) -> None:
     import_csv(engine, "patients", write_csv(tmp_path / "p.csv", "patients", patients(1)))
-    import_csv(engine, "devices", write_csv(tmp_path / "d.csv", "devices",
-                                           [{"device_id": "BP-1", "kind": "bp_cuff", "model": "X"}]))
+    import_csv(
+        engine,
+        "devices",
+        write_csv(
+            tmp_path / "d.csv", "devices", [{"device_id": "BP-1", "kind": "bp_cuff", "model": "X"}]
+        ),
+    )
     rows = [
         {"device_id": "BP-1", "patient_id": "P-000000", "start_date": "2026-01-01", "end_date": ""},
         {"device_id": "BP-1", "patient_id": "P-404", "start_date": "2027-01-01", "end_date": ""},
@@ -114,14 +133,26 @@ def test_assignment_to_unknown_patient_stops_import(engine: Engine, tmp_path: Pa
 
 def test_overlapping_assignments_are_refused(engine: Engine, tmp_path: Path) -> None:
     import_csv(engine, "patients", write_csv(tmp_path / "p.csv", "patients", patients(2)))
-    import_csv(engine, "devices", write_csv(tmp_path / "d.csv", "devices",
-                                           [{"device_id": "BP-1", "kind": "bp_cuff", "model": "X"}]))
+    import_csv(
+        engine,
+        "devices",
+        write_csv(
+            tmp_path / "d.csv", "devices", [{"device_id": "BP-1", "kind": "bp_cuff", "model": "X"}]
+        ),
+    )
     ok = [
-        {"device_id": "BP-1", "patient_id": "P-000000", "start_date": "2026-01-01", "end_date": "2026-01-31"},
+        {
+            "device_id": "BP-1",
+            "patient_id": "P-000000",
+            "start_date": "2026-01-01",
+            "end_date": "2026-01-31",
+        },
         {"device_id": "BP-1", "patient_id": "P-000001", "start_date": "2026-02-01", "end_date": ""},
     ]
     import_csv(engine, "assignments", write_csv(tmp_path / "a.csv", "assignments", ok))
-    bad = [{"device_id": "BP-1", "patient_id": "P-000000", "start_date": "2026-03-01", "end_date": ""}]
+    bad = [
+        {"device_id": "BP-1", "patient_id": "P-000000", "start_date": "2026-03-01", "end_date": ""}
+    ]
     with pytest.raises(RegistryImportError, match="must not overlap"):
         import_csv(engine, "assignments", write_csv(tmp_path / "b.csv", "assignments", bad))
     assert count(engine, DeviceAssignment) == 2
@@ -129,8 +160,16 @@ def test_overlapping_assignments_are_refused(engine: Engine, tmp_path: Path) -> 
 
 def test_enrollment_with_bad_npi_is_refused(engine: Engine, tmp_path: Path) -> None:
     import_csv(engine, "patients", write_csv(tmp_path / "p.csv", "patients", patients(1)))
-    rows = [{"patient_id": "P-000000", "program": "RPM", "start_date": "2026-01-01", "end_date": "",
-             "consent_date": "2026-01-01", "ordering_npi": "1234567890"}]
+    rows = [
+        {
+            "patient_id": "P-000000",
+            "program": "RPM",
+            "start_date": "2026-01-01",
+            "end_date": "",
+            "consent_date": "2026-01-01",
+            "ordering_npi": "1234567890",
+        }
+    ]
     with pytest.raises(RegistryImportError) as err:
         import_csv(engine, "enrollments", write_csv(tmp_path / "e.csv", "enrollments", rows))
     assert err.value.field == "ordering_npi"
@@ -141,8 +180,15 @@ def test_enrollment_with_bad_npi_is_refused(engine: Engine, tmp_path: Path) -> N
 
 def test_activity_needs_an_offset_and_counts_once(engine: Engine, tmp_path: Path) -> None:
     import_csv(engine, "patients", write_csv(tmp_path / "p.csv", "patients", patients(1)))
-    row = {"activity_id": "A-1", "patient_id": "P-000000", "staff_id": "S-1",
-           "started_at": "2026-11-03T09:00:00", "minutes": "12.5", "kind": "phone_call", "interactive": "true"}
+    row = {
+        "activity_id": "A-1",
+        "patient_id": "P-000000",
+        "staff_id": "S-1",
+        "started_at": "2026-11-03T09:00:00",
+        "minutes": "12.5",
+        "kind": "phone_call",
+        "interactive": "true",
+    }
     with pytest.raises(RegistryImportError, match="no time zone"):
         import_csv(engine, "activities", write_csv(tmp_path / "a.csv", "activities", [row]))
     row["started_at"] = "2026-11-03T09:00:00-05:00"

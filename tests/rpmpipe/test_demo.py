@@ -20,13 +20,24 @@ from rpmpipe.settings import load_settings
 def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     messages: list[str] = []
-    summary = run_demo(load_settings(None, env={}), out, patients=10, days=35, seed=3,
-                       now=datetime(2026, 11, 20, 12, tzinfo=UTC), progress=messages.append)
+    summary = run_demo(
+        load_settings(None, env={}),
+        out,
+        patients=10,
+        days=35,
+        seed=3,
+        now=datetime(2026, 11, 20, 12, tzinfo=UTC),
+        progress=messages.append,
+    )
 
-    readings = ds.dataset(out / "data" / "readings", format="parquet", partitioning="hive").to_table()
+    readings = ds.dataset(
+        out / "data" / "readings", format="parquet", partitioning="hive"
+    ).to_table()
     assert readings.num_rows == summary.readings_stored > 0
     assert len(set(readings.column("dedup_key").to_pylist())) == readings.num_rows
-    assert sum(summary.quarantined.values()) > 0  # the fleet injects faults; they are kept, not lost
+    assert (
+        sum(summary.quarantined.values()) > 0
+    )  # the fleet injects faults; they are kept, not lost
     assert any((out / "data" / "quarantine").rglob("*.parquet"))
 
     assert summary.export_dir is not None
@@ -44,8 +55,15 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
 def test_demo_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:
     (tmp_path / "precious.txt").write_text("keep me")
     with pytest.raises(RpmpipeError, match="not made by rpmpipe demo"):
-        run_demo(load_settings(None, env={}), tmp_path, patients=2, days=31, seed=1,
-                 now=datetime.now(UTC), progress=lambda _m: None)
+        run_demo(
+            load_settings(None, env={}),
+            tmp_path,
+            patients=2,
+            days=31,
+            seed=1,
+            now=datetime.now(UTC),
+            progress=lambda _m: None,
+        )
     assert (tmp_path / "precious.txt").read_text() == "keep me"
 
 

@@ -25,16 +25,31 @@ def test_defaults_need_no_file_or_environment() -> None:
 
 
 def test_environment_overrides_file_and_flags_override_both(tmp_path: Path) -> None:
-    cfg = write_toml(tmp_path, 'data_dir = "/from/file"\n[broker]\nurl = "mqtt://file:1883"\nbatch_size = 10\n')
-    s = load_settings(cfg, env={"RPMPIPE_BROKER_URL": "mqtt://env:1883", "RPMPIPE_DATA_DIR": "/from/env"})
-    assert (s.broker.url, str(s.data_dir), s.broker.batch_size) == ("mqtt://env:1883", "/from/env", 10)
-    s = load_settings(cfg, env={"RPMPIPE_BROKER_URL": "mqtt://env:1883"}, overrides={"broker.url": "mqtt://flag:1"})
+    cfg = write_toml(
+        tmp_path, 'data_dir = "/from/file"\n[broker]\nurl = "mqtt://file:1883"\nbatch_size = 10\n'
+    )
+    s = load_settings(
+        cfg, env={"RPMPIPE_BROKER_URL": "mqtt://env:1883", "RPMPIPE_DATA_DIR": "/from/env"}
+    )
+    assert (s.broker.url, str(s.data_dir), s.broker.batch_size) == (
+        "mqtt://env:1883",
+        "/from/env",
+        10,
+    )
+    s = load_settings(
+        cfg,
+        env={"RPMPIPE_BROKER_URL": "mqtt://env:1883"},
+        overrides={"broker.url": "mqtt://flag:1"},
+    )
     assert s.broker.url == "mqtt://flag:1"
 
 
 def test_config_path_from_environment(tmp_path: Path) -> None:
     cfg = write_toml(tmp_path, 'organization_timezone = "America/Denver"\n')
-    assert load_settings(None, env={"RPMPIPE_CONFIG": str(cfg)}).organization_timezone == "America/Denver"
+    assert (
+        load_settings(None, env={"RPMPIPE_CONFIG": str(cfg)}).organization_timezone
+        == "America/Denver"
+    )
 
 
 @pytest.mark.parametrize(
@@ -79,12 +94,17 @@ def test_billing_tables_from_file(tmp_path: Path) -> None:
     assert s.billing.payers["AETNA"].claim_filing_indicator == "CI"
 
 
-@pytest.mark.parametrize(("npi", "ok"), [("1234567893", True), ("1234567890", False), ("123456789", False)])
+@pytest.mark.parametrize(
+    ("npi", "ok"), [("1234567893", True), ("1234567890", False), ("123456789", False)]
+)
 def test_npi_check_digit(npi: str, ok: bool) -> None:
     assert npi_is_valid(npi) is ok
 
 
 def test_redact_url_hides_password() -> None:
-    assert redact_url("postgresql+psycopg://app:s3cret@db:5432/rpm") == "postgresql+psycopg://app:***@db:5432/rpm"
+    assert (
+        redact_url("postgresql+psycopg://app:s3cret@db:5432/rpm")
+        == "postgresql+psycopg://app:***@db:5432/rpm"
+    )
     assert "s3cret" not in redact_url("mqtts://ingest:s3cret@broker:8883")
     assert redact_url("mqtt://127.0.0.1:1883") == "mqtt://127.0.0.1:1883"
