@@ -1,9 +1,158 @@
-"""Commands of this stage (being built)."""
+"""``rpmpipe metrics`` (engagement records as of a date) and ``rpmpipe schedule`` (nightly job)."""
 
 from __future__ import annotations
 
+import signal
+import sys
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated
+
 import typer
+
+from rpmpipe.cli import fail, settings_of
+from rpmpipe.errors import RpmpipeError
+from rpmpipe.records import EngagementRecord
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def _parse_day(text: str | None, fallback: date) -> date:
+    if text is None:
+        return fallback
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise fail(f"--as-of: {text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def metrics(
+    ctx: typer.Context,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Count data through the end of this local day (YYYY-MM-DD). "
+            "Default: yesterday in the organisation's zone.",
+        ),
+    ] = None,
+    output: Annotated[
+        OutputFormat,
+        typer.Option("--format", help="table (terminal), json (the contract's records) or csv."),
+    ] = OutputFormat.table,
+    patient: Annotated[
+        str | None,
+        typer.Option(
+            "--patient",
+            help="Only this patient, in detail: every period and month with the dates and "
+            "activities behind each number (for answering a payer).",
+        ),
+    ] = None,
+    save: Annotated[
+        bool,
+        typer.Option("--save", help="Also persist the final records (what the nightly job does)."),
+    ] = False,
+) -> None:
+    """Engagement records as of a date: days with data per 30-day period, management minutes
+    per month, the CMS codes they earn, status (billable/pending/not_billable) and the reason."""
+    from metrics.job import compute, gc_paused, persist_final
+    from rpmpipe.registry.db import open_registry
+
+    settings = settings_of(ctx)
+    now = datetime.now(UTC)
+    day = _parse_day(as_of, now.astimezone(settings.org_zone).date() - timedelta(days=1))
+    try:
+        engine = open_registry(settings.effective_database_url)
+        records = compute(settings, engine, day)
+        if save:
+            persist_final(engine, records, day, now)
+    except (RpmpipeError, ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+    if patient is not None:
+        records = [r for r in records if r.patient_id == patient]
+        if not records:
+            raise fail(f"no engagement records for patient {patient} as of {day.isoformat()}")
+    with gc_paused():
+        _print(records, output, patient, day)
+
+
+def _print(
+    records: list[EngagementRecord], output: OutputFormat, patient: str | None, day: date
+) -> None:
+    from metrics.report import render_patient_detail, render_table, write_csv, write_json
+
+    if output is OutputFormat.json:
+        write_json(records, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    elif output is OutputFormat.csv:
+        write_csv(records, sys.stdout)
+    elif patient is not None:
+        typer.echo(f"patient {patient}, as of {day.isoformat()}\n")
+        typer.echo(render_patient_detail(records), nl=False)
+    else:
+        typer.echo(render_table(records), nl=False)
+        counts = {
+            s: sum(1 for r in records if r.status == s)
+            for s in ("billable", "pending", "not_billable")
+        }
+        typer.echo(
+            f"\n{len(records)} records as of {day.isoformat()}: "
+            + ", ".join(f"{v} {k}" for k, v in counts.items())
+        )
+
+
+def schedule(
+    ctx: typer.Context,
+    run_now: Annotated[
+        bool,
+        typer.Option("--run-now", help="Run the nightly job once in the foreground, then exit."),
+    ] = False,
+) -> None:
+    """Run the nightly job on a schedule (APScheduler, job store in the registry DB): engagement
+    as of yesterday, then the billing export. Time and zone come from the schedule settings
+    (default 02:00 in the organisation's zone). Each run is recorded in the job_runs table."""
+    from metrics.schedule import build_scheduler, make_trigger, run_job, schedule_zone
+    from rpmpipe.registry.db import open_registry
+
+    settings = settings_of(ctx)
+    try:
+        engine = open_registry(settings.effective_database_url)
+    except RpmpipeError as exc:
+        raise fail(str(exc)) from None
+    if run_now:
+        try:
+            outcome = run_job(settings, engine)
+        except Exception as exc:  # noqa: BLE001 - reported, and recorded in job_runs
+            raise fail(f"job failed: {type(exc).__name__}: {exc}") from None
+        typer.echo(
+            f"job run {outcome.run_id} as of {outcome.as_of.isoformat()}: {outcome.status}, "
+            f"{outcome.records} records, {outcome.billable_lines} billable lines, "
+            f"{outcome.exported_lines} exported lines"
+            + (f" ({outcome.message})" if outcome.message else "")
+        )
+        return
+    scheduler = build_scheduler(settings, engine)
+    zone = schedule_zone(settings)
+    upcoming = make_trigger(settings).get_next_fire_time(None, datetime.now(zone))
+    when = upcoming.isoformat() if upcoming else "never"
+    typer.echo(f"scheduler started; next run {when} (Ctrl-C to stop)")
+
+    def _stop(_signum: int, _frame: object) -> None:
+        raise SystemExit(0)
+
+    # SIGTERM (service managers) stops as cleanly as Ctrl-C.
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        scheduler.shutdown(wait=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Attach this module's commands to ``app``."""
+    """Attach ``metrics`` and ``schedule`` to ``app``."""
+    app.command("metrics")(metrics)
+    app.command("schedule")(schedule)

@@ -1,0 +1,343 @@
+"""Benchmark: ``rpmpipe metrics --format csv`` against DuckDB SQL on the same Parquet files.
+
+Generates (once, cached under benchmarks/output/) readings of N patients over D days in four
+US time zones, in the ingest storage layout (``readings/date=YYYY-MM-DD/*.parquet``), plus a
+SQLite registry; then, in the same run, times
+
+- rpmpipe: ``rpmpipe metrics --format csv --as-of ...`` as a subprocess (peak RSS from
+  ``getrusage(RUSAGE_CHILDREN)``), and
+- DuckDB: SQL doing the core of the same job (device -> patient join with assignment dates,
+  local dates in each patient's zone, consent/enrollment, 30-day periods anchored on the first
+  day with data, distinct days per period), including loading the registry tables.
+
+Prints one JSON object. Bar: rpmpipe at most 2.0x DuckDB.
+
+    .venv/bin/python benchmarks/metrics.py                  # 100k patients, ~7.5M readings
+    .venv/bin/python benchmarks/metrics.py --patients 10000 # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+ZONES = ("America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles")
+START = date(2026, 8, 1)
+READINGS_PER_PATIENT_DAY = 7.5e6 / 100_000 / 90
+
+
+def generate(out: Path, patients: int, days: int, seed: int = 7) -> dict[str, int]:
+    """Readings + registry for ``patients`` over ``days`` (skipped when already there)."""
+    marker = out / "complete.json"
+    if marker.exists():
+        return dict(json.loads(marker.read_text()))
+    from sqlalchemy import insert
+
+    from rpmpipe.registry.db import open_registry
+    from rpmpipe.registry.models import (
+        CareActivity,
+        Device,
+        DeviceAssignment,
+        Enrollment,
+        Patient,
+    )
+
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    readings_dir = out / "data" / "readings"
+    n = int(round(READINGS_PER_PATIENT_DAY * patients * days))
+    # Patients differ in adherence, so periods fall on both sides of 16 days.
+    weight = rng.uniform(0.2, 1.8, patients)
+    patient = rng.choice(patients, size=n, p=weight / weight.sum())
+    start_us = int(datetime(START.year, START.month, START.day, tzinfo=UTC).timestamp()) * 10**6
+    offset = rng.integers(0, days * 86400 * 10**6, n)
+    order = np.argsort(offset, kind="stable")
+    patient, offset = patient[order], offset[order]
+    utc_day = offset // (86400 * 10**6)
+    devices = pa.array([f"BP-{i:06d}" for i in range(patients)], pa.string())
+    kinds = np.where(rng.random(n) < 0.15, 1, 0)
+    manual = rng.random(n) < 0.01
+    suspect = rng.random(n) < 0.005
+    cuts = np.searchsorted(utc_day, np.arange(days + 1))
+    for d in range(days):
+        lo, hi = int(cuts[d]), int(cuts[d + 1])
+        if lo == hi:
+            continue
+        idx = pa.array(patient[lo:hi])
+        measured = pa.array(start_us + offset[lo:hi], pa.timestamp("us", tz="UTC"))
+        table = pa.table(
+            {
+                "device_id": devices.take(idx),
+                "type": pa.DictionaryArray.from_arrays(
+                    pa.array(kinds[lo:hi], pa.int8()), pa.array(["blood_pressure", "body_weight"])
+                ).cast(pa.string()),
+                "measured_at": measured,
+                "received_at": measured,
+                "manual_entry": pa.array(manual[lo:hi]),
+                "clock_suspect": pa.array(suspect[lo:hi]),
+                "systolic_mmhg": pa.array(rng.normal(128, 12, hi - lo)),
+                "diastolic_mmhg": pa.array(rng.normal(82, 8, hi - lo)),
+                "pulse_bpm": pa.array(rng.normal(72, 9, hi - lo)),
+                "source_format": pa.array(["native"] * (hi - lo)),
+            }
+        )
+        part = readings_dir / f"date={(START + timedelta(days=d)).isoformat()}"
+        part.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, part / "part-0.parquet")
+
+    engine = open_registry(f"sqlite:///{out / 'registry.db'}")
+    base = {
+        "mrn": "M",
+        "first_name": "Test",
+        "last_name": "Patient",
+        "birth_date": date(1950, 1, 1),
+        "sex": "F",
+        "address1": "1 Main St",
+        "city": "Springfield",
+        "state": "IL",
+        "zip": "62701",
+        "payer_id": "MCR",
+        "payer_name": "Medicare",
+        "member_id": "1EG4TE5MK73",
+        "icd10_codes": "I10",
+    }
+    chunk = 20_000
+    with engine.begin() as conn:
+        for lo in range(0, patients, chunk):
+            ids = range(lo, min(patients, lo + chunk))
+            conn.execute(
+                insert(Patient),
+                [{**base, "patient_id": f"P{i:06d}", "timezone": ZONES[i % 4]} for i in ids],
+            )
+            conn.execute(
+                insert(Device),
+                [{"device_id": f"BP-{i:06d}", "kind": "bp_cuff", "model": "x"} for i in ids],
+            )
+            conn.execute(
+                insert(DeviceAssignment),
+                [
+                    {
+                        "device_id": f"BP-{i:06d}",
+                        "patient_id": f"P{i:06d}",
+                        "start_date": START,
+                        "end_date": None,
+                    }
+                    for i in ids
+                ],
+            )
+            conn.execute(
+                insert(Enrollment),
+                [
+                    {
+                        "patient_id": f"P{i:06d}",
+                        "program": "RPM",
+                        "start_date": START,
+                        "end_date": None,
+                        "consent_date": START,
+                        "ordering_npi": "1234567893",
+                    }
+                    for i in ids
+                ],
+            )
+        # Care activity for a tenth of the patients: two entries a month.
+        acts = []
+        for i in range(0, patients, 10):
+            for m in range(max(1, days // 30)):
+                for k in range(2):
+                    acts.append(
+                        {
+                            "activity_id": f"A{i:06d}-{m}-{k}",
+                            "patient_id": f"P{i:06d}",
+                            "staff_id": "S1",
+                            "started_at": datetime(2026, 8 + m, 3 + 10 * k, 15, tzinfo=UTC),
+                            "minutes": Decimal(7 + (i + k) % 20),
+                            "kind": "phone_call",
+                            "interactive": k == 0,
+                            "program": "RPM",
+                        }
+                    )
+        for lo in range(0, len(acts), chunk):
+            conn.execute(insert(CareActivity), acts[lo : lo + chunk])
+    engine.dispose()
+    info = {"patients": patients, "days": days, "readings": n, "activities": len(acts)}
+    marker.write_text(json.dumps(info))
+    return info
+
+
+def warm_cache(readings_dir: Path) -> None:
+    """Read every file once so neither contender pays for cold disk reads."""
+    for f in readings_dir.rglob("*.parquet"):
+        f.read_bytes()
+
+
+def run_rpmpipe(out: Path, as_of: date) -> tuple[float, int, int]:
+    exe = Path(sys.executable).parent / "rpmpipe"
+    cmd = (
+        [str(exe)]
+        if exe.exists()
+        else [sys.executable, "-c", "from rpmpipe.cli import main; main()"]
+    )
+    cmd += [
+        "--data-dir",
+        str(out / "data"),
+        "--database-url",
+        f"sqlite:///{out / 'registry.db'}",
+        "--log-level",
+        "WARNING",
+        "metrics",
+        "--format",
+        "csv",
+        "--as-of",
+        as_of.isoformat(),
+    ]
+    csv_path = out / "metrics.csv"
+    started = time.perf_counter()
+    with csv_path.open("wb") as sink:
+        subprocess.run(cmd, stdout=sink, check=True)
+    elapsed = time.perf_counter() - started
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    with csv_path.open("rb") as f:
+        rows = sum(1 for _ in f) - 1
+    return elapsed, peak_kb, rows
+
+
+DUCKDB_SQL = """
+WITH r AS (
+    SELECT device_id, measured_at
+    FROM read_parquet('{readings}/date=*/*.parquet', hive_partitioning = true)
+    WHERE "date" BETWEEN '{first}' AND '{last}'
+      AND type IN ('blood_pressure', 'body_weight', 'spo2', 'blood_glucose', 'heart_rate')
+      AND NOT coalesce(manual_entry, false) AND NOT coalesce(clock_suspect, false)
+),
+j AS (
+    SELECT a.patient_id, CAST(timezone(p.timezone, r.measured_at) AS DATE) AS d,
+           a.start_date, a.end_date
+    FROM r JOIN asg a ON a.device_id = r.device_id JOIN pat p ON p.patient_id = a.patient_id
+),
+days AS (
+    SELECT DISTINCT j.patient_id, j.d
+    FROM j JOIN enr e ON e.patient_id = j.patient_id
+    WHERE j.d BETWEEN j.start_date AND coalesce(j.end_date, DATE '9999-12-31')
+      AND j.d BETWEEN e.start_date AND coalesce(e.end_date, DATE '9999-12-31')
+      AND e.consent_date <= j.d AND j.d <= DATE '{as_of}'
+),
+anchor AS (SELECT patient_id, min(d) AS a FROM days GROUP BY patient_id)
+SELECT days.patient_id, (days.d - anchor.a) // 30 AS period, count(*) AS transmission_days,
+       list(days.d ORDER BY days.d) AS dates
+FROM days JOIN anchor USING (patient_id)
+GROUP BY days.patient_id, period
+"""
+
+
+def run_duckdb(out: Path, as_of: date, first: date) -> tuple[float, int]:
+    import duckdb
+    import pandas as pd
+
+    started = time.perf_counter()
+    with sqlite3.connect(out / "registry.db") as reg:
+        pat = pd.read_sql_query("SELECT patient_id, timezone FROM patients", reg)
+        asg = pd.read_sql_query(
+            "SELECT device_id, patient_id, CAST(start_date AS TEXT) AS start_date, "
+            "CAST(end_date AS TEXT) AS end_date FROM device_assignments",
+            reg,
+        )
+        enr = pd.read_sql_query(
+            "SELECT patient_id, CAST(start_date AS TEXT) AS start_date, "
+            "CAST(end_date AS TEXT) AS end_date, CAST(consent_date AS TEXT) AS consent_date "
+            "FROM enrollments WHERE program = 'RPM'",
+            reg,
+        )
+    con = duckdb.connect()
+    con.register("pat_df", pat)
+    con.register("asg_df", asg)
+    con.register("enr_df", enr)
+    con.execute("CREATE TABLE pat AS SELECT * FROM pat_df")
+    con.execute(
+        "CREATE TABLE asg AS SELECT device_id, patient_id, CAST(start_date AS DATE) start_date, "
+        "CAST(end_date AS DATE) end_date FROM asg_df"
+    )
+    con.execute(
+        "CREATE TABLE enr AS SELECT patient_id, CAST(start_date AS DATE) start_date, "
+        "CAST(end_date AS DATE) end_date, CAST(consent_date AS DATE) consent_date FROM enr_df"
+    )
+    sql = DUCKDB_SQL.format(
+        readings=out / "data" / "readings",
+        first=(first - timedelta(days=1)).isoformat(),
+        last=(as_of + timedelta(days=1)).isoformat(),
+        as_of=as_of.isoformat(),
+    )
+    result = con.sql(sql).to_arrow_table()
+    rows = result.num_rows
+    elapsed = time.perf_counter() - started
+    con.close()
+    return elapsed, rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--patients", type=int, default=100_000)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "output")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each; best is reported")
+    args = parser.parse_args()
+
+    out = args.out / f"metrics-{args.patients}p-{args.days}d"
+    t0 = time.perf_counter()
+    info = generate(out, args.patients, args.days)
+    generated = time.perf_counter() - t0
+    as_of = START + timedelta(days=args.days - 1)
+    warm_cache(out / "data" / "readings")
+    # Alternate the contenders and keep each one's best run: the machine may be shared.
+    ours_runs: list[float] = []
+    theirs_runs: list[float] = []
+    for _ in range(args.repeat):
+        ours, peak_kb, csv_rows = run_rpmpipe(out, as_of)
+        theirs, duck_rows = run_duckdb(out, as_of, START)
+        ours_runs.append(ours)
+        theirs_runs.append(theirs)
+    ours, theirs = min(ours_runs), min(theirs_runs)
+    print(
+        json.dumps(
+            {
+                "benchmark": "metrics",
+                **info,
+                "as_of": as_of.isoformat(),
+                "cpus": os.cpu_count(),
+                "setup_seconds": round(generated, 2),
+                "repeat": args.repeat,
+                "rpmpipe_seconds": round(ours, 3),
+                "rpmpipe_runs": [round(x, 3) for x in ours_runs],
+                "rpmpipe_peak_rss_mb": round(peak_kb / 1024, 1),
+                "rpmpipe_records": csv_rows,
+                "duckdb_seconds": round(theirs, 3),
+                "duckdb_runs": [round(x, 3) for x in theirs_runs],
+                "duckdb_period_rows": duck_rows,
+                "ratio": round(ours / theirs, 3),
+                "bar": 2.0,
+                "within_bar": ours / theirs <= 2.0,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

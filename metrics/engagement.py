@@ -1,0 +1,409 @@
+"""Engagement records from plain values: readings, registry snapshot, activities, as-of date.
+
+Counting is vectorised (:mod:`metrics.days`); the rules (:mod:`metrics.rules`) then turn
+each supply period, management month and setup episode into one ``EngagementRecord`` with a
+status, a reason a biller understands, service lines and the evidence behind them.
+"""
+
+from __future__ import annotations
+
+import calendar
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from datetime import date, timedelta
+from functools import cache
+from typing import NamedTuple
+
+import numpy as np
+import pyarrow as pa
+
+from metrics.days import OPEN_END, IntArray, PatientDays, day_number, from_day_number, patient_days
+from metrics.minutes import MonthMinutes, monthly_minutes
+from metrics.report import format_minutes
+from metrics.rules import RuleSet, Tier, management_lines, rule_set_for, supply_code
+from metrics.snapshot import Enrollment, RegistrySnapshot
+from rpmpipe.records import Activity, EngagementRecord, ServiceLine
+from rpmpipe.settings import RuleSettings
+
+PROGRAM = "RPM"
+_NO_CONSENT = OPEN_END + 1
+
+
+def month_end(day: date) -> date:
+    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+class _Period(NamedTuple):
+    # A tuple, not a frozen dataclass: hundreds of thousands are made per run.
+    start: date
+    end: date
+    days: tuple[date, ...]
+
+
+def compute_engagement(
+    readings: pa.Table | Iterable[pa.RecordBatch],
+    snapshot: RegistrySnapshot,
+    activities: Iterable[Activity],
+    as_of: date,
+    rules: RuleSettings,
+    org_zone: str,
+) -> list[EngagementRecord]:
+    """Every RPM engagement record as of ``as_of`` (data through the end of that local day).
+
+    Records are grouped by patient: each episode's setup and supply periods in order, then
+    the management months. A record is final when ``as_of`` is past its last day; before
+    that it is ``pending``.
+    """
+    found = patient_days(readings, snapshot, as_of, org_zone)
+    enrollments = sorted(
+        (e for e in snapshot.enrollments if e.program == PROGRAM),
+        key=lambda e: (e.patient_id, e.start_date),
+    )
+    days_of = _episode_days(found, enrollments)
+    months: dict[str, list[EngagementRecord]] = {}
+    for m in monthly_minutes(
+        activities, snapshot, as_of, org_zone, PROGRAM, rules.secure_message_interactive
+    ):
+        months.setdefault(m.patient_id, []).append(_management(m, as_of, rules))
+    # Enrollments are in patient order, so records come out sorted without a global sort:
+    # per patient, setup and supply per episode, then the management months.
+    records: list[EngagementRecord] = []
+    for i, enrollment in enumerate(enrollments):
+        records.extend(_supply_and_setup(enrollment, days_of.get(i, ()), as_of, rules))
+        last_of_patient = (
+            i + 1 == len(enrollments) or enrollments[i + 1].patient_id != enrollment.patient_id
+        )
+        if last_of_patient:
+            records.extend(months.pop(enrollment.patient_id, ()))
+    return records
+
+
+# --- days per episode ------------------------------------------------------------------------
+
+
+def _episode_days(
+    found: PatientDays, enrollments: Sequence[Enrollment]
+) -> dict[int, tuple[date, ...]]:
+    """For each enrollment (by position), the sorted local dates it counts."""
+    if len(found.day) == 0 or not enrollments:
+        return {}
+    pos = found.index.position()
+    n_patients = len(found.index.ids)
+    # Enrollments are sorted by patient: each one's rank within its patient picks its slot,
+    # and slot k (every patient's k-th enrollment) is matched in a few vector passes.
+    owner = np.array([pos[e.patient_id] for e in enrollments], np.int64)
+    e_start = np.array([day_number(e.start_date) for e in enrollments], np.int64)
+    e_end = np.array(
+        [OPEN_END if e.end_date is None else day_number(e.end_date) for e in enrollments],
+        np.int64,
+    )
+    e_consent = np.array(
+        [
+            _NO_CONSENT if e.consent_date is None else day_number(e.consent_date)
+            for e in enrollments
+        ],
+        np.int64,
+    )
+    first_of_owner = np.r_[0, np.flatnonzero(owner[1:] != owner[:-1]) + 1]
+    rank = np.arange(len(owner)) - np.repeat(
+        first_of_owner, np.diff(np.r_[first_of_owner, len(owner)])
+    )
+    pt = found.patient
+    d = found.day
+    episode = np.full(len(d), -1, np.int64)
+    for k in range(int(rank.max()) + 1):
+        which = np.flatnonzero(rank == k)
+        ids = np.full(n_patients, -1, np.int64)
+        start = np.zeros(n_patients, np.int64)
+        end = np.zeros(n_patients, np.int64)
+        consent = np.full(n_patients, _NO_CONSENT, np.int64)
+        ids[owner[which]] = which
+        start[owner[which]] = e_start[which]
+        end[owner[which]] = e_end[which]
+        consent[owner[which]] = e_consent[which]
+        hit = (
+            (episode == -1)
+            & (ids[pt] >= 0)
+            & (d >= start[pt])
+            & (d <= end[pt])
+            & (d >= consent[pt])
+        )
+        episode[hit] = ids[pt][hit]
+    keep = episode >= 0
+    ep = episode[keep]
+    day = found.day[keep]
+    if len(ep) == 0:
+        return {}
+    # Pairs come sorted by patient and day; with one enrollment per patient (the usual case)
+    # episodes are then already in order and the sort is skipped.
+    if len(ep) > 1 and not bool(np.all(ep[1:] >= ep[:-1])):
+        order = np.lexsort((day, ep))
+        ep, day = ep[order], day[order]
+    lo = int(day.min())
+    lut = np.array([from_day_number(lo + i) for i in range(int(day.max()) - lo + 1)], dtype=object)
+    dates = lut[day - lo]
+    cuts = np.flatnonzero(ep[1:] != ep[:-1]) + 1
+    starts: IntArray = np.concatenate(([0], cuts))
+    ends: IntArray = np.concatenate((cuts, [len(ep)]))
+    return {
+        int(e): tuple(dates[s:t])
+        for e, s, t in zip(ep[starts].tolist(), starts.tolist(), ends.tolist(), strict=True)
+    }
+
+
+# --- supply periods and setup ----------------------------------------------------------------
+
+
+def _periods(days: tuple[date, ...], last: date, mode: str, period_days: int) -> list[_Period]:
+    """Back-to-back periods from the first day with data, up to the one holding ``last``."""
+    periods: list[_Period] = []
+    start = days[0].replace(day=1) if mode == "calendar_month" else days[0]
+    length = timedelta(days=period_days - 1)
+    one = timedelta(days=1)
+    i = 0
+    while start <= last:
+        end = month_end(start) if mode == "calendar_month" else start + length
+        j = bisect_right(days, end, lo=i)
+        periods.append(_Period(start, end, days[i:j]))
+        i = j
+        start = end + one
+    return periods
+
+
+def _supply_dos(period: _Period, rules: RuleSettings) -> date:
+    if rules.supply_date_of_service == "last_reading_day" and period.days:
+        return period.days[-1]
+    return period.end
+
+
+def _forecast(
+    period: _Period, enrollment: Enrollment, as_of: date, full_days: int
+) -> dict[str, object]:
+    """Days so far, days still possible, and whether the full supply code is within reach.
+
+    ``at_risk``: the full code is not yet earned and the pace so far, kept up to the end of
+    the period, falls short of it.
+    """
+    last_possible = period.end
+    if enrollment.end_date is not None:
+        last_possible = min(last_possible, enrollment.end_date)
+    so_far = len(period.days)
+    remaining = (last_possible - as_of).days
+    if remaining < 0:
+        remaining = 0
+    elapsed = ((as_of if as_of < last_possible else last_possible) - period.start).days + 1
+    if elapsed < 1:
+        elapsed = 1
+    projected = so_far + so_far / elapsed * remaining
+    return {
+        "days_so_far": so_far,
+        "days_still_possible": remaining,
+        "can_reach_16": so_far + remaining >= full_days,
+        "at_risk": so_far < full_days and projected < full_days,
+    }
+
+
+@cache
+def _supply_reason(rs: RuleSet, days: int, code: str | None) -> str:
+    full = rs.supply_full_days
+    text = f"{_plural(days, 'day')} with data"
+    if code is None:
+        if rs.supply_min_days < full:
+            return (
+                f"{text}, {rs.supply_min_days} needed for the short supply code, {full} for 99454"
+            )
+        return f"{text}, {full} needed for 99454"
+    if days < full:
+        return f"{text}, {full} needed for 99454 (billed {code})"
+    return f"{text} (billed {code})"
+
+
+def _supply_and_setup(
+    enrollment: Enrollment, days: tuple[date, ...], as_of: date, rules: RuleSettings
+) -> list[EngagementRecord]:
+    if as_of < enrollment.start_date:
+        return []
+    last = as_of if enrollment.end_date is None else min(as_of, enrollment.end_date)
+    pid = enrollment.patient_id
+    if enrollment.consent_date is None or not days:
+        ended = enrollment.end_date is not None and enrollment.end_date < as_of
+        if enrollment.consent_date is None:
+            reason = "no consent on file"
+        elif ended:
+            reason = "no qualifying readings during the enrollment"
+        else:
+            since = enrollment.start_date.isoformat()
+            reason = f"no qualifying readings since the enrollment start {since}"
+        rs = rule_set_for(PROGRAM, last)
+        return [
+            EngagementRecord(
+                patient_id=pid,
+                program=PROGRAM,
+                kind="device_supply",
+                period_start=enrollment.start_date,
+                period_end=last,
+                status="not_billable" if enrollment.consent_date is None or ended else "pending",
+                reason=reason,
+                rule_set=rs.name,
+            )
+        ]
+    records: list[EngagementRecord] = []
+    setup: EngagementRecord | None = None
+    probe_rs = rule_set_for(PROGRAM, days[0])
+    for period in _periods(days, last, rules.supply_period, probe_rs.period_days):
+        dos = _supply_dos(period, rules)
+        rs = rule_set_for(PROGRAM, dos)
+        n = len(period.days)
+        code = supply_code(rs, n)
+        final = as_of > period.end
+        forecast = None
+        if final:
+            status = "billable" if code else "not_billable"
+            reason = _supply_reason(rs, n, code)
+            lines: tuple[ServiceLine, ...] = (ServiceLine(code, 1, dos),) if code else ()
+        else:
+            status = "pending"
+            forecast = _forecast(period, enrollment, as_of, rs.supply_full_days)
+            lines = ()
+            full = rs.supply_full_days
+            reason = (
+                f"period open until {period.end.isoformat()}: {_plural(n, 'day')} with data so far, "
+                + (
+                    "99454 reached"
+                    if n >= full
+                    else f"{full} needed for 99454; {forecast['days_still_possible']} days still possible"
+                )
+            )
+        records.append(
+            EngagementRecord(
+                patient_id=pid,
+                program=PROGRAM,
+                kind="device_supply",
+                period_start=period.start,
+                period_end=period.end,
+                status=status,
+                reason=reason,
+                rule_set=rs.name,
+                transmission_days=n,
+                lines=lines,
+                evidence_dates=period.days,
+                forecast=forecast,
+            )
+        )
+        if setup is None and n >= rs.setup_min_days:
+            setup = _setup_record(pid, period, rs, dos, final)
+    if setup is None:
+        # No period has qualified yet: say so on the latest period.
+        current = records[-1]
+        rs = rule_set_for(PROGRAM, current.period_end)
+        ended = current.status != "pending"
+        setup = EngagementRecord(
+            patient_id=pid,
+            program=PROGRAM,
+            kind="setup",
+            period_start=current.period_start,
+            period_end=current.period_end,
+            status="not_billable" if ended else "pending",
+            reason=f"no supply period has reached {rs.setup_min_days} days with data yet",
+            rule_set=rs.name,
+            transmission_days=current.transmission_days,
+            evidence_dates=current.evidence_dates,
+        )
+    return [setup, *records]
+
+
+def _setup_record(
+    pid: str, period: _Period, rs: RuleSet, dos: date, final: bool
+) -> EngagementRecord:
+    n = len(period.days)
+    return EngagementRecord(
+        patient_id=pid,
+        program=PROGRAM,
+        kind="setup",
+        period_start=period.start,
+        period_end=period.end,
+        status="billable" if final else "pending",
+        reason=(
+            f"first supply period with {rs.setup_min_days}+ days ({_plural(n, 'day')}), "
+            "billed once per episode"
+            if final
+            else f"setup qualifies; billed with the supply period ending {period.end.isoformat()}"
+        ),
+        rule_set=rs.name,
+        transmission_days=n,
+        lines=(ServiceLine(rs.setup_code, 1, dos),) if final else (),
+        evidence_dates=period.days,
+    )
+
+
+# --- management months -----------------------------------------------------------------------
+
+
+@cache
+def _lowest_tier(rs: RuleSet) -> Tier:
+    return min(rs.management_tiers, key=lambda t: t.minimum)
+
+
+@cache
+def _top_tier(rs: RuleSet) -> Tier:
+    return max(rs.management_tiers, key=lambda t: t.minimum)
+
+
+def _management_reason(
+    rs: RuleSet, m: MonthMinutes, lines: tuple[ServiceLine, ...], cap: int, verb: str = "billed"
+) -> str:
+    text = f"{format_minutes(m.minutes)} minutes"
+    if rs.requires_interactive and m.interactive_communications == 0:
+        return f"{text}, no interactive communication this month"
+    if not lines:
+        lowest = _lowest_tier(rs)
+        return f"{text}, {format_minutes(lowest.minimum)} needed for {lowest.code}"
+    billed = " + ".join(
+        line.code if line.units == 1 else f"{line.units}x {line.code}" for line in lines
+    )
+    top = _top_tier(rs)
+    comms = _plural(m.interactive_communications, "interactive communication")
+    if lines[0].code != top.code:
+        needed = format_minutes(top.minimum)
+        return f"{text} with {comms}, {needed} needed for {top.code} ({verb} {billed})"
+    add = rs.add_on
+    if add is not None and cap >= 0:
+        uncapped = int((m.minutes - top.minimum) // add.step)
+        if uncapped > cap:
+            return f"{text} with {comms} ({verb} {billed}; {add.code} capped at {cap} units)"
+    return f"{text} with {comms} ({verb} {billed})"
+
+
+def _management(m: MonthMinutes, as_of: date, rules: RuleSettings) -> EngagementRecord:
+    end = month_end(m.month)
+    rs = rule_set_for(PROGRAM, end)
+    lines = management_lines(
+        rs, m.minutes, m.interactive_communications, end, rules.max_99458_units
+    )
+    final = as_of > end
+    if final:
+        status = "billable" if lines else "not_billable"
+        reason = _management_reason(rs, m, lines, rules.max_99458_units)
+    else:
+        status = "pending"
+        so_far = _management_reason(rs, m, lines, rules.max_99458_units, "so far")
+        reason = f"month open until {end.isoformat()}: {so_far}"
+        lines = ()
+    return EngagementRecord(
+        patient_id=m.patient_id,
+        program=PROGRAM,
+        kind="treatment_management",
+        period_start=m.month,
+        period_end=end,
+        status=status,
+        reason=reason,
+        rule_set=rs.name,
+        interactive_minutes=m.minutes,
+        interactive_communications=m.interactive_communications,
+        lines=lines,
+        evidence_activity_ids=m.activity_ids,
+    )

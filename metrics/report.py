@@ -1,0 +1,195 @@
+"""Engagement records in the contract's shapes: JSON objects, CSV rows, a plain table (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date
+from decimal import Decimal
+from typing import IO, Any
+
+import orjson
+
+from rpmpipe.records import EngagementRecord
+
+
+def format_minutes(minutes: Decimal) -> str:
+    """``18`` rather than ``18.00``; ``19.5`` stays ``19.5`` (never rounded)."""
+    if minutes == minutes.to_integral_value():
+        return str(int(minutes))
+    return format(minutes.normalize(), "f")
+
+
+CSV_COLUMNS = (
+    "patient_id",
+    "program",
+    "kind",
+    "period_start",
+    "period_end",
+    "status",
+    "rule_set",
+    "transmission_days",
+    "interactive_minutes",
+    "interactive_communications",
+    "lines",
+    "reason",
+    "evidence_dates",
+    "evidence_activity_ids",
+)
+
+
+def lines_of(record: EngagementRecord) -> list[dict[str, Any]]:
+    return [
+        {
+            "code": line.code,
+            "units": line.units,
+            "date_of_service": line.date_of_service.isoformat(),
+        }
+        for line in record.lines
+    ]
+
+
+def evidence_of(record: EngagementRecord) -> dict[str, list[str]]:
+    return {
+        "dates": [d.isoformat() for d in record.evidence_dates],
+        "activity_ids": list(record.evidence_activity_ids),
+    }
+
+
+def record_to_dict(record: EngagementRecord) -> dict[str, Any]:
+    """The contract's JSON object for one record (minutes as a JSON number, never rounded)."""
+    minutes = record.interactive_minutes
+    return {
+        "patient_id": record.patient_id,
+        "program": record.program,
+        "kind": record.kind,
+        "period_start": record.period_start.isoformat(),
+        "period_end": record.period_end.isoformat(),
+        "status": record.status,
+        "reason": record.reason,
+        "rule_set": record.rule_set,
+        "transmission_days": record.transmission_days,
+        "interactive_minutes": int(minutes)
+        if minutes == minutes.to_integral_value()
+        else float(minutes),
+        "interactive_communications": record.interactive_communications,
+        "lines": lines_of(record),
+        "evidence": evidence_of(record),
+        "forecast": record.forecast,
+    }
+
+
+def write_json(records: Iterable[EngagementRecord], out: IO[bytes]) -> None:
+    out.write(orjson.dumps([record_to_dict(r) for r in records], option=orjson.OPT_INDENT_2))
+    out.write(b"\n")
+
+
+def _lines_text(record: EngagementRecord) -> str:
+    return " ".join(
+        f"{line.code}x{line.units}@{line.date_of_service.isoformat()}" for line in record.lines
+    )
+
+
+class _IsoDates(dict[date, str]):
+    """ISO text of dates, each formatted once (a run repeats the same few hundred dates)."""
+
+    def __missing__(self, day: date) -> str:
+        text = self[day] = day.isoformat()
+        return text
+
+
+def _field(text: str) -> str:
+    """RFC 4180 quoting, only when needed (the csv module scans every character of every
+    field, which dominates on long evidence lists)."""
+    if "," in text or '"' in text or "\n" in text or "\r" in text:
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def write_csv(records: Iterable[EngagementRecord], out: IO[str], chunk: int = 20_000) -> None:
+    """One row per record; lines as ``code x units @ date`` separated by spaces; evidence
+    dates and activity ids separated by ``;``."""
+    iso = _IsoDates()
+    reasons: dict[str, str] = {}  # reasons repeat across rows: quote each once
+    last_id, patient = "", ""
+    out.write(",".join(CSV_COLUMNS) + "\n")
+    rows: list[str] = []
+    for r in records:
+        if r.patient_id != last_id:  # rows come grouped by patient
+            last_id, patient = r.patient_id, _field(r.patient_id)
+        reason = reasons.get(r.reason)
+        if reason is None:
+            reason = reasons[r.reason] = _field(r.reason)
+        lines = (
+            " ".join(f"{x.code}x{x.units}@{iso[x.date_of_service]}" for x in r.lines)
+            if r.lines
+            else ""
+        )
+        minutes = format_minutes(r.interactive_minutes) if r.interactive_minutes else "0"
+        activities = _field(";".join(r.evidence_activity_ids)) if r.evidence_activity_ids else ""
+        rows.append(
+            f"{patient},{_field(r.program)},{r.kind},{iso[r.period_start]},"
+            f"{iso[r.period_end]},{r.status},{r.rule_set},{r.transmission_days},"
+            f"{minutes},{r.interactive_communications},{lines},{reason},"
+            f"{';'.join(map(iso.__getitem__, r.evidence_dates))},{activities}\n"
+        )
+        if len(rows) >= chunk:
+            out.write("".join(rows))
+            rows.clear()
+    out.write("".join(rows))
+
+
+def render_table(records: Sequence[EngagementRecord]) -> str:
+    """A fixed-width table for a terminal."""
+    head = ("patient", "kind", "period", "status", "days", "minutes", "lines", "reason")
+    rows = [
+        (
+            r.patient_id,
+            r.kind,
+            f"{r.period_start.isoformat()}..{r.period_end.isoformat()}",
+            r.status,
+            str(r.transmission_days),
+            format_minutes(r.interactive_minutes),
+            _lines_text(r) or "-",
+            r.reason,
+        )
+        for r in records
+    ]
+    widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(head[:-1])]
+    out = []
+    for row in (head, *rows):
+        out.append(
+            "  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+        )
+    return "\n".join(out) + "\n"
+
+
+def render_patient_detail(records: Sequence[EngagementRecord]) -> str:
+    """One patient's periods and months with the dates and activities behind each number."""
+    parts = []
+    for r in records:
+        parts.append(
+            f"{r.kind} {r.period_start.isoformat()}..{r.period_end.isoformat()} "
+            f"[{r.rule_set}] {r.status.upper()}"
+        )
+        parts.append(f"  reason: {r.reason}")
+        if r.kind != "treatment_management":
+            parts.append(f"  days with data: {r.transmission_days}")
+            if r.evidence_dates:
+                parts.append("  dates: " + ", ".join(d.isoformat() for d in r.evidence_dates))
+        else:
+            parts.append(
+                f"  minutes: {format_minutes(r.interactive_minutes)}, interactive communications: "
+                f"{r.interactive_communications}"
+            )
+            if r.evidence_activity_ids:
+                parts.append("  activities: " + ", ".join(r.evidence_activity_ids))
+        parts.append("  lines: " + (_lines_text(r) or "none"))
+        if r.forecast:
+            f = r.forecast
+            parts.append(
+                f"  forecast: {f['days_so_far']} days so far, "
+                f"{f['days_still_possible']} still possible, "
+                f"16 reachable: {'yes' if f['can_reach_16'] else 'no'}, "
+                f"at risk: {'yes' if f['at_risk'] else 'no'}"
+            )
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,94 @@
+"""Reading the readings dataset (I/O edge): only the needed columns, days and batches.
+
+Works on the ingest layout (``<data>/readings/date=YYYY-MM-DD/*.parquet``) and on any Parquet
+dataset with the storage contract's columns written by another tool (with or without the
+``date`` partition, timestamps naive-UTC or tz-aware, flags absent or present).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+REQUIRED = ("device_id", "type", "measured_at")
+OPTIONAL = ("manual_entry", "clock_suspect")
+BATCH_ROWS = 1 << 20
+
+
+def _visible(path: Path, root: Path) -> bool:
+    # Writers keep temp files hidden ("." or "_" prefixes); never read a half-written file.
+    return not any(part.startswith((".", "_")) for part in path.relative_to(root).parts)
+
+
+def _partition_day(name: str) -> date | None:
+    try:
+        return date.fromisoformat(name.partition("=")[2])
+    except ValueError:
+        return None
+
+
+def reading_files(readings_dir: Path, first_day: date, last_day: date) -> list[Path]:
+    """Parquet files that may hold readings stored on ``first_day .. last_day``.
+
+    With ``date=`` partitions only the partitions in the window are listed (so old files are
+    never even opened); without them, every visible Parquet file.
+    """
+    if not readings_dir.is_dir():
+        return []
+    partitions = [p for p in readings_dir.iterdir() if p.is_dir() and p.name.startswith("date=")]
+    if partitions:
+        roots = []
+        for p in partitions:
+            day = _partition_day(p.name)
+            if day is None or first_day <= day <= last_day:
+                roots.append(p)
+    else:
+        roots = [readings_dir]
+    files = (f for r in roots for f in r.rglob("*.parquet") if f.is_file())
+    return sorted(f for f in files if _visible(f, readings_dir))
+
+
+def _schema(first_file: Path) -> pa.Schema:
+    """The projected schema: contract columns, flags always present (absent means False)."""
+    found = pq.read_schema(first_file)
+    missing = [c for c in REQUIRED if c not in found.names]
+    if missing:
+        raise ValueError(f"readings file {first_file} lacks columns {missing}")
+    measured = found.field("measured_at").type
+    return pa.schema(
+        [
+            ("device_id", pa.string()),
+            ("type", pa.string()),
+            ("measured_at", measured),
+            ("manual_entry", pa.bool_()),
+            ("clock_suspect", pa.bool_()),
+        ]
+    )
+
+
+def reading_batches(
+    readings_dir: Path, first_day: date, last_day: date
+) -> Iterator[pa.RecordBatch]:
+    """Batches of readings stored on ``first_day - 1 .. last_day + 1`` (only needed columns).
+
+    The partition day is a UTC date; a day of margin on each side covers every zone offset.
+    Missing directory or no files: no batches.
+    """
+    files = reading_files(readings_dir, first_day - timedelta(days=1), last_day + timedelta(days=1))
+    if not files:
+        return
+    schema = _schema(files[0])
+    dataset = ds.dataset([str(f) for f in files], schema=schema, format="parquet")
+    scanner = dataset.scanner(
+        columns=schema.names,
+        batch_size=BATCH_ROWS,
+        use_threads=True,
+        batch_readahead=2,
+        fragment_readahead=2,
+    )
+    yield from scanner.to_batches()
