@@ -1,0 +1,212 @@
+"""Payload bytes to readings, or to reasons for quarantine (pure, never raises).
+
+A payload is one item, a JSON array of items, an object with a ``readings`` array (native
+batched sync) or a FHIR Bundle. Each item is a native reading, an Open mHealth data point or
+a FHIR Observation. A bad item is rejected on its own; the good ones of the batch are kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from ingest.fhir import bundle_resources, is_fhir, observation_fields
+from ingest.openmhealth import is_openmhealth, openmhealth_fields
+from ingest.validation import (
+    Fields,
+    check_device_id,
+    convert_glucose,
+    convert_weight,
+    make_reading,
+)
+from rpmpipe.errors import DecodeError
+from rpmpipe.records import Reading
+
+MAX_PAYLOAD_BYTES = 1024 * 1024
+MAX_ITEMS = 10_000
+MAX_EXTRA_BYTES = 16 * 1024
+MAX_EXTRA_DEPTH = 8
+
+NATIVE_FIELDS = frozenset(
+    {
+        "device_id",
+        "reading_id",
+        "measured_at",
+        "type",
+        "systolic_mmhg",
+        "diastolic_mmhg",
+        "pulse_bpm",
+        "weight",
+        "unit",
+        "weight_kg",
+        "spo2_pct",
+        "glucose",
+        "glucose_unit",
+        "glucose_mg_dl",
+        "irregular_heartbeat",
+        "manual_entry",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """One payload or batch item that cannot be stored, with why."""
+
+    code: str
+    reason: str
+    item: bytes  # the original payload, or the item of a batch re-serialised on its own
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    readings: tuple[Reading, ...]
+    rejects: tuple[Reject, ...]
+
+
+def decode(
+    topic_device_id: str | None,
+    payload: bytes,
+    received_at: datetime,
+    clock_skew: timedelta = timedelta(minutes=10),
+) -> Decoded:
+    """Decode one MQTT payload (or one backfill line); hostile input yields rejects."""
+    try:
+        return _decode(topic_device_id, payload, received_at, clock_skew)
+    except DecodeError as exc:
+        return Decoded((), (Reject(exc.code, exc.detail, payload),))
+    except Exception:  # noqa: BLE001 - the decoder must never take ingest down
+        return Decoded((), (Reject("decoder_error", "the payload could not be decoded", payload),))
+
+
+def _decode(
+    topic_device_id: str | None, payload: bytes, received_at: datetime, clock_skew: timedelta
+) -> Decoded:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise DecodeError("too_large", f"the payload exceeds {MAX_PAYLOAD_BYTES} bytes")
+    if topic_device_id is not None:
+        check_device_id(topic_device_id)
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise DecodeError(
+            "bad_json", "the payload is not valid UTF-8 JSON (NaN and Infinity are refused)"
+        ) from None
+    defaults: dict[str, Any] = {}
+    if isinstance(doc, list):
+        items: list[object] = doc
+    elif isinstance(doc, dict) and doc.get("resourceType") == "Bundle":
+        items = list(bundle_resources(doc))
+    elif isinstance(doc, dict) and "readings" in doc:
+        if not isinstance(doc["readings"], list):
+            raise DecodeError("bad_value", "readings must be an array")
+        items = doc["readings"]
+        if "device_id" in doc:
+            defaults["device_id"] = doc["device_id"]
+    elif isinstance(doc, dict):
+        items = [doc]
+    else:
+        raise DecodeError("unsupported_format", "the payload is not a JSON object or array")
+    if not items:
+        raise DecodeError("empty_batch", "the payload holds no readings")
+    if len(items) > MAX_ITEMS:
+        raise DecodeError("too_many_items", f"a batch holds more than {MAX_ITEMS} readings")
+    if len(items) == 1 and items[0] is doc:
+        # The common case, one reading per message: no per-item bookkeeping.
+        return Decoded((_reading(doc, defaults, topic_device_id, received_at, clock_skew),), ())
+    readings: list[Reading] = []
+    rejects: list[Reject] = []
+    for index, item in enumerate(items):
+        try:
+            readings.append(_reading(item, defaults, topic_device_id, received_at, clock_skew))
+        except DecodeError as exc:
+            where = f"item {index + 1} of {len(items)}"
+            rejects.append(Reject(exc.code, f"{where}: {exc.detail}", _item_bytes(item)))
+    return Decoded(tuple(readings), tuple(rejects))
+
+
+def _reading(
+    item: object,
+    defaults: dict[str, Any],
+    topic_device_id: str | None,
+    received_at: datetime,
+    clock_skew: timedelta,
+) -> Reading:
+    fields = _fields(item, defaults)
+    if topic_device_id is not None:
+        if fields.device_id is None:
+            fields.device_id = topic_device_id
+        elif fields.device_id != topic_device_id:
+            raise DecodeError(
+                "device_mismatch", "the payload's device_id differs from the topic's device"
+            )
+    return make_reading(fields, received_at, clock_skew)
+
+
+def _item_bytes(item: object) -> bytes:
+    try:
+        return orjson.dumps(item)
+    except (orjson.JSONEncodeError, TypeError):
+        return b"<unserialisable item>"
+
+
+def _fields(item: object, defaults: dict[str, Any]) -> Fields:
+    if not isinstance(item, dict):
+        raise DecodeError("unsupported_format", "an item is not a JSON object")
+    if is_fhir(item):
+        return observation_fields(item)
+    if is_openmhealth(item):
+        return openmhealth_fields(item)
+    return native_fields({**defaults, **item} if defaults else item)
+
+
+def native_fields(item: dict[str, Any]) -> Fields:
+    """Fields of the native payload of ARCHITECTURE.md; unknown keys are kept as ``extra``."""
+    weight_kg = item.get("weight_kg")
+    if weight_kg is None and item.get("weight") is not None:
+        weight_kg = convert_weight(item["weight"], item.get("unit"))
+    glucose = item.get("glucose_mg_dl")
+    if glucose is None and item.get("glucose") is not None:
+        glucose = convert_glucose(item["glucose"], item.get("glucose_unit", item.get("unit")))
+    unknown = (
+        None
+        if item.keys() <= NATIVE_FIELDS
+        else {k: v for k, v in item.items() if k not in NATIVE_FIELDS}
+    )
+    return Fields(
+        device_id=item.get("device_id"),
+        reading_id=item.get("reading_id"),
+        measured_at=item.get("measured_at"),
+        type=item.get("type"),
+        manual_entry=item.get("manual_entry", False),
+        systolic_mmhg=item.get("systolic_mmhg"),
+        diastolic_mmhg=item.get("diastolic_mmhg"),
+        pulse_bpm=item.get("pulse_bpm"),
+        weight_kg=weight_kg,
+        spo2_pct=item.get("spo2_pct"),
+        glucose_mg_dl=glucose,
+        irregular_heartbeat=item.get("irregular_heartbeat"),
+        extra=_extra(unknown) if unknown else None,
+    )
+
+
+def _depth(value: object, limit: int) -> int:
+    if limit <= 0:
+        return 1
+    if isinstance(value, dict):
+        return 1 + max((_depth(v, limit - 1) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v, limit - 1) for v in value), default=0)
+    return 0
+
+
+def _extra(unknown: dict[str, Any]) -> str:
+    if _depth(unknown, MAX_EXTRA_DEPTH + 1) > MAX_EXTRA_DEPTH:
+        raise DecodeError("too_deep", f"extra fields nest deeper than {MAX_EXTRA_DEPTH} levels")
+    text = orjson.dumps(unknown, option=orjson.OPT_SORT_KEYS)
+    if len(text) > MAX_EXTRA_BYTES:
+        raise DecodeError("too_large", f"extra fields exceed {MAX_EXTRA_BYTES} bytes")
+    return text.decode()

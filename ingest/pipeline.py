@@ -1,0 +1,166 @@
+"""One batch of messages to durable storage: decode, check devices, write, quarantine.
+
+Used by the MQTT subscriber, the JSONL backfill and the quarantine replay, so all three apply
+the same validation and the same exactly-once store. :meth:`IngestPipeline.handle` returns
+only after everything of the batch is durably written; the caller then acknowledges.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from sqlalchemy import Engine, select
+
+from ingest.activities import activity_rows, store_activities
+from ingest.decoders import decode
+from ingest.quarantine import QuarantineEntry, QuarantineStore
+from ingest.sink import ReadingSink
+from rpmpipe.errors import DecodeError
+from rpmpipe.records import Reading
+from rpmpipe.registry.models import Device
+from rpmpipe.settings import Settings
+
+BACKFILL_TOPIC = "backfill"
+
+
+class Message(NamedTuple):
+    """One payload as received (an immutable value; a NamedTuple because it is per-message)."""
+
+    topic: str
+    payload: bytes
+    received_at: datetime
+    label: str = ""  # prefixed to quarantine reasons, e.g. "line 12"
+    source: str = "mqtt"
+
+
+@dataclass
+class BatchOutcome:
+    stored: int = 0
+    duplicates: int = 0
+    activities: int = 0
+    quarantined: Counter[str] = field(default_factory=Counter)
+    entries: list[QuarantineEntry] = field(default_factory=list)
+
+
+def topic_device(topic: str, topic_root: str) -> tuple[str, str | None]:
+    """("reading", device_id), ("activity", None), ("backfill", None) or ("unknown", None)."""
+    if topic == BACKFILL_TOPIC:
+        return "backfill", None
+    prefix = f"{topic_root}/devices/"
+    if topic.startswith(prefix) and topic.endswith("/readings"):
+        device = topic[len(prefix) : -len("/readings")]
+        if device and "/" not in device:
+            return "reading", device
+    if topic == f"{topic_root}/activities":
+        return "activity", None
+    return "unknown", None
+
+
+class KnownDevices:
+    """The registry's device ids, re-read on a miss at most every ``min_refresh`` seconds."""
+
+    def __init__(
+        self, engine: Engine, min_refresh: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ):
+        self._engine = engine
+        self._min_refresh = min_refresh
+        self._clock = clock
+        self._ids: frozenset[str] = frozenset()
+        self._loaded_at: float | None = None
+
+    def refresh(self) -> None:
+        with self._engine.connect() as conn:
+            self._ids = frozenset(conn.execute(select(Device.device_id)).scalars())
+        self._loaded_at = self._clock()
+
+    def __contains__(self, device_id: object) -> bool:
+        if device_id in self._ids:
+            return True
+        if self._loaded_at is None or self._clock() - self._loaded_at >= self._min_refresh:
+            self.refresh()
+        return device_id in self._ids
+
+
+class IngestPipeline:
+    def __init__(
+        self, settings: Settings, engine: Engine, writer_id: str, *, device_refresh: float = 5.0
+    ):
+        self.settings = settings
+        self.engine = engine
+        self.sink = ReadingSink(settings.readings_dir, writer_id)
+        self.quarantine = QuarantineStore(settings.quarantine_dir, writer_id)
+        self.devices = KnownDevices(engine, device_refresh)
+        self.clock_skew = timedelta(minutes=settings.rules.clock_skew_minutes)
+
+    def handle(self, messages: Sequence[Message]) -> BatchOutcome:
+        """Write the batch durably (readings, quarantine, activities); raises on I/O errors."""
+        root = self.settings.broker.topic_root
+        readings: list[Reading] = []
+        entries: list[QuarantineEntry] = []
+        activity_batches: list[list[dict[str, str]]] = []
+        activity_messages: list[Message] = []
+
+        def reject(m: Message, code: str, reason: str, payload: bytes | None = None) -> None:
+            text = f"{m.label}: {reason}" if m.label else reason
+            entries.append(
+                QuarantineEntry(
+                    m.topic,
+                    m.payload if payload is None else payload,
+                    code,
+                    text,
+                    m.received_at,
+                    m.source,
+                )
+            )
+
+        for m in messages:
+            kind, device = topic_device(m.topic, root)
+            if kind == "unknown":
+                reject(m, "unknown_topic", "the topic is not a readings or activities topic")
+                continue
+            if kind == "activity":
+                try:
+                    activity_batches.append(activity_rows(m.payload))
+                    activity_messages.append(m)
+                except DecodeError as exc:
+                    reject(m, exc.code, exc.detail)
+                continue
+            if device is not None and device not in self.devices:
+                reject(m, "unknown_device", "the topic's device is not in the registry")
+                continue
+            decoded = decode(device, m.payload, m.received_at, self.clock_skew)
+            for r in decoded.rejects:
+                reject(m, r.code, r.reason, r.item)
+            if device is None:  # a backfill line names its devices itself
+                unknown = {r.device_id for r in decoded.readings if r.device_id not in self.devices}
+                if unknown:
+                    reject(
+                        m,
+                        "unknown_device",
+                        f"{len(unknown)} device(s) of the line are not in the registry",
+                    )
+                readings.extend(r for r in decoded.readings if r.device_id not in unknown)
+            else:
+                readings.extend(decoded.readings)
+
+        outcome = BatchOutcome()
+        if readings:
+            result = self.sink.write(readings)
+            outcome.stored, outcome.duplicates = result.stored, result.duplicates
+        if activity_batches:
+            committed, failed = store_activities(
+                self.engine, activity_batches, source=activity_messages[0].source
+            )
+            outcome.activities = committed
+            for index, code, reason in failed:
+                reject(activity_messages[index], code, reason)
+        if entries:
+            self.quarantine.add(entries)
+            outcome.quarantined.update(e.reason_code for e in entries)
+            outcome.entries = entries
+        return outcome

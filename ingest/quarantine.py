@@ -1,0 +1,156 @@
+"""Quarantine: payloads that could not become readings, kept with their reason, never dropped.
+
+``<data>/quarantine/*.parquet`` (flat: the set is small and read whole). ``quarantine_id`` is a
+hash of topic and payload, so a redelivered bad message is recorded once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ingest.files import parquet_files, unique_name, write_parquet_atomic
+from ingest.schema import QUARANTINE_SCHEMA
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineEntry:
+    topic: str
+    payload: bytes
+    reason_code: str
+    reason: str
+    received_at: datetime
+    source: str = "mqtt"  # mqtt, backfill or replay
+
+    @property
+    def quarantine_id(self) -> str:
+        digest = hashlib.sha256()
+        digest.update(self.topic.encode("utf-8", "surrogateescape"))
+        digest.update(b"\x00")
+        digest.update(self.payload)
+        return digest.hexdigest()[:32]
+
+
+def quarantine_table(entries: Sequence[QuarantineEntry]) -> pa.Table:
+    return pa.Table.from_pydict(
+        {
+            "quarantine_id": [e.quarantine_id for e in entries],
+            "topic": [e.topic for e in entries],
+            "payload": [e.payload for e in entries],
+            "reason_code": [e.reason_code for e in entries],
+            "reason": [e.reason for e in entries],
+            "received_at": [e.received_at for e in entries],
+            "source": [e.source for e in entries],
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
+
+
+def read_quarantine(directory: Path) -> pa.Table:
+    """Every quarantine record, one row per quarantine_id (first occurrence kept)."""
+    tables = []
+    for path in parquet_files(directory):
+        try:
+            t = pq.read_table(path, schema=QUARANTINE_SCHEMA)
+        except FileNotFoundError:
+            continue
+        tables.append(t.append_column("file", pa.array([path.name] * t.num_rows, pa.string())))
+    if not tables:
+        empty = QUARANTINE_SCHEMA.empty_table()
+        return empty.append_column("file", pa.array([], pa.string()))
+    table = pa.concat_tables(tables)
+    ids = table.column("quarantine_id").to_pylist()
+    seen: set[str] = set()
+    keep = []
+    for i, qid in enumerate(ids):
+        if qid not in seen:
+            seen.add(qid)
+            keep.append(i)
+    return table.take(keep) if len(keep) != len(ids) else table
+
+
+class QuarantineStore:
+    """Appends quarantine records once per quarantine_id, atomically and durably."""
+
+    def __init__(self, directory: Path, writer_id: str) -> None:
+        self.directory = directory
+        self.writer_id = writer_id
+        self._ids: set[str] = set()
+        self._files_seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def _refresh(self) -> None:
+        new = [p for p in parquet_files(self.directory) if p.name not in self._files_seen]
+        for path in new:
+            try:
+                column = pq.read_table(path, columns=["quarantine_id"]).column("quarantine_id")
+            except FileNotFoundError:
+                continue
+            self._ids.update(column.to_pylist())
+            self._files_seen.add(path.name)
+
+    def add(self, entries: Iterable[QuarantineEntry]) -> int:
+        """Record the entries not yet quarantined; returns how many were new."""
+        with self._lock:
+            self._refresh()
+            fresh: list[QuarantineEntry] = []
+            for e in entries:
+                qid = e.quarantine_id
+                if qid not in self._ids:
+                    self._ids.add(qid)
+                    fresh.append(e)
+            if not fresh:
+                return 0
+            name = unique_name(self.writer_id)
+            try:
+                write_parquet_atomic(quarantine_table(fresh), self.directory, name)
+            except BaseException:
+                self._ids.difference_update(e.quarantine_id for e in fresh)
+                raise
+            self._files_seen.add(name)
+            return len(fresh)
+
+    def remove(self, quarantine_ids: set[str], updated_reasons: dict[str, tuple[str, str]]) -> int:
+        """Drop ``quarantine_ids`` and re-word ``updated_reasons`` (id → (code, sentence)).
+
+        Each affected file is rewritten first and the old one removed after, so a crash in
+        between leaves a duplicate record (collapsed by :func:`read_quarantine`), never a loss.
+        """
+        removed = 0
+        with self._lock:
+            for path in parquet_files(self.directory):
+                try:
+                    table = pq.read_table(path, schema=QUARANTINE_SCHEMA)
+                except FileNotFoundError:
+                    continue
+                ids = table.column("quarantine_id").to_pylist()
+                touched = [i for i in ids if i in quarantine_ids or i in updated_reasons]
+                if not touched:
+                    continue
+                keep = [i for i, qid in enumerate(ids) if qid not in quarantine_ids]
+                removed += len(ids) - len(keep)
+                kept = table.take(keep)
+                if updated_reasons and kept.num_rows:
+                    codes = kept.column("reason_code").to_pylist()
+                    reasons = kept.column("reason").to_pylist()
+                    for i, qid in enumerate(kept.column("quarantine_id").to_pylist()):
+                        if qid in updated_reasons:
+                            codes[i], reasons[i] = updated_reasons[qid]
+                    kept = kept.set_column(3, "reason_code", pa.array(codes, pa.string()))
+                    kept = kept.set_column(4, "reason", pa.array(reasons, pa.string()))
+                if kept.num_rows:
+                    name = unique_name(self.writer_id)
+                    write_parquet_atomic(kept, self.directory, name)
+                    self._files_seen.add(name)
+                os.unlink(path)
+                self._files_seen.discard(path.name)
+            self._ids.difference_update(quarantine_ids)
+        return removed
