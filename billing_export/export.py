@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from sqlalchemy import Engine
 
@@ -56,6 +57,7 @@ from billing_export.x12 import (
     write_837p,
 )
 from rpmpipe.errors import ExportError
+from rpmpipe.files import atomic_write, fsync_dir, private_dir
 from rpmpipe.logs import get_logger
 from rpmpipe.settings import Settings
 
@@ -102,7 +104,7 @@ def run_export(
     if now.tzinfo is None or now.utcoffset() is None:
         raise ExportError("the export clock must be timezone-aware")
     root = Path(out_dir) if out_dir is not None else settings.exports_dir
-    _make_private_dir(root)
+    private_dir(root)
     with _exclusive(root / LOCK_NAME):
         recovered = recover_unfinished(root, engine)
         with engine.connect() as conn:
@@ -131,7 +133,7 @@ def run_export(
         final = root / run_id
         if final.exists():
             raise ExportError(f"run directory {final} already exists")
-        _make_private_dir(partial)
+        private_dir(partial)
         _write_run_files(partial, plan, settings, as_of, now, run_id, control, transactions)
         if _after_files:
             _after_files(partial)
@@ -149,7 +151,7 @@ def run_export(
         if _after_ledger:
             _after_ledger(partial)
         os.replace(partial, final)
-        _fsync_dir(root)
+        fsync_dir(root)
 
     result = ExportResult(
         run_id=run_id,
@@ -190,7 +192,7 @@ def recover_unfinished(root: Path, engine: Engine) -> tuple[str, ...]:
             log.warning("export_run_recovered", run_id=run_id, action="discarded")
         done.append(run_id)
     if done:
-        _fsync_dir(root)
+        fsync_dir(root)
     return tuple(done)
 
 
@@ -251,34 +253,20 @@ def _write_run_files(
 
 
 def _write_atomic(path: Path, encoding: str, produce: Callable[[TextIO], object]) -> str:
-    """Write via a temp file in the same dir (0600, fsync, rename, fsync dir); return sha256."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding=encoding, newline="") as handle:
-        produce(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    """Write text atomically (0600, fsync, rename, fsync dir); return its sha256."""
+
+    def write_text(raw: BinaryIO) -> None:
+        text = io.TextIOWrapper(raw, encoding=encoding, newline="", write_through=True)
+        produce(text)
+        text.flush()
+        text.detach()  # leave the raw file open for atomic_write's fsync
+
+    atomic_write(path, write_text)
     digest = hashlib.sha256()
     with path.open("rb") as check:
         for chunk in iter(lambda: check.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _make_private_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextmanager

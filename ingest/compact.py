@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from ingest.files import fsync_dir, parquet_files, unique_name, write_parquet_atomic
 from ingest.schema import READINGS_SCHEMA
+from rpmpipe.files import write_private
 from rpmpipe.logs import get_logger
 
 log = get_logger(__name__)
@@ -74,14 +75,7 @@ def _write_retired(partition: Path, retired: dict[str, float]) -> None:
     if not retired:
         path.unlink(missing_ok=True)
         return
-    tmp = partition / f".tmp-{RETIRED.lstrip('.')}-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(orjson.dumps(retired, option=orjson.OPT_SORT_KEYS))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(partition)
+    write_private(path, orjson.dumps(retired, option=orjson.OPT_SORT_KEYS))
 
 
 def _compact_partition(

@@ -16,6 +16,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rpmpipe.files import atomic_write, fsync_dir, private_dir
+
+__all__ = ["ensure_dir", "fsync_dir", "parquet_files", "unique_name", "write_parquet_atomic"]
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _sequence = itertools.count()
 _sequence_lock = threading.Lock()
@@ -23,17 +27,7 @@ _sequence_lock = threading.Lock()
 
 def ensure_dir(path: Path) -> Path:
     """Create ``path`` and missing parents with mode 0700."""
-    missing = []
-    p = path
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
-        try:
-            d.mkdir(mode=0o700)
-        except FileExistsError:
-            pass
-    return path
+    return private_dir(path)
 
 
 def unique_name(writer_id: str, suffix: str = ".parquet") -> str:
@@ -44,35 +38,17 @@ def unique_name(writer_id: str, suffix: str = ".parquet") -> str:
     return f"part-{safe}-{os.getpid()}-{time.time_ns():x}-{seq:06d}{suffix}"
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_parquet_atomic(
     table: pa.Table, directory: Path, name: str, *, row_group_size: int | None = None
 ) -> Path:
     """Write ``table`` to ``directory/name`` atomically and durably; returns the final path."""
     ensure_dir(directory)
-    final = directory / name
-    tmp = directory / f".tmp-{name}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pq.write_table(
-                table, f, compression="zstd", row_group_size=row_group_size, write_statistics=True
-            )
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(directory)
-    return final
+    return atomic_write(
+        directory / name,
+        lambda f: pq.write_table(
+            table, f, compression="zstd", row_group_size=row_group_size, write_statistics=True
+        ),
+    )
 
 
 def parquet_files(directory: Path) -> list[Path]:

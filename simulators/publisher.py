@@ -15,8 +15,6 @@ goes through the same connection, so per-device order is kept.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import threading
 import time
 import uuid
@@ -30,6 +28,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from rpmpipe.errors import TransientError
+from rpmpipe.files import private_dir, write_private
 from rpmpipe.logs import get_logger
 from rpmpipe.mqtt import make_client, parse_broker
 from rpmpipe.settings import Settings
@@ -314,21 +313,6 @@ def publish(
 def write_manifest(path: str | Path, manifest: FaultManifest) -> Path:
     """Write the fault manifest atomically (mode 0600; a new directory gets 0700)."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o600)
-            fh.write(manifest.to_json())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return target
+    if not target.parent.exists():
+        private_dir(target.parent)
+    return write_private(target, manifest.to_json())

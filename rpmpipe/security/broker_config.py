@@ -27,6 +27,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from rpmpipe.errors import ConfigError
+from rpmpipe.files import private_dir, write_private
 from rpmpipe.logs import get_logger
 from rpmpipe.registry.models import Device
 from rpmpipe.security import certs
@@ -69,31 +70,6 @@ def _fresh_passwords() -> Iterator[str]:
         yield secrets.token_urlsafe(24)  # 192 bits; URL-safe so it survives env vars and CSV
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, mode 0600 (temp file, fsync, rename, fsync dir)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _private_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)  # an existing directory may have been created looser
-
-
 def _read(path: Path) -> bytes | None:
     try:
         return path.read_bytes()
@@ -114,8 +90,8 @@ def write_broker_config(
         raise ConfigError(f"--port: {port} is not a TCP port")
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    _private_dir(out_dir)
-    _private_dir(out_dir / "persistence")
+    private_dir(out_dir)
+    private_dir(out_dir / "persistence")
 
     creds_path = out_dir / "credentials.csv"
     old_text = _read(creds_path)
