@@ -1,7 +1,9 @@
 """Ingest throughput against the limit: `rpmpipe ingest` vs a bare paho subscriber.
 
-Both drain the same backlog (N readings queued on a persistent session while they were away)
-as fresh processes, on the same broker, in the same run. Prints JSON with both wall times
+Both drain the same backlog (N device syncs queued on a persistent session while they were
+away) as fresh processes, on the same broker, in the same run. The backlog is the simulator's
+fleet traffic (native payloads, batched store-and-forward syncs included), its fleet registered
+so that ingest accepts every device. Prints JSON with both wall times
 (process start to the last message handled), rates, and ingest_rate / bare_rate.
 
 By default a private Mosquitto is started on a free port with unlimited offline queues:
@@ -23,7 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import orjson
@@ -33,8 +35,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from rpmpipe.registry.db import open_registry  # noqa: E402
+from rpmpipe.registry.imports import import_rows  # noqa: E402
+from rpmpipe.settings import load_settings  # noqa: E402
+from simulators import Fleet, SimMessage, build_fleet, publish, simulate  # noqa: E402
+
 TOPIC_ROOT = "bench/rpm/v1"
-DEVICES = 1000
 RECEIVE_MAXIMUM = 4000  # what ingest asks for with batch_size 2000 (two batches in flight)
 
 
@@ -75,50 +82,36 @@ def make_session(url: str, client_id: str) -> None:
     c.loop_stop()
 
 
-def payload(i: int) -> tuple[str, bytes]:
-    device = f"BP-{i % DEVICES:06d}"
-    at = datetime(2026, 10, 1, tzinfo=UTC) + timedelta(seconds=13 * i)
-    doc = {
-        "device_id": device,
-        "reading_id": f"{device}-{i}",
-        "measured_at": at.isoformat(),
-        "type": "blood_pressure",
-        "systolic_mmhg": 100 + i % 60,
-        "diastolic_mmhg": 60 + i % 30,
-        "pulse_bpm": 55 + i % 40,
-    }
-    return f"{TOPIC_ROOT}/devices/{device}/readings", orjson.dumps(doc)
+def simulated_backlog(count: int) -> tuple[Fleet, list[SimMessage]]:
+    """The first ``count`` device syncs of a simulated fleet big enough to send them."""
+    days = 30
+    patients = max(10, count // (2 * days))
+    while True:
+        fleet = build_fleet(patients=patients, start=date(2026, 10, 1), days=days, seed=11)
+        sim = simulate(
+            fleet, topic_root=TOPIC_ROOT, fmt="native", until=datetime(2026, 11, 1, tzinfo=UTC)
+        )
+        syncs = [m for m in sim.messages if m.kind != "activity"]
+        if len(syncs) >= count:
+            return fleet, syncs[:count]
+        patients *= 2
 
 
-def publish_backlog(url: str, count: int) -> float:
-    host, port = host_port(url)
-    c = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id="bench-publisher", protocol=mqtt.MQTTv311
+def publish_backlog(url: str, messages: list[SimMessage]) -> float:
+    settings = load_settings(
+        None,
+        env={},
+        overrides={
+            "broker.url": url,
+            "broker.protocol": "5",
+            "broker.username": "bench",
+            "broker.topic_root": TOPIC_ROOT,
+        },
     )
-    c.username_pw_set("bench")
-    c.max_inflight_messages_set(1000)
-    c.max_queued_messages_set(0)
-    c.connect(host, port)
-    c.loop_start()
-    started = time.perf_counter()
-    last = None
-    for i in range(count):
-        if i % 1000 == 0:
-            # Packet ids wrap at 65535: keep fewer than that awaiting PUBACK.
-            while len(c._out_messages) > 20_000:  # noqa: SLF001
-                time.sleep(0.01)
-        topic, body = payload(i)
-        last = c.publish(topic, body, qos=1)
-        if last.rc != mqtt.MQTT_ERR_SUCCESS:
-            raise SystemExit(f"publish failed: {last.rc}")
-    assert last is not None
-    last.wait_for_publish(600)
-    while c._out_messages:  # noqa: SLF001 - wait until every PUBACK is in
-        time.sleep(0.05)
-    elapsed = time.perf_counter() - started
-    c.disconnect()
-    c.loop_stop()
-    return elapsed
+    stats = publish(settings, messages, speed="max")
+    if stats.acked != len(messages):
+        raise SystemExit(f"only {stats.acked} of {len(messages)} publishes acknowledged")
+    return stats.elapsed_seconds
 
 
 def bare_worker(url: str, count: int, client_id: str) -> None:
@@ -158,16 +151,10 @@ def start_mosquitto(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     return proc, f"mqtt://127.0.0.1:{port}"
 
 
-def register_devices(data_dir: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from rpmpipe.registry.db import open_registry
-    from rpmpipe.registry.imports import import_rows
-
+def register_fleet(data_dir: Path, fleet: Fleet) -> None:
     engine = open_registry(f"sqlite:///{data_dir / 'registry.db'}")
-    rows = [
-        {"device_id": f"BP-{i:06d}", "kind": "bp_cuff", "model": "bench"} for i in range(DEVICES)
-    ]
-    import_rows(engine, "devices", rows, source="benchmark")
+    for kind, rows in fleet.registry_rows().items():
+        import_rows(engine, kind, rows, source="benchmark")
     engine.dispose()
 
 
@@ -209,15 +196,18 @@ def run_ingest(url: str, data_dir: Path, count: int, client_id: str) -> float:
     return elapsed
 
 
-def one_run(url: str, workdir: Path, count: int, run: int) -> dict[str, object]:
+def one_run(
+    url: str, workdir: Path, fleet: Fleet, messages: list[SimMessage], run: int
+) -> dict[str, object]:
     """Queue a fresh backlog for both sessions, drain it with each, return the figures."""
+    count = len(messages)
     data_dir = workdir / f"data-{run}"
     data_dir.mkdir()
-    register_devices(data_dir)
+    register_fleet(data_dir, fleet)
     ingest_id, bare_id = f"bench-ingest-{run}", f"bench-bare-{run}"
     make_session(url, ingest_id)
     make_session(url, bare_id)
-    publish_seconds = publish_backlog(url, count)
+    publish_seconds = publish_backlog(url, messages)
 
     started = time.perf_counter()
     out = subprocess.run(
@@ -250,6 +240,7 @@ def one_run(url: str, workdir: Path, count: int, run: int) -> dict[str, object]:
         "ingest_seconds": round(ingest_seconds, 3),
         "ingest_rate": round(count / ingest_seconds),
         "ratio": round(bare_seconds / ingest_seconds, 3),
+        "readings_sent": sum(len(m.reading_ids) for m in messages),
         "stored_rows": table.num_rows,
         "stored_unique": len(set(table.column("dedup_key").to_pylist())),
         "parquet_files": sum(1 for _ in (data_dir / "readings").rglob("*.parquet")),
@@ -273,10 +264,12 @@ def main() -> None:
         url = args.broker_url
         if not url:
             broker, url = start_mosquitto(workdir)
-        runs = [one_run(url, workdir, args.count, i) for i in range(args.repeat)]
+        fleet, messages = simulated_backlog(args.count)
+        runs = [one_run(url, workdir, fleet, messages, i) for i in range(args.repeat)]
         ratios = sorted(float(str(r["ratio"])) for r in runs)
         result = {
             "count": args.count,
+            "fleet_patients": len(fleet.patients),
             "broker": "private mosquitto (unlimited offline queue)" if broker else url,
             "cpus": os.cpu_count(),
             "load_average_1m": round(os.getloadavg()[0], 2),
