@@ -37,7 +37,7 @@ def demo(
     (a mix of adherent and non-adherent patients) in a SQLite registry, publishes DAYS of
     BP-cuff and scale syncs and care-team activity in accelerated time (with injected faults),
     ingests them over MQTT into OUT/data/readings/ (Parquet), computes engagement as of today,
-    and exports OUT/exports/<run>/ (charges.csv, claims.837, manifest.json).
+    and exports OUT/exports/RUN/ (charges.csv, claims.837, manifest.json).
     """
     from rpmpipe.demo import run_demo
     from rpmpipe.demo_report import render_summary

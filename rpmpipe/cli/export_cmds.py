@@ -20,7 +20,7 @@ def export(
     ],
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Exports directory (default: <data dir>/exports)."),
+        typer.Option("--out", help="Exports directory (default: DATA_DIR/exports)."),
     ] = None,
     skip_metrics: Annotated[
         bool,
@@ -30,10 +30,13 @@ def export(
         ),
     ] = False,
 ) -> None:
-    """Write a charge CSV, an X12 837P and a manifest for every final, billable line not yet
-    exported (one run directory), and record the lines in the export ledger so they are never
-    billed twice. Changes to already exported periods go to corrections.csv. Prints a summary;
-    "nothing new to export" (exit 0) when there is nothing to write."""
+    """Write the charge CSV and X12 837P of every final, billable line not yet exported.
+
+    One run directory holds charges.csv, claims.837 and manifest.json; every line is recorded
+    in the export ledger so it is never billed twice. Changes to already exported periods go to
+    corrections.csv. Prints a summary; "nothing new to export" (exit 0) when there is nothing
+    to write.
+    """
     settings = settings_of(ctx)
     try:
         day = date.fromisoformat(as_of)

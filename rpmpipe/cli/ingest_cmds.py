@@ -19,7 +19,7 @@ from rpmpipe.errors import RpmpipeError
 quarantine_app = typer.Typer(
     help=(
         "Inspect and re-ingest quarantined payloads (bad JSON, unknown devices, implausible "
-        "values, ...). Quarantine lives in <data>/quarantine/ as Parquet."
+        "values, ...). Quarantine lives in DATA_DIR/quarantine/ as Parquet."
     ),
     no_args_is_help=True,
 )

@@ -17,7 +17,7 @@ _HELP = (
     "By default the fleet (patients across US time zones, devices, assignments, RPM "
     "enrollments with consent, a few without) is first registered in the registry, "
     "idempotently, so that ingest accepts its readings. Readings go to "
-    "<topic_root>/devices/{device_id}/readings and activity to <topic_root>/activities, "
+    "TOPIC_ROOT/devices/DEVICE_ID/readings and activity to TOPIC_ROOT/activities, "
     "with QoS 1; the command ends when the broker has acknowledged every message.\n\n"
     "The same --seed and --start give the same fleet and messages."
 )
@@ -77,7 +77,7 @@ def simulate(
         typer.Option(
             "--manifest",
             help="Where to write the fault manifest (JSON). Default with "
-            "--faults: <data dir>/simulator/faults-<seed>.json.",
+            "--faults: DATA_DIR/simulator/faults-SEED.json.",
         ),
     ] = None,
 ) -> None:
