@@ -51,7 +51,8 @@ class PatientIndex:
         ids.update(a.patient_id for a in snapshot.assignments)
         ids.update(e.patient_id for e in snapshot.enrollments)
         ordered = tuple(sorted(ids))
-        return cls(ordered, tuple(snapshot.zone_of(p, org_zone) for p in ordered))
+        zones = snapshot.patient_zones
+        return cls(ordered, tuple(zones.get(p) or org_zone for p in ordered))
 
     def position(self) -> dict[str, int]:
         return {p: i for i, p in enumerate(self.ids)}
@@ -71,31 +72,45 @@ class _Slot:
 def _assignment_slots(
     snapshot: RegistrySnapshot, index: PatientIndex, zones: list[str]
 ) -> list[_Slot]:
+    """Slot k holds every device's k-th assignment (in registry order), as arrays."""
+    assignments = snapshot.assignments
+    if not assignments:
+        return []
     pos = index.position()
     zone_pos = {z: i for i, z in enumerate(zones)}
-    by_device: dict[str, list[tuple[int, int, int, int]]] = {}
-    for a in snapshot.assignments:
-        p = pos[a.patient_id]
-        end = OPEN_END if a.end_date is None else day_number(a.end_date)
-        by_device.setdefault(a.device_id, []).append(
-            (day_number(a.start_date), end, p, zone_pos[index.zones[p]])
+    patient_zone = np.array([zone_pos[z] for z in index.zones], np.int64)
+    epoch = EPOCH.toordinal()
+    open_end = OPEN_END + epoch
+    patient = np.array([pos[a.patient_id] for a in assignments], np.int64)
+    start = np.array([a.start_date.toordinal() for a in assignments], np.int64) - epoch
+    end = (
+        np.array(
+            [open_end if a.end_date is None else a.end_date.toordinal() for a in assignments],
+            np.int64,
         )
+        - epoch
+    )
+    devices = pa.array([a.device_id for a in assignments], pa.string())
+    code = np.asarray(pc.dictionary_encode(devices).indices.to_numpy(), np.int64)
+    # Rank of each assignment among its device's, keeping registry order (stable sort).
+    order = np.argsort(code, kind="stable")
+    grouped = code[order]
+    firsts = np.r_[0, np.flatnonzero(grouped[1:] != grouped[:-1]) + 1]
+    rank = np.empty(len(code), np.int64)
+    rank[order] = np.arange(len(code)) - np.repeat(firsts, np.diff(np.r_[firsts, len(code)]))
     slots: list[_Slot] = []
-    k = 0
-    while True:
-        rows = [(d, v[k]) for d, v in by_device.items() if len(v) > k]
-        if not rows:
-            return slots
+    for k in range(int(rank.max()) + 1):
+        sel = np.flatnonzero(rank == k)
         slots.append(
             _Slot(
-                devices=pa.array([d for d, _ in rows], pa.string()),
-                start=np.array([r[0] for _, r in rows], np.int64),
-                end=np.array([r[1] for _, r in rows], np.int64),
-                patient=np.array([r[2] for _, r in rows], np.int64),
-                zone=np.array([r[3] for _, r in rows], np.int64),
+                devices=devices.take(pa.array(sel)),
+                patient=patient[sel],
+                zone=patient_zone[patient[sel]],
+                start=start[sel],
+                end=end[sel],
             )
         )
-        k += 1
+    return slots
 
 
 def _column_or_false(batch: pa.RecordBatch, name: str) -> pa.Array | None:
@@ -110,7 +125,13 @@ def _eligible(batch: pa.RecordBatch) -> npt.NDArray[np.bool_]:
     A mask rather than a filtered copy: copying the device ids of every batch costs more
     than the lookups it would save.
     """
-    mask = pc.is_in(batch.column("type").cast(pa.string()), value_set=PHYSIOLOGIC_TYPES)
+    kind = batch.column("type")
+    if pa.types.is_dictionary(kind.type):
+        # Test the few distinct types, not every row (null indices give null: not eligible).
+        known = pc.is_in(kind.dictionary.cast(pa.string()), value_set=PHYSIOLOGIC_TYPES)
+        mask = known.take(kind.indices)
+    else:
+        mask = pc.is_in(kind.cast(pa.string()), value_set=PHYSIOLOGIC_TYPES)
     for flag in ("manual_entry", "clock_suspect"):
         col = _column_or_false(batch, flag)
         if col is not None:
@@ -168,36 +189,83 @@ class _ZoneClock:
         return days
 
 
-def _batch_pairs(
-    batch: pa.RecordBatch,
+class _ZoneClocks:
+    """Every zone's clock stacked: one gather converts a batch whatever the zones of its rows
+    (rather than one masked pass over the batch per zone)."""
+
+    def __init__(self, clocks: list[_ZoneClock]) -> None:
+        self.clocks = clocks
+        self.base = clocks[0].base
+        self.buckets = clocks[0].buckets
+        self.offset = np.concatenate([c.offset for c in clocks])
+        self.exact = np.concatenate([c.exact for c in clocks])
+
+    def local_days(self, micros: IntArray, zone: IntArray) -> IntArray:
+        bucket = (micros - self.base) // _QUARTER_HOUR_US
+        inside = (bucket >= 0) & (bucket < self.buckets)
+        cell = zone * self.buckets + np.where(inside, bucket, 0)
+        days = np.where(inside, (micros + self.offset[cell]) // _DAY_US, -1)
+        odd = inside & self.exact[cell]
+        if odd.any():
+            for z in np.unique(zone[odd]).tolist():
+                sel = odd & (zone == z)
+                days[sel] = self.clocks[z].local_days(micros[sel])
+        return days
+
+
+def _device_codes(column: pa.Array) -> tuple[pa.Array, IntArray]:
+    """A device-id column as (values, each row's index into them; -1 for a null id).
+
+    A dictionary column (how Parquet stores repeated ids) is looked up through its dictionary,
+    so each distinct id is hashed once per batch rather than once per row.
+    """
+    if pa.types.is_dictionary(column.type):
+        codes = pc.fill_null(column.indices, -1).to_numpy(zero_copy_only=False)
+        return column.dictionary.cast(pa.string()), np.asarray(codes, np.int64)
+    return column.cast(pa.string()), np.arange(len(column), dtype=np.int64)
+
+
+def _group_pairs(
+    group: list[pa.RecordBatch],
     slots: list[_Slot],
-    clocks: list[_ZoneClock],
+    clocks: _ZoneClocks,
     first_day: int,
     last_day: int,
 ) -> tuple[IntArray, IntArray]:
-    """(patient, local day) of every qualifying reading of one batch (not yet distinct)."""
-    eligible = _eligible(batch)
+    """(patient, local day) of every qualifying reading of some batches (not yet distinct)."""
+    eligible = np.concatenate([_eligible(b) for b in group])
     empty = (np.empty(0, np.int64), np.empty(0, np.int64))
     if not eligible.any():
         return empty
-    devices = batch.column("device_id").cast(pa.string())
-    stamps = pc.cast(_utc(batch.column("measured_at")), pa.int64())
-    micros = np.asarray(pc.fill_null(stamps, 0).to_numpy(zero_copy_only=False), np.int64)
+    values: list[pa.Array] = []
+    codes: list[IntArray] = []
+    micros_of: list[IntArray] = []
+    base = 0
+    for batch in group:
+        v, c = _device_codes(batch.column("device_id"))
+        values.append(v)
+        codes.append(np.where(c >= 0, c + base, -1))
+        base += len(v)
+        stamps = pc.cast(_utc(batch.column("measured_at")), pa.int64())
+        micros_of.append(
+            np.asarray(pc.fill_null(stamps, 0).to_numpy(zero_copy_only=False), np.int64)
+        )
+    # One device lookup for the whole group: building the lookup table is the costly part.
+    devices = pa.concat_arrays(values) if len(values) > 1 else values[0]
+    code = np.concatenate(codes)
+    micros = np.concatenate(micros_of)
     patients: list[IntArray] = []
     days: list[IntArray] = []
     for slot in slots:
         found = pc.index_in(devices, value_set=slot.devices)
         if found.null_count == len(found):
             continue
-        position = np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), np.int64)
+        lookup = np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), np.int64)
+        position = np.where(code >= 0, lookup[code], -1)
         rows = np.flatnonzero(eligible & (position >= 0))
         take = position[rows]
         zone = slot.zone[take]
-        day = np.empty(len(rows), np.int64)
-        # One bulk conversion per zone, on that zone's rows only.
-        for z in np.unique(zone):
-            sel = zone == z
-            day[sel] = clocks[int(z)].local_days(micros[rows[sel]])
+        day = clocks.local_days(micros[rows], zone)
         # A reading belongs to the patient the device was lent to on the reading's local date.
         ok = (day >= slot.start[take]) & (day <= slot.end[take])
         ok &= (day >= first_day) & (day <= last_day)
@@ -220,26 +288,22 @@ class PatientDays:
 _WORK_ROWS = 1 << 18
 
 
-def _rebatched(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """Batches of about ``_WORK_ROWS`` rows: the device lookup table is built once per batch,
-    so many small files (one per day) would pay for it again and again."""
-    buffer: list[pa.RecordBatch] = []
+def _grouped(batches: Iterable[pa.RecordBatch]) -> Iterator[list[pa.RecordBatch]]:
+    """Batches in groups of about ``_WORK_ROWS`` rows: the device lookup table is built once
+    per group, so many small files (one per day) do not pay for it again and again. The
+    batches are not copied together."""
+    group: list[pa.RecordBatch] = []
     rows = 0
     for batch in batches:
-        if buffer and batch.schema != buffer[0].schema:
-            yield from _combined(buffer)
-            buffer, rows = [], 0
-        buffer.append(batch)
+        if batch.num_rows == 0:
+            continue
+        group.append(batch)
         rows += batch.num_rows
         if rows >= _WORK_ROWS:
-            yield from _combined(buffer)
-            buffer, rows = [], 0
-    if buffer:
-        yield from _combined(buffer)
-
-
-def _combined(buffer: list[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    yield from pa.Table.from_batches(buffer).combine_chunks().to_batches()
+            yield group
+            group, rows = [], 0
+    if group:
+        yield group
 
 
 def patient_days(
@@ -266,7 +330,7 @@ def patient_days(
     first, last = day_number(first_day), day_number(as_of)
     span = max(0, last - first + 1)
     n_patients = len(index.ids)
-    clocks = [_ZoneClock(z, first, last) for z in zones] if span else []
+    clocks = _ZoneClocks([_ZoneClock(z, first, last) for z in zones]) if span and zones else None
     # Distinct pairs: a patient x day bitmap when it is small (no hashing, no sorting),
     # otherwise sorted unique keys compacted as they grow.
     bitmap = (
@@ -274,10 +338,10 @@ def patient_days(
     )
     found: list[IntArray] = []
     pending = 0
-    for batch in _rebatched(batches):
-        if batch.num_rows == 0 or not slots or span == 0:
+    for group in _grouped(batches):
+        if not slots or clocks is None:
             continue
-        patient, day = _batch_pairs(batch, slots, clocks, first, last)
+        patient, day = _group_pairs(group, slots, clocks, first, last)
         if bitmap is not None:
             bitmap[patient * span + (day - first)] = True
             continue
@@ -287,7 +351,8 @@ def patient_days(
             found = [np.unique(np.concatenate(found))]
             pending = len(found[0])
     if bitmap is not None:
-        cells = np.flatnonzero(bitmap)
-        return PatientDays(index, cells // span, cells % span + first)
+        patient, day = np.divmod(np.flatnonzero(bitmap), span)
+        day += first
+        return PatientDays(index, patient, day)
     keys = np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
     return PatientDays(index, keys >> _DAY_BITS, keys & ((1 << _DAY_BITS) - 1))

@@ -7,13 +7,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 import orjson
 from sqlalchemy import Engine, Table, delete, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
-from metrics.engagement import PROGRAM, compute_engagement
+from metrics.engagement import PROGRAM, compute_engagement, compute_engagement_csv
 from metrics.report import evidence_of, lines_of
 from metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
 from metrics.sources import reading_batches
@@ -35,7 +36,13 @@ def _day(value: date | str | None) -> date | None:
     # Plain driver rows: SQLite hands dates back as ISO text, PostgreSQL as dates.
     if value is None or isinstance(value, date):
         return value
-    return date.fromisoformat(value)
+    return _iso_day(value)
+
+
+@cache
+def _iso_day(text: str) -> date:
+    # The registry repeats a few hundred distinct dates over hundreds of thousands of rows.
+    return date.fromisoformat(text)
 
 
 def load_registry_snapshot(engine: Engine) -> RegistrySnapshot:
@@ -129,6 +136,30 @@ def _compute(settings: Settings, engine: Engine, as_of: date) -> list[Engagement
         pending=sum(r.status == "pending" for r in records),
     )
     return records
+
+
+def compute_csv(settings: Settings, engine: Engine, as_of: date) -> list[bytes | memoryview]:
+    """The CSV lines (no header; UTF-8 pieces to write in order) of :func:`compute`'s
+    records, byte for byte, built without a record object for the bulk of the rows
+    (``rpmpipe metrics --format csv``)."""
+    with gc_paused():
+        snapshot = load_registry_snapshot(engine)
+        activities = load_activities(engine)
+        starts = [e.start_date for e in snapshot.enrollments if e.program == PROGRAM]
+        if not starts:
+            return []
+        batches = reading_batches(settings.readings_dir, min(starts), as_of)
+        pieces, counts = compute_engagement_csv(
+            batches, snapshot, activities, as_of, settings.rules, settings.organization_timezone
+        )
+    log.info(
+        "engagement_computed",
+        as_of=as_of.isoformat(),
+        records=sum(counts.values()),
+        billable=counts["billable"],
+        pending=counts["pending"],
+    )
+    return pieces
 
 
 def _row(record: EngagementRecord, as_of: date, now: datetime) -> dict[str, Any]:

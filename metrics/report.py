@@ -97,7 +97,7 @@ class _IsoDates(dict[date, str]):
         return text
 
 
-def _field(text: str) -> str:
+def csv_field(text: str) -> str:
     """RFC 4180 quoting, only when needed (the csv module scans every character of every
     field, which dominates on long evidence lists)."""
     if "," in text or '"' in text or "\n" in text or "\r" in text:
@@ -105,37 +105,72 @@ def _field(text: str) -> str:
     return text
 
 
-def write_csv(records: Iterable[EngagementRecord], out: IO[str], chunk: int = 20_000) -> None:
-    """One row per record; lines as ``code x units @ date`` separated by spaces; evidence
-    dates and activity ids separated by ``;``."""
-    iso = _IsoDates()
-    reasons: dict[str, str] = {}  # reasons repeat across rows: quote each once
-    last_id, patient = "", ""
-    out.write(",".join(CSV_COLUMNS) + "\n")
-    rows: list[str] = []
-    for r in records:
-        if r.patient_id != last_id:  # rows come grouped by patient
-            last_id, patient = r.patient_id, _field(r.patient_id)
-        reason = reasons.get(r.reason)
-        if reason is None:
-            reason = reasons[r.reason] = _field(r.reason)
+class CsvRows:
+    """CSV rows of records, with the text of repeated dates, reasons and ids formatted once."""
+
+    def __init__(self) -> None:
+        self.iso = _IsoDates()
+        self._reasons: dict[str, str] = {}  # reasons repeat across rows: quote each once
+        self._last_id = ""
+        self._patient = ""
+
+    def reason(self, text: str) -> str:
+        """``text`` as a CSV field (quoted when needed), cached."""
+        field = self._reasons.get(text)
+        if field is None:
+            field = self._reasons[text] = csv_field(text)
+        return field
+
+    def patient(self, patient_id: str) -> str:
+        if patient_id != self._last_id:  # rows come grouped by patient
+            self._last_id, self._patient = patient_id, csv_field(patient_id)
+        return self._patient
+
+    def row(self, r: EngagementRecord) -> str:
+        """One record as one CSV line (with its newline)."""
+        iso = self.iso
         lines = (
             " ".join(f"{x.code}x{x.units}@{iso[x.date_of_service]}" for x in r.lines)
             if r.lines
             else ""
         )
         minutes = format_minutes(r.interactive_minutes) if r.interactive_minutes else "0"
-        activities = _field(";".join(r.evidence_activity_ids)) if r.evidence_activity_ids else ""
-        rows.append(
-            f"{patient},{_field(r.program)},{r.kind},{iso[r.period_start]},"
+        activities = csv_field(";".join(r.evidence_activity_ids)) if r.evidence_activity_ids else ""
+        return (
+            f"{self.patient(r.patient_id)},{csv_field(r.program)},{r.kind},{iso[r.period_start]},"
             f"{iso[r.period_end]},{r.status},{r.rule_set},{r.transmission_days},"
-            f"{minutes},{r.interactive_communications},{lines},{reason},"
+            f"{minutes},{r.interactive_communications},{lines},{self.reason(r.reason)},"
             f"{';'.join(map(iso.__getitem__, r.evidence_dates))},{activities}\n"
         )
-        if len(rows) >= chunk:
-            out.write("".join(rows))
-            rows.clear()
-    out.write("".join(rows))
+
+
+CSV_HEADER = ",".join(CSV_COLUMNS) + "\n"
+
+
+def write_csv_rows(rows: Iterable[str], out: IO[str], chunk: int = 20_000) -> None:
+    """The header, then ``rows`` (whole CSV lines), written in chunks."""
+    out.write(CSV_HEADER)
+    pending: list[str] = []
+    for row in rows:
+        pending.append(row)
+        if len(pending) >= chunk:
+            out.write("".join(pending))
+            pending.clear()
+    out.write("".join(pending))
+
+
+def write_csv_pieces(pieces: Iterable[bytes | memoryview], out: IO[bytes]) -> None:
+    """The header, then ``pieces`` of CSV text (UTF-8, whole lines), in order."""
+    out.write(CSV_HEADER.encode())
+    for piece in pieces:
+        out.write(piece)
+
+
+def write_csv(records: Iterable[EngagementRecord], out: IO[str], chunk: int = 20_000) -> None:
+    """One row per record; lines as ``code x units @ date`` separated by spaces; evidence
+    dates and activity ids separated by ``;``."""
+    fmt = CsvRows()
+    write_csv_rows(map(fmt.row, records), out, chunk)
 
 
 def render_table(records: Sequence[EngagementRecord]) -> str:

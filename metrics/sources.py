@@ -62,8 +62,9 @@ def _schema(first_file: Path) -> pa.Schema:
     measured = found.field("measured_at").type
     return pa.schema(
         [
-            ("device_id", pa.string()),
-            ("type", pa.string()),
+            # Ids and types repeat: read them as dictionaries (as Parquet stores them).
+            ("device_id", pa.dictionary(pa.int32(), pa.string())),
+            ("type", pa.dictionary(pa.int32(), pa.string())),
             ("measured_at", measured),
             ("manual_entry", pa.bool_()),
             ("clock_suspect", pa.bool_()),
@@ -83,7 +84,10 @@ def reading_batches(
     if not files:
         return
     schema = _schema(files[0])
-    dataset = ds.dataset([str(f) for f in files], schema=schema, format="parquet")
+    parquet = ds.ParquetFileFormat(
+        read_options=ds.ParquetReadOptions(dictionary_columns=["device_id", "type"])
+    )
+    dataset = ds.dataset([str(f) for f in files], schema=schema, format=parquet)
     scanner = dataset.scanner(
         columns=schema.names,
         batch_size=BATCH_ROWS,

@@ -62,6 +62,14 @@ def test_csv_output_has_one_row_per_record(tmp_path: Path) -> None:
     assert supply["transmission_days"] == "20"
 
 
+def test_csv_from_the_bulk_path_equals_the_csv_of_the_saved_records(tmp_path: Path) -> None:
+    # --save goes through the record objects; plain --format csv does not.
+    bulk = _invoke(tmp_path, "--as-of", "2026-04-05", "--format", "csv")
+    saved = _invoke(tmp_path, "--as-of", "2026-04-05", "--format", "csv", "--save")
+    assert bulk.count("\n") > 3
+    assert bulk == saved
+
+
 def test_patient_detail_lists_dates_and_activities(tmp_path: Path) -> None:
     out = _invoke(tmp_path, "--as-of", "2026-04-05", "--patient", "P1")
     assert "device_supply 2026-03-01..2026-03-30 [CY2026] BILLABLE" in out

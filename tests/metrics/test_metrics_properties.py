@@ -99,3 +99,30 @@ def test_tabulated_local_dates_match_the_tz_database(zone: str, micros: list[int
         pa.int32(),
     ).to_numpy()
     assert clock.local_days(stamps).tolist() == exact.tolist()
+
+
+ZONE_MIX = ["America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu", "America/Phoenix"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=len(ZONE_MIX) - 1),
+            st.integers(min_value=-3 * 86400 * 10**6, max_value=410 * 86400 * 10**6),
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_stacked_zone_clocks_match_each_zone_clock(rows: list[tuple[int, int]]) -> None:
+    import numpy as np
+
+    from metrics.days import _ZoneClock, _ZoneClocks, day_number
+
+    first = day_number(date(2025, 10, 1))
+    clocks = [_ZoneClock(z, first, first + 400) for z in ZONE_MIX]
+    zone = np.array([z for z, _ in rows], np.int64)
+    stamps = np.array([first * 86400 * 10**6 + m for _, m in rows], np.int64)
+    expected = [int(clocks[z].local_days(stamps[i : i + 1])[0]) for i, z in enumerate(zone)]
+    assert _ZoneClocks(clocks).local_days(stamps, zone).tolist() == expected

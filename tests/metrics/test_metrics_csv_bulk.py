@@ -1,0 +1,152 @@
+"""The bulk CSV path (``rpmpipe metrics --format csv``) writes exactly the record path's bytes."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from engagement_world import ORG_ZONE, World, local
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_metrics_job import seed_registry, write_readings
+
+from metrics.engagement import compute_engagement, compute_engagement_csv
+from metrics.job import compute, compute_csv
+from metrics.report import CSV_HEADER, write_csv, write_csv_pieces
+from metrics.snapshot import Enrollment
+from rpmpipe.registry.db import open_registry
+from rpmpipe.settings import RuleSettings, load_settings
+
+RULES = [
+    {},
+    {"supply_date_of_service": "last_reading_day"},
+    {"supply_period": "calendar_month"},
+    {"max_99458_units": 0, "secure_message_interactive": True},
+]
+
+
+def _both(world: World, as_of: date, **rules: object) -> tuple[str, str, dict[str, int]]:
+    settings = RuleSettings(**rules)  # type: ignore[arg-type]
+    records = compute_engagement(
+        world.table(), world.snapshot(), world.activities, as_of, settings, ORG_ZONE
+    )
+    expected = io.StringIO()
+    write_csv(records, expected)
+    pieces, counts = compute_engagement_csv(
+        world.table(), world.snapshot(), world.activities, as_of, settings, ORG_ZONE
+    )
+    got = io.BytesIO()
+    write_csv_pieces(pieces, got)
+    want = {s: sum(r.status == s for r in records) for s in ("billable", "pending", "not_billable")}
+    assert counts == want
+    return expected.getvalue(), got.getvalue().decode(), want
+
+
+def _varied_world() -> World:
+    w = World()
+    # Across the 2025/2026 rule sets, in several zones, with DST changes on the way.
+    w.patient(
+        "P01", zone="America/Los_Angeles", start=date(2025, 11, 20), consent=date(2025, 11, 20)
+    )
+    w.daily("P01", date(2025, 11, 21), 70, hour=23)
+    w.patient("P02", zone="America/New_York", start=date(2026, 2, 20)).daily(
+        "P02", date(2026, 2, 25), 40, hour=0, step=2
+    )
+    # Few days (not billable / short code), and one day only.
+    w.patient("P03", zone="Pacific/Honolulu", start=date(2026, 3, 1)).daily(
+        "P03", date(2026, 3, 3), 1
+    )
+    w.patient("P04", zone=None, start=date(2026, 3, 1)).daily("P04", date(2026, 3, 10), 5, step=6)
+    # No consent, no data, consent late, ended enrollment, a second episode.
+    w.patient("P05", consent=None).daily("P05", date(2026, 3, 2), 20)
+    w.patient("P06")
+    w.patient("P07", consent=date(2026, 3, 20)).daily("P07", date(2026, 3, 1), 40)
+    w.patient("P08", start=date(2026, 3, 1), end=date(2026, 4, 10)).daily(
+        "P08", date(2026, 3, 5), 45
+    )
+    w.patient("P09", start=date(2026, 1, 1), end=date(2026, 1, 31)).daily(
+        "P09", date(2026, 1, 2), 25
+    )
+    w.enrollments.append(Enrollment("P09", "RPM", date(2026, 3, 1), None, date(2026, 3, 1)))
+    w.daily("P09", date(2026, 3, 15), 10)
+    w.patient("P10", start=date(2026, 5, 10))  # starts after as-of
+    # Quoting: an id with a comma and a quote.
+    w.patient('P,"11"').daily('P,"11"', date(2026, 3, 4), 17)
+    # Data that starts only in the pending period.
+    w.patient("P12").daily("P12", date(2026, 4, 20), 6)
+    # Management months: billable, short, without interaction, pending.
+    w.activity("P01", datetime(2026, 1, 5, 15, tzinfo=UTC), 45)
+    w.activity("P02", local(date(2026, 3, 31), 23, 30, "America/New_York"), "19.5")
+    w.activity("P02", datetime(2026, 4, 2, 15, tzinfo=UTC), 12, interactive=False)
+    w.activity("P07", datetime(2026, 4, 2, 15, tzinfo=UTC), 30, kind="secure_message")
+    w.activity("P08", datetime(2026, 3, 9, 15, tzinfo=UTC), 75)
+    w.activity('P,"11"', datetime(2026, 3, 9, 15, tzinfo=UTC), 21)
+    return w
+
+
+@pytest.mark.parametrize("rules", RULES)
+@pytest.mark.parametrize("as_of", [date(2026, 1, 10), date(2026, 3, 31), date(2026, 4, 25)])
+def test_bulk_csv_is_byte_identical_to_the_record_path(
+    rules: dict[str, object], as_of: date
+) -> None:
+    expected, got, counts = _both(_varied_world(), as_of, **rules)
+    assert got == expected
+    # The world is varied enough to exercise every status.
+    if as_of == date(2026, 4, 25):
+        assert all(counts.values())
+
+
+def test_bulk_csv_of_an_empty_world_is_the_header() -> None:
+    expected, got, _ = _both(World(), date(2026, 4, 1))
+    assert got == expected == CSV_HEADER
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    patients=st.lists(
+        st.tuples(
+            st.sampled_from(["America/Chicago", "America/New_York", "Asia/Kolkata", "UTC"]),
+            st.integers(0, 120),  # enrollment start, days after 2025-11-01
+            st.lists(st.integers(0, 160), max_size=30),  # reading days after the start
+            st.integers(0, 23),
+            st.one_of(st.none(), st.integers(0, 100)),  # enrollment length
+        ),
+        max_size=6,
+    ),
+    as_of=st.integers(0, 180),
+    dos=st.sampled_from(["period_end", "last_reading_day"]),
+)
+def test_bulk_csv_matches_the_record_path_on_random_worlds(
+    patients: list[tuple[str, int, list[int], int, int | None]], as_of: int, dos: str
+) -> None:
+    base = date(2025, 11, 1)
+    w = World()
+    for k, (zone, start, days, hour, length) in enumerate(patients):
+        pid = f"P{k}"
+        first = base + timedelta(days=start)
+        end = None if length is None else first + timedelta(days=length)
+        w.patient(pid, zone=zone, start=first, consent=first, end=end)
+        for d in days:
+            w.daily(pid, first + timedelta(days=d), 1, hour=hour)
+    expected, got, _ = _both(w, base + timedelta(days=as_of), supply_date_of_service=dos)
+    assert got == expected
+
+
+def test_compute_csv_equals_the_csv_of_compute_on_each_registry_database(
+    tmp_path: Path, database_url: str
+) -> None:
+    settings = load_settings(
+        None, env={}, overrides={"data_dir": str(tmp_path / "data"), "database_url": database_url}
+    )
+    engine = open_registry(database_url)
+    seed_registry(engine)
+    write_readings(settings.readings_dir)
+    for as_of in (date(2026, 3, 20), date(2026, 4, 5), date(2026, 6, 1)):
+        expected = io.StringIO()
+        write_csv(compute(settings, engine, as_of), expected)
+        got = io.BytesIO()
+        write_csv_pieces(compute_csv(settings, engine, as_of), got)
+        assert got.getvalue().decode() == expected.getvalue()
+        assert expected.getvalue().count("\n") > 3
