@@ -14,7 +14,8 @@ import orjson
 from sqlalchemy import Engine, Table, delete, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
-from metrics.engagement import PROGRAM, compute_engagement, compute_engagement_csv
+from metrics.csv_bulk import compute_engagement_csv
+from metrics.engagement import PROGRAM, compute_engagement
 from metrics.report import evidence_of, lines_of
 from metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
 from metrics.sources import reading_batches

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_metrics_job import seed_registry, write_readings
 
-from metrics.engagement import compute_engagement, compute_engagement_csv
+from metrics.csv_bulk import compute_engagement_csv
+from metrics.engagement import compute_engagement
 from metrics.job import compute, compute_csv
 from metrics.report import CSV_HEADER, write_csv, write_csv_pieces
 from metrics.snapshot import Enrollment
