@@ -5,16 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from rpmpipe.errors import ConfigError
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+# The newest migration. A registry already there is not handed to Alembic (importing it costs
+# more than the rest of a short command); tests/registry/test_db.py keeps this in step.
+SCHEMA_HEAD = "0001"
 
 
 def make_engine(url: str) -> Engine:
@@ -46,8 +47,23 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def current_revision(engine: Engine) -> str | None:
+    """The registry's Alembic revision, or None for an empty database."""
+    try:
+        with engine.connect() as conn:
+            value = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except DBAPIError:  # no alembic_version table yet
+        return None
+    return str(value) if value is not None else None
+
+
 def upgrade(engine: Engine) -> None:
     """Apply every Alembic migration not yet applied (idempotent)."""
+    if current_revision(engine) == SCHEMA_HEAD:
+        return
+    from alembic import command
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:

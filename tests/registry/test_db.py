@@ -1,0 +1,31 @@
+"""Registry schema: Alembic migrations bring an empty database to the head, once."""
+
+from __future__ import annotations
+
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+
+from rpmpipe.registry.db import (
+    MIGRATIONS,
+    SCHEMA_HEAD,
+    current_revision,
+    make_engine,
+    open_registry,
+)
+from rpmpipe.registry.models import Base
+
+
+def test_schema_head_constant_is_the_newest_migration() -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == SCHEMA_HEAD
+
+
+def test_empty_database_is_migrated_to_head_with_every_table(database_url: str) -> None:
+    assert current_revision(make_engine(database_url)) is None
+    engine = open_registry(database_url)
+    assert current_revision(engine) == SCHEMA_HEAD
+    assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
+    open_registry(database_url)  # a second open finds it at head and changes nothing
+    assert current_revision(engine) == SCHEMA_HEAD
