@@ -27,7 +27,7 @@ class RegistryImportError(RpmpipeError):
     """A bad row in an import file; the whole file is rejected."""
 
     def __init__(self, path: str, row: int, field: str | None, message: str) -> None:
-        where = f"{path}, row {row}" + (f", field '{field}'" if field else "")
+        where = path + (f", row {row}" if row else "") + (f", field '{field}'" if field else "")
         super().__init__(f"{where}: {message}")
         self.path = path
         self.row = row

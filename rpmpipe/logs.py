@@ -32,6 +32,9 @@ _PHI_FIELDS = frozenset(
 )
 
 
+OWN_LOGGERS = ("rpmpipe", "ingest", "metrics", "billing_export", "simulators")
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -89,7 +92,10 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: Any = None
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper())
-    # Third-party libraries log payloads at DEBUG; keep them at WARNING whatever our level.
-    for noisy in ("amqtt", "transitions", "paho", "apscheduler", "alembic", "sqlalchemy"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # Only rpmpipe's own loggers follow the chosen level. Third-party libraries (MQTT brokers
+    # and clients, markdown, asyncio, SQLAlchemy) may log payloads or SQL parameters at DEBUG,
+    # so they stay at WARNING whatever the level: no PHI leaks through them.
+    chosen = logging.getLevelNamesMapping()[level.upper()]
+    root.setLevel(max(logging.WARNING, chosen))
+    for ours in OWN_LOGGERS:
+        logging.getLogger(ours).setLevel(chosen)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -110,6 +111,9 @@ class PayerSettings:
     claim_filing_indicator: str = "MB"  # Medicare Part B
 
 
+DEFAULT_PAYERS = {"MEDICARE": PayerSettings(name="MEDICARE PART B", claim_filing_indicator="MB")}
+
+
 @dataclass(frozen=True)
 class BillingSettings:
     provider_name: str = "RPMPIPE DEMO CLINIC"
@@ -131,7 +135,7 @@ class BillingSettings:
     replacement_claims: bool = False
     charges: Mapping[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_CHARGES))
     modifiers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    payers: Mapping[str, PayerSettings] = field(default_factory=dict)
+    payers: Mapping[str, PayerSettings] = field(default_factory=lambda: dict(DEFAULT_PAYERS))
     # NPI -> "LAST, FIRST" of practitioners who order RPM (enrollments.ordering_npi). A claim
     # whose ordering NPI differs from provider_npi names them as rendering provider (2310B).
     rendering_providers: Mapping[str, str] = field(default_factory=dict)
@@ -209,6 +213,7 @@ def npi_is_valid(npi: str) -> bool:
 # --- loading -------------------------------------------------------------------------------
 
 _SECTIONS = {"broker": BrokerSettings, "rules": RuleSettings, "schedule": ScheduleSettings}
+_BILLING_TABLES = ("charges", "modifiers", "payers", "rendering_providers")
 
 
 def load_settings(
@@ -254,7 +259,12 @@ def load_settings(
                 name = f"RPMPIPE_{f.name}_{sf.name}".upper()
                 if name in env:
                     put(f"{f.name}.{sf.name}", env[name], name)
-        elif f.name != "billing":
+        elif f.name == "billing":
+            for sf in dataclasses.fields(BillingSettings):
+                name = f"RPMPIPE_BILLING_{sf.name}".upper()
+                if sf.name not in _BILLING_TABLES and name in env:
+                    put(f"billing.{sf.name}", env[name], name)
+        else:
             name = f"RPMPIPE_{f.name}".upper()
             if name in env:
                 put(f.name, env[name], name)
@@ -263,7 +273,14 @@ def load_settings(
             put(dotted, value, "command line")
 
     settings = _build(raw, source_of)
-    _check(settings)
+    try:
+        _check(settings)
+    except ConfigError as exc:
+        # Name where the bad value came from (file, variable or flag), as type errors do.
+        named = re.search(r"setting '([\w.]+)'", str(exc))
+        if named and named.group(1) in source_of:
+            raise ConfigError(f"{exc} (from {source_of[named.group(1)]})") from None
+        raise
     return settings
 
 
@@ -298,8 +315,7 @@ def _build_section(cls: type, section: str, value: Any, source_of: Mapping[str, 
 def _build_billing(value: Any, source_of: Mapping[str, str]) -> BillingSettings:
     if not isinstance(value, dict):
         raise ConfigError("setting 'billing' must be a table")
-    tables = ("charges", "modifiers", "payers", "rendering_providers")
-    plain = {k: v for k, v in value.items() if k not in tables}
+    plain = {k: v for k, v in value.items() if k not in _BILLING_TABLES}
     base: BillingSettings = _build_section(BillingSettings, "billing", plain, source_of)
     charges = dict(DEFAULT_CHARGES)
     for code, amount in (value.get("charges") or {}).items():
@@ -312,7 +328,7 @@ def _build_billing(value: Any, source_of: Mapping[str, str]) -> BillingSettings:
                 f"billing.modifiers.{code}: expected a list of two-character modifiers"
             )
         modifiers[str(code)] = tuple(mods)
-    payers = {}
+    payers = dict(DEFAULT_PAYERS)
     for payer_id, conf in (value.get("payers") or {}).items():
         payers[str(payer_id)] = _build_section(
             PayerSettings, f"billing.payers.{payer_id}", conf, source_of
@@ -425,6 +441,10 @@ def _check(s: Settings) -> None:
     for code, amount in b.charges.items():
         if amount < 0:
             raise ConfigError(f"setting 'billing.charges.{code}': must not be negative")
+        if amount != amount.quantize(Decimal("0.01")):
+            raise ConfigError(
+                f"setting 'billing.charges.{code}': {amount} has more than two decimal places"
+            )
     for npi in b.rendering_providers:
         if not npi_is_valid(npi):
             raise ConfigError(

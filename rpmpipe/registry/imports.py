@@ -119,11 +119,13 @@ def _bool(row: Mapping[str, str], field: str) -> bool:
 
 
 def _patient(row: Mapping[str, str]) -> dict[str, Any]:
-    zone = _text(row, "timezone", max_len=64)
-    try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise _BadField("timezone", f"{zone!r} is not an IANA time zone") from None
+    # Empty: the organisation's zone applies (rules.md: "the organisation's zone as fallback").
+    zone = _text(row, "timezone", required=False, max_len=64)
+    if zone:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise _BadField("timezone", f"{zone!r} is not an IANA time zone") from None
     birth = _date(row, "birth_date")
     assert birth is not None
     if birth > datetime.now(UTC).date() or birth.year < 1900:
@@ -141,7 +143,7 @@ def _patient(row: Mapping[str, str]) -> dict[str, Any]:
         raise _BadField("icd10_codes", "has no ICD-10 code")
     for position, code in enumerate(codes, start=1):
         if not ICD10_PATTERN.match(code):
-            raise _BadField("icd10_codes", f"code {position} is not an ICD-10-CM code")
+            raise _BadField("icd10_codes", f"code {position} ({code!r}) is not an ICD-10-CM code")
     return {
         "patient_id": _ident(row, "patient_id"),
         "mrn": _text(row, "mrn", required=False, max_len=64),

@@ -207,3 +207,25 @@ def test_hundred_thousand_patients_import(tmp_path: Path) -> None:
     print(f"100k patients imported in {time.perf_counter() - started:.1f}s")
     assert result.inserted == 100_000
     assert count(engine, Patient) == 100_000
+
+
+def test_empty_time_zone_is_accepted_for_the_organisation_fallback(
+    engine: Engine, tmp_path: Path
+) -> None:
+    rows = patients(1)
+    rows[0]["timezone"] = ""
+    assert (
+        import_csv(engine, "patients", write_csv(tmp_path / "p.csv", "patients", rows)).inserted
+        == 1
+    )
+    with engine.connect() as conn:
+        assert conn.execute(select(Patient.timezone)).scalar_one() == ""
+
+
+def test_file_that_is_not_utf8_names_the_file_without_a_row(engine: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(",".join(KINDS["devices"].columns).encode() + b"\nBP-1,bp_cuff,Caf\xe9\n")
+    with pytest.raises(RegistryImportError) as err:
+        import_csv(engine, "devices", path)
+    assert "not UTF-8" in str(err.value)
+    assert "row" not in str(err.value)

@@ -108,3 +108,35 @@ def test_redact_url_hides_password() -> None:
     )
     assert "s3cret" not in redact_url("mqtts://ingest:s3cret@broker:8883")
     assert redact_url("mqtt://127.0.0.1:1883") == "mqtt://127.0.0.1:1883"
+
+
+def test_billing_scalars_come_from_the_environment_too() -> None:
+    s = load_settings(
+        None, env={"RPMPIPE_BILLING_USAGE": "P", "RPMPIPE_BILLING_PROVIDER_NAME": "X CLINIC"}
+    )
+    assert (s.billing.usage, s.billing.provider_name) == ("P", "X CLINIC")
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, env={"RPMPIPE_BILLING_PROVIDER_NPI": "1234567890"})
+    assert "billing.provider_npi" in str(err.value)
+    assert "RPMPIPE_BILLING_PROVIDER_NPI" in str(err.value)
+
+
+def test_a_rule_error_names_its_source(tmp_path: Path) -> None:
+    cfg = write_toml(tmp_path, '[rules]\nsupply_period = "weekly"\n')
+    with pytest.raises(ConfigError, match=r"rules.supply_period.*from .*rpmpipe.toml"):
+        load_settings(cfg, env={})
+
+
+def test_charge_with_more_than_two_decimals_is_refused(tmp_path: Path) -> None:
+    cfg = write_toml(tmp_path, '[billing.charges]\n99454 = "47.001"\n')
+    with pytest.raises(ConfigError, match="billing.charges.99454.*two decimal places"):
+        load_settings(cfg, env={})
+
+
+def test_medicare_is_a_default_payer_and_file_payers_add_to_it(tmp_path: Path) -> None:
+    assert load_settings(None, env={}).billing.payers["MEDICARE"].claim_filing_indicator == "MB"
+    cfg = write_toml(
+        tmp_path, '[billing.payers.AETNA]\nname = "Aetna"\nclaim_filing_indicator = "CI"\n'
+    )
+    payers = load_settings(cfg, env={}).billing.payers
+    assert set(payers) == {"MEDICARE", "AETNA"}
