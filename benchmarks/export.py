@@ -25,7 +25,7 @@ from rpmpipe.registry.models import EngagementRow, Enrollment, Patient
 from rpmpipe.settings import load_settings
 
 AS_OF = date(2026, 12, 1)
-CLOCK = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+CLOCK = datetime(2026, 12, 1, 7, 30, tzinfo=UTC)  # Dec 1 in the default org zone too
 NOV_START, NOV_END = date(2026, 11, 1), date(2026, 11, 30)
 
 

@@ -145,7 +145,7 @@ def price_claims(
     """Claims with ids, line numbers, modifiers, charges and diagnosis pointers.
 
     Every draft's codes must be in the charge master and its patient in ``patients``
-    (the export holds back lines that are not; see ``export.plan_export``).
+    (the export holds back lines that are not; see ``holds.hold_reason``).
     """
     claims = []
     for seq, draft in enumerate(drafts, start=1):

@@ -40,6 +40,7 @@ from typing import BinaryIO, TextIO
 from sqlalchemy import Engine
 
 from billing_export.charge_csv import write_charge_csv, write_corrections_csv
+from billing_export.holds import Held, group_held
 from billing_export.ledger import (
     RunStamp,
     allocate_control_numbers,
@@ -87,6 +88,7 @@ class ExportResult:
     control: ControlNumbers | None
     transactions: int = 0
     recovered: tuple[str, ...] = ()  # partial run dirs published or discarded first
+    held_back: tuple[Held, ...] = ()  # the held records, with reasons; ``held`` counts lines
 
 
 def run_export(
@@ -94,15 +96,17 @@ def run_export(
     engine: Engine,
     as_of: date,
     out_dir: Path | None = None,
-    now: datetime | None = None,
     *,
+    now: datetime,
     _after_files: CrashPoint | None = None,
     _after_ledger: CrashPoint | None = None,
 ) -> ExportResult:
-    """Export every final, billable, not-yet-exported line (and corrections) as of ``as_of``."""
-    now = now or datetime.now(UTC)
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ExportError("the export clock must be timezone-aware")
+    """Export every final, billable, not-yet-exported line (and corrections) as of ``as_of``.
+
+    ``now`` is the caller's clock (timezone-aware). An ``as_of`` after today in the
+    organisation's zone is refused: periods ending on or after today are not over yet.
+    """
+    check_as_of(settings, as_of, now)
     root = Path(out_dir) if out_dir is not None else settings.exports_dir
     private_dir(root)
     with _exclusive(root / LOCK_NAME):
@@ -112,13 +116,27 @@ def run_export(
             ledger = load_ledger(conn)
             patients = load_patients(conn, {r.patient_id for r in records})
         work = select_work(records, ledger, patients, settings.billing)
-        _log_held(work.held)
-        if work.is_empty:
-            log.info("export_nothing_new", as_of=as_of.isoformat(), held=len(work.held))
+        plan = (
+            build_plan(work, patients, settings.billing, interchange=0)
+            if not work.is_empty
+            else ExportPlan((), (), (), work.held)
+        )
+        _log_held(plan.held)
+        if not plan.claims and not plan.corrections:
+            # Nothing to write (changed records may all be held): no empty run directory.
+            log.info("export_nothing_new", as_of=as_of.isoformat(), held=_lines(plan.held))
             return ExportResult(
-                None, None, 0, 0, 0, len(work.held), Decimal("0.00"), None, recovered=recovered
+                None,
+                None,
+                0,
+                0,
+                0,
+                _lines(plan.held),
+                Decimal("0.00"),
+                None,
+                recovered=recovered,
+                held_back=plan.held,
             )
-        plan = build_plan(work, patients, settings.billing, interchange=0)
         control: ControlNumbers | None = None
         transactions = 0
         if plan.claims:
@@ -159,11 +177,12 @@ def run_export(
         lines=sum(len(c.lines) for c in plan.claims),
         claims=len(plan.claims),
         corrections=len(plan.corrections),
-        held=len(plan.held),
+        held=_lines(plan.held),
         total_charge=sum((c.total for c in plan.claims), Decimal("0.00")),
         control=control,
         transactions=transactions,
         recovered=recovered,
+        held_back=plan.held,
     )
     log.info(
         "export_finished",
@@ -174,6 +193,19 @@ def run_export(
         held=result.held,
     )
     return result
+
+
+def check_as_of(settings: Settings, as_of: date, now: datetime) -> None:
+    """Refuse an as-of date after today in the organisation's zone (``now`` is the clock)."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ExportError("the export clock must be timezone-aware")
+    today = now.astimezone(settings.org_zone).date()
+    if as_of > today:
+        raise ExportError(
+            f"as-of date {as_of.isoformat()} is after today ({today.isoformat()} in "
+            f"{settings.organization_timezone}): periods ending on or after today have not "
+            "ended and cannot be billed; use today's date or an earlier one"
+        )
 
 
 def recover_unfinished(root: Path, engine: Engine) -> tuple[str, ...]:
@@ -243,6 +275,7 @@ def _write_run_files(
                 "patient_id": h.patient_id,
                 "record_kind": h.record_kind,
                 "period_start": h.period_start.isoformat(),
+                "lines": h.lines,
                 "reason": h.reason,
             }
             for h in plan.held
@@ -280,10 +313,15 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _log_held(held: tuple[object, ...]) -> None:
-    counts: dict[str, int] = {}
-    for h in held:
-        reason = getattr(h, "reason", "")
-        counts[reason] = counts.get(reason, 0) + 1
-    for reason, count in sorted(counts.items()):
-        log.warning("export_lines_held", reason=reason, records=count)
+def _lines(held: tuple[Held, ...]) -> int:
+    return sum(h.lines for h in held)
+
+
+def _log_held(held: tuple[Held, ...]) -> None:
+    for group in group_held(held):
+        log.warning(
+            "export_lines_held",
+            reason=group.cause.text,
+            lines=group.lines,
+            patients=len(group.patient_ids),
+        )

@@ -148,6 +148,8 @@ def load_ledger(conn: Connection) -> dict[RecordKey, LedgerState]:
         e.code,
         e.units,
         e.date_of_service,
+        e.transmission_days,
+        e.interactive_minutes,
     )
     for entry in conn.execute(select(*columns)):
         key = (entry.patient_id, entry.program, entry.record_kind, entry.period_start)
@@ -161,6 +163,10 @@ def load_ledger(conn: Connection) -> dict[RecordKey, LedgerState]:
             claim_id=current[0].claim_id,
             line_kind=current[0].line_kind,
             period_end=current[0].period_end,
+            transmission_days=current[0].transmission_days or 0,
+            interactive_minutes=Decimal(current[0].interactive_minutes or 0).quantize(
+                Decimal("0.01")
+            ),
             lines=signature(
                 (e.code, e.units, e.date_of_service) for e in current if e.code != EMPTY_MARKER
             ),

@@ -14,12 +14,10 @@ is no longer billable; a single row with code ``-`` stands for "no lines").
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from functools import lru_cache
 
 from billing_export.charge_csv import Correction
 from billing_export.claims import (
@@ -31,13 +29,13 @@ from billing_export.claims import (
     price_claims,
     unit_charge,
 )
-from billing_export.x12 import clean, digits
+from billing_export.holds import Held, HoldReason, hold_reason
 from rpmpipe.settings import BillingSettings
 
 RecordKey = tuple[str, str, str, date]  # patient_id, program, record_kind, period_start
 LineSig = tuple[tuple[str, int, date], ...]  # (code, units, date_of_service), sorted
 EMPTY_MARKER = "-"
-_STATE = re.compile(r"^[A-Z]{2}$")
+MANAGEMENT_KIND = "treatment_management"  # counted in minutes; the other kinds in days
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,14 +92,9 @@ class LedgerState:
     line_kind: str
     lines: LineSig  # empty when the latest revision is the "-" marker
     period_end: date = date.min
-
-
-@dataclass(frozen=True, slots=True)
-class Held:
-    patient_id: str
-    record_kind: str
-    period_start: date
-    reason: str
+    # The counts behind that revision, so a correction can say what moved.
+    transmission_days: int = 0
+    interactive_minutes: Decimal = Decimal("0.00")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,47 +146,6 @@ def signature(lines: Iterable[tuple[str, int, date]]) -> LineSig:
     return tuple(sorted(lines))
 
 
-def hold_reason(
-    line: BillableLine, patient: PatientInfo | None, billing: BillingSettings
-) -> str | None:
-    """Why this line cannot go on a valid claim yet, or None when it can."""
-    if unit_charge(billing, line.code) is None:
-        return f"no charge for {line.code} in billing.charges"
-    if (
-        line.rendering_npi
-        and line.rendering_npi != billing.provider_npi
-        and line.rendering_npi not in billing.rendering_providers
-    ):
-        return f"ordering NPI {line.rendering_npi} has no name in billing.rendering_providers"
-    return patient_hold_reason(patient)
-
-
-@lru_cache(maxsize=4096)
-def patient_hold_reason(patient: PatientInfo | None) -> str | None:
-    """Why this patient's claims cannot be valid yet (cached: one check per patient)."""
-    if patient is None:
-        return "patient not in registry"
-    if not patient.icd10:
-        return "no ICD-10 code on file"
-    missing = [
-        name
-        for name, ok in (
-            ("last_name", bool(clean(patient.last_name))),
-            ("first_name", bool(clean(patient.first_name))),
-            ("member_id", bool(clean(patient.member_id))),
-            ("address1", bool(clean(patient.address1))),
-            ("city", len(clean(patient.city)) >= 2),
-            ("state", bool(_STATE.match(clean(patient.state)))),
-            ("zip", len(digits(patient.zip)) in (5, 9)),
-            ("payer_id", len(clean(patient.payer_id)) >= 2),
-        )
-        if not ok
-    ]
-    if missing:
-        return "patient record incomplete: " + ", ".join(missing)
-    return None
-
-
 def select_work(
     records: Iterable[FinalRecord],
     ledger: Mapping[RecordKey, LedgerState],
@@ -224,13 +176,9 @@ def select_work(
                 continue
         if state is None:
             lines = record.billable_lines()
-            reasons = [
-                r
-                for r in (hold_reason(ln, patients.get(ln.patient_id), billing) for ln in lines)
-                if r
-            ]
-            if reasons:
-                held.append(Held(record.patient_id, record.kind, record.period_start, reasons[0]))
+            hold = _hold(record, lines, patients, billing)
+            if hold is not None:
+                held.append(hold)
             else:
                 originals.extend(lines)
         elif signature(record.billed_lines) != state.lines:
@@ -238,6 +186,20 @@ def select_work(
     return Work(
         tuple(originals), tuple(changed), tuple(held), by_key, dict(ledger), tuple(overlapping)
     )
+
+
+def _hold(
+    record: FinalRecord,
+    lines: Sequence[BillableLine],
+    patients: Mapping[str, PatientInfo],
+    billing: BillingSettings,
+) -> Held | None:
+    # The record is held whole (never half billed), under its first line's reason.
+    for ln in lines:
+        cause: HoldReason | None = hold_reason(ln, patients.get(ln.patient_id), billing)
+        if cause is not None:
+            return Held(record.patient_id, record.kind, record.period_start, cause, len(lines))
+    return None
 
 
 def build_plan(
@@ -256,13 +218,9 @@ def build_plan(
     for record in sorted(work.changed, key=lambda r: r.key):
         state = work.ledger[record.key]
         new_lines = record.billable_lines()
-        reasons = [
-            r
-            for r in (hold_reason(ln, patients.get(ln.patient_id), billing) for ln in new_lines)
-            if r
-        ]
-        if reasons:
-            held.append(Held(record.patient_id, record.kind, record.period_start, reasons[0]))
+        hold = _hold(record, new_lines, patients, billing)
+        if hold is not None:
+            held.append(hold)
             continue
         if billing.replacement_claims and state.lines and new_lines:
             replaced.setdefault(state.claim_id, []).append(record.key)
@@ -374,9 +332,43 @@ def _correction(
         corrected_lines=describe(signature(record.billed_lines)),
         action=action,
         replacement_claim_id=replacement_id,
-        reason=reason
-        or (record.reason if record.status != "billable" else "lines changed after export"),
+        reason=reason or change_reason(record, state),
     )
+
+
+def change_reason(record: FinalRecord, state: LedgerState) -> str:
+    """What changed since the export, in the biller's words.
+
+    E.g. "12 → 16 days with data; billed 99445, now 99454",
+    "38.00 → 41.00 minutes; billed 99457, now 99457 + 99458",
+    "no longer billable: 18 minutes, no interactive communication this month".
+    """
+    if record.status != "billable":
+        return f"no longer billable: {record.reason}" if record.reason else "no longer billable"
+    parts = []
+    if record.kind == MANAGEMENT_KIND:
+        if record.interactive_minutes != state.interactive_minutes:
+            parts.append(
+                f"{state.interactive_minutes:.2f} → {record.interactive_minutes:.2f} minutes"
+            )
+    elif record.transmission_days != state.transmission_days:
+        parts.append(f"{state.transmission_days} → {record.transmission_days} days with data")
+    now = signature(record.billed_lines)
+    billed_codes, now_codes = _codes(state.lines), _codes(now)
+    if billed_codes != now_codes:
+        parts.append(f"billed {billed_codes or 'nothing'}, now {now_codes or 'nothing'}")
+    billed_dates, now_dates = _dates(state.lines), _dates(now)
+    if billed_dates and now_dates and billed_dates != now_dates:
+        parts.append(f"date of service {billed_dates} → {now_dates}")
+    return "; ".join(parts) or "lines changed after export"
+
+
+def _codes(lines: LineSig) -> str:
+    return " + ".join(code if units == 1 else f"{code} x{units}" for code, units, _dos in lines)
+
+
+def _dates(lines: LineSig) -> str:
+    return ", ".join(sorted({dos.isoformat() for _code, _units, dos in lines}))
 
 
 def _write(

@@ -208,7 +208,10 @@ def _transaction(
 def _subscriber_and_claim(seg: _Segments, claim: Claim, billing: BillingSettings, hl: int) -> None:
     p = claim.patient
     payer = billing.payers.get(p.payer_id)
-    filing = payer.claim_filing_indicator if payer else "MB"
+    if payer is None:
+        # Never guess SBR09 (a guess bills everyone as Medicare); the export holds such lines.
+        raise ValueError(f"payer {p.payer_id} is not configured in billing.payers")
+    filing = payer.claim_filing_indicator
     payer_name = payer_name_for(p, billing)
     # 2000B: the Medicare patient is the subscriber (SBR02 18 = self), so no 2000C loop.
     seg.add("HL", str(hl), "1", "22", "0")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from billing_export.holds import Held, HeldGroup, group_held, settings_to_add
 from rpmpipe.cli import fail, settings_of
 from rpmpipe.errors import RpmpipeError
+
+HELD_ONLY_EXIT = 3  # lines held back and nothing exported: a scheduler should alert
+_MAX_IDS = 10
 
 
 def export(
@@ -34,19 +39,29 @@ def export(
 
     One run directory holds charges.csv, claims.837 and manifest.json; every line is recorded
     in the export ledger so it is never billed twice. Changes to already exported periods go to
-    corrections.csv. Prints a summary; "nothing new to export" (exit 0) when there is nothing
-    to write.
+    corrections.csv. AS_OF may not be later than today in the organisation's time zone.
+
+    Lines that cannot go on a valid claim yet (e.g. an ordering NPI without a name in
+    billing.rendering_providers, a payer missing from billing.payers, an incomplete patient)
+    are held back: the summary lists each reason with its line count and the settings to add;
+    the next run exports them once fixed.
+
+    Exit codes: 0 when something was exported or nothing was pending ("nothing new to
+    export"); 3 when lines were held back and nothing was exported; 1 on errors (e.g. an
+    AS_OF in the future); 2 on bad options.
     """
     settings = settings_of(ctx)
     try:
         day = date.fromisoformat(as_of)
     except ValueError:
         raise fail(f"--as-of: expected a date YYYY-MM-DD, got {as_of!r}", 2) from None
-    from billing_export.export import run_export
+    from billing_export.export import check_as_of, run_export
     from rpmpipe.registry.db import open_registry
 
     now = datetime.now(UTC)
     try:
+        # Before metrics too: they would persist periods that have not ended as final.
+        check_as_of(settings, day, now)
         engine = open_registry(settings.effective_database_url)
         try:
             if not skip_metrics:
@@ -71,7 +86,43 @@ def export(
         if result.corrections:
             typer.echo(f"corrections:  {result.corrections} (see corrections.csv)")
     if result.held:
-        typer.echo(f"held back:    {result.held} record(s) with incomplete claim data (see log)")
+        typer.echo(held_summary(result.held_back))
+        if result.run_dir is None:
+            raise typer.Exit(HELD_ONLY_EXIT)
+
+
+def held_summary(held: Sequence[Held]) -> str:
+    """The held-back lines grouped by reason, and the settings that would release them.
+
+    Ids, codes and NPIs only: this goes to the terminal, never names or member ids.
+    """
+    groups = group_held(held)
+    total = sum(g.lines for g in groups)
+    label = f"held back {total} line{'s' if total != 1 else ''}"
+    reasons = [f"{g.cause.text} ({g.lines}){_patients(g)}" for g in groups]
+    out = (
+        [f"{label}: {reasons[0]}"]
+        if len(reasons) == 1
+        else [f"{label}:", *(f"  {r}" for r in reasons)]
+    )
+    toml = settings_to_add(groups)
+    if toml:
+        out.append("to export them, add to the settings file (--config or RPMPIPE_CONFIG):")
+        out.extend(f"  {ln}" if ln else "" for ln in toml.splitlines())
+    if any(not g.cause.setting_table for g in groups):
+        out.append(
+            "fix the patients listed in the registry (rpmpipe import patients FILE), then rerun"
+        )
+    return "\n".join(out)
+
+
+def _patients(group: HeldGroup) -> str:
+    # Patient ids only where the fix is in the registry; capped so the summary stays short.
+    if group.cause.setting_table:
+        return ""
+    ids = group.patient_ids
+    more = f", +{len(ids) - _MAX_IDS} more" if len(ids) > _MAX_IDS else ""
+    return f"; patients {', '.join(ids[:_MAX_IDS])}{more}"
 
 
 def register(app: typer.Typer) -> None:

@@ -49,7 +49,10 @@ PATIENTS = {p.patient_id: p for p in (PLAIN, NASTY)}
 
 def sample_settings(**overrides: object) -> Settings:
     base: dict[str, object] = {
-        "billing.payers": {"BCBSIL": {"name": "BCBS Illinois", "claim_filing_indicator": "BL"}},
+        "billing.payers": {
+            "BCBSIL": {"name": "BCBS Illinois", "claim_filing_indicator": "BL"},
+            "MEDICARE": {"name": "MEDICARE PART B", "claim_filing_indicator": "MB"},
+        },
         "billing.rendering_providers": {RENDERING_NPI: "Hopper, Grace"},
         "billing.modifiers": {"99457": ["95"]},
     }

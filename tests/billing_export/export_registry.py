@@ -20,8 +20,15 @@ NOV_START = date(2026, 11, 1)
 NOV_END = date(2026, 11, 30)
 
 
+MEDICARE = {"MEDICARE": {"name": "MEDICARE PART B", "claim_filing_indicator": "MB"}}
+
+
 def export_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:
-    base: dict[str, object] = {"data_dir": str(tmp_path / "data"), "database_url": database_url}
+    base: dict[str, object] = {
+        "data_dir": str(tmp_path / "data"),
+        "database_url": database_url,
+        "billing.payers": MEDICARE,  # explicit: the tests do not lean on the default payer
+    }
     base.update(overrides)
     return load_settings(None, env={}, overrides=base)
 

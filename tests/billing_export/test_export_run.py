@@ -7,7 +7,7 @@ import csv
 import hashlib
 import json
 import stat
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -132,7 +132,9 @@ def test_later_run_bills_only_new_lines_with_higher_control_numbers(
         period_start=date(2026, 12, 1),
         period_end=DEC_END,
     )
-    second = run_export(settings, registry, date(2027, 1, 1), now=CLOCK.replace(month=12, day=2))
+    second = run_export(
+        settings, registry, date(2027, 1, 1), now=CLOCK.replace(year=2027, month=1, day=1)
+    )
     assert first.control is not None and second.control is not None
     assert second.control.interchange > first.control.interchange
     assert second.control.transaction > first.control.transaction
@@ -213,6 +215,7 @@ def test_late_change_gives_a_correction_record_not_a_second_claim(
     assert row["patient_id"] == "P-02" and row["action"] == "review"
     assert row["billed_lines"] == "99445x1@2026-11-30"
     assert row["corrected_lines"] == "99454x1@2026-11-30"
+    assert row["reason"] == "9 → 17 days with data; billed 99445, now 99454"
     assert first.run_dir is not None
     first_claims = {r["claim_id"] for r in csv_rows(first.run_dir / "charges.csv")}
     assert row["original_claim_id"] in first_claims
@@ -243,7 +246,9 @@ def test_record_no_longer_billable_gives_a_void_correction(
     assert result.run_dir is not None
     [row] = csv_rows(result.run_dir / "corrections.csv")
     assert (row["action"], row["corrected_lines"]) == ("void", "")
-    assert row["reason"] == "18 minutes, no interactive communication this month"
+    assert (
+        row["reason"] == "no longer billable: 18 minutes, no interactive communication this month"
+    )
     assert export(settings, registry).run_dir is None
 
 
@@ -276,6 +281,7 @@ def test_replacement_claim_behind_setting_replaces_the_whole_original_claim(
     assert {r["claim_frequency"] for r in rows} == {"7"}
     [correction] = csv_rows(second.run_dir / "corrections.csv")
     assert correction["action"] == "replacement_claim"
+    assert correction["reason"] == "25.00 → 45.00 minutes; billed 99457, now 99457 + 99458"
     assert correction["replacement_claim_id"] == rows[0]["claim_id"]
     assert export(settings, registry).run_dir is None
 
@@ -373,3 +379,92 @@ def test_ordering_npi_becomes_rendering_provider_only_when_named_in_settings(
     text = (result.run_dir / "claims.837").read_text()
     assert "NM1*82*1*CURIE*MARIE****XX*1456789019~" in text
     assert_valid_837(result.run_dir / "claims.837")
+
+
+# --- as-of dates, unconfigured payers, held changes (review findings) ----------------------
+
+
+def seed_past_november(engine: Engine) -> None:
+    """Records the metrics stage would persist for a future as-of: December supply, and
+    November management whose month has not ended on Nov 30."""
+    add_patient(engine, "P-01")
+    put_record(
+        engine,
+        "P-01",
+        "device_supply",
+        [("99454", 1, DEC_END)],
+        period_start=date(2026, 12, 1),
+        period_end=DEC_END,
+    )
+    put_record(engine, "P-01", "treatment_management", [("99457", 1, NOV_END)], minutes=Decimal(25))
+
+
+def test_as_of_after_today_is_refused_and_nothing_is_billed(
+    registry: Engine, settings: Settings
+) -> None:
+    seed_past_november(registry)
+    today_noon = datetime(2026, 11, 30, 17, 0, tzinfo=UTC)  # Nov 30 in New York
+    with pytest.raises(ExportError, match=r"as-of date 2027-01-31 is after today \(2026-11-30"):
+        run_export(settings, registry, date(2027, 1, 31), now=today_noon)
+    assert not ledger_rows(registry)
+    assert not settings.exports_dir.exists() or not any(settings.exports_dir.iterdir())
+    with registry.connect() as conn:
+        assert not conn.execute(select(ControlNumber.name)).all()
+    # Today itself is fine: only periods that ended before it are final, so none here.
+    assert run_export(settings, registry, date(2026, 11, 30), now=today_noon).run_dir is None
+
+
+@pytest.mark.parametrize(
+    ("zone", "refused"), [("America/New_York", True), ("UTC", False), ("Asia/Tokyo", False)]
+)
+def test_today_is_the_organisations_date_not_utcs(
+    registry: Engine, tmp_path: Path, database_url: str, zone: str, refused: bool
+) -> None:
+    # 03:00 UTC on Dec 1 is still Nov 30 in New York: Dec 1 is tomorrow there.
+    settings = export_settings(tmp_path, database_url, organization_timezone=zone)
+    seed(registry)
+    now = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+    if refused:
+        with pytest.raises(ExportError, match="after today"):
+            run_export(settings, registry, AS_OF, now=now)
+        assert not ledger_rows(registry)
+    else:
+        assert run_export(settings, registry, AS_OF, now=now).lines == 4
+
+
+def test_payer_missing_from_billing_payers_is_held_not_billed_as_medicare(
+    registry: Engine, tmp_path: Path, database_url: str
+) -> None:
+    add_patient(registry, "P-07", payer_id="AETNA")
+    put_record(registry, "P-07", "device_supply", [("99454", 1, NOV_END)])
+    put_record(
+        registry, "P-07", "treatment_management", [("99457", 1, NOV_END)], minutes=Decimal(25)
+    )
+    held = export(export_settings(tmp_path, database_url), registry)
+    assert (held.run_dir, held.lines, held.held) == (None, 0, 2)
+    assert {h.reason for h in held.held_back} == {"payer AETNA is not configured in billing.payers"}
+    assert not ledger_rows(registry)
+    configured = export_settings(
+        tmp_path,
+        database_url,
+        **{"billing.payers": {"AETNA": {"name": "AETNA", "claim_filing_indicator": "CI"}}},
+    )
+    result = export(configured, registry)
+    assert result.run_dir is not None and (result.lines, result.held) == (2, 0)
+    text = (result.run_dir / "claims.837").read_text()
+    assert "SBR*P*18*******CI~" in text and "*MB~" not in text
+    assert_valid_837(result.run_dir / "claims.837")
+
+
+def test_changed_record_that_is_held_writes_no_empty_run_directory(
+    registry: Engine, settings: Settings
+) -> None:
+    seed(registry)
+    export(settings, registry)
+    put_record(registry, "P-02", "device_supply", [("99454", 1, NOV_END)], days=17)
+    with registry.begin() as conn:
+        conn.execute(update(Patient).where(Patient.patient_id == "P-02").values(icd10_codes=""))
+    result = export(settings, registry)
+    assert (result.run_dir, result.held) == (None, 1)
+    assert [h.reason for h in result.held_back] == ["no ICD-10 code on file"]
+    assert len([p for p in settings.exports_dir.iterdir() if p.is_dir()]) == 1

@@ -142,3 +142,16 @@ def test_thousand_claims_split_over_transactions_stay_valid(tmp_path: Path) -> N
     assert [s[2] for s in segments(text, "ST")] == ["0011", "0012", "0013"]
     assert segments(text, "GE")[0][1] == "3"
     assert_valid_837(tmp_path / "big.837")
+
+
+def test_a_payer_missing_from_settings_is_never_written_as_medicare(tmp_path: Path) -> None:
+    unknown = replace(PLAIN, payer_id="AETNA")
+    settings = sample_settings()
+    claims = price_claims(
+        draft_claims([line("P-0001", "99454")]), {"P-0001": unknown}, settings.billing, 1
+    )
+    with (
+        (tmp_path / "unknown.broken").open("w", encoding="ascii") as out,
+        pytest.raises(ValueError, match="payer AETNA is not configured in billing.payers"),
+    ):
+        write_837p(out, claims, settings.billing, CONTROL, CLOCK)
