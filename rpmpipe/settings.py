@@ -108,7 +108,7 @@ CLAIM_FILING_INDICATORS = frozenset(
 @dataclass(frozen=True)
 class PayerSettings:
     name: str = ""
-    claim_filing_indicator: str = "MB"  # Medicare Part B
+    claim_filing_indicator: str = ""  # SBR09, required: MB Medicare Part B, CI commercial, ...
 
 
 DEFAULT_PAYERS = {"MEDICARE": PayerSettings(name="MEDICARE PART B", claim_filing_indicator="MB")}
@@ -452,6 +452,11 @@ def _check(s: Settings) -> None:
                 "(10 digits with a Luhn check digit)"
             )
     for payer_id, payer in b.payers.items():
+        if not payer.claim_filing_indicator:
+            raise ConfigError(
+                f"setting 'billing.payers.{payer_id}.claim_filing_indicator' is required "
+                "(MB Medicare Part B, MC Medicaid, CI commercial, ...)"
+            )
         if payer.claim_filing_indicator not in CLAIM_FILING_INDICATORS:
             raise ConfigError(
                 f"setting 'billing.payers.{payer_id}.claim_filing_indicator': "

@@ -140,3 +140,11 @@ def test_medicare_is_a_default_payer_and_file_payers_add_to_it(tmp_path: Path) -
     )
     payers = load_settings(cfg, env={}).billing.payers
     assert set(payers) == {"MEDICARE", "AETNA"}
+
+
+def test_a_payer_without_a_claim_filing_indicator_is_refused(tmp_path: Path) -> None:
+    cfg = write_toml(tmp_path, '[billing.payers.AETNA]\nname = "Aetna"\n')
+    with pytest.raises(
+        ConfigError, match="billing.payers.AETNA.claim_filing_indicator' is required"
+    ):
+        load_settings(cfg, env={})
