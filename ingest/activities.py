@@ -2,18 +2,19 @@
 
 The payload is one activity object (or an array of them) with the fields of the contract.
 Validation and the upsert by ``activity_id`` are the registry import's (``import_rows``), so
-an activity arriving over MQTT and one imported from CSV are checked the same way.
+an activity arriving over MQTT and one imported from CSV are checked the same way. A bad
+activity of an array is quarantined on its own; the good ones are committed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
-import orjson
 from sqlalchemy import Engine
 
-from ingest.decoders import MAX_PAYLOAD_BYTES
+from ingest.decoders import MAX_PAYLOAD_BYTES, Reject, item_bytes, load_json
 from rpmpipe.errors import DecodeError, RegistryImportError
 from rpmpipe.registry.imports import KINDS, import_rows
 
@@ -30,26 +31,47 @@ def _cell(value: object) -> str:
     raise DecodeError("bad_activity", "activity fields must be strings, numbers or booleans")
 
 
-def activity_rows(payload: bytes) -> list[dict[str, str]]:
-    """The CSV-like rows of an activity payload (pure); structural problems raise DecodeError."""
+@dataclass(frozen=True, slots=True)
+class ActivityItem:
+    """One activity of a payload: its registry row, where it sat, and its own bytes."""
+
+    row: dict[str, str]
+    where: str  # "" for a single-activity payload, else "item 2 of 5"
+    item: bytes  # the whole payload, or the item re-serialised on its own
+
+
+def activity_items(payload: bytes) -> tuple[list[ActivityItem], list[Reject]]:
+    """The activities of a payload and the rejects among its items (pure).
+
+    A payload-wide problem (too large, bad JSON, empty) raises DecodeError; a bad item of an
+    array is rejected on its own so the good ones are kept, as for batched readings.
+    """
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise DecodeError("too_large", f"the payload exceeds {MAX_PAYLOAD_BYTES} bytes")
-    try:
-        doc = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        raise DecodeError("bad_json", "the payload is not valid UTF-8 JSON") from None
-    items = doc if isinstance(doc, list) else [doc]
+    doc = load_json(payload, "the payload is not valid UTF-8 JSON")
+    single = not isinstance(doc, list)
+    items: list[object] = [doc] if single else doc
     if not items:
         raise DecodeError("empty_batch", "the payload holds no activities")
-    rows = []
-    for item in items:
-        if not isinstance(item, dict):
-            raise DecodeError("bad_activity", "an activity is not a JSON object")
-        missing = [c for c in ACTIVITY_COLUMNS if item.get(c) is None]
-        if missing:
-            raise DecodeError("missing_field", f"the activity has no {missing[0]}")
-        rows.append({c: _cell(item[c]) for c in ACTIVITY_COLUMNS})
-    return rows
+    good: list[ActivityItem] = []
+    rejects: list[Reject] = []
+    for index, item in enumerate(items):
+        where = "" if single else f"item {index + 1} of {len(items)}"
+        raw = payload if single else item_bytes(item)
+        try:
+            good.append(ActivityItem(_row(item), where, raw))
+        except DecodeError as exc:
+            rejects.append(Reject(exc.code, f"{where}: {exc.detail}" if where else exc.detail, raw))
+    return good, rejects
+
+
+def _row(item: object) -> dict[str, str]:
+    if not isinstance(item, dict):
+        raise DecodeError("bad_activity", "an activity is not a JSON object")
+    missing = [c for c in ACTIVITY_COLUMNS if item.get(c) is None]
+    if missing:
+        raise DecodeError("missing_field", f"the activity has no {missing[0]}")
+    return {c: _cell(item[c]) for c in ACTIVITY_COLUMNS}
 
 
 def _code(exc: RegistryImportError) -> str:
@@ -64,7 +86,8 @@ def store_activities(
     """Commit every batch's rows; returns (rows committed, [(batch index, code, reason)]).
 
     All batches go in one transaction when they are all valid; otherwise each is retried on
-    its own so one bad activity does not hold back the others. Database outages propagate.
+    its own so one bad batch does not hold back the others (the pipeline passes one activity
+    per batch, so that is one bad activity). Database outages propagate.
     """
     flat = [row for rows in batches for row in rows]
     if not flat:

@@ -22,6 +22,8 @@ class BackfillSummary:
     stored: int = 0
     duplicates: int = 0
     quarantined: Counter[str] = field(default_factory=Counter)
+    # (line number, reason code) per quarantine record, in line order (no payload: PHI).
+    rejected_lines: list[tuple[int, str]] = field(default_factory=list)
 
 
 def backfill_file(
@@ -36,13 +38,16 @@ def backfill_file(
     pipeline = IngestPipeline(settings, engine, "backfill")
     summary = BackfillSummary()
     batch: list[Message] = []
+    numbers: list[int] = []  # the line number of each message of ``batch``
 
     def flush() -> None:
         outcome = pipeline.handle(batch)
         summary.stored += outcome.stored
         summary.duplicates += outcome.duplicates
         summary.quarantined.update(outcome.quarantined)
+        summary.rejected_lines.extend(sorted((numbers[i], code) for i, code in outcome.rejected))
         batch.clear()
+        numbers.clear()
 
     with path.open("rb") as fh:
         for number, line in enumerate(fh, start=1):
@@ -53,6 +58,7 @@ def backfill_file(
             batch.append(
                 Message(BACKFILL_TOPIC, payload, received_at, f"line {number}", "backfill")
             )
+            numbers.append(number)
             if len(batch) >= batch_lines:
                 flush()
     if batch:

@@ -1,46 +1,58 @@
 """``rpmpipe compact``: merge the small files of closed days into one file per day.
 
 Exactly-once holds through compaction: rows are de-duplicated on ``dedup_key`` while merging.
-Readers never miss a row: the merged file is added to the partition (atomically) before any
-small file goes, and the small files are only *retired* (listed in the partition's hidden
-``.retired`` file) and deleted by a later run once a grace period has passed. By then every
-listing that still shows a small file also shows the merged one, so a reader that lists a
-directory and opens its files a moment later never loses rows. During the grace period a
-reader may see rows twice; ``dedup_key`` tells them apart, and distinct-day counts are
-unaffected. (A directory swap would hide rows from readers that list by path and then stat
-each file, as pyarrow datasets do.)
+The order of a partition's compaction, and what a crash at each step leaves:
+
+1. The merged file is written under a temp dot-name, fsynced, renamed to its ``*.parquet``
+   name and the directory fsynced. A crash before the rename leaves nothing visible.
+2. After ``settle_seconds`` (0.2 s by default), each merged-away file is *hidden*: renamed
+   to ``.<name>.retired-<unix seconds>``, which pyarrow datasets, DuckDB and Spark
+   ``*.parquet`` globs and :func:`parquet_files` all skip; then the directory is fsynced.
+   Between steps 1 and 2 (the settle pause, or until the next run after a crash there) a
+   reader listing the partition sees those rows twice; the next compaction merges the
+   visible files again and de-duplicates, so nothing is lost or stored twice. The merged
+   file is durable before any old name goes.
+3. A later run deletes hidden files older than the grace period. Until then a reader that
+   already opened a merged-away file keeps reading it (POSIX keeps renamed files readable
+   through open handles).
+
+Why the settle pause: a pyarrow dataset lists a directory and then stats each entry,
+silently skipping entries that vanished in between. A reader whose listing predates the
+merged file and whose stat follows the hiding would miss rows without an error; the pause
+makes that need a stall of ``settle_seconds`` inside one directory listing. A reader that
+opens a listed file later than that gets ``FileNotFoundError`` (loud, retryable).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ingest.files import fsync_dir, parquet_files, unique_name, write_parquet_atomic
 from ingest.schema import READINGS_SCHEMA
-from rpmpipe.files import write_private
 from rpmpipe.logs import get_logger
 
 log = get_logger(__name__)
 
 ROW_GROUP_SIZE = 128 * 1024
-RETIRED = ".retired"
+LEGACY_MANIFEST = ".retired"
+_HIDDEN = re.compile(r"\..+\.parquet\.retired-(\d+)")
 
 
 @dataclass(frozen=True)
 class CompactSummary:
     partitions: int
     files_before: int
-    files_after: int  # live files (retired ones awaiting deletion not counted)
+    files_after: int  # visible files (hidden merged-away ones awaiting deletion not counted)
     rows: int
     duplicates_removed: int
     files_deleted: int  # retired files past the grace period
@@ -62,58 +74,71 @@ def merge_tables(paths: list[Path]) -> tuple[pa.Table, int]:
     return merged.take(order), len(keys) - len(keep)
 
 
-def _read_retired(partition: Path) -> dict[str, float]:
+def hidden_name(name: str, retired_at: float) -> str:
+    """The hidden name a merged-away file is renamed to (no ``.parquet`` suffix, dot prefix)."""
+    return f".{name}.retired-{int(retired_at)}"
+
+
+def _retired_files(partition: Path) -> list[tuple[Path, float]]:
+    """Hidden merged-away files of ``partition`` with the time they were retired."""
     try:
-        data = orjson.loads((partition / RETIRED).read_bytes())
+        names = os.listdir(partition)
     except FileNotFoundError:
-        return {}
-    return {str(k): float(v) for k, v in data.items()}
-
-
-def _write_retired(partition: Path, retired: dict[str, float]) -> None:
-    path = partition / RETIRED
-    if not retired:
-        path.unlink(missing_ok=True)
-        return
-    write_private(path, orjson.dumps(retired, option=orjson.OPT_SORT_KEYS))
+        return []
+    found = []
+    for n in sorted(names):
+        m = _HIDDEN.fullmatch(n)
+        if m:
+            found.append((partition / n, float(m.group(1))))
+    return found
 
 
 def _compact_partition(
-    partition: Path, grace_seconds: float, now: float
+    partition: Path, grace_seconds: float, now: float, settle_seconds: float
 ) -> tuple[int, int, int, int]:
     """(live files before, live files after, duplicates removed, retired files deleted)."""
-    retired = _read_retired(partition)
+    # An earlier layout listed merged-away files in a ".retired" manifest but left them
+    # visible; dropping the manifest makes them ordinary inputs, which the merge de-duplicates.
+    (partition / LEGACY_MANIFEST).unlink(missing_ok=True)
     deleted = 0
-    for name, retired_at in list(retired.items()):
+    for path, retired_at in _retired_files(partition):
         if now - retired_at >= grace_seconds:
-            (partition / name).unlink(missing_ok=True)
-            del retired[name]
+            path.unlink(missing_ok=True)
             deleted += 1
     if deleted:
         fsync_dir(partition)
-        _write_retired(partition, retired)
-    inputs = [p for p in parquet_files(partition) if p.name not in retired]
+    inputs = parquet_files(partition)
     if len(inputs) < 2:
         return len(inputs), len(inputs), 0, deleted
     merged, dropped = merge_tables(inputs)
+    # Step 1: the merged file is durable and visible before any input disappears.
     write_parquet_atomic(merged, partition, unique_name("compact"), row_group_size=ROW_GROUP_SIZE)
-    retired.update({p.name: now for p in inputs})
-    _write_retired(partition, retired)
-    if grace_seconds <= 0:  # no reader to protect: delete right away
-        for p in inputs:
+    # Step 2: hide the inputs (delete them when no grace period is wanted), after a pause
+    # that lets directory listings begun before the merged file appeared finish.
+    if settle_seconds > 0:
+        time.sleep(settle_seconds)
+    for p in inputs:
+        if grace_seconds <= 0:
             p.unlink(missing_ok=True)
             deleted += 1
-        fsync_dir(partition)
-        _write_retired(partition, {})
+        else:
+            os.rename(p, p.with_name(hidden_name(p.name, now)))
+    fsync_dir(partition)
     return len(inputs), 1, dropped, deleted
 
 
 def compact(
-    readings_dir: Path, before: date, *, grace_seconds: float = 600.0, now: float | None = None
+    readings_dir: Path,
+    before: date,
+    *,
+    grace_seconds: float = 600.0,
+    now: float | None = None,
+    settle_seconds: float = 0.2,
 ) -> CompactSummary:
     """Compact every ``date=`` partition strictly before ``before`` that has several files.
 
-    Small files replaced by a merge are deleted by the first run ``grace_seconds`` later.
+    Small files replaced by a merge are hidden (see the module notes) and deleted by the first run
+    ``grace_seconds`` later (at once when ``grace_seconds`` <= 0).
     """
     if not readings_dir.exists():
         return CompactSummary(0, 0, 0, 0, 0, 0)
@@ -130,15 +155,11 @@ def compact(
             if day >= before or not partition.is_dir():
                 continue
             n_before, n_after, n_dropped, n_deleted = _compact_partition(
-                partition, grace_seconds, clock
+                partition, grace_seconds, clock, settle_seconds
             )
             if n_before >= 2:
                 partitions += 1
-                rows += sum(
-                    pq.ParquetFile(p).metadata.num_rows
-                    for p in parquet_files(partition)
-                    if p.name not in _read_retired(partition)
-                )
+                rows += sum(pq.ParquetFile(p).metadata.num_rows for p in parquet_files(partition))
             files_before += n_before
             files_after += n_after
             dropped += n_dropped

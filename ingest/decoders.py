@@ -89,12 +89,7 @@ def _decode(
         raise DecodeError("too_large", f"the payload exceeds {MAX_PAYLOAD_BYTES} bytes")
     if topic_device_id is not None:
         check_device_id(topic_device_id)
-    try:
-        doc = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        raise DecodeError(
-            "bad_json", "the payload is not valid UTF-8 JSON (NaN and Infinity are refused)"
-        ) from None
+    doc = load_json(payload, "the payload is not valid UTF-8 JSON (NaN and Infinity are refused)")
     defaults: dict[str, Any] = {}
     if isinstance(doc, list):
         items: list[object] = doc
@@ -124,8 +119,26 @@ def _decode(
             readings.append(_reading(item, defaults, topic_device_id, received_at, clock_skew))
         except DecodeError as exc:
             where = f"item {index + 1} of {len(items)}"
-            rejects.append(Reject(exc.code, f"{where}: {exc.detail}", _item_bytes(item)))
+            rejects.append(Reject(exc.code, f"{where}: {exc.detail}", item_bytes(item)))
     return Decoded(tuple(readings), tuple(rejects))
+
+
+# orjson refuses documents nested deeper than this (it guards its own stack).
+MAX_JSON_DEPTH = 1024
+
+
+def load_json(payload: bytes, bad_json_reason: str) -> Any:
+    """The parsed payload; DecodeError ``too_deep`` or ``bad_json`` (with the given sentence)."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        text = str(exc).lower()
+        if "depth" in text or "recursion" in text:
+            raise DecodeError(
+                "too_deep",
+                f"the JSON nests arrays or objects more than {MAX_JSON_DEPTH} levels deep",
+            ) from None
+        raise DecodeError("bad_json", bad_json_reason) from None
 
 
 def _reading(
@@ -143,10 +156,12 @@ def _reading(
             raise DecodeError(
                 "device_mismatch", "the payload's device_id differs from the topic's device"
             )
+    elif fields.device_id is None:
+        fields.device_id = fields.device_hint
     return make_reading(fields, received_at, clock_skew)
 
 
-def _item_bytes(item: object) -> bytes:
+def item_bytes(item: object) -> bytes:
     try:
         return orjson.dumps(item)
     except (orjson.JSONEncodeError, TypeError):

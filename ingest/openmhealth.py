@@ -1,10 +1,16 @@
 """Open mHealth data points (blood-pressure, body-weight) to reading fields (pure).
 
 ``{"header": {"id", "schema_id": {"name": "blood-pressure"}, "acquisition_provenance":
-{"modality": "sensed"|"self-reported"}}, "body": {"systolic_blood_pressure": {"value",
-"unit"}, ..., "effective_time_frame": {"date_time"}}}``. Open mHealth has no device field;
-the device is the topic's, or ``header.acquisition_provenance.device_id`` (an rpmpipe
-extension used by backfills, which have no topic).
+{"source_name", "modality": "sensed"|"self-reported"}}, "body": {"systolic_blood_pressure":
+{"value", "unit"}, ..., "effective_time_frame": {"date_time"}}}``.
+
+The reading id is ``header.id`` (the OMH header schema's field); ``header.uuid`` is accepted
+too, as some producers (and earlier versions of our simulator) send it. Open mHealth has no
+device field: the device is the topic's, or ``acquisition_provenance.device_id`` (an rpmpipe
+extension, authoritative), or else ``acquisition_provenance.source_name``. OMH defines
+``source_name`` as the name of the producing source, not an identity, so it only names the
+device where there is no topic (a backfill line); on a device topic it is ignored rather than
+compared.
 """
 
 from __future__ import annotations
@@ -48,9 +54,11 @@ def openmhealth_fields(item: dict[str, Any]) -> Fields:
     schema = _dict(header.get("schema_id"), "header.schema_id")
     provenance = header.get("acquisition_provenance")
     provenance = provenance if isinstance(provenance, dict) else {}
+    reading_id = header.get("id")
     common: dict[str, Any] = {
         "device_id": provenance.get("device_id"),
-        "reading_id": header.get("id"),
+        "device_hint": provenance.get("source_name"),
+        "reading_id": header.get("uuid") if reading_id is None else reading_id,
         "measured_at": _effective_time(body),
         "manual_entry": provenance.get("modality") == "self-reported",
         "source_format": "openmhealth",

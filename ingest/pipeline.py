@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from sqlalchemy import Engine, select
 
-from ingest.activities import activity_rows, store_activities
+from ingest.activities import ActivityItem, activity_items, store_activities
 from ingest.decoders import decode
 from ingest.quarantine import QuarantineEntry, QuarantineStore
 from ingest.sink import ReadingSink
@@ -45,6 +45,8 @@ class BatchOutcome:
     activities: int = 0
     quarantined: Counter[str] = field(default_factory=Counter)
     entries: list[QuarantineEntry] = field(default_factory=list)
+    # (message index in the batch, reason code) per quarantine entry, in entry order.
+    rejected: list[tuple[int, str]] = field(default_factory=list)
 
 
 def topic_device(topic: str, topic_root: str) -> tuple[str, str | None]:
@@ -102,11 +104,16 @@ class IngestPipeline:
         root = self.settings.broker.topic_root
         readings: list[Reading] = []
         entries: list[QuarantineEntry] = []
+        rejected: list[tuple[int, str]] = []
+        # By identity: callers build one Message per payload, so this finds its position.
+        index_of = {id(m): i for i, m in enumerate(messages)}
+        # One activity per batch, so a bad one (found only by the registry) fails alone.
         activity_batches: list[list[dict[str, str]]] = []
-        activity_messages: list[Message] = []
+        activity_origins: list[tuple[Message, ActivityItem]] = []
 
         def reject(m: Message, code: str, reason: str, payload: bytes | None = None) -> None:
             text = f"{m.label}: {reason}" if m.label else reason
+            rejected.append((index_of[id(m)], code))
             entries.append(
                 QuarantineEntry(
                     m.topic,
@@ -125,10 +132,15 @@ class IngestPipeline:
                 continue
             if kind == "activity":
                 try:
-                    activity_batches.append(activity_rows(m.payload))
-                    activity_messages.append(m)
+                    good, bad = activity_items(m.payload)
                 except DecodeError as exc:
                     reject(m, exc.code, exc.detail)
+                    continue
+                for r in bad:
+                    reject(m, r.code, r.reason, r.item)
+                for a in good:
+                    activity_batches.append([a.row])
+                    activity_origins.append((m, a))
                 continue
             if device is not None and device not in self.devices:
                 reject(m, "unknown_device", "the topic's device is not in the registry")
@@ -154,13 +166,15 @@ class IngestPipeline:
             outcome.stored, outcome.duplicates = result.stored, result.duplicates
         if activity_batches:
             committed, failed = store_activities(
-                self.engine, activity_batches, source=activity_messages[0].source
+                self.engine, activity_batches, source=activity_origins[0][0].source
             )
             outcome.activities = committed
             for index, code, reason in failed:
-                reject(activity_messages[index], code, reason)
+                m, a = activity_origins[index]
+                reject(m, code, f"{a.where}: {reason}" if a.where else reason, a.item)
         if entries:
             self.quarantine.add(entries)
             outcome.quarantined.update(e.reason_code for e in entries)
             outcome.entries = entries
+            outcome.rejected = rejected
         return outcome

@@ -49,6 +49,8 @@ def quarantine_table(entries: Sequence[QuarantineEntry]) -> pa.Table:
             "reason": [e.reason for e in entries],
             "received_at": [e.received_at for e in entries],
             "source": [e.source for e in entries],
+            "last_reason_code": [None] * len(entries),
+            "last_reason": [None] * len(entries),
         },
         schema=QUARANTINE_SCHEMA,
     )
@@ -118,8 +120,9 @@ class QuarantineStore:
             self._files_seen.add(name)
             return len(fresh)
 
-    def remove(self, quarantine_ids: set[str], updated_reasons: dict[str, tuple[str, str]]) -> int:
-        """Drop ``quarantine_ids`` and re-word ``updated_reasons`` (id → (code, sentence)).
+    def remove(self, quarantine_ids: set[str], latest_reasons: dict[str, tuple[str, str]]) -> int:
+        """Drop ``quarantine_ids``; record ``latest_reasons`` (id → (code, sentence)) as the
+        latest failed attempt. The first reason (``reason_code``, ``reason``) is never changed.
 
         Each affected file is rewritten first and the old one removed after, so a crash in
         between leaves a duplicate record (collapsed by :func:`read_quarantine`), never a loss.
@@ -132,20 +135,30 @@ class QuarantineStore:
                 except FileNotFoundError:
                     continue
                 ids = table.column("quarantine_id").to_pylist()
-                touched = [i for i in ids if i in quarantine_ids or i in updated_reasons]
-                if not touched:
+                codes = table.column("last_reason_code").to_pylist()
+                reasons = table.column("last_reason").to_pylist()
+                changed = [
+                    i
+                    for i, qid in enumerate(ids)
+                    if qid in latest_reasons and latest_reasons[qid] != (codes[i], reasons[i])
+                ]
+                if not changed and not any(i in quarantine_ids for i in ids):
                     continue
+                for i in changed:
+                    codes[i], reasons[i] = latest_reasons[ids[i]]
+                if changed:
+                    table = table.set_column(
+                        table.schema.get_field_index("last_reason_code"),
+                        "last_reason_code",
+                        pa.array(codes, pa.string()),
+                    ).set_column(
+                        table.schema.get_field_index("last_reason"),
+                        "last_reason",
+                        pa.array(reasons, pa.string()),
+                    )
                 keep = [i for i, qid in enumerate(ids) if qid not in quarantine_ids]
                 removed += len(ids) - len(keep)
                 kept = table.take(keep)
-                if updated_reasons and kept.num_rows:
-                    codes = kept.column("reason_code").to_pylist()
-                    reasons = kept.column("reason").to_pylist()
-                    for i, qid in enumerate(kept.column("quarantine_id").to_pylist()):
-                        if qid in updated_reasons:
-                            codes[i], reasons[i] = updated_reasons[qid]
-                    kept = kept.set_column(3, "reason_code", pa.array(codes, pa.string()))
-                    kept = kept.set_column(4, "reason", pa.array(reasons, pa.string()))
                 if kept.num_rows:
                     name = unique_name(self.writer_id)
                     write_parquet_atomic(kept, self.directory, name)

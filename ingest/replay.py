@@ -1,7 +1,9 @@
 """``rpmpipe quarantine replay``: re-ingest quarantined payloads after a fix, exactly-once.
 
 Each record is decoded again exactly as it first was (same topic, same receipt time). Records
-that now succeed are removed from quarantine; those that still fail stay, with the new reason.
+that now succeed are removed from quarantine; those that still fail stay with their first
+reason unchanged (it names what went wrong on arrival, e.g. the backfill line), and the latest
+attempt's reason is recorded beside it (``last_reason_code``, ``last_reason``).
 """
 
 from __future__ import annotations
@@ -50,10 +52,7 @@ def replay(
             if e.quarantine_id in considered:
                 failing[e.quarantine_id] = (e.reason_code, e.reason)
     done = considered - failing.keys()
-    old = {r["quarantine_id"]: (r["reason_code"], r["reason"]) for r in rows}
-    # Same code: keep the first wording (it may name the backfill line); else say what changed.
-    reworded = {qid: new for qid, new in failing.items() if old[qid][0] != new[0]}
-    pipeline.quarantine.remove(done, reworded)
+    pipeline.quarantine.remove(done, failing)
     summary = ReplaySummary(len(rows), stored, duplicates, len(done), len(failing))
     log.info(
         "quarantine_replayed",

@@ -41,6 +41,10 @@ QUARANTINE_SCHEMA = pa.schema(
         pa.field("reason", pa.string(), nullable=False),
         pa.field("received_at", UTC_US, nullable=False),
         pa.field("source", pa.string(), nullable=False),
+        # What the latest ``quarantine replay`` attempt failed with, when it still failed;
+        # reason_code/reason always keep the first failure. Null in files written before.
+        pa.field("last_reason_code", pa.string()),
+        pa.field("last_reason", pa.string()),
     ]
 )
 

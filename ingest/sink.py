@@ -39,14 +39,17 @@ class WriteResult:
     files: tuple[Path, ...]
 
 
-def read_keys(paths: Iterable[Path]) -> set[str]:
-    """The dedup keys stored in ``paths`` (files that vanished meanwhile are skipped)."""
+def read_keys(paths: Iterable[Path], vanished: set[str] | None = None) -> set[str]:
+    """The dedup keys stored in ``paths``; names of files that vanished meanwhile (compacted
+    away between listing and reading) are skipped and added to ``vanished``."""
     keys: set[str] = set()
     for path in paths:
         try:
             column = pq.read_table(path, columns=["dedup_key"]).column("dedup_key")
         except FileNotFoundError:
-            continue  # compacted away between listing and reading; its rows are in the new file
+            if vanished is not None:
+                vanished.add(path.name)
+            continue
         keys.update(column.to_pylist())
     return keys
 
@@ -72,12 +75,18 @@ class ReadingSink:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(partition)
-        files = parquet_files(self.readings_dir / partition)
-        new = [p for p in files if p.name not in entry.files_seen]
-        if new:
-            entry.keys |= read_keys(new)
-            entry.files_seen.update(p.name for p in new)
-        return entry
+        while True:
+            files = parquet_files(self.readings_dir / partition)
+            new = [p for p in files if p.name not in entry.files_seen]
+            if not new:
+                return entry
+            vanished: set[str] = set()
+            entry.keys |= read_keys(new, vanished)
+            entry.files_seen.update(p.name for p in new if p.name not in vanished)
+            if not vanished:
+                return entry
+            # A file was compacted away after the listing: compaction makes the merged file
+            # visible before it hides the inputs, so listing again finds the vanished keys.
 
     def write(self, readings: Sequence[Reading]) -> WriteResult:
         """Store the readings not stored before; one file per touched partition."""

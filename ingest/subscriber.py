@@ -184,7 +184,11 @@ class IngestService:
                 return True
             except OSError as exc:
                 log.warning(
-                    "broker_unreachable", error_type=type(exc).__name__, retry_in_seconds=delay
+                    "broker_unreachable",
+                    host=address.host,  # host and port only: the URL may carry credentials
+                    port=address.port,
+                    error_type=type(exc).__name__,
+                    retry_in_seconds=delay,
                 )
                 stop.wait(delay)
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)

@@ -67,6 +67,9 @@ class Fields:
     glucose_mg_dl: object = None
     irregular_heartbeat: object = None
     extra: str | None = None
+    # A device named by a field that is not an identity (Open mHealth source_name): used as
+    # the device only when neither the payload's device_id nor a topic names one.
+    device_hint: object = None
 
 
 def check_device_id(value: object) -> str:

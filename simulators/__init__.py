@@ -26,7 +26,7 @@ deterministic: the same seed, start, days, format and ``until`` give byte-identi
 past it, so that reading is in the future of its receipt whatever the window.
 
 Wire formats (full field lists in ``payloads.py``): the reading id is ``reading_id`` (native),
-``header.uuid`` (OMH, a UUID) or the Observation ``id`` (FHIR); the device id is
+``header.id`` (OMH, a UUID) or the Observation ``id`` (FHIR); the device id is
 ``device_id`` (native), ``header.acquisition_provenance.source_name`` (OMH) or
 ``device.identifier.value`` (FHIR), and is always the ``{device_id}`` of the topic.
 """

@@ -42,7 +42,7 @@ import orjson
 
 from simulators.fleet import Fleet
 from simulators.payloads import SimReading, reading_id_for
-from simulators.traffic import Delivery, Traffic, reading_topic
+from simulators.traffic import Delivery, Traffic, after, reading_topic
 
 FAULT_KINDS = (
     "duplicate",
@@ -223,7 +223,7 @@ def inject_faults(
             hours=rng.randint(12, 36), minutes=rng.randint(0, 59)
         )
         r = _fresh(
-            d.readings[0], ids(d.device_id, d.fmt), measured_at=d.readings[0].measured_at + skew
+            d.readings[0], ids(d.device_id, d.fmt), measured_at=after(d.readings[0].measured_at, skew)
         )
         added.append(
             dataclasses.replace(
@@ -279,7 +279,7 @@ def inject_faults(
                 device_id=stranger,
                 patient_id="",
                 reading_id=rid,
-                measured_at=base.measured_at - back,
+                measured_at=after(base.measured_at, -back),
             )
             added.append(
                 Delivery(d.send_at - back, stranger, "native", (r,), fault="unregistered_device")
@@ -295,7 +295,7 @@ def inject_faults(
             r = _fresh(
                 base,
                 ids(d.device_id, d.fmt),
-                measured_at=base.measured_at + step,
+                measured_at=after(base.measured_at, step),
                 systolic=(base.systolic or 120) + rng.randint(-6, 6),
             )
             rids.append(r.reading_id)

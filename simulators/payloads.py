@@ -9,9 +9,10 @@ native (the contract's payload)::
      "systolic_mmhg", "diastolic_mmhg", "pulse_bpm", "irregular_heartbeat"?}
     {"device_id", "reading_id", "measured_at", "type": "body_weight", "weight", "unit": "lb"|"kg"}
 
-omh (Open mHealth data point; ``reading_id`` is a UUID, as OMH requires)::
+omh (Open mHealth data point; ``reading_id`` is the header's ``id``, a UUID, as the OMH
+header schema requires)::
 
-    {"header": {"uuid": reading_id,
+    {"header": {"id": reading_id,
                 "schema_id": {"namespace": "omh", "name": "blood-pressure"|"body-weight",
                               "version": "3.0"|"2.0"},
                 "source_creation_date_time": measured_at,
@@ -127,7 +128,7 @@ def omh_item(r: SimReading) -> dict[str, Any]:
         }
     return {
         "header": {
-            "uuid": r.reading_id,
+            "id": r.reading_id,
             "schema_id": {"namespace": "omh", "name": name, "version": version},
             "source_creation_date_time": when,
             "acquisition_provenance": {"source_name": r.device_id, "modality": "sensed"},

@@ -37,6 +37,16 @@ STAFF = ("RN-01", "RN-02", "RN-03", "RN-04")
 LB_PER_KG = 2.20462
 
 
+def after(at: datetime, delta: timedelta) -> datetime:
+    """``at`` plus ``delta`` of elapsed time, in ``at``'s zone.
+
+    Plain ``+`` on a zoned datetime is wall-clock arithmetic, which is off by an hour across a
+    DST change; device clocks and sends count real seconds.
+    """
+    zone = at.tzinfo
+    return (at.astimezone(UTC) + delta).astimezone(zone)
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One publish of a device (or its cloud): a single reading or a batched sync."""
@@ -64,7 +74,7 @@ class SimActivity:
     @property
     def send_at(self) -> datetime:
         """Care-management apps log the entry when the work is done."""
-        return (self.started_at + timedelta(minutes=self.minutes)).astimezone(UTC)
+        return after(self.started_at, timedelta(minutes=self.minutes)).astimezone(UTC)
 
     def payload(self) -> dict[str, object]:
         return {
@@ -219,7 +229,7 @@ def _deliveries(
             latency = timedelta(seconds=rng.randint(3, 120))
             out.append(
                 Delivery(
-                    (r.measured_at + latency).astimezone(UTC),
+                    after(r.measured_at, latency).astimezone(UTC),
                     r.device_id,
                     fmt_of[r.device_id],
                     (r,),

@@ -16,6 +16,9 @@ import typer
 from rpmpipe.cli import fail, settings_of
 from rpmpipe.errors import RpmpipeError
 
+# Quarantined lines listed by `import readings`; the rest are counted (see quarantine list).
+MAX_LINES_SHOWN = 20
+
 quarantine_app = typer.Typer(
     help=(
         "Inspect and re-ingest quarantined payloads (bad JSON, unknown devices, implausible "
@@ -123,6 +126,16 @@ def compact(
     )
 
 
+def _check_reason(reason: str | None) -> None:
+    from ingest.reasons import check_reason_code
+
+    if reason is not None:
+        try:
+            check_reason_code(reason)
+        except ValueError as exc:
+            raise fail(f"--reason: {exc}") from None
+
+
 @quarantine_app.command("list")
 def quarantine_list(
     ctx: typer.Context,
@@ -131,12 +144,16 @@ def quarantine_list(
     ] = None,
     output: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
 ) -> None:
-    """List quarantined payloads: id, received time, reason code and reason (never the payload)."""
+    """List quarantined payloads: id, received time, reason code and reason (never the payload).
+
+    The reason is the first failure; a replay that failed again adds its own, as the latest.
+    """
     from ingest.quarantine import read_quarantine
 
     settings = settings_of(ctx)
     if output not in ("table", "json"):
         raise fail("--format must be table or json")
+    _check_reason(reason)
     rows = read_quarantine(settings.quarantine_dir).to_pylist()
     if reason:
         rows = [r for r in rows if r["reason_code"] == reason]
@@ -149,6 +166,8 @@ def quarantine_list(
                 "topic": r["topic"],
                 "reason_code": r["reason_code"],
                 "reason": r["reason"],
+                "last_reason_code": r["last_reason_code"],
+                "last_reason": r["last_reason"],
                 "source": r["source"],
                 "payload_bytes": len(r["payload"]),
             }
@@ -159,9 +178,14 @@ def quarantine_list(
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["reason_code"]] = counts.get(r["reason_code"], 0) + 1
+        latest = (
+            f"  (latest replay: {r['last_reason_code']}: {r['last_reason']})"
+            if r["last_reason_code"]
+            else ""
+        )
         typer.echo(
             f"{r['quarantine_id']}  {r['received_at'].isoformat(timespec='seconds')}  "
-            f"{r['reason_code']:<18} {r['reason']}  [{r['topic']}]"
+            f"{r['reason_code']:<18} {r['reason']}  [{r['topic']}]{latest}"
         )
     summary = ", ".join(f"{code}: {n}" for code, n in sorted(counts.items())) or "empty"
     typer.echo(f"{len(rows)} quarantined ({summary})")
@@ -177,12 +201,14 @@ def quarantine_replay(
     """Decode quarantined payloads again (say, after registering a device) and store them.
 
     Still exactly-once: readings stored before are not stored twice. Records that now succeed
-    leave quarantine; those that still fail stay, with their current reason.
+    leave quarantine; those that still fail stay with their first reason, and the latest
+    attempt's reason is recorded beside it.
     """
     from ingest.replay import replay
     from rpmpipe.registry.db import open_registry
 
     settings = settings_of(ctx)
+    _check_reason(reason)
     engine = open_registry(settings.effective_database_url)
     try:
         s = replay(settings, engine, reason)
@@ -209,7 +235,8 @@ def import_readings(
 ) -> None:
     """Backfill readings from FILE.jsonl with the same validation and dedup as MQTT ingest.
 
-    A bad line goes to quarantine with its line number; the good lines are stored.
+    A bad line goes to quarantine with its line number; the good lines are stored. The first
+    20 quarantined lines are printed with their reason codes (never their content).
     """
     from ingest.backfill import backfill_file
     from rpmpipe.registry.db import open_registry
@@ -227,6 +254,19 @@ def import_readings(
         f"readings: {s.lines} lines, {s.stored} readings stored, {s.duplicates} already stored, "
         f"quarantined: {bad}"
     )
+    # Line numbers and codes only: the payload is PHI. A line may hold several bad items.
+    by_line: dict[int, list[str]] = {}
+    for number, code in s.rejected_lines:
+        codes = by_line.setdefault(number, [])
+        if code not in codes:
+            codes.append(code)
+    for number in sorted(by_line)[:MAX_LINES_SHOWN]:
+        typer.echo(f"  line {number}: {', '.join(by_line[number])}")
+    if len(by_line) > MAX_LINES_SHOWN:
+        typer.echo(
+            f"  ... and {len(by_line) - MAX_LINES_SHOWN} more line(s); "
+            "see `rpmpipe quarantine list`"
+        )
 
 
 def register(app: typer.Typer) -> None:

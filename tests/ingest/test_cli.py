@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pyarrow.dataset
 from ingest_helpers import bp_payload, register_devices, stored_readings
 from typer.testing import CliRunner
 
@@ -44,6 +45,7 @@ def test_import_readings_then_replay_after_registering_the_device(
     listed = orjson.loads(run(settings, "quarantine", "list", "--format", "json"))
     assert sorted(r["reason_code"] for r in listed) == ["bad_json", "unknown_device"]
     assert all("payload" not in r for r in listed)  # never print payloads (PHI)
+    assert all(r["last_reason_code"] is None for r in listed)  # no replay yet
     assert "line 2:" in next(r["reason"] for r in listed if r["reason_code"] == "unknown_device")
 
     register_devices(engine, ["BP-2"])
@@ -68,11 +70,50 @@ def test_compact_command_merges_old_days(settings: Settings, tmp_path: Path) -> 
     assert len(parquet_files(day)) == 3
     out = run(settings, "compact", "--before", "2026-11-04")
     assert "3 files -> 1" in out
-    # The small files stay (retired) for the grace period; a run after it deletes them.
-    assert len(parquet_files(day)) == 4
-    assert len(set(stored_readings(settings).column("dedup_key").to_pylist())) == 3
+    # The small files are hidden at once (outside readers see each row once) and deleted
+    # by a run after the grace period.
+    assert len(parquet_files(day)) == 1
+    assert stored_readings(settings).num_rows == 3
+    table = pyarrow.dataset.dataset(settings.readings_dir, partitioning="hive").to_table()
+    assert table.num_rows == len(set(table.column("dedup_key").to_pylist())) == 3
     out = run(settings, "compact", "--before", "2026-11-04", "--grace-minutes", "0")
     assert "3 merged-away files deleted" in out
     assert len(parquet_files(day)) == 1
     assert stored_readings(settings).num_rows == 3
+    engine.dispose()
+
+
+def test_unknown_reason_code_fails_with_the_known_codes(settings: Settings) -> None:
+    for command in (["quarantine", "list"], ["quarantine", "replay"]):
+        result = CliRunner().invoke(
+            app,
+            [
+                "--data-dir",
+                str(settings.data_dir),
+                "--database-url",
+                settings.effective_database_url,
+                *command,
+                "--reason",
+                "bogus",
+            ],
+        )
+        assert result.exit_code != 0
+        assert "unknown reason code 'bogus'" in result.output
+        assert "unknown_device" in result.output and "bad_json" in result.output
+
+
+def test_import_readings_prints_each_quarantined_line_number_and_code_without_payload(
+    settings: Settings, tmp_path: Path
+) -> None:
+    engine = open_registry(settings.effective_database_url)
+    register_devices(engine, ["BP-1"])
+    secret = b'{"device_id": "BP-1", "note": "Jane Doe'  # bad JSON holding would-be PHI
+    lines = [bp_payload("BP-1", 1), secret, bp_payload("BP-2", 2)] + [b"[1,"] * 25
+    jsonl = tmp_path / "sync.jsonl"
+    jsonl.write_bytes(b"\n".join(lines) + b"\n")
+    out = run(settings, "import", "readings", str(jsonl))
+    assert "  line 2: bad_json\n" in out and "  line 3: unknown_device\n" in out
+    assert "  line 21: bad_json\n" in out and "line 22:" not in out  # the first 20 lines
+    assert "... and 7 more line(s)" in out
+    assert "Jane" not in out
     engine.dispose()

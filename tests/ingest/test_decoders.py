@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.decoders import MAX_PAYLOAD_BYTES, decode
+from ingest.decoders import MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES, Decoded, decode
+from ingest.reasons import REASON_CODES
 from ingest.validation import EARLIEST
 
 RECEIVED = datetime(2026, 11, 3, 13, 0, tzinfo=UTC)
@@ -29,7 +30,7 @@ def native(**fields: object) -> dict[str, object]:
     return {k: v for k, v in doc.items() if v is not None}
 
 
-def one(doc: object, topic_device: str | None = "BP-000123"):  # type: ignore[no-untyped-def]
+def one(doc: object, topic_device: str | None = "BP-000123") -> Decoded:
     return decode(topic_device, orjson.dumps(doc), RECEIVED)
 
 
@@ -260,7 +261,8 @@ def test_path_like_topic_device_is_rejected() -> None:
         (b"\x00\xff\xfe binary", "bad_json"),
         (b'{"systolic_mmhg": NaN}', "bad_json"),
         (b'{"systolic_mmhg": 1e999}', "bad_json"),
-        (b"[" * 5000 + b"]" * 5000, "bad_json"),
+        (b"[" * 5000 + b"]" * 5000, "too_deep"),
+        (b'{"a":' * 5000 + b"1" + b"}" * 5000, "too_deep"),
         (b" " * (MAX_PAYLOAD_BYTES + 1), "too_large"),
         (orjson.dumps([{}] * 10_001), "too_many_items"),
     ],
@@ -353,7 +355,7 @@ native_like = st.dictionaries(
 def test_any_bytes_give_readings_or_reasons_never_an_exception(payload: bytes) -> None:
     result = decode("BP-000123", payload, RECEIVED)
     assert result.readings or result.rejects
-    assert all(r.code and r.reason for r in result.rejects)
+    assert all(r.code in REASON_CODES and r.reason for r in result.rejects)
 
 
 @settings(max_examples=300, deadline=None)
@@ -361,8 +363,106 @@ def test_any_bytes_give_readings_or_reasons_never_an_exception(payload: bytes) -
 def test_any_json_gives_valid_readings_or_reasons(doc: object) -> None:
     result = decode("BP-000123", orjson.dumps(doc), RECEIVED)
     assert result.readings or result.rejects
+    assert all(r.code in REASON_CODES for r in result.rejects)
     for r in result.readings:
         assert r.device_id == "BP-000123"
         assert r.measured_at >= EARLIEST and r.measured_at.tzinfo is not None
         if r.systolic_mmhg is not None and r.diastolic_mmhg is not None:
             assert r.diastolic_mmhg < r.systolic_mmhg
+
+
+def _sim_reading(kind: str = "blood_pressure"):  # type: ignore[no-untyped-def]
+    from zoneinfo import ZoneInfo
+
+    from simulators.payloads import SimReading, reading_id_for
+
+    return SimReading(
+        device_id="BP-000777",
+        patient_id="P-1",
+        reading_id=reading_id_for("BP-000777", 3, "omh"),
+        type=kind,
+        measured_at=datetime(2026, 11, 3, 7, 5, tzinfo=ZoneInfo("America/Chicago")),
+        systolic=131,
+        diastolic=84,
+        pulse=70,
+        weight=180.0,
+        unit="lb",
+    )
+
+
+@pytest.mark.parametrize("kind", ["blood_pressure", "body_weight"])
+def test_simulator_open_mhealth_payload_decodes_with_its_reading_id(kind: str) -> None:
+    from simulators.payloads import encode_readings
+
+    sim = _sim_reading(kind)
+    payload = encode_readings((sim,), "omh", batched=False)
+    (on_topic,) = decode("BP-000777", payload, RECEIVED).readings
+    assert on_topic.reading_id == sim.reading_id
+    # A backfill line has no topic: the device comes from acquisition_provenance.source_name.
+    (backfilled,) = decode(None, payload, RECEIVED).readings
+    assert (backfilled.reading_id, backfilled.device_id) == (sim.reading_id, "BP-000777")
+    batch = encode_readings((sim, sim), "omh", batched=True)
+    assert [r.reading_id for r in decode("BP-000777", batch, RECEIVED).readings] == [
+        sim.reading_id
+    ] * 2
+
+
+def _omh_bp(header: dict[str, object]) -> dict[str, object]:
+    return {
+        "header": {
+            "schema_id": {"namespace": "omh", "name": "blood-pressure", "version": "3.0"},
+            **header,
+        },
+        "body": {
+            "systolic_blood_pressure": {"value": 120, "unit": "mmHg"},
+            "diastolic_blood_pressure": {"value": 80, "unit": "mmHg"},
+            "effective_time_frame": {"date_time": "2026-11-03T07:25:00Z"},
+        },
+    }
+
+
+def test_open_mhealth_reading_id_from_header_id_or_uuid_id_preferred() -> None:
+    (a,) = one(_omh_bp({"id": "omh-1"})).readings
+    (b,) = one(_omh_bp({"uuid": "omh-2"})).readings
+    (c,) = one(_omh_bp({"id": "omh-3", "uuid": "omh-4"})).readings
+    assert (a.reading_id, b.reading_id, c.reading_id) == ("omh-1", "omh-2", "omh-3")
+
+
+def test_open_mhealth_device_id_extension_wins_over_source_name() -> None:
+    provenance = {"device_id": "BP-1", "source_name": "BP-2"}
+    (r,) = one(_omh_bp({"id": "x", "acquisition_provenance": provenance}), None).readings
+    assert r.device_id == "BP-1"
+    # On a device topic, a source_name naming something else is not an identity clash.
+    doc = _omh_bp({"id": "x", "acquisition_provenance": {"source_name": "Acme Cloud"}})
+    (t,) = one(doc, "BP-000123").readings
+    assert t.device_id == "BP-000123"
+    # But without a topic, a source_name that is no device id is rejected, not stored.
+    assert reject_code(doc, None) == "bad_identifier"
+
+
+def test_deeply_nested_json_says_it_is_too_deep_not_invalid() -> None:
+    (reject,) = decode("BP-000123", b"[" * 5000 + b"]" * 5000, RECEIVED).rejects
+    assert reject.code == "too_deep"
+    assert f"more than {MAX_JSON_DEPTH} levels deep" in reject.reason
+    assert "not valid" not in reject.reason
+
+
+def test_every_reason_code_in_the_ingest_sources_is_a_known_one() -> None:
+    import re
+    from pathlib import Path
+
+    import ingest
+
+    # A literal code as the first argument of DecodeError/Reject/reject(m, ...), or returned
+    # by the activity error mapping (activities._code).
+    raised = re.compile(r'(?:DecodeError|Reject|reject)\(\s*(?:m,\s*)?"([a-z_]+)"')
+    mapped = re.compile(r'return "([a-z_]+)"')
+    found: set[str] = set()
+    for path in Path(ingest.__file__).parent.glob("*.py"):
+        text = path.read_text()
+        found.update(raised.findall(text))
+        if path.name == "activities.py":
+            code_fn = text[text.index("def _code(") :]
+            found.update(mapped.findall(code_fn[: code_fn.index("\ndef ")]))
+    assert {"bad_json", "unknown_device", "unknown_topic", "unknown_patient"} <= found
+    assert found - REASON_CODES.keys() == set()

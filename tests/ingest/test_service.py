@@ -150,9 +150,9 @@ def metric(port: int, name: str) -> float:
     return -1
 
 
-def start_ingest(
+def start_ingest(  # type: ignore[no-untyped-def]
     stack, port: int, *args: str, client_id: str | None = None
-) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
+) -> subprocess.Popen[bytes]:
     extra = {"RPMPIPE_BROKER_BATCH_SIZE": "50"}
     if client_id:
         extra["RPMPIPE_BROKER_CLIENT_ID"] = client_id
@@ -199,9 +199,9 @@ def test_kill_9_mid_stream_then_restart_stores_every_reading_exactly_once(stack,
             proc.wait(10)
 
 
-def test_two_shared_group_processes_split_the_stream_without_loss_or_duplicate(
-    stack, registry
-) -> None:  # type: ignore[no-untyped-def]
+def test_two_shared_group_processes_split_the_stream_without_loss_or_duplicate(  # type: ignore[no-untyped-def]
+    stack, registry: Engine
+) -> None:
     if stack.name == "embedded":
         pytest.skip("amqtt has no $share subscriptions; runs on Mosquitto")
     ids = [f"{stack.settings.broker.client_id}-{k}" for k in ("a", "b")]
@@ -212,9 +212,11 @@ def test_two_shared_group_processes_split_the_stream_without_loss_or_duplicate(
     ]
     try:
         for p in ports:
-            wait_for(
-                lambda p=p: metric(p, "rpmpipe_ingest_connected") == 1, 30, "ingest to connect"
-            )
+
+            def connected(port: int = p) -> bool:
+                return metric(port, "rpmpipe_ingest_connected") == 1
+
+            wait_for(connected, 30, "ingest to connect")
         n = 900  # below the stock Mosquitto's 1000-message offline queue
         publish(stack.settings, readings(stack, n))
         wait_for(lambda: len(stored_readings(stack.settings)) >= n, 90, "all readings")
@@ -231,3 +233,45 @@ def test_two_shared_group_processes_split_the_stream_without_loss_or_duplicate(
                 proc.kill()
         for c in ids:
             drop_session(stack.settings, c, stack.protocol)
+
+
+def test_broker_unreachable_log_names_host_and_port_but_never_credentials(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from rpmpipe.settings import load_settings
+
+    port = free_port()  # nothing listens there
+    settings = load_settings(
+        None,
+        env={},
+        overrides={
+            "data_dir": str(tmp_path / "data"),
+            "database_url": f"sqlite:///{tmp_path / 'registry.db'}",
+            "broker.url": f"mqtt://127.0.0.1:{port}",
+            "broker.protocol": "3.1.1",
+            "broker.username": "ingest-user",
+            "broker.password": "s3cret-pw",
+            "broker.allow_insecure_password": True,
+        },
+    )
+    engine = open_registry(settings.effective_database_url)
+    service = IngestService(settings, engine)
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    with caplog.at_level(logging.WARNING, logger="ingest"):
+        thread.start()
+        wait_for(
+            lambda: any(r.getMessage() == "broker_unreachable" for r in caplog.records),
+            15,
+            "a broker_unreachable event",
+        )
+        stop.set()
+        thread.join(15)
+    engine.dispose()
+    record = next(r for r in caplog.records if r.getMessage() == "broker_unreachable")
+    fields = record.fields  # type: ignore[attr-defined]
+    assert (fields["host"], fields["port"]) == ("127.0.0.1", port)
+    assert fields["error_type"] == "ConnectionRefusedError"
+    assert "s3cret-pw" not in repr(fields) and "ingest-user" not in repr(fields)

@@ -42,7 +42,7 @@ def decode(payload: bytes) -> list[tuple[str, datetime, str]] | None:
             name = item["header"]["schema_id"]["name"]
             kind = "blood_pressure" if name == "blood-pressure" else "body_weight"
             when = item["body"]["effective_time_frame"]["date_time"]
-            out.append((kind, datetime.fromisoformat(when), item["header"]["uuid"]))
+            out.append((kind, datetime.fromisoformat(when), item["header"]["id"]))
         else:
             out.append(
                 (item["type"], datetime.fromisoformat(item["measured_at"]), item["reading_id"])

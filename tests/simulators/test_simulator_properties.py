@@ -46,7 +46,7 @@ def test_any_fleet_sends_in_order_after_measuring_with_unique_ids(case: tuple) -
                 or (item["body"]["effective_time_frame"]["date_time"])
             )
             measured = datetime.fromisoformat(when)
-            rid = item.get("reading_id") or item.get("id") or item["header"]["uuid"]
+            rid = item.get("reading_id") or item.get("id") or item["header"]["id"]
             if rid in skewed:
                 assert measured - m.send_at > timedelta(minutes=10)
                 continue
