@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from metrics.days import (
     OPEN_END,
     IntArray,
+    PatientDays,
     day_number,
     from_day_number,
     patient_days,
@@ -31,6 +32,10 @@ from metrics.engagement import (
     _supply_and_setup,
     _supply_reason,
     compute_engagement,
+    days_before_consent,
+    not_counted_note,
+    pending_supply_reason,
+    with_note,
 )
 from metrics.minutes import monthly_minutes
 from metrics.report import CsvRows, csv_field
@@ -76,7 +81,7 @@ def compute_engagement_csv(
         activities, snapshot, as_of, org_zone, PROGRAM, rules.secure_message_interactive
     ):
         months.setdefault(m.patient_id, []).append(_management(m, as_of, rules))
-    bulk, per_enrollment = _supply_rows(ep, day, enrollments, as_of, rules, fmt, counts)
+    bulk, per_enrollment = _supply_rows(ep, day, enrollments, as_of, rules, fmt, counts, found)
     # Byte range of each enrollment's bulk rows in the Arrow text (enrollment order).
     text = memoryview(bulk.buffers()[2] or b"")
     wide = np.int64 if pa.types.is_large_string(bulk.type) else np.int32
@@ -93,7 +98,9 @@ def compute_engagement_csv(
                 pieces.append(text[run : byte_at[i]])
                 run = -1
             rows = []
-            for r in _supply_and_setup(enrollment, (), as_of, rules):
+            set_aside = found.set_aside.get(enrollment.patient_id, ())
+            before = days_before_consent(found, enrollment, as_of)
+            for r in _supply_and_setup(enrollment, (), as_of, rules, set_aside, before):
                 counts[r.status] += 1
                 rows.append(fmt.row(r))
             pieces.append("".join(rows).encode())
@@ -165,6 +172,7 @@ def _supply_rows(
     rules: RuleSettings,
     fmt: CsvRows,
     counts: dict[str, int],
+    found: PatientDays,
 ) -> tuple[pa.Array, IntArray]:
     """Setup and supply CSV rows of every episode with counted days (rolling periods).
 
@@ -215,7 +223,8 @@ def _supply_rows(
     distinct, inverse = np.unique(key, return_inverse=True)
     width = int(n.max()) + 1
     code_of = [supply_code(sets[int(c) // width], int(c) % width) for c in distinct.tolist()]
-    code_at = pa.array(inverse.reshape(-1))
+    inverse_code = inverse.reshape(-1)
+    code_at = pa.array(inverse_code)
     code_text = pa.array([c or "" for c in code_of], pa.string()).take(code_at)
     has_code = np.array([c is not None for c in code_of], np.bool_)[inverse.reshape(-1)]
     setup_min = np.array([rs.setup_min_days for rs in sets], np.int64)
@@ -262,29 +271,56 @@ def _supply_rows(
             rs, days = sets[c // width], c % width
             table.append(reason_index(_supply_reason(rs, days, supply_code(rs, days))))
         reason[final_at] = np.asarray(table, np.int64)[inverse.reshape(-1)]
+    full_days = np.array([rs.supply_full_days for rs in sets], np.int64)
     pending_at = np.flatnonzero(~final)
     if len(pending_at):
         # Pending wording depends on (rule set, days, period end, days still possible).
-        full_days = np.array([rs.supply_full_days for rs in sets], np.int64)
         rs_p, n_p, end_p = rs_id[pending_at], n[pending_at], p_end[pending_at]
         remaining = np.maximum(0, np.minimum(end_p, enr_end[owner[pending_at]]) - today)
         remaining = np.where(n_p >= full_days[rs_p], -1, remaining)
         combos, inverse = _distinct(rs_p, n_p, end_p, remaining)
-        table = []
-        for r, days, end, still in combos:
-            full = sets[r].supply_full_days
-            tail = (
-                "99454 reached"
-                if days >= full
-                else f"{full} needed for 99454; {still} days still possible"
-            )
-            table.append(
-                reason_index(
-                    f"period open until {iso_list[end - lo]}: {_plural(days, 'day')} "
-                    f"with data so far, {tail}"
-                )
-            )
+        table = [
+            reason_index(pending_supply_reason(sets[r], days, from_day_number(end), still))
+            for r, days, end, still in combos
+        ]
         reason[pending_at] = np.asarray(table, np.int64)[inverse]
+    # Rows not billable of patients with readings set aside, and first periods of episodes
+    # whose consent came after their start: say why readings did not count (few rows;
+    # worded one by one by the record path's function).
+    set_aside = found.set_aside
+    episode_list = [enrollments[i] for i in episodes.tolist()]
+    noted = np.array([e.patient_id in set_aside for e in episode_list], np.bool_)
+    late_consent = np.array(
+        [e.consent_date is not None and e.consent_date > e.start_date for e in episode_list],
+        np.bool_,
+    )
+    is_first = np.zeros(len(n), np.bool_)
+    is_first[period_off[:-1]] = True
+    candidates = (status != 0) & (n < full_days[rs_id])
+    candidates &= noted[owner] | (late_consent[owner] & is_first)
+    for at in np.flatnonzero(candidates).tolist():
+        enrollment = episode_list[owner[at]]
+        first_period = bool(is_first[at])
+        # As in _supply_and_setup: the first period answers from the enrollment start.
+        note = not_counted_note(
+            set_aside.get(enrollment.patient_id, ()),
+            enrollment.start_date if first_period else from_day_number(int(p_start[at])),
+            from_day_number(int(p_end[at])),
+            days_before_consent(found, enrollment, as_of) if first_period else (),
+            enrollment.consent_date,
+        )
+        if note:
+            base = (
+                pending_supply_reason(
+                    sets[rs_id[at]],
+                    int(n[at]),
+                    from_day_number(int(p_end[at])),
+                    int(max(0, min(p_end[at], enr_end[owner[at]]) - today)),
+                )
+                if not final[at]
+                else _supply_reason(sets[rs_id[at]], int(n[at]), code_of[inverse_code[at]])
+            )
+            reason[at] = reason_index(with_note(base, note))
     supply_lines = pc.if_else(
         pa.array(final & has_code),
         pc.binary_join_element_wise(code_text, dos_iso, "x1@"),

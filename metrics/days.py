@@ -7,9 +7,11 @@ computed per time zone in bulk (Arrow's tz database), never row by row in Python
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +22,10 @@ from metrics.snapshot import RegistrySnapshot
 from rpmpipe.records import READING_TYPES
 
 EPOCH = date(1970, 1, 1)
+
+# Why a physiologic reading from a device of the patient did not count (evidence for reasons).
+UNASSIGNED, MANUAL_ENTRY, CLOCK_SUSPECT = 0, 1, 2
+CAUSES = ("unassigned", "manual_entry", "clock_suspect")
 OPEN_END = 2**30  # an open assignment or enrollment, as a day number
 _DAY_BITS = 20  # day numbers (days since 1970) fit in 20 bits until the year 4840
 _BITMAP_CELLS = 64_000_000  # patients x days; one byte each
@@ -63,6 +69,7 @@ class _Slot:
     """The k-th assignment of every device that has at least k+1 assignments."""
 
     devices: pa.Array
+    assignment: IntArray  # position in ``snapshot.assignments``
     patient: IntArray
     zone: IntArray
     start: IntArray
@@ -104,6 +111,7 @@ def _assignment_slots(
         slots.append(
             _Slot(
                 devices=devices.take(pa.array(sel)),
+                assignment=sel.astype(np.int64),
                 patient=patient[sel],
                 zone=patient_zone[patient[sel]],
                 start=start[sel],
@@ -119,11 +127,13 @@ def _column_or_false(batch: pa.RecordBatch, name: str) -> pa.Array | None:
     return pc.fill_null(batch.column(name).cast(pa.bool_()), False)
 
 
-def _eligible(batch: pa.RecordBatch) -> npt.NDArray[np.bool_]:
-    """Rows that may count: physiologic, device-transmitted, trustworthy clock, timed.
+def _eligible(batch: pa.RecordBatch) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int8]]:
+    """Rows that may count, and why the others with a physiologic type do not.
 
-    A mask rather than a filtered copy: copying the device ids of every batch costs more
-    than the lookups it would save.
+    Returns (physiologic and timed, flag) where flag is 0 for a reading that counts,
+    ``MANUAL_ENTRY`` or ``CLOCK_SUSPECT`` for one set aside by its flag (kept as evidence for
+    the reason of a record that is not billable). Masks rather than filtered copies: copying
+    the device ids of every batch costs more than the lookups it would save.
     """
     kind = batch.column("type")
     if pa.types.is_dictionary(kind.type):
@@ -132,12 +142,15 @@ def _eligible(batch: pa.RecordBatch) -> npt.NDArray[np.bool_]:
         mask = known.take(kind.indices)
     else:
         mask = pc.is_in(kind.cast(pa.string()), value_set=PHYSIOLOGIC_TYPES)
-    for flag in ("manual_entry", "clock_suspect"):
-        col = _column_or_false(batch, flag)
-        if col is not None:
-            mask = pc.and_(mask, pc.invert(col))
     mask = pc.and_(mask, pc.is_valid(batch.column("measured_at")))
-    return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), np.bool_)
+    physiologic = np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), np.bool_)
+    flag = np.zeros(len(physiologic), np.int8)
+    # Clock first, so a reading both manual and clock-suspect is reported as manual.
+    for name, code in (("clock_suspect", CLOCK_SUSPECT), ("manual_entry", MANUAL_ENTRY)):
+        col = _column_or_false(batch, name)
+        if col is not None and col.true_count:
+            flag[np.asarray(col.to_numpy(zero_copy_only=False), np.bool_)] = code
+    return physiologic, flag
 
 
 def _utc(ts: pa.Array) -> pa.Array:
@@ -225,18 +238,38 @@ def _device_codes(column: pa.Array) -> tuple[pa.Array, IntArray]:
     return column.cast(pa.string()), np.arange(len(column), dtype=np.int64)
 
 
+_CAUSE_BITS = 2
+
+
+class _Pairs(NamedTuple):
+    """What one group of batches yields: counted (patient, day) pairs, not yet distinct, and
+    readings set aside as packed (assignment, day, cause) keys with their reading counts."""
+
+    patient: IntArray
+    day: IntArray
+    rejected: IntArray
+    rejected_readings: IntArray
+
+
+def _pack_rejected(assignment: IntArray, day: IntArray, cause: IntArray) -> IntArray:
+    return (((assignment << _DAY_BITS) | day) << _CAUSE_BITS) | cause
+
+
 def _group_pairs(
     group: list[pa.RecordBatch],
     slots: list[_Slot],
     clocks: _ZoneClocks,
     first_day: int,
     last_day: int,
-) -> tuple[IntArray, IntArray]:
-    """(patient, local day) of every qualifying reading of some batches (not yet distinct)."""
-    eligible = np.concatenate([_eligible(b) for b in group])
-    empty = (np.empty(0, np.int64), np.empty(0, np.int64))
-    if not eligible.any():
-        return empty
+) -> _Pairs:
+    """(patient, local day) of every qualifying reading of some batches (not yet distinct),
+    and the physiologic readings of the patients' devices that were set aside."""
+    marks = [_eligible(b) for b in group]
+    physiologic = np.concatenate([m[0] for m in marks])
+    empty = np.empty(0, np.int64)
+    if not physiologic.any():
+        return _Pairs(empty, empty, empty, empty)
+    flag = np.concatenate([m[1] for m in marks])
     values: list[pa.Array] = []
     codes: list[IntArray] = []
     micros_of: list[IntArray] = []
@@ -256,33 +289,108 @@ def _group_pairs(
     micros = np.concatenate(micros_of)
     patients: list[IntArray] = []
     days: list[IntArray] = []
+    rejected: list[IntArray] = []
+    # Readings outside their slot's assignment: set aside only if no other assignment of
+    # the device claims them (checked after all slots, on these few rows).
+    outside: list[tuple[IntArray, IntArray, IntArray]] = []
+    positions: list[tuple[_Slot, IntArray]] = []
     for slot in slots:
         found = pc.index_in(devices, value_set=slot.devices)
         if found.null_count == len(found):
             continue
         lookup = np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), np.int64)
         position = np.where(code >= 0, lookup[code], -1)
-        rows = np.flatnonzero(eligible & (position >= 0))
+        positions.append((slot, position))
+        rows = np.flatnonzero(physiologic & (position >= 0))
         take = position[rows]
         zone = slot.zone[take]
         day = clocks.local_days(micros[rows], zone)
         # A reading belongs to the patient the device was lent to on the reading's local date.
         ok = (day >= slot.start[take]) & (day <= slot.end[take])
-        ok &= (day >= first_day) & (day <= last_day)
-        patients.append(slot.patient[take][ok])
-        days.append(day[ok])
-    if not patients:
-        return empty
-    return np.concatenate(patients), np.concatenate(days)
+        window = (day >= first_day) & (day <= last_day)
+        counted = ok & window
+        why = flag[rows]
+        set_aside = why != 0
+        if set_aside.any():
+            by_flag = counted & set_aside
+            rejected.append(
+                _pack_rejected(slot.assignment[take[by_flag]], day[by_flag], why[by_flag])
+            )
+            counted &= ~set_aside
+        patients.append(slot.patient[take][counted])
+        days.append(day[counted])
+        if not ok.all():
+            away = np.flatnonzero(~ok & window)
+            if len(away):
+                outside.append((rows[away], slot.assignment[take[away]], day[away]))
+    if outside:
+        rejected.append(_unclaimed(outside, positions, micros, clocks))
+    if not patients and not rejected:
+        return _Pairs(empty, empty, empty, empty)
+    pairs_patient = np.concatenate(patients) if patients else empty
+    pairs_day = np.concatenate(days) if days else empty
+    keys = np.concatenate(rejected) if rejected else empty
+    if len(keys):
+        keys, counts = np.unique(keys, return_counts=True)
+        return _Pairs(pairs_patient, pairs_day, keys, counts.astype(np.int64))
+    return _Pairs(pairs_patient, pairs_day, empty, empty)
+
+
+def _unclaimed(
+    outside: list[tuple[IntArray, IntArray, IntArray]],
+    positions: list[tuple[_Slot, IntArray]],
+    micros: IntArray,
+    clocks: _ZoneClocks,
+) -> IntArray:
+    """Packed keys of readings (rows, assignment, local day) outside their assignment that no
+    assignment of the device covers either: a device lent to someone else that day is not
+    this patient's concern."""
+    keys: list[IntArray] = []
+    for rows, assignment, day in outside:
+        claimed = np.zeros(len(rows), np.bool_)
+        for slot, position in positions:
+            at = position[rows]
+            has = np.flatnonzero(at >= 0)
+            if not len(has):
+                continue
+            other = at[has]
+            local = clocks.local_days(micros[rows[has]], slot.zone[other])
+            claimed[has] |= (local >= slot.start[other]) & (local <= slot.end[other])
+        free = ~claimed
+        cause = np.full(int(free.sum()), UNASSIGNED, np.int64)
+        keys.append(_pack_rejected(assignment[free], day[free], cause))
+    return np.concatenate(keys) if keys else np.empty(0, np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class SetAside:
+    """Physiologic readings of one device of a patient on one local day that did not count
+    (``cause``: one of ``CAUSES``), on a day nothing else counted for that patient."""
+
+    day: date
+    cause: str
+    device_id: str
+    readings: int
 
 
 @dataclass(frozen=True)
 class PatientDays:
-    """Distinct days with data, sorted by patient then day (parallel arrays)."""
+    """Distinct days with data, sorted by patient then day (parallel arrays), and per patient
+    the readings set aside on days without data (sorted by day), for the reasons."""
 
     index: PatientIndex
     patient: IntArray
     day: IntArray
+    set_aside: Mapping[str, tuple[SetAside, ...]] = field(default_factory=dict)
+
+    @staticmethod
+    def key(patient: int, day: int) -> int:
+        return (patient << _DAY_BITS) | day
+
+    @cached_property
+    def keys(self) -> IntArray:
+        """(patient, day) packed into sorted integers, for range look-ups (made on demand)."""
+        return (self.patient << _DAY_BITS) | self.day
 
 
 _WORK_ROWS = 1 << 18
@@ -319,6 +427,11 @@ def patient_days(
     manual entries, clock-suspect readings, device assignment and the patient's zone, and
     ignores days after ``as_of`` and before ``first_day`` (default: the earliest enrollment
     start, before which nothing can count).
+
+    Physiologic readings of a patient's devices set aside on a day without data (manual,
+    clock-suspect, or on a day no assignment of the device covers) come back in
+    ``set_aside``, for the reasons of records that are not billable. They are few, so this
+    costs little: no second pass over the readings.
     """
     index = PatientIndex.of(snapshot, org_zone)
     zones = sorted(set(index.zones))
@@ -337,15 +450,20 @@ def patient_days(
         np.zeros(n_patients * span, np.bool_) if 0 < n_patients * span <= _BITMAP_CELLS else None
     )
     found: list[IntArray] = []
+    rejected: list[IntArray] = []
+    rejected_readings: list[IntArray] = []
     pending = 0
     for group in _grouped(batches):
         if not slots or clocks is None:
             continue
-        patient, day = _group_pairs(group, slots, clocks, first, last)
+        pairs = _group_pairs(group, slots, clocks, first, last)
+        if len(pairs.rejected):
+            rejected.append(pairs.rejected)
+            rejected_readings.append(pairs.rejected_readings)
         if bitmap is not None:
-            bitmap[patient * span + (day - first)] = True
+            bitmap[pairs.patient * span + (pairs.day - first)] = True
             continue
-        found.append(np.unique((patient << _DAY_BITS) | day))
+        found.append(np.unique((pairs.patient << _DAY_BITS) | pairs.day))
         pending += len(found[-1])
         if pending > 4_000_000 and len(found) > 1:
             found = [np.unique(np.concatenate(found))]
@@ -353,6 +471,60 @@ def patient_days(
     if bitmap is not None:
         patient, day = np.divmod(np.flatnonzero(bitmap), span)
         day += first
-        return PatientDays(index, patient, day)
-    keys = np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
-    return PatientDays(index, keys >> _DAY_BITS, keys & ((1 << _DAY_BITS) - 1))
+        counted_keys = None
+    else:
+        counted_keys = np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
+        patient, day = counted_keys >> _DAY_BITS, counted_keys & ((1 << _DAY_BITS) - 1)
+    set_aside = _set_aside(
+        rejected, rejected_readings, snapshot, index, bitmap, counted_keys, first, span
+    )
+    return PatientDays(index, patient, day, set_aside)
+
+
+def _set_aside(
+    rejected: list[IntArray],
+    readings: list[IntArray],
+    snapshot: RegistrySnapshot,
+    index: PatientIndex,
+    bitmap: npt.NDArray[np.bool_] | None,
+    counted_keys: IntArray | None,
+    first: int,
+    span: int,
+) -> dict[str, tuple[SetAside, ...]]:
+    """Set-aside readings per patient, summed over groups, without the days that counted
+    anyway (a reading that did not count is no reason when the day has data)."""
+    if not rejected:
+        return {}
+    keys = np.concatenate(rejected)
+    counts = np.concatenate(readings)
+    keys, inverse = np.unique(keys, return_inverse=True)
+    counts = np.bincount(inverse.reshape(-1), weights=counts).astype(np.int64)
+    cause = keys & ((1 << _CAUSE_BITS) - 1)
+    day = (keys >> _CAUSE_BITS) & ((1 << _DAY_BITS) - 1)
+    assignment = keys >> (_CAUSE_BITS + _DAY_BITS)
+    assignments = snapshot.assignments
+    pos = index.position()
+    patient = np.array([pos[assignments[i].patient_id] for i in assignment.tolist()], np.int64)
+    if bitmap is not None:
+        counted = bitmap[patient * span + (day - first)]
+    else:
+        assert counted_keys is not None
+        probe = (patient << _DAY_BITS) | day
+        at = np.searchsorted(counted_keys, probe)
+        at = np.minimum(at, max(len(counted_keys) - 1, 0))
+        counted = counted_keys[at] == probe if len(counted_keys) else np.zeros(len(probe), np.bool_)
+    out: dict[str, list[SetAside]] = {}
+    for a, d, c, n in zip(
+        assignment[~counted].tolist(),
+        day[~counted].tolist(),
+        cause[~counted].tolist(),
+        counts[~counted].tolist(),
+        strict=True,
+    ):
+        held = assignments[a]
+        out.setdefault(held.patient_id, []).append(
+            SetAside(from_day_number(d), CAUSES[c], held.device_id, n)
+        )
+    return {
+        p: tuple(sorted(v, key=lambda x: (x.day, x.cause, x.device_id))) for p, v in out.items()
+    }

@@ -23,6 +23,8 @@ from metrics.days import (
     OPEN_END,
     IntArray,
     PatientDays,
+    SetAside,
+    day_number,
     from_day_number,
     patient_days,
 )
@@ -81,7 +83,17 @@ def compute_engagement(
     # per patient, setup and supply per episode, then the management months.
     records: list[EngagementRecord] = []
     for i, enrollment in enumerate(enrollments):
-        records.extend(_supply_and_setup(enrollment, days_of.get(i, ()), as_of, rules))
+        days = days_of.get(i, ())
+        records.extend(
+            _supply_and_setup(
+                enrollment,
+                days,
+                as_of,
+                rules,
+                found.set_aside.get(enrollment.patient_id, ()),
+                days_before_consent(found, enrollment, as_of),
+            )
+        )
         last_of_patient = (
             i + 1 == len(enrollments) or enrollments[i + 1].patient_id != enrollment.patient_id
         )
@@ -237,6 +249,95 @@ def _forecast(
 
 
 @cache
+def pending_supply_reason(rs: RuleSet, days: int, end: date, still: int) -> str:
+    """The reason of an open supply period with ``days`` so far and ``still`` days possible
+    (both paths word it here)."""
+    full = rs.supply_full_days
+    code = supply_code(rs, days)
+    text = f"period open until {end.isoformat()}: {_plural(days, 'day')} with data so far, "
+    if days >= full:
+        return f"{text}{code} reached"
+    # A short supply code already earned (99445 in CY2026) is worth telling the biller.
+    reached = f"{code} reached; " if code else ""
+    return f"{text}{reached}{full} needed for 99454; {still} days still possible"
+
+
+_WHY = {
+    "unassigned": "it was not assigned to this patient",
+    "manual_entry": "entered manually",
+    "clock_suspect": "timed over 10 minutes after receipt (clock error)",
+}
+_MOST_NOTES = 3
+
+
+def _dates_text(days: Sequence[date]) -> str:
+    if len(days) == 1:
+        return days[0].isoformat()
+    return f"{days[0].isoformat()} to {days[-1].isoformat()}"
+
+
+def not_counted_note(
+    set_aside: Sequence[SetAside],
+    first: date,
+    last: date,
+    before_consent: Sequence[date] = (),
+    consent: date | None = None,
+) -> str:
+    """Why readings of the patient's devices on ``first .. last`` did not count, with counts
+    and dates, e.g. "20 readings from BP-R6 on 20 days it was not assigned to this patient
+    (2026-09-03 to 2026-09-22)"; empty when nothing was set aside. Shared by both paths."""
+    groups: dict[tuple[str, str], tuple[int, list[date]]] = {}
+    for s in set_aside:
+        if first <= s.day <= last:
+            n, days = groups.get((s.cause, s.device_id), (0, []))
+            if not days or days[-1] != s.day:
+                days.append(s.day)
+            groups[(s.cause, s.device_id)] = (n + s.readings, days)
+    notes = []
+    for (cause, device), (n, days) in sorted(groups.items(), key=lambda g: g[1][1][0]):
+        reading = _plural(n, "reading")
+        on = _plural(len(days), "day")
+        if cause == "unassigned":
+            text = f"{reading} from {device} on {on} {_WHY[cause]}"
+        else:
+            text = f"{reading} from {device} {_WHY[cause]} on {on}"
+        notes.append(f"{text} ({_dates_text(days)})")
+    inside = [d for d in before_consent if first <= d <= last]
+    if inside and consent is not None:
+        notes.insert(
+            0,
+            f"readings on {_plural(len(inside), 'day')} before consent on "
+            f"{consent.isoformat()} ({_dates_text(inside)})",
+        )
+    if not notes:
+        return ""
+    more = len(notes) - _MOST_NOTES
+    shown = ", ".join(notes[:_MOST_NOTES])
+    return f"not counted: {shown}" + (f", and {more} more" if more > 0 else "")
+
+
+def with_note(reason: str, note: str) -> str:
+    return f"{reason}; {note}" if note else reason
+
+
+def days_before_consent(found: PatientDays, enrollment: Enrollment, as_of: date) -> list[date]:
+    """Days with data of the patient inside the enrollment but before its consent date."""
+    consent = enrollment.consent_date
+    if consent is None or consent <= enrollment.start_date or len(found.day) == 0:
+        return []
+    at = found.index.position().get(enrollment.patient_id)
+    if at is None:
+        return []
+    hi = min(consent - timedelta(days=1), as_of)
+    if enrollment.end_date is not None:
+        hi = min(hi, enrollment.end_date)
+    keys = found.keys
+    lo_key, hi_key = found.key(at, day_number(enrollment.start_date)), found.key(at, day_number(hi))
+    a, b = np.searchsorted(keys, [lo_key, hi_key + 1])
+    return [from_day_number(int(d)) for d in found.day[a:b].tolist()]
+
+
+@cache
 def _supply_reason(rs: RuleSet, days: int, code: str | None) -> str:
     full = rs.supply_full_days
     text = f"{_plural(days, 'day')} with data"
@@ -252,7 +353,12 @@ def _supply_reason(rs: RuleSet, days: int, code: str | None) -> str:
 
 
 def _supply_and_setup(
-    enrollment: Enrollment, days: tuple[date, ...], as_of: date, rules: RuleSettings
+    enrollment: Enrollment,
+    days: tuple[date, ...],
+    as_of: date,
+    rules: RuleSettings,
+    set_aside: Sequence[SetAside] = (),
+    before_consent: Sequence[date] = (),
 ) -> list[EngagementRecord]:
     if as_of < enrollment.start_date:
         return []
@@ -267,6 +373,13 @@ def _supply_and_setup(
         else:
             since = enrollment.start_date.isoformat()
             reason = f"no qualifying readings since the enrollment start {since}"
+        if enrollment.consent_date is not None:
+            reason = with_note(
+                reason,
+                not_counted_note(
+                    set_aside, enrollment.start_date, last, before_consent, enrollment.consent_date
+                ),
+            )
         rs = rule_set_for(PROGRAM, last)
         return [
             EngagementRecord(
@@ -298,15 +411,21 @@ def _supply_and_setup(
             status = "pending"
             forecast = _forecast(period, enrollment, as_of, rs.supply_full_days)
             lines = ()
-            full = rs.supply_full_days
-            reason = (
-                f"period open until {period.end.isoformat()}: {_plural(n, 'day')} with data so far, "
-                + (
-                    "99454 reached"
-                    if n >= full
-                    else f"{full} needed for 99454; {forecast['days_still_possible']} days still possible"
-                )
+            still = forecast["days_still_possible"]
+            assert isinstance(still, int)
+            reason = pending_supply_reason(rs, n, period.end, still)
+        if (
+            status != "billable"
+            and n < rs.supply_full_days  # an open period with 99454 reached lacks nothing
+            and (set_aside or (before_consent and not records))
+        ):
+            # The first period also answers for the days between the enrollment start and
+            # its first day with data (readings then may be why it started late).
+            noted_from = enrollment.start_date if not records else period.start
+            note = not_counted_note(
+                set_aside, noted_from, period.end, before_consent, enrollment.consent_date
             )
+            reason = with_note(reason, note)
         records.append(
             EngagementRecord(
                 patient_id=pid,

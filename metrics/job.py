@@ -19,6 +19,7 @@ from metrics.engagement import PROGRAM, compute_engagement
 from metrics.report import evidence_of, lines_of
 from metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
 from metrics.sources import reading_batches
+from rpmpipe.errors import RpmpipeError
 from rpmpipe.logs import get_logger
 from rpmpipe.records import Activity, EngagementRecord
 from rpmpipe.registry.models import CareActivity, DeviceAssignment, EngagementRow, Patient
@@ -26,6 +27,28 @@ from rpmpipe.registry.models import Enrollment as EnrollmentRow
 from rpmpipe.settings import Settings
 
 log = get_logger("metrics.job")
+
+
+class FutureAsOfError(RpmpipeError):
+    """An as-of date after today: its periods have not ended, so nothing can be final."""
+
+
+def today_in(settings: Settings, now: datetime) -> date:
+    """Today's date in the organisation's zone at ``now`` (the clock, timezone-aware)."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    return now.astimezone(settings.org_zone).date()
+
+
+def check_as_of(settings: Settings, as_of: date, now: datetime) -> None:
+    """Refuse to persist records as of a date after today in the organisation's zone."""
+    today = today_in(settings, now)
+    if as_of > today:
+        raise FutureAsOfError(
+            f"as-of date {as_of.isoformat()} is after today ({today.isoformat()} in "
+            f"{settings.organization_timezone}): periods that have not ended cannot be final; "
+            "records were not saved (use today's date or an earlier one)"
+        )
 
 
 def _aware(value: datetime) -> datetime:
@@ -57,7 +80,9 @@ def load_registry_snapshot(engine: Engine) -> RegistrySnapshot:
         cursor = conn.connection.cursor()  # plain tuples: no Row objects for every line
         try:
             cursor.execute(f"SELECT patient_id, timezone FROM {p}")  # noqa: S608
-            zones = dict(cursor.fetchall())
+            # An empty zone (allowed by imports) means the organisation's: left out here,
+            # so every reader falls back to it (RegistrySnapshot.zone_of).
+            zones = {pid: tz.strip() for pid, tz in cursor.fetchall() if tz and tz.strip()}
             cursor.execute(f"SELECT device_id, patient_id, start_date, end_date FROM {a}")  # noqa: S608
             assignment_rows = cursor.fetchall()
             cursor.execute(
@@ -249,7 +274,12 @@ def persist_final(
 def compute_and_persist(
     settings: Settings, engine: Engine, as_of: date, now: datetime
 ) -> list[EngagementRecord]:
-    """Compute every record as of ``as_of`` and upsert the final ones (idempotent)."""
+    """Compute every record as of ``as_of`` and upsert the final ones (idempotent).
+
+    Raises :class:`FutureAsOfError` (before any work) when ``as_of`` is after today at
+    ``now`` in the organisation's zone.
+    """
+    check_as_of(settings, as_of, now)
     records = compute(settings, engine, as_of)
     persist_final(engine, records, as_of, now)
     return records

@@ -37,7 +37,8 @@ def metrics(
         typer.Option(
             "--as-of",
             help="Count data through the end of this local day (YYYY-MM-DD). "
-            "Default: yesterday in the organisation's zone.",
+            "Default: yesterday in the organisation's zone. A date after today is shown "
+            "with a warning and refused with --save.",
         ),
     ] = None,
     output: Annotated[
@@ -59,12 +60,25 @@ def metrics(
 ) -> None:
     """Engagement records as of a date: days with data per 30-day period, management minutes
     per month, the CMS codes they earn, status (billable/pending/not_billable) and the reason."""
-    from metrics.job import compute, compute_csv, gc_paused, persist_final
+    from metrics.job import check_as_of, compute, compute_and_persist, compute_csv, gc_paused
     from rpmpipe.registry.db import open_registry
 
     settings = settings_of(ctx)
     now = datetime.now(UTC)
-    day = _parse_day(as_of, now.astimezone(settings.org_zone).date() - timedelta(days=1))
+    today = now.astimezone(settings.org_zone).date()
+    day = _parse_day(as_of, today - timedelta(days=1))
+    if save:
+        try:
+            check_as_of(settings, day, now)
+        except RpmpipeError as exc:
+            raise fail(str(exc)) from None
+    elif day > today:
+        typer.echo(
+            f"warning: --as-of {day.isoformat()} is after today ({today.isoformat()} in "
+            f"{settings.organization_timezone}): periods that have not ended are shown as if "
+            "they had; nothing about them is final",
+            err=True,
+        )
     if output is OutputFormat.csv and patient is None and not save:
         # The bulk CSV path: the same bytes without a record object per row.
         import pyarrow as pa
@@ -87,9 +101,10 @@ def metrics(
         return
     try:
         engine = open_registry(settings.effective_database_url)
-        records = compute(settings, engine, day)
         if save:
-            persist_final(engine, records, day, now)
+            records = compute_and_persist(settings, engine, day, now)
+        else:
+            records = compute(settings, engine, day)
     except (RpmpipeError, ValueError, OSError) as exc:
         raise fail(str(exc)) from None
     if patient is not None:

@@ -7,11 +7,13 @@ import io
 import json
 from pathlib import Path
 
+from sqlalchemy import select
 from test_metrics_job import seed_registry, write_readings
 from typer.testing import CliRunner
 
 from rpmpipe.cli import app
 from rpmpipe.registry.db import open_registry
+from rpmpipe.registry.models import EngagementRow
 
 CONTRACT = {
     "patient_id",
@@ -113,3 +115,23 @@ def test_csv_quotes_fields_with_commas_and_quotes() -> None:
     assert row["reason"] == "1 day with data, 2 needed"
     assert row["evidence_dates"] == "2026-03-01"
     assert None not in row
+
+
+def test_future_as_of_warns_on_stderr_and_save_refuses_it(tmp_path: Path) -> None:
+    # Far in the future whatever the machine's clock says.
+    _invoke(tmp_path, "--as-of", "2026-04-05")
+    db = f"sqlite:///{tmp_path / 'registry.db'}"
+    base = ["--data-dir", str(tmp_path / "data"), "--database-url", db, "metrics"]
+    for fmt in ("table", "csv"):
+        shown = CliRunner().invoke(app, [*base, "--as-of", "2099-03-01", "--format", fmt])
+        assert shown.exit_code == 0, shown.output
+        assert "warning: --as-of 2099-03-01 is after today" in shown.stderr
+        assert "warning" not in shown.stdout
+    saved = CliRunner().invoke(app, [*base, "--as-of", "2099-03-01", "--save"])
+    assert saved.exit_code != 0
+    assert "as-of date 2099-03-01 is after today" in saved.output
+    assert "records were not saved" in saved.output
+    with open_registry(db).connect() as conn:
+        assert conn.execute(select(EngagementRow.__table__)).all() == []
+    past = CliRunner().invoke(app, [*base, "--as-of", "2026-04-05"])
+    assert "warning" not in past.stderr

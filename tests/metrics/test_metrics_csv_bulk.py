@@ -77,6 +77,26 @@ def _varied_world() -> World:
     w.patient('P,"11"').daily('P,"11"', date(2026, 3, 4), 17)
     # Data that starts only in the pending period.
     w.patient("P12").daily("P12", date(2026, 4, 20), 6)
+    # Readings set aside (said in the reasons): a device used before its assignment, with one
+    # counted day; the same without any counted day; manual and clock-suspect readings; a
+    # device back from another patient (its readings then are the other patient's).
+    w.patient("P13").assign("BP-R6", "P13", date(2026, 3, 23))
+    for day in range(20):
+        w.reading("BP-R6", local(date(2026, 3, 3) + timedelta(days=day), 9, 0, "America/Chicago"))
+    w.reading("BP-R6", local(date(2026, 3, 23), 9, 0, "America/Chicago"))
+    w.patient("P14").assign("BP-R7", "P14", date(2026, 4, 24))
+    for day in range(3):
+        w.reading("BP-R7", local(date(2026, 3, 10) + timedelta(days=day), 9, 0, "America/Chicago"))
+    w.patient("P15").daily("P15", date(2026, 3, 2), 1)
+    w.reading("D-P15", local(date(2026, 3, 5), 8, 0, "America/Chicago"), manual=True)
+    w.reading("D-P15", local(date(2026, 3, 5), 9, 0, "America/Chicago"), manual=True)
+    w.reading("D-P15", local(date(2026, 4, 2), 9, 0, "America/Chicago"), suspect=True)
+    w.patient("P16").patient("P17", start=date(2026, 3, 11), consent=date(2026, 3, 11))
+    w.assign("D-X", "P16", date(2026, 1, 1), date(2026, 3, 5)).assign(
+        "D-X", "P17", date(2026, 3, 11)
+    )
+    for day in range(16):
+        w.reading("D-X", local(date(2026, 3, 5) + timedelta(days=day), 12, 0, "America/Chicago"))
     # Management months: billable, short, without interaction, pending.
     w.activity("P01", datetime(2026, 1, 5, 15, tzinfo=UTC), 45)
     w.activity("P02", local(date(2026, 3, 31), 23, 30, "America/New_York"), "19.5")
@@ -113,6 +133,9 @@ def test_bulk_csv_of_an_empty_world_is_the_header() -> None:
             st.lists(st.integers(0, 160), max_size=30),  # reading days after the start
             st.integers(0, 23),
             st.one_of(st.none(), st.integers(0, 100)),  # enrollment length
+            st.integers(-10, 40),  # device assignment start, days after the enrollment start
+            st.lists(st.integers(0, 160), max_size=5),  # days of manual / clock-suspect readings
+            st.integers(0, 20),  # consent, days after the enrollment start
         ),
         max_size=6,
     ),
@@ -120,17 +143,25 @@ def test_bulk_csv_of_an_empty_world_is_the_header() -> None:
     dos=st.sampled_from(["period_end", "last_reading_day"]),
 )
 def test_bulk_csv_matches_the_record_path_on_random_worlds(
-    patients: list[tuple[str, int, list[int], int, int | None]], as_of: int, dos: str
+    patients: list[tuple[str, int, list[int], int, int | None, int, list[int], int]],
+    as_of: int,
+    dos: str,
 ) -> None:
     base = date(2025, 11, 1)
     w = World()
-    for k, (zone, start, days, hour, length) in enumerate(patients):
+    for k, (zone, start, days, hour, length, assigned, flagged, consent) in enumerate(patients):
         pid = f"P{k}"
         first = base + timedelta(days=start)
         end = None if length is None else first + timedelta(days=length)
-        w.patient(pid, zone=zone, start=first, consent=first, end=end)
+        w.patient(pid, zone=zone, start=first, consent=first + timedelta(days=consent), end=end)
+        # A second device, assigned from some day: readings before then are set aside.
+        w.assign(f"E-{pid}", pid, first + timedelta(days=assigned))
         for d in days:
             w.daily(pid, first + timedelta(days=d), 1, hour=hour)
+            w.reading(f"E-{pid}", local(first + timedelta(days=d + 1), hour, 0, zone))
+        for i, d in enumerate(flagged):
+            when = local(first + timedelta(days=d), hour, 30, zone)
+            w.reading(f"D-{pid}", when, manual=i % 2 == 0, suspect=i % 2 == 1)
     expected, got, _ = _both(w, base + timedelta(days=as_of), supply_date_of_service=dos)
     assert got == expected
 

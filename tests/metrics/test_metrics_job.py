@@ -10,10 +10,16 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, update
 
-from metrics.job import compute, compute_and_persist, load_registry_snapshot
+from metrics.job import (
+    FutureAsOfError,
+    compute,
+    compute_and_persist,
+    load_registry_snapshot,
+)
 from metrics.sources import reading_batches
+from rpmpipe.errors import RpmpipeError
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.models import (
     CareActivity,
@@ -46,8 +52,8 @@ def seed_registry(engine: Engine) -> None:
         "city": "Springfield",
         "state": "IL",
         "zip": "62701",
-        "payer_id": "MCR",
-        "payer_name": "Medicare",
+        "payer_id": "MEDICARE",  # the default payer of the billing settings
+        "payer_name": "MEDICARE PART B",
         "member_id": "1EG4TE5MK73",
         "icd10_codes": "I10",
     }
@@ -319,3 +325,82 @@ def test_counts_readings_stored_by_the_ingest_sink(tmp_path: Path) -> None:
     ]
     assert supply[0].transmission_days == 17
     assert [x.code for x in supply[0].lines] == ["99454"]
+
+
+def test_patient_without_a_zone_is_counted_in_the_organisations_zone(
+    tmp_path: Path, database_url: str
+) -> None:
+    settings = _settings(tmp_path, database_url)  # organisation: America/New_York
+    engine = open_registry(database_url)
+    seed_registry(engine)
+    zones = [""]
+    if Patient.__table__.c.timezone.nullable:
+        zones.append(None)  # type: ignore[arg-type]
+    for zone in zones:
+        with engine.begin() as conn:
+            conn.execute(update(Patient).where(Patient.patient_id == "P1").values(timezone=zone))
+        snapshot = load_registry_snapshot(engine)
+        assert snapshot.zone_of("P1", settings.organization_timezone) == "America/New_York"
+        # 03:30 UTC is the evening before in New York (Chicago, P1's old zone, agrees; UTC
+        # would not): the day and the month follow the organisation's zone.
+        part = settings.readings_dir / "date=2026-04-01"
+        part.mkdir(parents=True, exist_ok=True)
+        when = datetime(2026, 4, 1, 3, 30, tzinfo=UTC)
+        pq.write_table(
+            pa.table(
+                {
+                    "device_id": ["BP-1"],
+                    "type": ["blood_pressure"],
+                    "measured_at": pa.array([when], pa.timestamp("us", tz="UTC")),
+                }
+            ),
+            part / "part-0.parquet",
+        )
+        with engine.begin() as conn:
+            conn.execute(
+                insert(CareActivity),
+                [
+                    {
+                        "activity_id": f"late-{zones.index(zone)}",
+                        "patient_id": "P1",
+                        "staff_id": "S1",
+                        "started_at": when,
+                        "minutes": Decimal("5"),
+                        "kind": "phone_call",
+                        "interactive": True,
+                        "program": "RPM",
+                    }
+                ],
+            )
+        records = compute(settings, engine, AS_OF)
+        p1 = [r for r in records if r.patient_id == "P1"]
+        supply = next(r for r in p1 if r.kind == "device_supply")
+        assert supply.evidence_dates == (date(2026, 3, 31),)
+        months = {r.period_start: r for r in p1 if r.kind == "treatment_management"}
+        assert date(2026, 4, 1) not in months
+        assert f"late-{zones.index(zone)}" in months[date(2026, 3, 1)].evidence_activity_ids
+
+
+def test_compute_and_persist_refuses_an_as_of_after_today_and_saves_nothing(
+    tmp_path: Path, database_url: str
+) -> None:
+    settings = _settings(tmp_path, database_url)  # organisation: America/New_York
+    engine = open_registry(database_url)
+    seed_registry(engine)
+    write_readings(settings.readings_dir)
+    # 02:00 UTC on Apr 6 is still Apr 5 in New York: Apr 6 is tomorrow there.
+    now = datetime(2026, 4, 6, 2, 0, tzinfo=UTC)
+    with pytest.raises(FutureAsOfError, match=r"as-of date 2026-04-06 is after today \(2026-04-05"):
+        compute_and_persist(settings, engine, date(2026, 4, 6), now)
+    assert issubclass(FutureAsOfError, RpmpipeError)
+    assert _rows(engine) == []
+    # Today itself is accepted (only periods ended before it are final).
+    assert compute_and_persist(settings, engine, date(2026, 4, 5), now)
+    assert _rows(engine)
+
+
+def test_compute_and_persist_needs_an_aware_clock(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, f"sqlite:///{tmp_path / 'registry.db'}")
+    engine = open_registry(settings.effective_database_url)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        compute_and_persist(settings, engine, AS_OF, datetime(2026, 4, 6, 7))  # noqa: DTZ001
