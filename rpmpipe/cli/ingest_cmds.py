@@ -154,41 +154,33 @@ def quarantine_list(
     if output not in ("table", "json"):
         raise fail("--format must be table or json")
     _check_reason(reason)
-    rows = read_quarantine(settings.quarantine_dir).to_pylist()
+
+    # pandas does the filtering, ordering and counting of the listing.
+    frame = read_quarantine(settings.quarantine_dir).to_pandas()
     if reason:
-        rows = [r for r in rows if r["reason_code"] == reason]
-    rows.sort(key=lambda r: (r["received_at"], r["quarantine_id"]))
+        frame = frame[frame["reason_code"] == reason]
+    frame = frame.sort_values(["received_at", "quarantine_id"])
     if output == "json":
-        shown = [
-            {
-                "quarantine_id": r["quarantine_id"],
-                "received_at": r["received_at"].isoformat(),
-                "topic": r["topic"],
-                "reason_code": r["reason_code"],
-                "reason": r["reason"],
-                "last_reason_code": r["last_reason_code"],
-                "last_reason": r["last_reason"],
-                "source": r["source"],
-                "payload_bytes": len(r["payload"]),
-            }
-            for r in rows
-        ]
-        typer.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
+        shown = frame.drop(columns=["payload"]).assign(
+            received_at=frame["received_at"].map(lambda t: t.isoformat()),
+            payload_bytes=frame["payload"].map(len),
+        )
+        shown = shown.astype(object).where(shown.notna(), None)  # NaN/NA -> null
+        typer.echo(orjson.dumps(shown.to_dict("records"), option=orjson.OPT_INDENT_2).decode())
         return
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["reason_code"]] = counts.get(r["reason_code"], 0) + 1
+    for r in frame.itertuples(index=False):
         latest = (
-            f"  (latest replay: {r['last_reason_code']}: {r['last_reason']})"
-            if r["last_reason_code"]
+            f"  (latest replay: {r.last_reason_code}: {r.last_reason})"
+            if isinstance(r.last_reason_code, str) and r.last_reason_code
             else ""
         )
         typer.echo(
-            f"{r['quarantine_id']}  {r['received_at'].isoformat(timespec='seconds')}  "
-            f"{r['reason_code']:<18} {r['reason']}  [{r['topic']}]{latest}"
+            f"{r.quarantine_id}  {r.received_at.isoformat(timespec='seconds')}  "
+            f"{r.reason_code:<18} {r.reason}  [{r.topic}]{latest}"
         )
-    summary = ", ".join(f"{code}: {n}" for code, n in sorted(counts.items())) or "empty"
-    typer.echo(f"{len(rows)} quarantined ({summary})")
+    counts = frame["reason_code"].value_counts().sort_index()
+    summary = ", ".join(f"{code}: {n}" for code, n in counts.items()) or "empty"
+    typer.echo(f"{len(frame)} quarantined ({summary})")
 
 
 @quarantine_app.command("replay")
