@@ -21,10 +21,11 @@ unregistered_device    readings from a device id not in the registry       not c
 burst                  25 readings of one device within two minutes        stored, the day once
 =====================  ==================================================  =========================
 
-The clock skew is large on purpose. The horizon is ``until`` (the CLI passes "now"), else the
-last send time of the traffic; the skewed reading's ``measured_at`` lies 12-36 hours past it.
-A replay at ``--speed max`` delivers at wall-clock "now", so with a window ending today (the
-CLI default) the pipeline receives it well before its ``measured_at``: more than the
+The clock skew is large on purpose. The horizon is ``until`` (the CLI passes the start of the
+current UTC day, so that a seed gives the same messages all day), else the last send time of
+the traffic; the skewed reading's ``measured_at`` lies 36-60 hours past it. A replay at
+``--speed max`` delivers at wall-clock "now", less than 24 hours past the horizon, so the
+pipeline receives it at least 12 hours before its ``measured_at``: far more than the
 10-minute tolerance. A window far in the past replayed today does not show the skew.
 Injected readings have their own reading ids (sequence numbers from 90001), so they never
 collide with the clean readings.
@@ -220,10 +221,12 @@ def inject_faults(
         d = deliveries[i]
         assert horizon is not None
         skew = (horizon - d.send_at) + timedelta(
-            hours=rng.randint(12, 36), minutes=rng.randint(0, 59)
+            hours=rng.randint(36, 60), minutes=rng.randint(0, 59)
         )
         r = _fresh(
-            d.readings[0], ids(d.device_id, d.fmt), measured_at=after(d.readings[0].measured_at, skew)
+            d.readings[0],
+            ids(d.device_id, d.fmt),
+            measured_at=after(d.readings[0].measured_at, skew),
         )
         added.append(
             dataclasses.replace(

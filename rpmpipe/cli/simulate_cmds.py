@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Annotated
 
@@ -116,8 +116,10 @@ def simulate(
                     f"{result.updated} updated, {result.unchanged} unchanged)"
                 )
             engine.dispose()
+        # The start of today (UTC), not "now": the same seed gives the same messages all day.
+        horizon = datetime.combine(now.date(), time(0), UTC)
         sim = make_traffic(
-            fleet, topic_root=settings.broker.topic_root, fmt=fmt, faults=faults, until=now
+            fleet, topic_root=settings.broker.topic_root, fmt=fmt, faults=faults, until=horizon
         )
         if sim.manifest is not None:
             path = manifest or settings.data_dir / "simulator" / f"faults-{seed}.json"
