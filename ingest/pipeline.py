@@ -64,7 +64,11 @@ def topic_device(topic: str, topic_root: str) -> tuple[str, str | None]:
 
 
 class KnownDevices:
-    """The registry's device ids, re-read on a miss at most every ``min_refresh`` seconds."""
+    """The registry's device ids, re-read on a miss: once per batch, else every ``min_refresh``.
+
+    Once per batch matters: devices registered just before their first syncs (the simulator
+    does that) must not be quarantined for the rest of a refresh interval.
+    """
 
     def __init__(
         self, engine: Engine, min_refresh: float = 5.0, clock: Callable[[], float] = time.monotonic
@@ -74,16 +78,23 @@ class KnownDevices:
         self._clock = clock
         self._ids: frozenset[str] = frozenset()
         self._loaded_at: float | None = None
+        self._fresh_in_batch = False
 
     def refresh(self) -> None:
         with self._engine.connect() as conn:
             self._ids = frozenset(conn.execute(select(Device.device_id)).scalars())
         self._loaded_at = self._clock()
+        self._fresh_in_batch = True
+
+    def begin_batch(self) -> None:
+        """A new batch may re-read the registry once on a miss, whatever the interval."""
+        self._fresh_in_batch = False
 
     def __contains__(self, device_id: object) -> bool:
         if device_id in self._ids:
             return True
-        if self._loaded_at is None or self._clock() - self._loaded_at >= self._min_refresh:
+        stale = self._loaded_at is None or self._clock() - self._loaded_at >= self._min_refresh
+        if stale or not self._fresh_in_batch:
             self.refresh()
         return device_id in self._ids
 
@@ -102,6 +113,7 @@ class IngestPipeline:
     def handle(self, messages: Sequence[Message]) -> BatchOutcome:
         """Write the batch durably (readings, quarantine, activities); raises on I/O errors."""
         root = self.settings.broker.topic_root
+        self.devices.begin_batch()
         readings: list[Reading] = []
         entries: list[QuarantineEntry] = []
         rejected: list[tuple[int, str]] = []

@@ -158,7 +158,7 @@ class QuarantineStore:
                     )
                 keep = [i for i, qid in enumerate(ids) if qid not in quarantine_ids]
                 removed += len(ids) - len(keep)
-                kept = table.take(keep)
+                kept = table.take(pa.array(keep, type=pa.int64()))  # typed: keep may be empty
                 if kept.num_rows:
                     name = unique_name(self.writer_id)
                     write_parquet_atomic(kept, self.directory, name)

@@ -444,3 +444,35 @@ def test_backfill_reports_quarantined_line_numbers_with_codes(
     path.write_bytes(b"\n".join(lines) + b"\n")
     summary = backfill_file(settings, registry, path, NOW, batch_lines=2)
     assert summary.rejected_lines == [(2, "bad_json"), (3, "unknown_device"), (4, "unknown_type")]
+
+
+def test_device_registered_just_after_start_is_accepted_in_the_next_batch(
+    settings: Settings, registry: Engine
+) -> None:
+    # Devices registered moments before their first sync (as `rpmpipe simulate` does) must not
+    # wait out the refresh interval in quarantine.
+    pipeline = IngestPipeline(settings, registry, "t", device_refresh=3600)
+    pipeline.devices.refresh()  # ingest read the registry at start-up, before the device existed
+    register_devices(registry, ["BP-NEW"])
+    topic = f"{settings.broker.topic_root}/devices/BP-NEW/readings"
+    outcome = pipeline.handle([Message(topic, bp_payload("BP-NEW", 1), NOW)])
+    assert outcome.quarantined == {}
+    assert stored_readings(settings).column("device_id").to_pylist() == ["BP-NEW"]
+    # An unknown device still costs at most one registry read per batch.
+    stranger = f"{settings.broker.topic_root}/devices/BP-NOPE/readings"
+    batch = [Message(stranger, bp_payload("BP-NOPE", n), NOW) for n in range(2, 6)]
+    assert pipeline.handle(batch).quarantined == {"unknown_device": 4}
+
+
+def test_replay_that_empties_a_quarantine_file_removes_it(
+    settings: Settings, registry: Engine, tmp_path: Path
+) -> None:
+    jsonl = tmp_path / "one.jsonl"
+    jsonl.write_bytes(bp_payload("BP-LATE", 1) + b"\n")
+    backfill_file(settings, registry, jsonl, NOW)
+    assert read_quarantine(settings.quarantine_dir).num_rows == 1
+    register_devices(registry, ["BP-LATE"])
+    replay(settings, registry)
+    assert read_quarantine(settings.quarantine_dir).num_rows == 0
+    assert stored_readings(settings).column("device_id").to_pylist() == ["BP-LATE"]
+    replay(settings, registry)  # nothing left: a second replay is a no-op, not a crash
