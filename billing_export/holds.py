@@ -73,7 +73,7 @@ def hold_reason(
         return HoldReason(
             f"ordering NPI {line.rendering_npi} has no name in billing.rendering_providers",
             "billing.rendering_providers",
-            f'{_toml_key(line.rendering_npi)} = "LAST, FIRST"',
+            f'{_toml_key(line.rendering_npi)} = "<LAST>, <FIRST>"',
         )
     return patient_hold_reason(patient, billing.payers.keys())
 

@@ -213,6 +213,7 @@ def npi_is_valid(npi: str) -> bool:
 # --- loading -------------------------------------------------------------------------------
 
 _SECTIONS = {"broker": BrokerSettings, "rules": RuleSettings, "schedule": ScheduleSettings}
+_PRACTITIONER_NAME = re.compile(r"^\s*[^,<>\s][^,<>]*,\s*[^,<>\s][^,<>]*$")
 _BILLING_TABLES = ("charges", "modifiers", "payers", "rendering_providers")
 
 
@@ -335,9 +336,12 @@ def _build_billing(value: Any, source_of: Mapping[str, str]) -> BillingSettings:
         )
     rendering = {}
     for npi, name in (value.get("rendering_providers") or {}).items():
-        if not isinstance(name, str) or not name.strip():
+        # The practitioner's name goes on every claim they render: refuse blanks and the
+        # "<LAST>, <FIRST>" placeholder that `rpmpipe export` suggests.
+        if not isinstance(name, str) or not _PRACTITIONER_NAME.match(name):
             raise ConfigError(
-                f"billing.rendering_providers.{npi}: expected a name such as 'LAST, FIRST'"
+                f"setting 'billing.rendering_providers.{npi}': expected the practitioner's name "
+                f"as 'LAST, FIRST', got {name!r}"
             )
         rendering[str(npi)] = name
     return dataclasses.replace(

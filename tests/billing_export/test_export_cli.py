@@ -103,7 +103,7 @@ def test_held_lines_only_print_reasons_and_the_setting_to_add_and_exit_3(tmp_pat
         f"held back 2 lines: ordering NPI {UNNAMED_NPI} has no name in "
         "billing.rendering_providers (2)"
     ) in result.stdout
-    assert f'[billing.rendering_providers]\n  "{UNNAMED_NPI}" = "LAST, FIRST"' in result.stdout
+    assert f'[billing.rendering_providers]\n  "{UNNAMED_NPI}" = "<LAST>, <FIRST>"' in result.stdout
     assert "nothing new to export" in result.stdout
     # Ids and NPIs only: no name, member id or birth date reaches the terminal.
     for phi in ("Secretname", "SECRETNAME", "Ada", "1EG4TE5MK01", "1944"):
@@ -143,12 +143,12 @@ def test_held_summary_merges_settings_by_table_and_caps_patient_ids() -> None:
     npi = HoldReason(
         "ordering NPI 1456789019 has no name in billing.rendering_providers",
         "billing.rendering_providers",
-        '"1456789019" = "LAST, FIRST"',
+        '"1456789019" = "<LAST>, <FIRST>"',
     )
     other_npi = HoldReason(
         "ordering NPI 1987654328 has no name in billing.rendering_providers",
         "billing.rendering_providers",
-        '"1987654328" = "LAST, FIRST"',
+        '"1987654328" = "<LAST>, <FIRST>"',
     )
     incomplete = HoldReason("patient record incomplete: zip")
     held = [Held(f"P-{n:02d}", "device_supply", OCT_START, incomplete, 1) for n in range(12)] + [
@@ -165,7 +165,7 @@ def test_held_summary_merges_settings_by_table_and_caps_patient_ids() -> None:
         "  ordering NPI 1987654328 has no name in billing.rendering_providers (1)",
     ]
     assert text.count("[billing.rendering_providers]") == 1
-    assert '  "1456789019" = "LAST, FIRST"\n  "1987654328" = "LAST, FIRST"' in text
+    assert '  "1456789019" = "<LAST>, <FIRST>"\n  "1987654328" = "<LAST>, <FIRST>"' in text
 
 
 def test_export_help_explains_the_command_and_its_exit_codes() -> None:

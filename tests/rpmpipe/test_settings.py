@@ -148,3 +148,12 @@ def test_a_payer_without_a_claim_filing_indicator_is_refused(tmp_path: Path) -> 
         ConfigError, match="billing.payers.AETNA.claim_filing_indicator' is required"
     ):
         load_settings(cfg, env={})
+
+
+def test_rendering_provider_placeholder_or_blank_name_is_refused(tmp_path: Path) -> None:
+    for name in ("<LAST>, <FIRST>", "", "RIVERA"):
+        cfg = write_toml(tmp_path, f'[billing.rendering_providers]\n"1045678905" = "{name}"\n')
+        with pytest.raises(ConfigError, match="billing.rendering_providers.1045678905"):
+            load_settings(cfg, env={})
+    cfg = write_toml(tmp_path, '[billing.rendering_providers]\n"1045678905" = "RIVERA, ANA"\n')
+    assert load_settings(cfg, env={}).billing.rendering_providers == {"1045678905": "RIVERA, ANA"}
