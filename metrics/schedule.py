@@ -59,37 +59,11 @@ def make_trigger(settings: Settings) -> CronTrigger:
 class JobOutcome:
     run_id: int
     as_of: date
-    status: str  # succeeded or failed
+    status: str  # succeeded, held (lines held back, see message) or failed
     records: int
     billable_lines: int
     exported_lines: int
     message: str
-
-
-def _exported_lines(result: Any) -> int:
-    """The export's count of lines, whatever shape its result takes."""
-    if isinstance(result, int):
-        return result
-    for name in ("exported_lines", "lines_exported", "line_count"):
-        value = getattr(result, name, None)
-        if isinstance(value, int):
-            return value
-    lines = getattr(result, "lines", None)
-    if isinstance(lines, int):
-        return lines
-    if lines is not None and hasattr(lines, "__len__"):
-        return len(lines)
-    return 0
-
-
-def _export_function() -> Callable[..., Any] | None:
-    """``run_export(settings, engine, as_of, now=...)`` of the export stage, imported lazily
-    so metrics work (and are tested) without it."""
-    try:
-        from billing_export.export import run_export
-    except ImportError:
-        return None
-    return run_export
 
 
 def run_job(
@@ -124,12 +98,17 @@ def run_job(
         n_records = len(records)
         billable = sum(len(r.lines) for r in records if r.status == "billable")
         if export:
-            run_export = _export_function()
-            if run_export is None:
-                message = "billing export not available; metrics persisted, export skipped"
-                log.warning("export_unavailable", run_id=run_id)
-            else:
-                exported = _exported_lines(run_export(settings, engine, as_of, now=started))
+            from billing_export.export import run_export
+            from billing_export.holds import group_held
+
+            result = run_export(settings, engine, as_of, now=started)
+            exported = result.lines
+            if result.held:
+                # Held lines are money not yet claimed: the run says so, with the reasons.
+                status = "held"
+                message = f"held back {result.held} lines: " + "; ".join(
+                    f"{g.cause.text} ({g.lines})" for g in group_held(result.held_back)
+                )
     except Exception as exc:  # noqa: BLE001 - the run row must say it failed, then re-raise
         status, message = "failed", f"{type(exc).__name__}: {exc}"[:2000]
         log.error(

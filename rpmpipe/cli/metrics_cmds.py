@@ -147,9 +147,13 @@ def schedule(
         typer.Option("--run-now", help="Run the nightly job once in the foreground, then exit."),
     ] = False,
 ) -> None:
-    """Run the nightly job on a schedule (APScheduler, job store in the registry DB): engagement
-    as of yesterday, then the billing export. Time and zone come from the schedule settings
-    (default 02:00 in the organisation's zone). Each run is recorded in the job_runs table."""
+    """Run the nightly job: engagement as of yesterday, then the billing export.
+
+    APScheduler keeps the job in the registry DB; time and zone come from the schedule
+    settings (default 02:00 in the organisation's zone). Each run is recorded in the job_runs
+    table with status succeeded, held (lines held back: the reasons are in its message) or
+    failed. With --run-now the exit code is 0, 3 when lines were held, or 1 when it failed.
+    """
     from metrics.schedule import build_scheduler, make_trigger, run_job, schedule_zone
     from rpmpipe.registry.db import open_registry
 
@@ -169,6 +173,8 @@ def schedule(
             f"{outcome.exported_lines} exported lines"
             + (f" ({outcome.message})" if outcome.message else "")
         )
+        if outcome.status == "held":
+            raise typer.Exit(3)
         return
     scheduler = build_scheduler(settings, engine)
     zone = schedule_zone(settings)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from test_metrics_job import seed_registry, write_readings
 from typer.testing import CliRunner
 
 from metrics.schedule import build_scheduler, make_trigger, run_job, yesterday
 from rpmpipe.cli import app
 from rpmpipe.registry.db import open_registry
-from rpmpipe.registry.models import EngagementRow, JobRun
+from rpmpipe.registry.models import EngagementRow, JobRun, Patient
 from rpmpipe.settings import load_settings
 
 NY = ZoneInfo("America/New_York")
@@ -136,6 +135,27 @@ def test_schedule_run_now_runs_once_and_writes_job_runs(tmp_path: Path, database
         runs = conn.execute(select(JobRun.__table__).order_by(JobRun.id)).all()
         assert conn.execute(select(EngagementRow.__table__)).all() == persisted
     assert [r.status for r in runs] == ["succeeded", "succeeded"]
-    if importlib.util.find_spec("billing_export.export") is not None:
-        assert runs[0].exported_lines == runs[0].billable_lines > 0
-        assert runs[1].exported_lines == 0
+    assert runs[0].exported_lines == runs[0].billable_lines > 0
+    assert runs[1].exported_lines == 0
+
+
+def test_a_run_whose_lines_are_held_says_so_with_the_reason(
+    tmp_path: Path, database_url: str
+) -> None:
+    settings = load_settings(
+        None, env={}, overrides={"data_dir": str(tmp_path / "data"), "database_url": database_url}
+    )
+    engine = open_registry(database_url)
+    seed_registry(engine)
+    with engine.begin() as conn:
+        conn.execute(update(Patient).values(payer_id="AETNA"))  # a payer billing does not know
+    write_readings(settings.readings_dir)
+    outcome = run_job(settings, engine, lambda: datetime(2026, 4, 6, 7, 0, tzinfo=UTC))
+    assert outcome.status == "held"
+    assert outcome.exported_lines == 0
+    assert (
+        "held back 4 lines: payer AETNA is not configured in billing.payers (4)" in outcome.message
+    )
+    with engine.connect() as conn:
+        (run,) = conn.execute(select(JobRun.__table__)).all()
+    assert (run.status, run.message) == ("held", outcome.message)
