@@ -33,6 +33,28 @@ def register_devices(engine: Engine, device_ids: Iterable[str]) -> None:
     import_rows(engine, "devices", rows, source="test")
 
 
+def register_patient(engine: Engine, patient_id: str = "P1") -> None:
+    """One patient, so that care activities for ``patient_id`` are accepted."""
+    row = {
+        "patient_id": patient_id,
+        "mrn": "1",
+        "first_name": "A",
+        "last_name": "B",
+        "birth_date": "1950-01-01",
+        "sex": "F",
+        "address1": "1 A St",
+        "city": "X",
+        "state": "IL",
+        "zip": "62701",
+        "timezone": "America/Chicago",
+        "payer_id": "MCR",
+        "payer_name": "Medicare",
+        "member_id": "1EG4TE5MK73",
+        "icd10_codes": "I10",
+    }
+    import_rows(engine, "patients", [row], source="test")
+
+
 def bp_payload(device_id: str, n: int, **extra: object) -> bytes:
     doc = {
         "device_id": device_id,

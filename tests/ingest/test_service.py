@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from ingest_helpers import (
     publish,
     reading_topic,
     register_devices,
+    register_patient,
     settings_env,
     stored_readings,
     wait_for,
@@ -29,7 +31,6 @@ from ingest.quarantine import read_quarantine
 from ingest.subscriber import IngestService, run_until
 from rpmpipe.embedded_broker import free_port
 from rpmpipe.registry.db import open_registry
-from rpmpipe.registry.imports import import_rows
 from rpmpipe.registry.models import CareActivity
 
 pytestmark = pytest.mark.services
@@ -65,30 +66,7 @@ def assert_stored_exactly_once(stack, n: int) -> None:  # type: ignore[no-untype
 
 
 def test_published_readings_are_stored_once_and_bad_ones_quarantined(stack, registry) -> None:  # type: ignore[no-untyped-def]
-    import_rows(
-        registry,
-        "patients",
-        [
-            {
-                "patient_id": "P1",
-                "mrn": "1",
-                "first_name": "A",
-                "last_name": "B",
-                "birth_date": "1950-01-01",
-                "sex": "F",
-                "address1": "1 A St",
-                "city": "X",
-                "state": "IL",
-                "zip": "62701",
-                "timezone": "America/Chicago",
-                "payer_id": "MCR",
-                "payer_name": "Medicare",
-                "member_id": "1EG4TE5MK73",
-                "icd10_codes": "I10",
-            }
-        ],
-        source="test",
-    )
+    register_patient(registry)
     service = IngestService(stack.settings, registry)
     run_until(service, lambda s: s.subscribed > 0, 15)
     good = readings(stack, 300)
@@ -174,7 +152,15 @@ def test_kill_9_mid_stream_then_restart_stores_every_reading_exactly_once(stack,
         wait_for(lambda: metric(port, "rpmpipe_ingest_connected") == 1, 30, "ingest to connect")
         wait_for(lambda: metric(port, "rpmpipe_ingest_messages_received_total") == 0, 5, "metrics")
         n = 800  # the stock Mosquitto queues at most 1000 messages for an offline session
-        publisher = threading.Thread(target=publish, args=(stack.settings, readings(stack, n)))
+        stream = readings(stack, n)
+
+        def paced() -> None:
+            # About two seconds of traffic, so that the kill below lands while it still flows.
+            for i in range(0, n, 20):
+                publish(stack.settings, stream[i : i + 20])
+                time.sleep(0.05)
+
+        publisher = threading.Thread(target=paced)
         publisher.start()
         wait_for(
             lambda: metric(port, "rpmpipe_ingest_messages_processed_total") >= 300,

@@ -10,7 +10,13 @@ from pathlib import Path
 import orjson
 import pyarrow.parquet as pq
 import pytest
-from ingest_helpers import BASE_TIME, bp_payload, register_devices, stored_readings
+from ingest_helpers import (
+    BASE_TIME,
+    bp_payload,
+    register_devices,
+    register_patient,
+    stored_readings,
+)
 from sqlalchemy import Engine
 
 from ingest.backfill import backfill_file
@@ -359,35 +365,6 @@ def test_quarantine_files_written_before_the_latest_reason_columns_still_read(
     assert (row["reason_code"], row["last_reason_code"]) == ("bad_json", "too_deep")
 
 
-def _patient(engine) -> None:  # type: ignore[no-untyped-def]
-    from rpmpipe.registry.imports import import_rows
-
-    import_rows(
-        engine,
-        "patients",
-        [
-            {
-                "patient_id": "P1",
-                "mrn": "1",
-                "first_name": "A",
-                "last_name": "B",
-                "birth_date": "1950-01-01",
-                "sex": "F",
-                "address1": "1 A St",
-                "city": "X",
-                "state": "IL",
-                "zip": "62701",
-                "timezone": "America/Chicago",
-                "payer_id": "MCR",
-                "payer_name": "Medicare",
-                "member_id": "1EG4TE5MK73",
-                "icd10_codes": "I10",
-            }
-        ],
-        source="test",
-    )
-
-
 def test_one_bad_activity_of_an_array_quarantines_only_itself(
     settings: Settings,
     registry: Engine,
@@ -396,7 +373,7 @@ def test_one_bad_activity_of_an_array_quarantines_only_itself(
 
     from rpmpipe.registry.models import CareActivity
 
-    _patient(registry)
+    register_patient(registry)
     ok = {
         "activity_id": "A-1",
         "patient_id": "P1",
