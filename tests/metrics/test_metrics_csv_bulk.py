@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from engagement_world import ORG_ZONE, World, local
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_metrics_job import seed_registry, write_readings
+from sqlalchemy import Engine
 
 from metrics.csv_bulk import compute_engagement_csv
 from metrics.engagement import compute_engagement
 from metrics.job import compute, compute_csv
 from metrics.report import CSV_HEADER, write_csv, write_csv_pieces
 from metrics.snapshot import Enrollment
-from rpmpipe.registry.db import open_registry
-from rpmpipe.settings import RuleSettings, load_settings
+from rpmpipe.settings import RuleSettings, Settings
 
 RULES = [
     {},
@@ -167,14 +165,9 @@ def test_bulk_csv_matches_the_record_path_on_random_worlds(
 
 
 def test_compute_csv_equals_the_csv_of_compute_on_each_registry_database(
-    tmp_path: Path, database_url: str
+    seeded: tuple[Settings, Engine],
 ) -> None:
-    settings = load_settings(
-        None, env={}, overrides={"data_dir": str(tmp_path / "data"), "database_url": database_url}
-    )
-    engine = open_registry(database_url)
-    seed_registry(engine)
-    write_readings(settings.readings_dir)
+    settings, engine = seeded
     for as_of in (date(2026, 3, 20), date(2026, 4, 5), date(2026, 6, 1)):
         expected = io.StringIO()
         write_csv(compute(settings, engine, as_of), expected)

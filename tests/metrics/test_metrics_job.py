@@ -182,12 +182,9 @@ def _rows(engine: Engine) -> list[tuple[object, ...]]:
 
 
 def test_compute_and_persist_writes_final_records_idempotently(
-    tmp_path: Path, database_url: str
+    seeded: tuple[Settings, Engine],
 ) -> None:
-    settings = _settings(tmp_path, database_url)
-    engine = open_registry(database_url)
-    seed_registry(engine)
-    write_readings(settings.readings_dir)
+    settings, engine = seeded
     now = datetime(2026, 4, 6, 7, 0, tzinfo=UTC)
 
     records = compute_and_persist(settings, engine, AS_OF, now)
@@ -225,12 +222,9 @@ def test_compute_and_persist_writes_final_records_idempotently(
 
 
 def test_no_consent_patient_is_reported_but_not_persisted_while_open(
-    tmp_path: Path, database_url: str
+    seeded: tuple[Settings, Engine],
 ) -> None:
-    settings = _settings(tmp_path, database_url)
-    engine = open_registry(database_url)
-    seed_registry(engine)
-    write_readings(settings.readings_dir)
+    settings, engine = seeded
     records = compute(settings, engine, AS_OF)
     p2 = [r for r in records if r.patient_id == "P2"]
     assert [(r.status, r.reason) for r in p2] == [("not_billable", "no consent on file")]
@@ -382,12 +376,9 @@ def test_patient_without_a_zone_is_counted_in_the_organisations_zone(
 
 
 def test_compute_and_persist_refuses_an_as_of_after_today_and_saves_nothing(
-    tmp_path: Path, database_url: str
+    seeded: tuple[Settings, Engine],
 ) -> None:
-    settings = _settings(tmp_path, database_url)  # organisation: America/New_York
-    engine = open_registry(database_url)
-    seed_registry(engine)
-    write_readings(settings.readings_dir)
+    settings, engine = seeded  # organisation: America/New_York
     # 02:00 UTC on Apr 6 is still Apr 5 in New York: Apr 6 is tomorrow there.
     now = datetime(2026, 4, 6, 2, 0, tzinfo=UTC)
     with pytest.raises(FutureAsOfError, match=r"as-of date 2026-04-06 is after today \(2026-04-05"):

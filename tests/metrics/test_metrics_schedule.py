@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select, update
 from test_metrics_job import seed_registry, write_readings
 from typer.testing import CliRunner
 
@@ -14,7 +14,7 @@ from metrics.schedule import build_scheduler, make_trigger, run_job, yesterday
 from rpmpipe.cli import app
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.models import EngagementRow, JobRun, Patient
-from rpmpipe.settings import load_settings
+from rpmpipe.settings import Settings, load_settings
 
 NY = ZoneInfo("America/New_York")
 
@@ -60,14 +60,9 @@ def test_scheduler_job_coalesces_runs_one_instance_and_has_misfire_grace(tmp_pat
 
 
 def test_run_job_records_each_run_and_a_rerun_changes_no_records(
-    tmp_path: Path, database_url: str
+    seeded: tuple[Settings, Engine],
 ) -> None:
-    settings = load_settings(
-        None, env={}, overrides={"data_dir": str(tmp_path / "data"), "database_url": database_url}
-    )
-    engine = open_registry(database_url)
-    seed_registry(engine)
-    write_readings(settings.readings_dir)
+    settings, engine = seeded
     clock = lambda: datetime(2026, 4, 6, 7, 0, tzinfo=UTC)  # noqa: E731
 
     first = run_job(settings, engine, clock, export=False)
@@ -140,16 +135,11 @@ def test_schedule_run_now_runs_once_and_writes_job_runs(tmp_path: Path, database
 
 
 def test_a_run_whose_lines_are_held_says_so_with_the_reason(
-    tmp_path: Path, database_url: str
+    seeded: tuple[Settings, Engine],
 ) -> None:
-    settings = load_settings(
-        None, env={}, overrides={"data_dir": str(tmp_path / "data"), "database_url": database_url}
-    )
-    engine = open_registry(database_url)
-    seed_registry(engine)
+    settings, engine = seeded
     with engine.begin() as conn:
         conn.execute(update(Patient).values(payer_id="AETNA"))  # a payer billing does not know
-    write_readings(settings.readings_dir)
     outcome = run_job(settings, engine, lambda: datetime(2026, 4, 6, 7, 0, tzinfo=UTC))
     assert outcome.status == "held"
     assert outcome.exported_lines == 0
