@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, insert
 
-from billing_export.export import run_export
+from rpmpipe.billing_export.export import run_export
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.models import EngagementRow, Enrollment, Patient
 from rpmpipe.settings import load_settings

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rpmpipe.registry.db import open_registry  # noqa: E402
 from rpmpipe.registry.imports import import_rows  # noqa: E402
 from rpmpipe.settings import load_settings  # noqa: E402
-from simulators import Fleet, SimMessage, build_fleet, publish, simulate  # noqa: E402
+from rpmpipe.simulators import Fleet, SimMessage, build_fleet, publish, simulate  # noqa: E402
 
 TOPIC_ROOT = "bench/rpm/v1"
 RECEIVE_MAXIMUM = 4000  # what ingest asks for with batch_size 2000 (two batches in flight)

@@ -191,7 +191,7 @@ def run_rpmpipe(out: Path, as_of: date) -> tuple[float, int, int]:
     cmd = (
         [str(exe)]
         if exe.exists()
-        else [sys.executable, "-c", "from rpmpipe.cli import main; main()"]
+        else [sys.executable, "-c", "from rpmpipe.app.cli import main; main()"]
     )
     cmd += [
         "--data-dir",

@@ -15,7 +15,7 @@ from datetime import date
 from decimal import Decimal
 from typing import TextIO
 
-from billing_export.claims import Claim, payer_name_for
+from rpmpipe.billing_export.claims import Claim, payer_name_for
 from rpmpipe.settings import BillingSettings
 
 CHARGE_COLUMNS = (

@@ -39,9 +39,9 @@ from typing import BinaryIO, TextIO
 
 from sqlalchemy import Engine
 
-from billing_export.charge_csv import write_charge_csv, write_corrections_csv
-from billing_export.holds import Held, group_held
-from billing_export.ledger import (
+from rpmpipe.billing_export.charge_csv import write_charge_csv, write_corrections_csv
+from rpmpipe.billing_export.holds import Held, group_held
+from rpmpipe.billing_export.ledger import (
     RunStamp,
     allocate_control_numbers,
     load_final_records,
@@ -50,8 +50,8 @@ from billing_export.ledger import (
     record_ledger,
     run_is_recorded,
 )
-from billing_export.plan import ExportPlan, build_plan, select_work
-from billing_export.x12 import (
+from rpmpipe.billing_export.plan import ExportPlan, build_plan, select_work
+from rpmpipe.billing_export.x12 import (
     CLAIMS_PER_TRANSACTION,
     ControlNumbers,
     transactions_needed,

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 
-from billing_export.claims import BillableLine, PatientInfo, unit_charge
-from billing_export.x12 import clean, digits
+from rpmpipe.billing_export.claims import BillableLine, PatientInfo, unit_charge
+from rpmpipe.billing_export.x12 import clean, digits
 from rpmpipe.settings import BillingSettings
 
 _STATE = re.compile(r"^[A-Z]{2}$")

@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from billing_export.claims import PatientInfo
-from billing_export.plan import (
+from rpmpipe.billing_export.claims import PatientInfo
+from rpmpipe.billing_export.plan import (
     EMPTY_MARKER,
     FinalRecord,
     LedgerState,
@@ -21,7 +21,7 @@ from billing_export.plan import (
     RecordKey,
     signature,
 )
-from billing_export.x12 import ControlNumbers
+from rpmpipe.billing_export.x12 import ControlNumbers
 from rpmpipe.errors import ExportError
 from rpmpipe.registry.models import (
     ControlNumber,

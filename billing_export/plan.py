@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from billing_export.charge_csv import Correction
-from billing_export.claims import (
+from rpmpipe.billing_export.charge_csv import Correction
+from rpmpipe.billing_export.claims import (
     BillableLine,
     Claim,
     ClaimDraft,
@@ -29,7 +29,7 @@ from billing_export.claims import (
     price_claims,
     unit_charge,
 )
-from billing_export.holds import Held, HoldReason, hold_reason
+from rpmpipe.billing_export.holds import Held, HoldReason, hold_reason
 from rpmpipe.settings import BillingSettings
 
 RecordKey = tuple[str, str, str, date]  # patient_id, program, record_kind, period_start

@@ -17,7 +17,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import TextIO
 
-from billing_export.claims import MAX_DIAGNOSES, Claim, icd10_without_dot, payer_name_for
+from rpmpipe.billing_export.claims import MAX_DIAGNOSES, Claim, icd10_without_dot, payer_name_for
 from rpmpipe.settings import BillingSettings
 
 CLAIMS_PER_TRANSACTION = 5000  # the implementation guide's recommended ST-SE limit

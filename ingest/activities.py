@@ -14,8 +14,8 @@ from decimal import Decimal
 
 from sqlalchemy import Engine
 
-from ingest.decoders import MAX_PAYLOAD_BYTES, Reject, item_bytes, load_json
 from rpmpipe.errors import DecodeError, RegistryImportError
+from rpmpipe.ingest.decoders import MAX_PAYLOAD_BYTES, Reject, item_bytes, load_json
 from rpmpipe.registry.imports import KINDS, import_rows
 
 ACTIVITY_COLUMNS = KINDS["activities"].columns

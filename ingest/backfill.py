@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from ingest.pipeline import BACKFILL_TOPIC, IngestPipeline, Message
+from rpmpipe.ingest.pipeline import BACKFILL_TOPIC, IngestPipeline, Message
 from rpmpipe.logs import get_logger
 from rpmpipe.settings import Settings
 

@@ -37,8 +37,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ingest.files import fsync_dir, parquet_files, unique_name, write_parquet_atomic
-from ingest.schema import READINGS_SCHEMA
+from rpmpipe.ingest.files import fsync_dir, parquet_files, unique_name, write_parquet_atomic
+from rpmpipe.ingest.schema import READINGS_SCHEMA
 from rpmpipe.logs import get_logger
 
 log = get_logger(__name__)

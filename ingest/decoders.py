@@ -13,16 +13,16 @@ from typing import Any
 
 import orjson
 
-from ingest.fhir import bundle_resources, is_fhir, observation_fields
-from ingest.openmhealth import is_openmhealth, openmhealth_fields
-from ingest.validation import (
+from rpmpipe.errors import DecodeError
+from rpmpipe.ingest.fhir import bundle_resources, is_fhir, observation_fields
+from rpmpipe.ingest.openmhealth import is_openmhealth, openmhealth_fields
+from rpmpipe.ingest.validation import (
     Fields,
     check_device_id,
     convert_glucose,
     convert_weight,
     make_reading,
 )
-from rpmpipe.errors import DecodeError
 from rpmpipe.records import Reading
 
 MAX_PAYLOAD_BYTES = 1024 * 1024

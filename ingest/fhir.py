@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ingest.validation import Fields, convert_weight, number
 from rpmpipe.errors import DecodeError
+from rpmpipe.ingest.validation import Fields, convert_weight, number
 
 LOINC = "http://loinc.org"
 BP_PANEL, SYSTOLIC, DIASTOLIC, HEART_RATE, BODY_WEIGHT = (

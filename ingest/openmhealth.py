@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ingest.validation import Fields, convert_weight, number
 from rpmpipe.errors import DecodeError
+from rpmpipe.ingest.validation import Fields, convert_weight, number
 
 
 def is_openmhealth(item: dict[str, Any]) -> bool:

@@ -16,11 +16,11 @@ from typing import NamedTuple
 
 from sqlalchemy import Engine, select
 
-from ingest.activities import ActivityItem, activity_items, store_activities
-from ingest.decoders import decode
-from ingest.quarantine import QuarantineEntry, QuarantineStore
-from ingest.sink import ReadingSink
 from rpmpipe.errors import DecodeError
+from rpmpipe.ingest.activities import ActivityItem, activity_items, store_activities
+from rpmpipe.ingest.decoders import decode
+from rpmpipe.ingest.quarantine import QuarantineEntry, QuarantineStore
+from rpmpipe.ingest.sink import ReadingSink
 from rpmpipe.records import Reading
 from rpmpipe.registry.models import Device
 from rpmpipe.settings import Settings

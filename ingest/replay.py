@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from ingest.pipeline import IngestPipeline, Message
-from ingest.quarantine import read_quarantine
+from rpmpipe.ingest.pipeline import IngestPipeline, Message
+from rpmpipe.ingest.quarantine import read_quarantine
 from rpmpipe.logs import get_logger
 from rpmpipe.settings import Settings
 

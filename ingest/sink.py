@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ingest.files import parquet_files, unique_name, write_parquet_atomic
-from ingest.schema import readings_table
+from rpmpipe.ingest.files import parquet_files, unique_name, write_parquet_atomic
+from rpmpipe.ingest.schema import readings_table
 from rpmpipe.records import Reading
 
 

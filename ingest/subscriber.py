@@ -24,8 +24,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import Engine
 
-from ingest.pipeline import IngestPipeline, Message
-from ingest.stats import IngestStats, StatsSnapshot
+from rpmpipe.ingest.pipeline import IngestPipeline, Message
+from rpmpipe.ingest.stats import IngestStats, StatsSnapshot
 from rpmpipe.logs import get_logger
 from rpmpipe.mqtt import make_client, parse_broker
 from rpmpipe.settings import Settings

@@ -11,5 +11,4 @@ Pure (plain values in, values out):
 I/O edges:
     ``sources``     the readings Parquet dataset (only needed days and columns, in batches)
     ``job``         registry loading, ``compute_and_persist`` into ``engagement_records``
-    ``schedule``    the nightly APScheduler job (metrics, then the export) and ``job_runs``
 """

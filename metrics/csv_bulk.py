@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from metrics.days import (
+from rpmpipe.metrics.days import (
     OPEN_END,
     IntArray,
     PatientDays,
@@ -24,23 +24,23 @@ from metrics.days import (
     from_day_number,
     patient_days,
 )
-from metrics.engagement import (
+from rpmpipe.metrics.engagement import (
     PROGRAM,
-    _episode_day_numbers,
-    _management,
-    _plural,
-    _supply_and_setup,
-    _supply_reason,
     compute_engagement,
     days_before_consent,
+    episode_day_numbers,
+    management,
     not_counted_note,
     pending_supply_reason,
+    plural,
+    supply_and_setup,
+    supply_reason,
     with_note,
 )
-from metrics.minutes import monthly_minutes
-from metrics.report import CsvRows, csv_field
-from metrics.rules import RuleSet, rule_set_for, supply_code
-from metrics.snapshot import Enrollment, RegistrySnapshot
+from rpmpipe.metrics.minutes import monthly_minutes
+from rpmpipe.metrics.report import CsvRows, csv_field
+from rpmpipe.metrics.rules import RuleSet, rule_set_for, supply_code
+from rpmpipe.metrics.snapshot import Enrollment, RegistrySnapshot
 from rpmpipe.records import Activity, EngagementRecord
 from rpmpipe.settings import RuleSettings
 
@@ -75,12 +75,12 @@ def compute_engagement_csv(
         (e for e in snapshot.enrollments if e.program == PROGRAM),
         key=lambda e: (e.patient_id, e.start_date),
     )
-    ep, day = _episode_day_numbers(found, enrollments)
+    ep, day = episode_day_numbers(found, enrollments)
     months: dict[str, list[EngagementRecord]] = {}
     for m in monthly_minutes(
         activities, snapshot, as_of, org_zone, PROGRAM, rules.secure_message_interactive
     ):
-        months.setdefault(m.patient_id, []).append(_management(m, as_of, rules))
+        months.setdefault(m.patient_id, []).append(management(m, as_of, rules))
     bulk, per_enrollment = _supply_rows(ep, day, enrollments, as_of, rules, fmt, counts, found)
     # Byte range of each enrollment's bulk rows in the Arrow text (enrollment order).
     text = memoryview(bulk.buffers()[2] or b"")
@@ -100,7 +100,7 @@ def compute_engagement_csv(
             rows = []
             set_aside = found.set_aside.get(enrollment.patient_id, ())
             before = days_before_consent(found, enrollment, as_of)
-            for r in _supply_and_setup(enrollment, (), as_of, rules, set_aside, before):
+            for r in supply_and_setup(enrollment, (), as_of, rules, set_aside, before):
                 counts[r.status] += 1
                 rows.append(fmt.row(r))
             pieces.append("".join(rows).encode())
@@ -178,7 +178,7 @@ def _supply_rows(
 
     Returns the rows, one element per supply period, episode after episode, each episode's
     setup row in front of its first period's; and the number of elements of each enrollment
-    (by position; 0 for an episode without days). Mirrors :func:`_supply_and_setup` exactly;
+    (by position; 0 for an episode without days). Mirrors :func:`supply_and_setup` exactly;
     a test compares the two on varied worlds.
     """
     if len(ep) == 0:
@@ -269,7 +269,7 @@ def _supply_rows(
         table = []
         for c in distinct.tolist():
             rs, days = sets[c // width], c % width
-            table.append(reason_index(_supply_reason(rs, days, supply_code(rs, days))))
+            table.append(reason_index(supply_reason(rs, days, supply_code(rs, days))))
         reason[final_at] = np.asarray(table, np.int64)[inverse.reshape(-1)]
     full_days = np.array([rs.supply_full_days for rs in sets], np.int64)
     pending_at = np.flatnonzero(~final)
@@ -301,7 +301,7 @@ def _supply_rows(
     for at in np.flatnonzero(candidates).tolist():
         enrollment = episode_list[owner[at]]
         first_period = bool(is_first[at])
-        # As in _supply_and_setup: the first period answers from the enrollment start.
+        # As in supply_and_setup: the first period answers from the enrollment start.
         note = not_counted_note(
             set_aside.get(enrollment.patient_id, ()),
             enrollment.start_date if first_period else from_day_number(int(p_start[at])),
@@ -318,7 +318,7 @@ def _supply_rows(
                     int(max(0, min(p_end[at], enr_end[owner[at]]) - today)),
                 )
                 if not final[at]
-                else _supply_reason(sets[rs_id[at]], int(n[at]), code_of[inverse_code[at]])
+                else supply_reason(sets[rs_id[at]], int(n[at]), code_of[inverse_code[at]])
             )
             reason[at] = reason_index(with_note(base, note))
     supply_lines = pc.if_else(
@@ -335,7 +335,7 @@ def _supply_rows(
     status_counts = np.bincount(status, minlength=3)
 
     # Setup rows: the first period that qualifies, or else the latest one, worded as in
-    # _setup_record and _supply_and_setup.
+    # _setup_record and supply_and_setup.
     last_period = period_off[1:] - 1
     chosen = np.where(setup_at >= 0, setup_at, last_period)
     latest_rs = rule_sets.of(p_end[last_period])
@@ -355,7 +355,7 @@ def _supply_rows(
             status_of.append(0)
             text = (
                 f"first supply period with {rs.setup_min_days}+ days "
-                f"({_plural(days, 'day')}), billed once per episode"
+                f"({plural(days, 'day')}), billed once per episode"
             )
             lines_of.append(f"{rs.setup_code}x1@{iso_list[served - lo]}")
         elif c == 1:

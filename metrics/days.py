@@ -18,7 +18,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from metrics.snapshot import RegistrySnapshot
+from rpmpipe.metrics.snapshot import RegistrySnapshot
 from rpmpipe.records import READING_TYPES
 
 EPOCH = date(1970, 1, 1)

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from metrics.days import (
+from rpmpipe.metrics.days import (
     EPOCH,
     OPEN_END,
     IntArray,
@@ -28,10 +28,10 @@ from metrics.days import (
     from_day_number,
     patient_days,
 )
-from metrics.minutes import MonthMinutes, monthly_minutes
-from metrics.report import format_minutes
-from metrics.rules import RuleSet, Tier, management_lines, rule_set_for, supply_code
-from metrics.snapshot import Enrollment, RegistrySnapshot
+from rpmpipe.metrics.minutes import MonthMinutes, monthly_minutes
+from rpmpipe.metrics.report import format_minutes
+from rpmpipe.metrics.rules import RuleSet, Tier, management_lines, rule_set_for, supply_code
+from rpmpipe.metrics.snapshot import Enrollment, RegistrySnapshot
 from rpmpipe.records import Activity, EngagementRecord, ServiceLine
 from rpmpipe.settings import RuleSettings
 
@@ -43,7 +43,7 @@ def month_end(day: date) -> date:
     return day.replace(day=calendar.monthrange(day.year, day.month)[1])
 
 
-def _plural(n: int, word: str) -> str:
+def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
@@ -78,14 +78,14 @@ def compute_engagement(
     for m in monthly_minutes(
         activities, snapshot, as_of, org_zone, PROGRAM, rules.secure_message_interactive
     ):
-        months.setdefault(m.patient_id, []).append(_management(m, as_of, rules))
+        months.setdefault(m.patient_id, []).append(management(m, as_of, rules))
     # Enrollments are in patient order, so records come out sorted without a global sort:
     # per patient, setup and supply per episode, then the management months.
     records: list[EngagementRecord] = []
     for i, enrollment in enumerate(enrollments):
         days = days_of.get(i, ())
         records.extend(
-            _supply_and_setup(
+            supply_and_setup(
                 enrollment,
                 days,
                 as_of,
@@ -109,7 +109,7 @@ def _episode_days(
     found: PatientDays, enrollments: Sequence[Enrollment]
 ) -> dict[int, tuple[date, ...]]:
     """For each enrollment (by position), the sorted local dates it counts."""
-    ep, day = _episode_day_numbers(found, enrollments)
+    ep, day = episode_day_numbers(found, enrollments)
     if len(ep) == 0:
         return {}
     lo = int(day.min())
@@ -124,7 +124,7 @@ def _episode_days(
     }
 
 
-def _episode_day_numbers(
+def episode_day_numbers(
     found: PatientDays, enrollments: Sequence[Enrollment]
 ) -> tuple[IntArray, IntArray]:
     """(enrollment position, day number) of every counted day, sorted by enrollment then day."""
@@ -254,7 +254,7 @@ def pending_supply_reason(rs: RuleSet, days: int, end: date, still: int) -> str:
     (both paths word it here)."""
     full = rs.supply_full_days
     code = supply_code(rs, days)
-    text = f"period open until {end.isoformat()}: {_plural(days, 'day')} with data so far, "
+    text = f"period open until {end.isoformat()}: {plural(days, 'day')} with data so far, "
     if days >= full:
         return f"{text}{code} reached"
     # A short supply code already earned (99445 in CY2026) is worth telling the biller.
@@ -295,8 +295,8 @@ def not_counted_note(
             groups[(s.cause, s.device_id)] = (n + s.readings, days)
     notes = []
     for (cause, device), (n, days) in sorted(groups.items(), key=lambda g: g[1][1][0]):
-        reading = _plural(n, "reading")
-        on = _plural(len(days), "day")
+        reading = plural(n, "reading")
+        on = plural(len(days), "day")
         if cause == "unassigned":
             text = f"{reading} from {device} on {on} {_WHY[cause]}"
         else:
@@ -306,7 +306,7 @@ def not_counted_note(
     if inside and consent is not None:
         notes.insert(
             0,
-            f"readings on {_plural(len(inside), 'day')} before consent on "
+            f"readings on {plural(len(inside), 'day')} before consent on "
             f"{consent.isoformat()} ({_dates_text(inside)})",
         )
     if not notes:
@@ -338,9 +338,9 @@ def days_before_consent(found: PatientDays, enrollment: Enrollment, as_of: date)
 
 
 @cache
-def _supply_reason(rs: RuleSet, days: int, code: str | None) -> str:
+def supply_reason(rs: RuleSet, days: int, code: str | None) -> str:
     full = rs.supply_full_days
-    text = f"{_plural(days, 'day')} with data"
+    text = f"{plural(days, 'day')} with data"
     if code is None:
         if rs.supply_min_days < full:
             return (
@@ -352,7 +352,7 @@ def _supply_reason(rs: RuleSet, days: int, code: str | None) -> str:
     return f"{text} (billed {code})"
 
 
-def _supply_and_setup(
+def supply_and_setup(
     enrollment: Enrollment,
     days: tuple[date, ...],
     as_of: date,
@@ -405,7 +405,7 @@ def _supply_and_setup(
         forecast = None
         if final:
             status = "billable" if code else "not_billable"
-            reason = _supply_reason(rs, n, code)
+            reason = supply_reason(rs, n, code)
             lines: tuple[ServiceLine, ...] = (ServiceLine(code, 1, dos),) if code else ()
         else:
             status = "pending"
@@ -476,7 +476,7 @@ def _setup_record(
         period_end=period.end,
         status="billable" if final else "pending",
         reason=(
-            f"first supply period with {rs.setup_min_days}+ days ({_plural(n, 'day')}), "
+            f"first supply period with {rs.setup_min_days}+ days ({plural(n, 'day')}), "
             "billed once per episode"
             if final
             else f"setup qualifies; billed with the supply period ending {period.end.isoformat()}"
@@ -519,7 +519,7 @@ def _management_reason(
         line.code if line.units == 1 else f"{line.units}x {line.code}" for line in lines
     )
     top = _top_tier(rs)
-    comms = _plural(communications, "interactive communication")
+    comms = plural(communications, "interactive communication")
     if lines[0].code != top.code:
         needed = format_minutes(top.minimum)
         return f"{text} with {comms}, {needed} needed for {top.code} ({verb} {billed})"
@@ -550,7 +550,7 @@ def _management_outcome(
     return rs.name, status, reason, lines
 
 
-def _management(m: MonthMinutes, as_of: date, rules: RuleSettings) -> EngagementRecord:
+def management(m: MonthMinutes, as_of: date, rules: RuleSettings) -> EngagementRecord:
     end = month_end(m.month)
     rule_set, status, reason, lines = _management_outcome(
         m.minutes, m.interactive_communications, end, as_of > end, rules.max_99458_units

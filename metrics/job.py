@@ -14,13 +14,13 @@ import orjson
 from sqlalchemy import Engine, Table, delete, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
-from metrics.csv_bulk import compute_engagement_csv
-from metrics.engagement import PROGRAM, compute_engagement
-from metrics.report import evidence_of, lines_of
-from metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
-from metrics.sources import reading_batches
 from rpmpipe.errors import RpmpipeError
 from rpmpipe.logs import get_logger
+from rpmpipe.metrics.csv_bulk import compute_engagement_csv
+from rpmpipe.metrics.engagement import PROGRAM, compute_engagement
+from rpmpipe.metrics.report import evidence_of, lines_of
+from rpmpipe.metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
+from rpmpipe.metrics.sources import reading_batches
 from rpmpipe.records import Activity, EngagementRecord
 from rpmpipe.registry.models import CareActivity, DeviceAssignment, EngagementRow, Patient
 from rpmpipe.registry.models import Enrollment as EnrollmentRow

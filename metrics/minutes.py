@@ -8,7 +8,7 @@ from datetime import date
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from metrics.snapshot import Enrollment, RegistrySnapshot
+from rpmpipe.metrics.snapshot import Enrollment, RegistrySnapshot
 from rpmpipe.records import Activity
 
 

@@ -5,7 +5,7 @@ Typical use (the demo and the benchmarks)::
     from datetime import UTC, datetime
     from rpmpipe.registry.db import open_registry
     from rpmpipe.registry.imports import import_rows
-    from simulators import build_fleet, default_start, simulate, publish
+    from rpmpipe.simulators import build_fleet, default_start, simulate, publish
 
     now = datetime.now(UTC)
     fleet = build_fleet(patients=20, start=default_start(now, days=45), days=45, seed=7)
@@ -36,10 +36,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from simulators.faults import FAULT_KINDS, FaultManifest, InjectedFault, inject_faults
-from simulators.fleet import PROFILES, Fleet, build_fleet
-from simulators.publisher import PublishStats, publish, write_manifest
-from simulators.traffic import WIRE_FORMATS, SimMessage, plan_traffic, to_messages
+from rpmpipe.simulators.faults import FAULT_KINDS, FaultManifest, InjectedFault, inject_faults
+from rpmpipe.simulators.fleet import PROFILES, Fleet, build_fleet
+from rpmpipe.simulators.publisher import PublishStats, publish, write_manifest
+from rpmpipe.simulators.traffic import WIRE_FORMATS, SimMessage, plan_traffic, to_messages
 
 __all__ = [
     "FAULT_KINDS",

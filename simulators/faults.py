@@ -41,9 +41,9 @@ from datetime import datetime, timedelta
 
 import orjson
 
-from simulators.fleet import Fleet
-from simulators.payloads import SimReading, reading_id_for
-from simulators.traffic import Delivery, Traffic, after, reading_topic
+from rpmpipe.simulators.fleet import Fleet
+from rpmpipe.simulators.payloads import SimReading, reading_id_for
+from rpmpipe.simulators.traffic import Delivery, Traffic, after, reading_topic
 
 FAULT_KINDS = (
     "duplicate",

@@ -32,8 +32,8 @@ from rpmpipe.files import private_dir, write_private
 from rpmpipe.logs import get_logger
 from rpmpipe.mqtt import make_client, parse_broker
 from rpmpipe.settings import Settings
-from simulators.faults import FaultManifest
-from simulators.traffic import SimMessage
+from rpmpipe.simulators.faults import FaultManifest
+from rpmpipe.simulators.traffic import SimMessage
 
 log = get_logger(__name__)
 

@@ -29,8 +29,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from simulators.fleet import Device, Fleet, Patient
-from simulators.payloads import FORMATS, SimReading, encode_readings, reading_id_for
+from rpmpipe.simulators.fleet import Device, Fleet, Patient
+from rpmpipe.simulators.payloads import FORMATS, SimReading, encode_readings, reading_id_for
 
 WIRE_FORMATS = (*FORMATS, "mixed")
 STAFF = ("RN-01", "RN-02", "RN-03", "RN-04")

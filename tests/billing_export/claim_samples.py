@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from billing_export.claims import BillableLine, Claim, PatientInfo, draft_claims, price_claims
+from rpmpipe.billing_export.claims import (
+    BillableLine,
+    Claim,
+    PatientInfo,
+    draft_claims,
+    price_claims,
+)
 from rpmpipe.settings import Settings, load_settings
 
 RENDERING_NPI = "1987654328"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from claim_samples import sample_claims, sample_settings
 
-from billing_export.charge_csv import (
+from rpmpipe.billing_export.charge_csv import (
     CHARGE_COLUMNS,
     Correction,
     write_charge_csv,

@@ -15,9 +15,9 @@ from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner, Result
 from x12_validation import assert_valid_837
 
-from billing_export.holds import Held, HoldReason
-from rpmpipe.cli import app
-from rpmpipe.cli.export_cmds import HELD_ONLY_EXIT, held_summary
+from rpmpipe.app.cli import app
+from rpmpipe.app.cli.export_cmds import HELD_ONLY_EXIT, held_summary
+from rpmpipe.billing_export.holds import Held, HoldReason
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.models import ExportLedgerEntry
 

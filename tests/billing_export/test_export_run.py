@@ -25,7 +25,7 @@ from export_registry import (
 from sqlalchemy import Engine, Row, select, update
 from x12_validation import assert_valid_837
 
-from billing_export.export import ExportResult, run_export
+from rpmpipe.billing_export.export import ExportResult, run_export
 from rpmpipe.errors import ExportError
 from rpmpipe.registry.models import ControlNumber, ExportLedgerEntry, Patient
 from rpmpipe.settings import Settings

@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from x12_validation import assert_valid_837, validate_837
 
-from billing_export.claims import Claim, draft_claims, price_claims
-from billing_export.x12 import ControlNumbers, clean, write_837p
+from rpmpipe.billing_export.claims import Claim, draft_claims, price_claims
+from rpmpipe.billing_export.x12 import ControlNumbers, clean, write_837p
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("RPMPIPE_UPDATE_GOLDEN") == "1"

@@ -16,8 +16,8 @@ import pyarrow.dataset as ds
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine
 
-from ingest.files import parquet_files
-from ingest.schema import READINGS_SCHEMA
+from rpmpipe.ingest.files import parquet_files
+from rpmpipe.ingest.schema import READINGS_SCHEMA
 from rpmpipe.mqtt import parse_broker
 from rpmpipe.registry.imports import import_rows
 from rpmpipe.settings import Settings

@@ -22,8 +22,8 @@ from ingest_helpers import (
     wait_for,
 )
 
-from ingest.subscriber import IngestService
 from rpmpipe.embedded_broker import free_port
+from rpmpipe.ingest.subscriber import IngestService
 from rpmpipe.registry.db import open_registry
 from rpmpipe.settings import Settings
 

@@ -9,8 +9,8 @@ import pyarrow.dataset
 from ingest_helpers import bp_payload, register_devices, stored_readings
 from typer.testing import CliRunner
 
-from ingest.files import parquet_files
-from rpmpipe.cli import app
+from rpmpipe.app.cli import app
+from rpmpipe.ingest.files import parquet_files
 from rpmpipe.registry.db import open_registry
 from rpmpipe.settings import Settings
 

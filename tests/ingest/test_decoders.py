@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.decoders import MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES, Decoded, decode
-from ingest.reasons import REASON_CODES
-from ingest.validation import EARLIEST
+from rpmpipe.ingest.decoders import MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES, Decoded, decode
+from rpmpipe.ingest.reasons import REASON_CODES
+from rpmpipe.ingest.validation import EARLIEST
 
 RECEIVED = datetime(2026, 11, 3, 13, 0, tzinfo=UTC)
 
@@ -374,7 +374,7 @@ def test_any_json_gives_valid_readings_or_reasons(doc: object) -> None:
 def _sim_reading(kind: str = "blood_pressure"):  # type: ignore[no-untyped-def]
     from zoneinfo import ZoneInfo
 
-    from simulators.payloads import SimReading, reading_id_for
+    from rpmpipe.simulators.payloads import SimReading, reading_id_for
 
     return SimReading(
         device_id="BP-000777",
@@ -392,7 +392,7 @@ def _sim_reading(kind: str = "blood_pressure"):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("kind", ["blood_pressure", "body_weight"])
 def test_simulator_open_mhealth_payload_decodes_with_its_reading_id(kind: str) -> None:
-    from simulators.payloads import encode_readings
+    from rpmpipe.simulators.payloads import encode_readings
 
     sim = _sim_reading(kind)
     payload = encode_readings((sim,), "omh", batched=False)
@@ -451,7 +451,7 @@ def test_every_reason_code_in_the_ingest_sources_is_a_known_one() -> None:
     import re
     from pathlib import Path
 
-    import ingest
+    import rpmpipe.ingest as ingest
 
     # A literal code as the first argument of DecodeError/Reject/reject(m, ...), or returned
     # by the activity error mapping (activities._code).

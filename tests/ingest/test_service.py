@@ -27,9 +27,9 @@ from ingest_helpers import (
 )
 from sqlalchemy import Engine, select
 
-from ingest.quarantine import read_quarantine
-from ingest.subscriber import IngestService, run_until
 from rpmpipe.embedded_broker import free_port
+from rpmpipe.ingest.quarantine import read_quarantine
+from rpmpipe.ingest.subscriber import IngestService, run_until
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.models import CareActivity
 

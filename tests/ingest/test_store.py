@@ -19,19 +19,19 @@ from ingest_helpers import (
 )
 from sqlalchemy import Engine
 
-from ingest.backfill import backfill_file
-from ingest.compact import compact
-from ingest.files import parquet_files, write_parquet_atomic
-from ingest.pipeline import IngestPipeline, Message
-from ingest.quarantine import (
+from rpmpipe.ingest.backfill import backfill_file
+from rpmpipe.ingest.compact import compact
+from rpmpipe.ingest.files import parquet_files, write_parquet_atomic
+from rpmpipe.ingest.pipeline import IngestPipeline, Message
+from rpmpipe.ingest.quarantine import (
     QuarantineEntry,
     QuarantineStore,
     quarantine_table,
     read_quarantine,
 )
-from ingest.replay import replay
-from ingest.schema import QUARANTINE_SCHEMA, READINGS_SCHEMA, readings_table
-from ingest.sink import ReadingSink
+from rpmpipe.ingest.replay import replay
+from rpmpipe.ingest.schema import QUARANTINE_SCHEMA, READINGS_SCHEMA, readings_table
+from rpmpipe.ingest.sink import ReadingSink
 from rpmpipe.records import Reading
 from rpmpipe.registry.db import open_registry
 from rpmpipe.settings import Settings
@@ -290,7 +290,7 @@ def test_open_handle_on_a_merged_away_file_keeps_reading(tmp_path: Path) -> None
 
 
 def test_crash_between_merge_and_hiding_is_healed_by_the_next_run(tmp_path: Path) -> None:
-    from ingest.compact import merge_tables
+    from rpmpipe.ingest.compact import merge_tables
 
     root = tmp_path / "readings"
     for i in range(3):
@@ -316,7 +316,7 @@ def test_sink_relists_when_a_file_is_compacted_away_between_listing_and_reading(
     sink = ReadingSink(root, "c")
     listed = parquet_files(day)
     compact(root, before=date(2026, 11, 10), now=1000.0)
-    from ingest.sink import read_keys
+    from rpmpipe.ingest.sink import read_keys
 
     vanished: set[str] = set()
     assert read_keys(listed, vanished) == set()

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
-from metrics.engagement import compute_engagement
-from metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
+from rpmpipe.metrics.engagement import compute_engagement
+from rpmpipe.metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
 from rpmpipe.records import Activity, EngagementRecord
 from rpmpipe.settings import RuleSettings
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from test_metrics_job import seed_registry, write_readings
 from typer.testing import CliRunner
 
-from rpmpipe.cli import app
+from rpmpipe.app.cli import app
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.models import EngagementRow
 
@@ -93,7 +93,7 @@ def test_unknown_patient_and_bad_date_fail_with_a_message(tmp_path: Path) -> Non
 def test_csv_quotes_fields_with_commas_and_quotes() -> None:
     from datetime import date
 
-    from metrics.report import write_csv
+    from rpmpipe.metrics.report import write_csv
     from rpmpipe.records import EngagementRecord
 
     record = EngagementRecord(

@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from metrics.csv_bulk import compute_engagement_csv
-from metrics.engagement import compute_engagement
-from metrics.job import compute, compute_csv
-from metrics.report import CSV_HEADER, write_csv, write_csv_pieces
-from metrics.snapshot import Enrollment
+from rpmpipe.metrics.csv_bulk import compute_engagement_csv
+from rpmpipe.metrics.engagement import compute_engagement
+from rpmpipe.metrics.job import compute, compute_csv
+from rpmpipe.metrics.report import CSV_HEADER, write_csv, write_csv_pieces
+from rpmpipe.metrics.snapshot import Enrollment
 from rpmpipe.settings import RuleSettings, Settings
 
 RULES = [

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 from engagement_world import World, codes, iso_dates, local, of_kind
 
-from metrics.engagement import compute_engagement
-from metrics.snapshot import Enrollment
+from rpmpipe.metrics.engagement import compute_engagement
+from rpmpipe.metrics.snapshot import Enrollment
 from rpmpipe.settings import RuleSettings
 
 MAR1 = date(2026, 3, 1)
@@ -485,13 +485,13 @@ def test_sorted_key_mode_gives_the_same_days_as_the_bitmap(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Large windows switch from the patient x day bitmap to sorted keys; same answer."""
-    import metrics.days
+    import rpmpipe.metrics.days
 
     world.patient("P1").patient("P2", zone="America/Denver").daily("P1", MAR1, 25)
     world.daily("P2", date(2026, 3, 3), 12, hour=23).daily("P2", date(2026, 4, 2), 5, hour=0)
     with_bitmap = world.compute(date(2026, 5, 1))
-    monkeypatch.setattr(metrics.days, "_BITMAP_CELLS", 0)
-    monkeypatch.setattr(metrics.days, "_WORK_ROWS", 4)
+    monkeypatch.setattr(rpmpipe.metrics.days, "_BITMAP_CELLS", 0)
+    monkeypatch.setattr(rpmpipe.metrics.days, "_WORK_ROWS", 4)
     assert world.compute(date(2026, 5, 1)) == with_bitmap
 
 

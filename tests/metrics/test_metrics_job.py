@@ -12,14 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
-from metrics.job import (
+from rpmpipe.errors import RpmpipeError
+from rpmpipe.metrics.job import (
     FutureAsOfError,
     compute,
     compute_and_persist,
     load_registry_snapshot,
 )
-from metrics.sources import reading_batches
-from rpmpipe.errors import RpmpipeError
+from rpmpipe.metrics.sources import reading_batches
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.models import (
     CareActivity,
@@ -271,7 +271,7 @@ def test_dataset_without_contract_columns_is_refused(tmp_path: Path) -> None:
 
 def test_counts_readings_stored_by_the_ingest_sink(tmp_path: Path) -> None:
     """The real storage writer's files (its schema, partitions, temp-file names) are read."""
-    sink_module = pytest.importorskip("ingest.sink")
+    sink_module = pytest.importorskip("rpmpipe.ingest.sink")
     from rpmpipe.records import Reading
 
     settings = _settings(tmp_path, f"sqlite:///{tmp_path / 'registry.db'}")

@@ -89,7 +89,7 @@ def test_tabulated_local_dates_match_the_tz_database(zone: str, micros: list[int
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from metrics.days import _ZoneClock, day_number
+    from rpmpipe.metrics.days import _ZoneClock, day_number
 
     first = day_number(date(2025, 10, 1))
     clock = _ZoneClock(zone, first, first + 400)
@@ -118,7 +118,7 @@ ZONE_MIX = ["America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu", "Americ
 def test_stacked_zone_clocks_match_each_zone_clock(rows: list[tuple[int, int]]) -> None:
     import numpy as np
 
-    from metrics.days import _ZoneClock, _ZoneClocks, day_number
+    from rpmpipe.metrics.days import _ZoneClock, _ZoneClocks, day_number
 
     first = day_number(date(2025, 10, 1))
     clocks = [_ZoneClock(z, first, first + 400) for z in ZONE_MIX]

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from metrics.rules import (
+from rpmpipe.metrics.rules import (
     RPM_CY2025,
     RPM_CY2026,
     check_exclusive,

@@ -10,8 +10,8 @@ from sqlalchemy import Engine, select, update
 from test_metrics_job import seed_registry, write_readings
 from typer.testing import CliRunner
 
-from metrics.schedule import build_scheduler, make_trigger, run_job, yesterday
-from rpmpipe.cli import app
+from rpmpipe.app.cli import app
+from rpmpipe.app.schedule import build_scheduler, make_trigger, run_job, yesterday
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.models import EngagementRow, JobRun, Patient
 from rpmpipe.settings import Settings, load_settings

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 from x12_validation import assert_valid_837
 
-from rpmpipe.cli import app
-from rpmpipe.demo import MARKER, run_demo
+from rpmpipe.app.cli import app
+from rpmpipe.app.demo import MARKER, run_demo
 from rpmpipe.errors import RpmpipeError
 from rpmpipe.settings import load_settings
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from rpmpipe.cli import app
+from rpmpipe.app.cli import app
 from rpmpipe.errors import ConfigError
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.models import Device

@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 from mosquitto_harness import DEVICES, WAIT, SecuredBroker, open_session
 
-from ingest.files import parquet_files
-from ingest.subscriber import IngestService
+from rpmpipe.ingest.files import parquet_files
+from rpmpipe.ingest.subscriber import IngestService
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.imports import import_rows
 from rpmpipe.settings import Settings, load_settings

@@ -25,11 +25,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from sqlalchemy import Engine
 
-from billing_export.export import run_export
-from ingest.subscriber import IngestService
-from metrics.job import compute_and_persist
+from rpmpipe.billing_export.export import run_export
 from rpmpipe.errors import RegistryImportError
+from rpmpipe.ingest.subscriber import IngestService
 from rpmpipe.logs import configure_logging
+from rpmpipe.metrics.job import compute_and_persist
 from rpmpipe.mqtt import make_client
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.imports import KINDS, import_csv

@@ -15,7 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from rpmpipe.mqtt import parse_broker
 from rpmpipe.settings import Settings
-from simulators import Fleet, build_fleet
+from rpmpipe.simulators import Fleet, build_fleet
 
 START = date(2026, 11, 2)  # a Monday
 

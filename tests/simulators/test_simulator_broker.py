@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from rpmpipe.cli import app
+from rpmpipe.app.cli import app
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.models import DeviceAssignment, Enrollment, Patient
-from simulators import FAULT_KINDS, Fleet, PublishStats, build_fleet, publish, simulate
+from rpmpipe.simulators import FAULT_KINDS, Fleet, PublishStats, build_fleet, publish, simulate
 
 pytestmark = pytest.mark.services
 

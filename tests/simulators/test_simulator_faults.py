@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from simulators import (
+from rpmpipe.simulators import (
     FAULT_KINDS,
     Fleet,
     SimMessage,

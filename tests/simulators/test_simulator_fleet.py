@@ -12,7 +12,7 @@ from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.imports import KINDS, import_rows
 from rpmpipe.registry.models import Device, Enrollment, Patient
 from rpmpipe.settings import npi_is_valid
-from simulators import PROFILES, Fleet, build_fleet
+from rpmpipe.simulators import PROFILES, Fleet, build_fleet
 
 MBI = re.compile(
     r"^[1-9][AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9][0-9][AC-HJKMNP-RT-Y]"

@@ -9,7 +9,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulators import FAULT_KINDS, build_fleet, simulate
+from rpmpipe.simulators import FAULT_KINDS, build_fleet, simulate
 
 fleets = st.tuples(
     st.integers(min_value=1, max_value=12),  # patients

@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
-from simulators import Fleet, SimMessage, build_fleet, default_start, simulate
-from simulators.publisher import connection_count, parse_speed
-from simulators.traffic import LB_PER_KG
+from rpmpipe.simulators import Fleet, SimMessage, build_fleet, default_start, simulate
+from rpmpipe.simulators.publisher import connection_count, parse_speed
+from rpmpipe.simulators.traffic import LB_PER_KG
 
 
 def native_items(messages: tuple[SimMessage, ...]) -> list[dict[str, Any]]:

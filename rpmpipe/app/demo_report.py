@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rpmpipe.demo import DemoSummary
+from rpmpipe.app.demo import DemoSummary
 
 CODE_NAMES = {
     "99453": "setup and education",

@@ -19,18 +19,18 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from billing_export.export import ExportResult, run_export
-from ingest.stats import StatsSnapshot
-from ingest.subscriber import IngestService
-from metrics.job import compute_and_persist
+from rpmpipe.billing_export.export import ExportResult, run_export
 from rpmpipe.embedded_broker import EmbeddedBroker
 from rpmpipe.errors import RpmpipeError
+from rpmpipe.ingest.stats import StatsSnapshot
+from rpmpipe.ingest.subscriber import IngestService
+from rpmpipe.metrics.job import compute_and_persist
 from rpmpipe.records import EngagementRecord
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.imports import import_rows
 from rpmpipe.settings import Settings
-from simulators import Fleet, build_fleet, default_start, publish, simulate, write_manifest
-from simulators.fleet import ORDERING_PROVIDERS
+from rpmpipe.simulators import Fleet, build_fleet, default_start, publish, simulate, write_manifest
+from rpmpipe.simulators.fleet import ORDERING_PROVIDERS
 
 MARKER = ".rpmpipe-demo"
 DEMO_USERNAME = "rpmpipe-demo"

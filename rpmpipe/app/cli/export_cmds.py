@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from billing_export.holds import Held, HeldGroup, group_held, settings_to_add
-from rpmpipe.cli import fail, settings_of
+from rpmpipe.app.cli.common import fail, settings_of
+from rpmpipe.billing_export.holds import Held, HeldGroup, group_held, settings_to_add
 from rpmpipe.errors import RpmpipeError
 
 HELD_ONLY_EXIT = 3  # lines held back and nothing exported: a scheduler should alert
@@ -55,7 +55,7 @@ def export(
         day = date.fromisoformat(as_of)
     except ValueError:
         raise fail(f"--as-of: expected a date YYYY-MM-DD, got {as_of!r}", 2) from None
-    from billing_export.export import check_as_of, run_export
+    from rpmpipe.billing_export.export import check_as_of, run_export
     from rpmpipe.registry.db import open_registry
 
     now = datetime.now(UTC)
@@ -66,7 +66,7 @@ def export(
         try:
             if not skip_metrics:
                 # Imported lazily: the metrics stage is heavy and optional with --skip-metrics.
-                from metrics.job import compute_and_persist
+                from rpmpipe.metrics.job import compute_and_persist
 
                 compute_and_persist(settings, engine, day, now)
             result = run_export(settings, engine, day, out_dir=out, now=now)

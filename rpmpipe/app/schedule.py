@@ -19,8 +19,8 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine, insert, update
 
-from metrics.job import compute_and_persist
 from rpmpipe.logs import get_logger
+from rpmpipe.metrics.job import compute_and_persist
 from rpmpipe.registry.models import JobRun
 from rpmpipe.settings import Settings
 
@@ -98,8 +98,8 @@ def run_job(
         n_records = len(records)
         billable = sum(len(r.lines) for r in records if r.status == "billable")
         if export:
-            from billing_export.export import run_export
-            from billing_export.holds import group_held
+            from rpmpipe.billing_export.export import run_export
+            from rpmpipe.billing_export.holds import group_held
 
             result = run_export(settings, engine, as_of, now=started)
             exported = result.lines

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from rpmpipe.cli import fail, settings_of
+from rpmpipe.app.cli.common import fail, settings_of
 from rpmpipe.errors import RpmpipeError
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.imports import KINDS, import_csv

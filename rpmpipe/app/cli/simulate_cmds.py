@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from rpmpipe.cli import fail, settings_of
+from rpmpipe.app.cli.common import fail, settings_of
 from rpmpipe.errors import RpmpipeError
 from rpmpipe.settings import redact_url
 
@@ -82,10 +82,10 @@ def simulate(
     ] = None,
 ) -> None:
     """Publish simulated device syncs and care activity (help text: ``_HELP``)."""
-    from simulators import build_fleet, default_start
-    from simulators import simulate as make_traffic
-    from simulators.publisher import PublishStats, parse_speed, publish, write_manifest
-    from simulators.traffic import WIRE_FORMATS
+    from rpmpipe.simulators import build_fleet, default_start
+    from rpmpipe.simulators import simulate as make_traffic
+    from rpmpipe.simulators.publisher import PublishStats, parse_speed, publish, write_manifest
+    from rpmpipe.simulators.traffic import WIRE_FORMATS
 
     settings = settings_of(ctx)
     if fmt not in WIRE_FORMATS:

@@ -13,7 +13,7 @@ from typing import Annotated
 import orjson
 import typer
 
-from rpmpipe.cli import fail, settings_of
+from rpmpipe.app.cli.common import fail, settings_of
 from rpmpipe.errors import RpmpipeError
 
 # Quarantined lines listed by `import readings`; the rest are counted (see quarantine list).
@@ -56,8 +56,8 @@ def ingest(
     Messages are acknowledged only after their readings (or quarantine records) are durably
     on disk. SIGTERM or Ctrl-C flushes, acknowledges, disconnects and exits 0.
     """
-    from ingest.stats import serve_metrics
-    from ingest.subscriber import IngestService
+    from rpmpipe.ingest.stats import serve_metrics
+    from rpmpipe.ingest.subscriber import IngestService
     from rpmpipe.registry.db import open_registry
 
     settings = settings_of(ctx)
@@ -109,7 +109,7 @@ def compact(
     Rows stay exactly-once (de-duplicated on dedup_key) and readers never miss a row: the
     merged file appears before the small ones go. Safe to run while ingest is running.
     """
-    from ingest.compact import compact as run_compact
+    from rpmpipe.ingest.compact import compact as run_compact
 
     settings = settings_of(ctx)
     try:
@@ -127,7 +127,7 @@ def compact(
 
 
 def _check_reason(reason: str | None) -> None:
-    from ingest.reasons import check_reason_code
+    from rpmpipe.ingest.reasons import check_reason_code
 
     if reason is not None:
         try:
@@ -148,7 +148,7 @@ def quarantine_list(
 
     The reason is the first failure; a replay that failed again adds its own, as the latest.
     """
-    from ingest.quarantine import read_quarantine
+    from rpmpipe.ingest.quarantine import read_quarantine
 
     settings = settings_of(ctx)
     if output not in ("table", "json"):
@@ -196,7 +196,7 @@ def quarantine_replay(
     leave quarantine; those that still fail stay with their first reason, and the latest
     attempt's reason is recorded beside it.
     """
-    from ingest.replay import replay
+    from rpmpipe.ingest.replay import replay
     from rpmpipe.registry.db import open_registry
 
     settings = settings_of(ctx)
@@ -230,7 +230,7 @@ def import_readings(
     A bad line goes to quarantine with its line number; the good lines are stored. The first
     20 quarantined lines are printed with their reason codes (never their content).
     """
-    from ingest.backfill import backfill_file
+    from rpmpipe.ingest.backfill import backfill_file
     from rpmpipe.registry.db import open_registry
 
     settings = settings_of(ctx)
@@ -263,7 +263,7 @@ def import_readings(
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to ``app``."""
-    from rpmpipe.cli.registry_cmds import import_app
+    from rpmpipe.app.cli.registry_cmds import import_app
 
     app.command("ingest")(ingest)
     app.command("compact")(compact)

@@ -10,7 +10,7 @@ import typer
 
 from rpmpipe.errors import RpmpipeError
 from rpmpipe.logs import configure_logging
-from rpmpipe.settings import Settings, load_settings
+from rpmpipe.settings import load_settings
 
 app = typer.Typer(
     name="rpmpipe",
@@ -77,21 +77,8 @@ def _global_options(
     ctx.obj = settings
 
 
-def settings_of(ctx: typer.Context) -> Settings:
-    """The settings built by the global options (commands call this first)."""
-    obj = ctx.find_root().obj
-    assert isinstance(obj, Settings)
-    return obj
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print ``error: message`` to stderr and return the exit to raise."""
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
 def _register() -> None:
-    from rpmpipe.cli import (
+    from rpmpipe.app.cli import (
         demo_cmd,
         export_cmds,
         ingest_cmds,

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from rpmpipe.cli import fail, settings_of
+from rpmpipe.app.cli.common import fail, settings_of
 from rpmpipe.errors import RpmpipeError
 
 
@@ -39,8 +39,8 @@ def demo(
     ingests them over MQTT into OUT/data/readings/ (Parquet), computes engagement as of today,
     and exports OUT/exports/RUN/ (charges.csv, claims.837, manifest.json).
     """
-    from rpmpipe.demo import run_demo
-    from rpmpipe.demo_report import render_summary
+    from rpmpipe.app.demo import run_demo
+    from rpmpipe.app.demo_report import render_summary
     from rpmpipe.logs import configure_logging
 
     settings = settings_of(ctx)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from rpmpipe.cli import fail, settings_of
+from rpmpipe.app.cli.common import fail, settings_of
 from rpmpipe.errors import RpmpipeError
 from rpmpipe.records import EngagementRecord
 
@@ -60,7 +60,13 @@ def metrics(
 ) -> None:
     """Engagement records as of a date: days with data per 30-day period, management minutes
     per month, the CMS codes they earn, status (billable/pending/not_billable) and the reason."""
-    from metrics.job import check_as_of, compute, compute_and_persist, compute_csv, gc_paused
+    from rpmpipe.metrics.job import (
+        check_as_of,
+        compute,
+        compute_and_persist,
+        compute_csv,
+        gc_paused,
+    )
     from rpmpipe.registry.db import open_registry
 
     settings = settings_of(ctx)
@@ -83,7 +89,7 @@ def metrics(
         # The bulk CSV path: the same bytes without a record object per row.
         import pyarrow as pa
 
-        from metrics.report import write_csv_pieces
+        from rpmpipe.metrics.report import write_csv_pieces
 
         # Arrow's default pool (mimalloc) hands freed memory back to the OS within
         # milliseconds, and this run builds and drops hundreds of MB of columns: on our
@@ -118,7 +124,7 @@ def metrics(
 def _print(
     records: list[EngagementRecord], output: OutputFormat, patient: str | None, day: date
 ) -> None:
-    from metrics.report import render_patient_detail, render_table, write_csv, write_json
+    from rpmpipe.metrics.report import render_patient_detail, render_table, write_csv, write_json
 
     if output is OutputFormat.json:
         write_json(records, sys.stdout.buffer)
@@ -154,7 +160,7 @@ def schedule(
     table with status succeeded, held (lines held back: the reasons are in its message) or
     failed. With --run-now the exit code is 0, 3 when lines were held, or 1 when it failed.
     """
-    from metrics.schedule import build_scheduler, make_trigger, run_job, schedule_zone
+    from rpmpipe.app.schedule import build_scheduler, make_trigger, run_job, schedule_zone
     from rpmpipe.registry.db import open_registry
 
     settings = settings_of(ctx)
