@@ -19,6 +19,7 @@ from rpmpipe.ingest.decoders import MAX_PAYLOAD_BYTES, Reject, item_bytes, load_
 from rpmpipe.registry.imports import KINDS, import_rows
 
 ACTIVITY_COLUMNS = KINDS["activities"].columns
+OPTIONAL_COLUMNS = KINDS["activities"].optional  # program, performer
 
 
 def _cell(value: object) -> str:
@@ -71,7 +72,9 @@ def _row(item: object) -> dict[str, str]:
     missing = [c for c in ACTIVITY_COLUMNS if item.get(c) is None]
     if missing:
         raise DecodeError("missing_field", f"the activity has no {missing[0]}")
-    return {c: _cell(item[c]) for c in ACTIVITY_COLUMNS}
+    row = {c: _cell(item[c]) for c in ACTIVITY_COLUMNS}
+    row.update({c: _cell(item[c]) for c in OPTIONAL_COLUMNS if item.get(c) is not None})
+    return row
 
 
 def _code(exc: RegistryImportError) -> str:

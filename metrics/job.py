@@ -113,11 +113,22 @@ def load_activities(engine: Engine, program: str = PROGRAM) -> list[Activity]:
                 CareActivity.minutes,
                 CareActivity.kind,
                 CareActivity.interactive,
+                CareActivity.performer,
             ).where(CareActivity.program == program)
         ).all()
     return [
-        Activity(aid, pid, staff, _aware(started), Decimal(minutes), kind, bool(interactive))
-        for aid, pid, staff, started, minutes, kind, interactive in rows
+        Activity(
+            aid,
+            pid,
+            staff,
+            _aware(started),
+            Decimal(minutes),
+            kind,
+            bool(interactive),
+            program,
+            performer,
+        )
+        for aid, pid, staff, started, minutes, kind, interactive, performer in rows
     ]
 
 

@@ -10,6 +10,9 @@ READING_TYPES = ("blood_pressure", "body_weight", "spo2", "blood_glucose", "hear
 ACTIVITY_KINDS = ("phone_call", "video_visit", "secure_message", "data_review", "care_plan_update")
 STATUSES = ("billable", "pending", "not_billable")
 RECORD_KINDS = ("device_supply", "treatment_management", "setup")
+# Care-management programs a patient may be enrolled in, and who performs care time.
+PROGRAMS = ("RPM", "RTM", "CCM", "PCM", "APCM", "BHI")
+PERFORMERS = ("clinical_staff", "physician")
 
 
 def _require_aware(name: str, value: datetime) -> None:
@@ -63,11 +66,17 @@ class Activity:
     minutes: Decimal
     kind: str
     interactive: bool
+    program: str = "RPM"  # the one program this time counts for
+    performer: str = "clinical_staff"  # or "physician" (physician/QHP personally)
 
     def __post_init__(self) -> None:
         _require_aware("started_at", self.started_at)
         if self.kind not in ACTIVITY_KINDS:
             raise ValueError(f"unknown activity kind {self.kind!r}")
+        if self.program not in PROGRAMS:
+            raise ValueError(f"unknown program {self.program!r}")
+        if self.performer not in PERFORMERS:
+            raise ValueError(f"unknown performer {self.performer!r}")
         if self.minutes <= 0 or self.minutes > 24 * 60:
             raise ValueError(f"minutes must be between 0 and 1440, got {self.minutes}")
 

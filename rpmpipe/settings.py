@@ -64,6 +64,9 @@ class RuleSettings:
     supply_date_of_service: str = "period_end"  # or "last_reading_day" (NGS)
     secure_message_interactive: bool = False
     max_99458_units: int = 2
+    max_99439_units: int = 2  # CCM: 99439 at most twice a month (CPT; MUE)
+    rtm_modality: str = "musculoskeletal"  # or "respiratory", "cognitive_behavioral"
+    non_chronic_icd10_chapters: str = "RSTVWXYZ"  # ICD-10 chapters never a chronic condition
     clock_skew_minutes: int = 10
 
 
@@ -109,6 +112,7 @@ CLAIM_FILING_INDICATORS = frozenset(
 class PayerSettings:
     name: str = ""
     claim_filing_indicator: str = ""  # SBR09, required: MB Medicare Part B, CI commercial, ...
+    bill_99091_with_99457: bool = False  # CPT: 99091 is not reported with 99457
 
 
 DEFAULT_PAYERS = {"MEDICARE": PayerSettings(name="MEDICARE PART B", claim_filing_indicator="MB")}
@@ -425,6 +429,18 @@ def _check(s: Settings) -> None:
         )
     if s.rules.max_99458_units < 0:
         raise ConfigError("setting 'rules.max_99458_units': must be 0 or more")
+    if s.rules.max_99439_units < 0:
+        raise ConfigError("setting 'rules.max_99439_units': must be 0 or more")
+    if s.rules.rtm_modality not in ("respiratory", "musculoskeletal", "cognitive_behavioral"):
+        raise ConfigError(
+            "setting 'rules.rtm_modality': expected respiratory, musculoskeletal or "
+            f"cognitive_behavioral, got {s.rules.rtm_modality!r}"
+        )
+    chapters = s.rules.non_chronic_icd10_chapters
+    if not all(c.isalpha() and c.isupper() for c in chapters):
+        raise ConfigError(
+            "setting 'rules.non_chronic_icd10_chapters': expected capital letters, e.g. RSTVWXYZ"
+        )
     if not (0 <= s.schedule.hour <= 23 and 0 <= s.schedule.minute <= 59):
         raise ConfigError("setting 'schedule.hour'/'schedule.minute': not a valid time of day")
     b = s.billing

@@ -23,10 +23,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from rpmpipe.errors import RegistryImportError
 from rpmpipe.logs import get_logger
-from rpmpipe.records import ACTIVITY_KINDS
+from rpmpipe.records import ACTIVITY_KINDS, PERFORMERS, PROGRAMS
 from rpmpipe.registry.models import (
     Base,
     CareActivity,
+    CarePlan,
     Device,
     DeviceAssignment,
     Enrollment,
@@ -40,10 +41,9 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ICD10_PATTERN = re.compile(r"^[A-TV-Z][0-9][0-9A-Z](\.?[0-9A-Z]{1,4})?$")
 # Columns whose values never appear in an error message or a log line.
 PHI_COLUMNS = frozenset(
-    {"first_name", "last_name", "birth_date", "address1", "city", "zip", "member_id"}
+    {"first_name", "last_name", "birth_date", "address1", "city", "zip", "member_id", "qmb"}
 )
 DEVICE_KINDS = ("bp_cuff", "scale", "pulse_oximeter", "glucometer")
-PROGRAMS = ("RPM", "RTM", "CCM", "PCM")
 
 
 class _BadField(ValueError):
@@ -112,7 +112,22 @@ def _bool(row: Mapping[str, str], field: str) -> bool:
         return True
     if value in ("false", "0", "no", "n", "f"):
         return False
-    raise _BadField(field, f"{value!r} is not true or false")
+    shown = "the value" if field in PHI_COLUMNS else repr(value)
+    raise _BadField(field, f"{shown} is not true or false")
+
+
+def _optional_bool(row: Mapping[str, str], field: str) -> bool | None:
+    """An optional true|false column: empty or absent is None (not on file)."""
+    if not (row.get(field) or "").strip():
+        return None
+    return _bool(row, field)
+
+
+def _choice_or(row: Mapping[str, str], field: str, choices: Iterable[str], default: str) -> str:
+    """An optional choice column: empty or absent takes ``default``."""
+    if not (row.get(field) or "").strip():
+        return default
+    return _choice(row, field, choices)
 
 
 # --- one parser per kind ----------------------------------------------------------------
@@ -160,6 +175,8 @@ def _patient(row: Mapping[str, str]) -> dict[str, Any]:
         "payer_name": _text(row, "payer_name"),
         "member_id": _text(row, "member_id", max_len=64),
         "icd10_codes": ";".join(codes),
+        # Left out of the file: whatever the registry holds stays (an insert gets NULL).
+        **({"qmb": _optional_bool(row, "qmb")} if "qmb" in row else {}),
     }
 
 
@@ -222,16 +239,39 @@ def _activity(row: Mapping[str, str]) -> dict[str, Any]:
         "minutes": minutes,
         "kind": _choice(row, "kind", ACTIVITY_KINDS),
         "interactive": _bool(row, "interactive"),
+        # Optional: an activity without them is RPM time of clinical staff, as before.
+        "program": _choice_or(row, "program", PROGRAMS, "RPM"),
+        "performer": _choice_or(row, "performer", PERFORMERS, "clinical_staff"),
+    }
+
+
+def _care_plan(row: Mapping[str, str]) -> dict[str, Any]:
+    established = _date(row, "established_on")
+    assert established is not None
+    revised = _date(row, "revised_on", required=False)
+    shared = _date(row, "shared_with_patient_on", required=False)
+    if revised is not None and revised < established:
+        raise _BadField("revised_on", "is before established_on")
+    if shared is not None and shared < established:
+        raise _BadField("shared_with_patient_on", "is before established_on")
+    return {
+        "patient_id": _ident(row, "patient_id"),
+        "program": _choice(row, "program", PROGRAMS),
+        "established_on": established,
+        "revised_on": revised,
+        "shared_with_patient_on": shared,
+        "version_on": revised or established,
     }
 
 
 @dataclass(frozen=True)
 class ImportKind:
     name: str
-    columns: tuple[str, ...]
+    columns: tuple[str, ...]  # required in the header
     parse: Callable[[Mapping[str, str]], dict[str, Any]]
     model: type[Base]
     key: tuple[str, ...]
+    optional: tuple[str, ...] = ()  # may be left out of the header (then their default)
 
 
 KINDS: dict[str, ImportKind] = {
@@ -259,6 +299,7 @@ KINDS: dict[str, ImportKind] = {
             _patient,
             Patient,
             ("patient_id",),
+            optional=("qmb",),
         ),
         ImportKind("devices", ("device_id", "kind", "model"), _device, Device, ("device_id",)),
         ImportKind(
@@ -289,6 +330,14 @@ KINDS: dict[str, ImportKind] = {
             _activity,
             CareActivity,
             ("activity_id",),
+            optional=("program", "performer"),
+        ),
+        ImportKind(
+            "care-plans",
+            ("patient_id", "program", "established_on", "revised_on", "shared_with_patient_on"),
+            _care_plan,
+            CarePlan,
+            ("patient_id", "program", "version_on"),
         ),
     )
 }
@@ -429,7 +478,7 @@ def _check_references(
     source: str,
 ) -> None:
     needs: list[tuple[str, Any]] = []
-    if spec.name in ("assignments", "enrollments", "activities"):
+    if spec.name in ("assignments", "enrollments", "activities", "care-plans"):
         needs.append(("patient_id", Patient.__table__.c.patient_id))
     if spec.name == "assignments":
         needs.append(("device_id", Device.__table__.c.device_id))

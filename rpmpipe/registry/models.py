@@ -75,6 +75,7 @@ class Patient(Base):
     payer_name: Mapped[str] = mapped_column(String(200))
     member_id: Mapped[str] = mapped_column(String(64))
     icd10_codes: Mapped[str] = mapped_column(String(400))  # ';'-separated, with dots as entered
+    qmb: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # None: not on file
 
 
 class Device(Base):
@@ -104,7 +105,7 @@ class Enrollment(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.patient_id"), index=True)
-    program: Mapped[str] = mapped_column(String(16))  # RPM (RTM, CCM later)
+    program: Mapped[str] = mapped_column(String(16))  # one of rpmpipe.records.PROGRAMS
     start_date: Mapped[date] = mapped_column(Date)
     end_date: Mapped[date | None] = mapped_column(Date, nullable=True)
     consent_date: Mapped[date | None] = mapped_column(Date, nullable=True)
@@ -123,6 +124,25 @@ class CareActivity(Base):
     kind: Mapped[str] = mapped_column(String(32))
     interactive: Mapped[bool] = mapped_column(Boolean)
     program: Mapped[str] = mapped_column(String(16), default="RPM")
+    performer: Mapped[str] = mapped_column(
+        String(16), default="clinical_staff", server_default="clinical_staff"
+    )
+
+
+class CarePlan(Base):
+    """One version of a patient's care plan for a program: established, or revised on
+    ``revised_on``. ``version_on`` (the revision date, else the establishment date) keys it."""
+
+    __tablename__ = "care_plans"
+    __table_args__ = (UniqueConstraint("patient_id", "program", "version_on"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.patient_id"), index=True)
+    program: Mapped[str] = mapped_column(String(16))
+    established_on: Mapped[date] = mapped_column(Date)
+    revised_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    shared_with_patient_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    version_on: Mapped[date] = mapped_column(Date)
 
 
 class EngagementRow(Base):

@@ -16,7 +16,8 @@ from rpmpipe.settings import redact_url
 
 import_app = typer.Typer(
     help=(
-        "Load registry CSVs (patients, devices, assignments, enrollments, activities) or backfill "
+        "Load registry CSVs (patients, devices, assignments, enrollments, activities, care-plans) "
+        "or backfill "
         "readings. Imports are idempotent and atomic: a bad row stops the import with its row "
         "number and field, and nothing of that file is written."
     ),
@@ -32,6 +33,8 @@ _FileArg = Annotated[
 
 def _make_import(kind: str) -> None:
     columns = ",".join(KINDS[kind].columns)
+    if KINDS[kind].optional:
+        columns += f" (optional: {','.join(KINDS[kind].optional)})"
 
     def command(ctx: typer.Context, file: _FileArg) -> None:
         settings = settings_of(ctx)

@@ -1,0 +1,113 @@
+"""Exclusions between programs: which of a patient's lines are held, and why (pure).
+
+Inside a program a rule set never produces two exclusive codes (:mod:`metrics.programs`).
+Between programs, for one patient:
+
+- RPM and RTM are never billed for overlapping periods: the later enrollment's lines are held.
+- APCM bundles CCM and PCM of the same practitioner in the month: those lines are held.
+- PCM is not billed with CCM by the same practitioner in a month: the later enrollment's
+  lines are held.
+- 99091 is not billed in a period with 99457 unless the payer allows it: 99091 is held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The billable lines of one record, as the exclusions need them."""
+
+    program: str
+    period_start: date
+    period_end: date
+    practitioner: str  # the owning enrollment's ordering NPI
+    enrolled_on: date  # the owning enrollment's start
+    codes: frozenset[str]
+
+
+def _overlap(a: Claim, b: Claim) -> bool:
+    return a.period_start <= b.period_end and b.period_start <= a.period_end
+
+
+def _same_month(a: Claim, b: Claim) -> bool:
+    return (a.period_end.year, a.period_end.month) == (b.period_end.year, b.period_end.month)
+
+
+def _later(a: Claim, b: Claim) -> bool:
+    """True when ``a``'s enrollment is the later one (ties: the program named later)."""
+    return (a.enrolled_on, a.program) > (b.enrolled_on, b.program)
+
+
+def held_reasons(claims: Sequence[Claim], allow_99091_with_99457: bool) -> dict[int, str]:
+    """Index of each held claim -> reason. A held claim never holds another."""
+    held: dict[int, str] = {}
+    live = [i for i, c in enumerate(claims) if c.codes]
+
+    def blockers(i: int) -> list[int]:
+        return [j for j in live if j != i and j not in held]
+
+    for i in live:  # APCM bundles CCM and PCM of the same practitioner
+        c = claims[i]
+        if c.program not in ("CCM", "PCM"):
+            continue
+        for j in blockers(i):
+            o = claims[j]
+            if o.program == "APCM" and o.practitioner == c.practitioner and _same_month(c, o):
+                code = min(o.codes)
+                held[i] = (
+                    f"{c.program} is bundled into APCM {code} billed by the same practitioner "
+                    f"for {o.period_end:%Y-%m}"
+                )
+                break
+    same_month = "in the same month by the same practitioner"
+    _later_held(claims, live, held, ("CCM", "PCM"), _same_practitioner_month, same_month)
+    _later_held(claims, live, held, ("RPM", "RTM"), _overlap, "for overlapping periods")
+    if not allow_99091_with_99457:
+        for i in live:
+            c = claims[i]
+            if i in held or "99091" not in c.codes:
+                continue
+            for j in blockers(i):
+                o = claims[j]
+                if "99457" in o.codes and _overlap(c, o):
+                    held[i] = (
+                        f"99091 is not billed with 99457 ({o.period_start.isoformat()} to "
+                        f"{o.period_end.isoformat()}) for this payer "
+                        "(setting billing.payers.<payer>.bill_99091_with_99457)"
+                    )
+                    break
+    return held
+
+
+def _same_practitioner_month(a: Claim, b: Claim) -> bool:
+    return a.practitioner == b.practitioner and _same_month(a, b)
+
+
+def _later_held(
+    claims: Sequence[Claim],
+    live: Sequence[int],
+    held: dict[int, str],
+    pair: tuple[str, str],
+    clash: Callable[[Claim, Claim], bool],
+    words: str,
+) -> None:
+    """Hold the later enrollment's claim wherever the two programs of ``pair`` clash."""
+    for i in live:
+        c = claims[i]
+        if i in held or c.program not in pair:
+            continue
+        for j in live:
+            o = claims[j]
+            if j == i or j in held or o.program not in pair or o.program == c.program:
+                continue
+            if clash(c, o) and _later(c, o):
+                held[i] = (
+                    f"{pair[0]} and {pair[1]} are never billed for one patient {words}: "
+                    f"{c.program} (enrolled {c.enrolled_on.isoformat()}) is held for "
+                    f"{o.program} (enrolled {o.enrolled_on.isoformat()})"
+                )
+                break
