@@ -39,6 +39,8 @@ from typing import BinaryIO, TextIO
 
 from sqlalchemy import Engine
 
+from rpmpipe import __version__
+from rpmpipe.asof import check_as_of
 from rpmpipe.billing_export.charge_csv import write_charge_csv, write_corrections_csv
 from rpmpipe.billing_export.holds import Held, group_held
 from rpmpipe.billing_export.ledger import (
@@ -60,7 +62,7 @@ from rpmpipe.billing_export.x12 import (
 from rpmpipe.errors import ExportError
 from rpmpipe.files import atomic_write, fsync_dir, private_dir
 from rpmpipe.logs import get_logger
-from rpmpipe.settings import Settings
+from rpmpipe.settings import BillingSettings, Settings
 
 log = get_logger(__name__)
 
@@ -106,7 +108,7 @@ def run_export(
     ``now`` is the caller's clock (timezone-aware). An ``as_of`` after today in the
     organisation's zone is refused: periods ending on or after today are not over yet.
     """
-    check_as_of(settings, as_of, now)
+    check_as_of(as_of, settings.org_zone, now)
     root = Path(out_dir) if out_dir is not None else settings.exports_dir
     private_dir(root)
     with _exclusive(root / LOCK_NAME):
@@ -152,7 +154,9 @@ def run_export(
         if final.exists():
             raise ExportError(f"run directory {final} already exists")
         private_dir(partial)
-        _write_run_files(partial, plan, settings, as_of, now, run_id, control, transactions)
+        _write_run_files(
+            partial, plan, settings.billing, RunHeader(run_id, as_of, now, control, transactions)
+        )
         if _after_files:
             _after_files(partial)
 
@@ -195,19 +199,6 @@ def run_export(
     return result
 
 
-def check_as_of(settings: Settings, as_of: date, now: datetime) -> None:
-    """Refuse an as-of date after today in the organisation's zone (``now`` is the clock)."""
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ExportError("the export clock must be timezone-aware")
-    today = now.astimezone(settings.org_zone).date()
-    if as_of > today:
-        raise ExportError(
-            f"as-of date {as_of.isoformat()} is after today ({today.isoformat()} in "
-            f"{settings.organization_timezone}): periods ending on or after today have not "
-            "ended and cannot be billed; use today's date or an earlier one"
-        )
-
-
 def recover_unfinished(root: Path, engine: Engine) -> tuple[str, ...]:
     """Publish partial run dirs whose lines the ledger holds; delete the others."""
     done = []
@@ -228,17 +219,21 @@ def recover_unfinished(root: Path, engine: Engine) -> tuple[str, ...]:
     return tuple(done)
 
 
+@dataclass(frozen=True, slots=True)
+class RunHeader:
+    """What names one export run in its files: id, as-of, clock and X12 control numbers."""
+
+    run_id: str
+    as_of: date
+    created_at: datetime
+    control: ControlNumbers | None
+    transactions: int  # ST/SE envelopes in claims.837 (0 for a corrections-only run)
+
+
 def _write_run_files(
-    run_dir: Path,
-    plan: ExportPlan,
-    settings: Settings,
-    as_of: date,
-    now: datetime,
-    run_id: str,
-    control: ControlNumbers | None,
-    transactions: int,
+    run_dir: Path, plan: ExportPlan, billing: BillingSettings, run: RunHeader
 ) -> None:
-    billing = settings.billing
+    control, now = run.control, run.created_at
     files: dict[str, str] = {}
     if plan.claims:
         assert control is not None
@@ -253,8 +248,9 @@ def _write_run_files(
             run_dir / CORRECTIONS, "utf-8", lambda f: write_corrections_csv(f, plan.corrections)
         )
     manifest = {
-        "run_id": run_id,
-        "as_of": as_of.isoformat(),
+        "run_id": run.run_id,
+        "rpmpipe_version": __version__,
+        "as_of": run.as_of.isoformat(),
         "created_at": now.astimezone(UTC).isoformat(),
         "files": [{"name": name, "sha256": digest} for name, digest in sorted(files.items())],
         "claims": len(plan.claims),
@@ -266,7 +262,7 @@ def _write_run_files(
         else {
             "isa13": control.interchange,
             "gs06": control.group,
-            "st02": [control.transaction + n for n in range(transactions)],
+            "st02": [control.transaction + n for n in range(run.transactions)],
         },
         "usage": billing.usage,
         "rule_sets": sorted({cl.line.rule_set for c in plan.claims for cl in c.lines}),

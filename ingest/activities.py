@@ -78,7 +78,7 @@ def _row(item: object) -> dict[str, str]:
 
 
 def _code(exc: RegistryImportError) -> str:
-    if exc.field == "patient_id" and "not in the registry" in exc.detail:
+    if exc.field == "patient_id" and exc.code == "unknown_reference":
         return "unknown_patient"
     return "bad_activity"
 

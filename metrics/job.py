@@ -14,7 +14,7 @@ import orjson
 from sqlalchemy import Engine, Table, delete, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
-from rpmpipe.errors import RpmpipeError
+from rpmpipe.asof import check_as_of
 from rpmpipe.logs import get_logger
 from rpmpipe.metrics.csv_bulk import compute_engagement_csv
 from rpmpipe.metrics.engagement import PROGRAM, compute_engagement
@@ -27,28 +27,6 @@ from rpmpipe.registry.models import Enrollment as EnrollmentRow
 from rpmpipe.settings import Settings
 
 log = get_logger("metrics.job")
-
-
-class FutureAsOfError(RpmpipeError):
-    """An as-of date after today: its periods have not ended, so nothing can be final."""
-
-
-def today_in(settings: Settings, now: datetime) -> date:
-    """Today's date in the organisation's zone at ``now`` (the clock, timezone-aware)."""
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("now must be timezone-aware")
-    return now.astimezone(settings.org_zone).date()
-
-
-def check_as_of(settings: Settings, as_of: date, now: datetime) -> None:
-    """Refuse to persist records as of a date after today in the organisation's zone."""
-    today = today_in(settings, now)
-    if as_of > today:
-        raise FutureAsOfError(
-            f"as-of date {as_of.isoformat()} is after today ({today.isoformat()} in "
-            f"{settings.organization_timezone}): periods that have not ended cannot be final; "
-            "records were not saved (use today's date or an earlier one)"
-        )
 
 
 def _aware(value: datetime) -> datetime:
@@ -287,10 +265,10 @@ def compute_and_persist(
 ) -> list[EngagementRecord]:
     """Compute every record as of ``as_of`` and upsert the final ones (idempotent).
 
-    Raises :class:`FutureAsOfError` (before any work) when ``as_of`` is after today at
-    ``now`` in the organisation's zone.
+    Raises :class:`rpmpipe.errors.AsOfError` (before any work) when ``as_of`` is after today
+    at ``now`` in the organisation's zone.
     """
-    check_as_of(settings, as_of, now)
+    check_as_of(as_of, settings.org_zone, now)
     records = compute(settings, engine, as_of)
     persist_final(engine, records, as_of, now)
     return records

@@ -282,9 +282,11 @@ def load_settings(
         _check(settings)
     except ConfigError as exc:
         # Name where the bad value came from (file, variable or flag), as type errors do.
-        named = re.search(r"setting '([\w.]+)'", str(exc))
-        if named and named.group(1) in source_of:
-            raise ConfigError(f"{exc} (from {source_of[named.group(1)]})") from None
+        named = exc.fields.get("setting")
+        if named in source_of:
+            raise ConfigError(
+                f"{exc} (from {source_of[named]})", code=exc.code, **exc.fields
+            ) from None
         raise
     return settings
 
@@ -319,7 +321,7 @@ def _build_section(cls: type, section: str, value: Any, source_of: Mapping[str, 
 
 def _build_billing(value: Any, source_of: Mapping[str, str]) -> BillingSettings:
     if not isinstance(value, dict):
-        raise ConfigError("setting 'billing' must be a table")
+        raise ConfigError("setting 'billing' must be a table", setting="billing")
     plain = {k: v for k, v in value.items() if k not in _BILLING_TABLES}
     base: BillingSettings = _build_section(BillingSettings, "billing", plain, source_of)
     charges = dict(DEFAULT_CHARGES)
@@ -398,65 +400,93 @@ def _check(s: Settings) -> None:
             try:
                 ZoneInfo(zone)
             except (ZoneInfoNotFoundError, ValueError):
-                raise ConfigError(f"setting '{name}': unknown IANA time zone {zone!r}") from None
+                raise ConfigError(
+                    f"setting '{name}': unknown IANA time zone {zone!r}", setting=name
+                ) from None
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(
-            f"setting 'log_level': expected DEBUG/INFO/WARNING/ERROR, got {s.log_level!r}"
+            f"setting 'log_level': expected DEBUG/INFO/WARNING/ERROR, got {s.log_level!r}",
+            setting="log_level",
         )
     if s.log_format not in ("json", "text"):
-        raise ConfigError(f"setting 'log_format': expected json or text, got {s.log_format!r}")
+        raise ConfigError(
+            f"setting 'log_format': expected json or text, got {s.log_format!r}",
+            setting="log_format",
+        )
     scheme = urlsplit(s.broker.url).scheme
     if scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
         raise ConfigError(
-            f"setting 'broker.url': expected mqtt://host:port or mqtts://host:port, got {redact_url(s.broker.url)!r}"
+            f"setting 'broker.url': expected mqtt://host:port or mqtts://host:port, got {redact_url(s.broker.url)!r}",
+            setting="broker.url",
         )
     if s.broker.protocol not in ("5", "3.1.1"):
         raise ConfigError(
-            f"setting 'broker.protocol': expected 5 or 3.1.1, got {s.broker.protocol!r}"
+            f"setting 'broker.protocol': expected 5 or 3.1.1, got {s.broker.protocol!r}",
+            setting="broker.protocol",
         )
     if s.broker.batch_size < 1 or s.broker.batch_size > 65535:
-        raise ConfigError("setting 'broker.batch_size': must be between 1 and 65535")
+        raise ConfigError(
+            "setting 'broker.batch_size': must be between 1 and 65535", setting="broker.batch_size"
+        )
     if s.broker.flush_seconds <= 0:
-        raise ConfigError("setting 'broker.flush_seconds': must be positive")
+        raise ConfigError(
+            "setting 'broker.flush_seconds': must be positive", setting="broker.flush_seconds"
+        )
     if s.rules.supply_period not in ("rolling_30", "calendar_month"):
         raise ConfigError(
-            f"setting 'rules.supply_period': expected rolling_30 or calendar_month, got {s.rules.supply_period!r}"
+            f"setting 'rules.supply_period': expected rolling_30 or calendar_month, got {s.rules.supply_period!r}",
+            setting="rules.supply_period",
         )
     if s.rules.supply_date_of_service not in ("period_end", "last_reading_day"):
         raise ConfigError(
             "setting 'rules.supply_date_of_service': expected period_end or last_reading_day, "
-            f"got {s.rules.supply_date_of_service!r}"
+            f"got {s.rules.supply_date_of_service!r}",
+            setting="rules.supply_date_of_service",
         )
     if s.rules.max_99458_units < 0:
-        raise ConfigError("setting 'rules.max_99458_units': must be 0 or more")
+        raise ConfigError(
+            "setting 'rules.max_99458_units': must be 0 or more", setting="rules.max_99458_units"
+        )
     if s.rules.max_99439_units < 0:
-        raise ConfigError("setting 'rules.max_99439_units': must be 0 or more")
+        raise ConfigError(
+            "setting 'rules.max_99439_units': must be 0 or more", setting="rules.max_99439_units"
+        )
     if s.rules.rtm_modality not in ("respiratory", "musculoskeletal", "cognitive_behavioral"):
         raise ConfigError(
             "setting 'rules.rtm_modality': expected respiratory, musculoskeletal or "
-            f"cognitive_behavioral, got {s.rules.rtm_modality!r}"
+            f"cognitive_behavioral, got {s.rules.rtm_modality!r}",
+            setting="rules.rtm_modality",
         )
     chapters = s.rules.non_chronic_icd10_chapters
     if not all(c.isalpha() and c.isupper() for c in chapters):
         raise ConfigError(
-            "setting 'rules.non_chronic_icd10_chapters': expected capital letters, e.g. RSTVWXYZ"
+            "setting 'rules.non_chronic_icd10_chapters': expected capital letters, e.g. RSTVWXYZ",
+            setting="rules.non_chronic_icd10_chapters",
         )
     if not (0 <= s.schedule.hour <= 23 and 0 <= s.schedule.minute <= 59):
-        raise ConfigError("setting 'schedule.hour'/'schedule.minute': not a valid time of day")
+        raise ConfigError(
+            "setting 'schedule.hour'/'schedule.minute': not a valid time of day",
+            setting="schedule.hour",
+        )
     b = s.billing
     if not npi_is_valid(b.provider_npi):
         raise ConfigError(
-            f"setting 'billing.provider_npi': {b.provider_npi!r} is not a valid NPI (10 digits with a Luhn check digit)"
+            f"setting 'billing.provider_npi': {b.provider_npi!r} is not a valid NPI (10 digits with a Luhn check digit)",
+            setting="billing.provider_npi",
         )
     if not (len(b.provider_tin) == 9 and b.provider_tin.isdigit()):
-        raise ConfigError("setting 'billing.provider_tin': expected 9 digits")
+        raise ConfigError(
+            "setting 'billing.provider_tin': expected 9 digits", setting="billing.provider_tin"
+        )
     if b.usage not in ("T", "P"):
         raise ConfigError(
-            f"setting 'billing.usage': expected T (test) or P (production), got {b.usage!r}"
+            f"setting 'billing.usage': expected T (test) or P (production), got {b.usage!r}",
+            setting="billing.usage",
         )
     if not (len(b.place_of_service) == 2 and b.place_of_service.isdigit()):
         raise ConfigError(
-            "setting 'billing.place_of_service': expected a two-digit place-of-service code"
+            "setting 'billing.place_of_service': expected a two-digit place-of-service code",
+            setting="billing.place_of_service",
         )
     for code, amount in b.charges.items():
         if amount < 0:
@@ -469,7 +499,8 @@ def _check(s: Settings) -> None:
         if not npi_is_valid(npi):
             raise ConfigError(
                 f"setting 'billing.rendering_providers': {npi!r} is not a valid NPI "
-                "(10 digits with a Luhn check digit)"
+                "(10 digits with a Luhn check digit)",
+                setting="billing.rendering_providers",
             )
     for payer_id, payer in b.payers.items():
         if not payer.claim_filing_indicator:

@@ -19,12 +19,13 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from rpmpipe.billing_export.export import ExportResult, run_export
+from rpmpipe.app.cycle import run_billing_cycle
+from rpmpipe.asof import today_in
+from rpmpipe.billing_export.export import ExportResult
 from rpmpipe.embedded_broker import EmbeddedBroker
 from rpmpipe.errors import RpmpipeError
 from rpmpipe.ingest.stats import StatsSnapshot
 from rpmpipe.ingest.subscriber import IngestService
-from rpmpipe.metrics.job import compute_and_persist
 from rpmpipe.records import EngagementRecord
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.imports import import_rows
@@ -156,10 +157,10 @@ def run_demo(
             f"{stats.duplicates} duplicates dropped, {stats.quarantined_total} quarantined"
         )
 
-    as_of = now.astimezone(settings.org_zone).date()
-    records = compute_and_persist(settings, engine, as_of, now)
+    as_of = today_in(settings.org_zone, now)
+    cycle = run_billing_cycle(settings, engine, as_of, now, out_dir=out / "exports")
+    records, result = list(cycle.records), cycle.export
     progress(f"computed {len(records)} engagement records as of {as_of}")
-    result = run_export(settings, engine, as_of, out_dir=out / "exports", now=now)
     progress(f"exported {result.lines} lines in {result.claims} claims to {result.run_dir}")
 
     return _summarise(

@@ -1,7 +1,7 @@
-"""The nightly job: engagement as of yesterday, then the billing export, recorded in job_runs.
+"""The nightly job: the billing cycle as of yesterday, recorded in job_runs.
 
-The job is thin: it takes the clock as an argument, calls ``compute_and_persist`` and
-``billing_export.run_export`` and writes one ``job_runs`` row. APScheduler keeps its job in
+The job is thin: it takes the clock as an argument, runs ``rpmpipe.app.cycle``'s billing
+cycle and writes one ``job_runs`` row. APScheduler keeps its job in
 the registry DB; the job's arguments are only a name, so no settings (or secrets) are pickled
 into the job store — the running process hands its settings over through ``_RUNTIME``.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,12 +19,13 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine, insert, update
 
+from rpmpipe.app.cycle import run_billing_cycle
+from rpmpipe.asof import last_full_day
 from rpmpipe.logs import get_logger
-from rpmpipe.metrics.job import compute_and_persist
 from rpmpipe.registry.models import JobRun
 from rpmpipe.settings import Settings
 
-log = get_logger("metrics.schedule")
+log = get_logger("rpmpipe.schedule")
 
 JOB_NAME = "nightly_metrics_export"
 JOBSTORE_TABLE = "apscheduler_jobs"
@@ -40,13 +41,6 @@ def schedule_zone(settings: Settings) -> ZoneInfo:
     return ZoneInfo(settings.schedule.timezone or settings.organization_timezone)
 
 
-def yesterday(now: datetime, zone: ZoneInfo) -> date:
-    """The last full day in ``zone`` at ``now`` (the job's as-of date)."""
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    return now.astimezone(zone).date() - timedelta(days=1)
-
-
 def make_trigger(settings: Settings) -> CronTrigger:
     return CronTrigger(
         hour=settings.schedule.hour,
@@ -57,25 +51,25 @@ def make_trigger(settings: Settings) -> CronTrigger:
 
 @dataclass(frozen=True)
 class JobOutcome:
+    """One run of the nightly job, as its ``job_runs`` row records it."""
+
     run_id: int
     as_of: date
-    status: str  # succeeded, held (lines held back, see message) or failed
-    records: int
-    billable_lines: int
-    exported_lines: int
-    message: str
+    status: str  # running, succeeded, held (lines held back, see message) or failed
+    records: int = 0
+    billable_lines: int = 0
+    exported_lines: int = 0
+    message: str = ""
 
 
-def run_job(
-    settings: Settings, engine: Engine, clock: Clock = system_clock, export: bool = True
-) -> JobOutcome:
-    """Compute engagement as of yesterday, persist it, run the export; record the run.
+def run_job(settings: Settings, engine: Engine, clock: Clock = system_clock) -> JobOutcome:
+    """Run the billing cycle as of yesterday in the schedule's zone; record the run.
 
     Rerunning the same day is idempotent: the records upsert unchanged and the export ledger
     never bills a line twice. Every run (also a failed one) leaves a ``job_runs`` row.
     """
     started = clock()
-    as_of = yesterday(started, schedule_zone(settings))
+    as_of = last_full_day(schedule_zone(settings), started)
     with engine.begin() as conn:
         run_id = conn.execute(
             insert(JobRun)
@@ -92,63 +86,50 @@ def run_job(
             .returning(JobRun.id)
         ).scalar_one()
     log.info("job_started", run_id=run_id, as_of=as_of.isoformat())
-    status, message, n_records, billable, exported = "succeeded", "", 0, 0, 0
     try:
-        records = compute_and_persist(settings, engine, as_of, started)
-        n_records = len(records)
-        billable = sum(len(r.lines) for r in records if r.status == "billable")
-        if export:
-            from rpmpipe.billing_export.export import run_export
-            from rpmpipe.billing_export.holds import group_held
-
-            result = run_export(settings, engine, as_of, now=started)
-            exported = result.lines
-            if result.held:
-                # Held lines are money not yet claimed: the run says so, with the reasons.
-                status = "held"
-                message = f"held back {result.held} lines: " + "; ".join(
-                    f"{g.cause.text} ({g.lines})" for g in group_held(result.held_back)
-                )
+        cycle = run_billing_cycle(settings, engine, as_of, started)
     except Exception as exc:  # noqa: BLE001 - the run row must say it failed, then re-raise
-        status, message = "failed", f"{type(exc).__name__}: {exc}"[:2000]
+        failed = JobOutcome(run_id, as_of, "failed", message=f"{type(exc).__name__}: {exc}"[:2000])
         log.error(
             "job_failed", run_id=run_id, as_of=as_of.isoformat(), error_type=type(exc).__name__
         )
-        _finish(engine, run_id, clock(), status, n_records, billable, exported, message)
+        _finish(engine, failed, clock())
         raise
-    _finish(engine, run_id, clock(), status, n_records, billable, exported, message)
+    outcome = JobOutcome(
+        run_id,
+        as_of,
+        cycle.status.value,
+        records=len(cycle.records),
+        billable_lines=cycle.billable_lines,
+        exported_lines=cycle.export.lines,
+        # Held lines are money not yet claimed: the run says so, with the reasons.
+        message=cycle.held_message,
+    )
+    _finish(engine, outcome, clock())
     log.info(
         "job_finished",
         run_id=run_id,
         as_of=as_of.isoformat(),
-        records=n_records,
-        billable_lines=billable,
-        exported_lines=exported,
+        status=outcome.status,
+        records=outcome.records,
+        billable_lines=outcome.billable_lines,
+        exported_lines=outcome.exported_lines,
     )
-    return JobOutcome(run_id, as_of, status, n_records, billable, exported, message)
+    return outcome
 
 
-def _finish(
-    engine: Engine,
-    run_id: int,
-    finished: datetime,
-    status: str,
-    records: int,
-    billable: int,
-    exported: int,
-    message: str,
-) -> None:
+def _finish(engine: Engine, outcome: JobOutcome, finished: datetime) -> None:
     with engine.begin() as conn:
         conn.execute(
             update(JobRun)
-            .where(JobRun.id == run_id)
+            .where(JobRun.id == outcome.run_id)
             .values(
                 finished_at=finished,
-                status=status,
-                records=records,
-                billable_lines=billable,
-                exported_lines=exported,
-                message=message,
+                status=outcome.status,
+                records=outcome.records,
+                billable_lines=outcome.billable_lines,
+                exported_lines=outcome.exported_lines,
+                message=outcome.message,
             )
         )
 

@@ -493,7 +493,11 @@ def _check_references(
         for number, values in sorted(parsed.values(), key=lambda item: item[0]):
             if values[field] not in known:
                 raise RegistryImportError(
-                    source, number, field, f"{values[field]!r} is not in the registry"
+                    source,
+                    number,
+                    field,
+                    f"{values[field]!r} is not in the registry",
+                    code="unknown_reference",
                 )
 
 

@@ -16,8 +16,9 @@ from typer.testing import CliRunner, Result
 from x12_validation import assert_valid_837
 
 from rpmpipe.app.cli import app
-from rpmpipe.app.cli.export_cmds import HELD_ONLY_EXIT, held_summary
+from rpmpipe.app.cli.export_cmds import held_summary
 from rpmpipe.billing_export.holds import Held, HoldReason
+from rpmpipe.errors import EXIT_HELD
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.models import ExportLedgerEntry
 
@@ -98,7 +99,7 @@ def test_held_lines_only_print_reasons_and_the_setting_to_add_and_exit_3(tmp_pat
     october(engine, "P-01", ordering_npi=UNNAMED_NPI, last_name="Secretname")
     engine.dispose()
     result = invoke(tmp_path, "--skip-metrics")
-    assert result.exit_code == HELD_ONLY_EXIT == 3, result.output
+    assert result.exit_code == EXIT_HELD == 3, result.output
     assert (
         f"held back 2 lines: ordering NPI {UNNAMED_NPI} has no name in "
         "billing.rendering_providers (2)"
@@ -111,14 +112,15 @@ def test_held_lines_only_print_reasons_and_the_setting_to_add_and_exit_3(tmp_pat
     assert ledger_count(tmp_path) == 0
 
 
-def test_something_exported_with_some_lines_held_exits_0_and_lists_them(tmp_path: Path) -> None:
+def test_something_exported_with_some_lines_held_exits_3_and_lists_them(tmp_path: Path) -> None:
     engine = registry(tmp_path)
     october(engine, "P-01")
     october(engine, "P-02", payer_id="AETNA")
     october(engine, "P-03", icd10="")
     engine.dispose()
     result = invoke(tmp_path, "--skip-metrics")
-    assert result.exit_code == 0, result.output
+    # Done, with lines held back: the same code as the nightly job's "held" run.
+    assert result.exit_code == EXIT_HELD, result.output
     assert "lines:        2" in result.stdout
     assert "held back 4 lines:\n" in result.stdout
     assert "  no ICD-10 code on file (2); patients P-03\n" in result.stdout
@@ -133,7 +135,7 @@ def test_as_of_in_the_future_is_refused_before_metrics_or_export(tmp_path: Path)
     october(engine, "P-01")
     engine.dispose()
     result = invoke(tmp_path, as_of="2999-01-31")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error: the date given cannot be billed yet
     assert "as-of date 2999-01-31 is after today" in result.output
     assert not (tmp_path / "exports").exists()
     assert ledger_count(tmp_path) == 0
@@ -172,7 +174,9 @@ def test_export_help_explains_the_command_and_its_exit_codes() -> None:
     result = CliRunner().invoke(app, ["export", "--help"])
     assert result.exit_code == 0
     assert "837P" in result.output and "--as-of" in result.output
-    assert "3 when lines were held back and nothing was exported" in " ".join(result.output.split())
+    assert "3 when lines were held back (whether or not others went out)" in " ".join(
+        result.output.split()
+    )
 
 
 def test_export_command_rejects_a_bad_date(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from sqlalchemy import Engine, Row, select, update
 from x12_validation import assert_valid_837
 
 from rpmpipe.billing_export.export import ExportResult, run_export
-from rpmpipe.errors import ExportError
+from rpmpipe.errors import AsOfError, ExportError
 from rpmpipe.registry.models import ControlNumber, ExportLedgerEntry, Patient
 from rpmpipe.settings import Settings
 
@@ -404,7 +404,7 @@ def test_as_of_after_today_is_refused_and_nothing_is_billed(
 ) -> None:
     seed_past_november(registry)
     today_noon = datetime(2026, 11, 30, 17, 0, tzinfo=UTC)  # Nov 30 in New York
-    with pytest.raises(ExportError, match=r"as-of date 2027-01-31 is after today \(2026-11-30"):
+    with pytest.raises(AsOfError, match=r"as-of date 2027-01-31 is after today \(2026-11-30"):
         run_export(settings, registry, date(2027, 1, 31), now=today_noon)
     assert not ledger_rows(registry)
     assert not settings.exports_dir.exists() or not any(settings.exports_dir.iterdir())
@@ -425,7 +425,7 @@ def test_today_is_the_organisations_date_not_utcs(
     seed(registry)
     now = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
     if refused:
-        with pytest.raises(ExportError, match="after today"):
+        with pytest.raises(AsOfError, match="after today"):
             run_export(settings, registry, AS_OF, now=now)
         assert not ledger_rows(registry)
     else:

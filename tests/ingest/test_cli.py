@@ -27,7 +27,7 @@ def run(settings: Settings, *args: str) -> str:
         ],
     )
     assert result.exit_code == 0, result.output
-    return result.output
+    return result.stdout
 
 
 def test_import_readings_then_replay_after_registering_the_device(

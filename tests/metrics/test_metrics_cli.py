@@ -85,7 +85,7 @@ def test_unknown_patient_and_bad_date_fail_with_a_message(tmp_path: Path) -> Non
     db = f"sqlite:///{tmp_path / 'registry.db'}"
     base = ["--data-dir", str(tmp_path / "data"), "--database-url", db, "metrics"]
     bad = CliRunner().invoke(app, [*base, "--as-of", "April"])
-    assert bad.exit_code == 1 and "not a date" in bad.output
+    assert bad.exit_code == 2 and "--as-of: expected a date YYYY-MM-DD" in bad.output
     nobody = CliRunner().invoke(app, [*base, "--as-of", "2026-04-05", "--patient", "NOPE"])
     assert nobody.exit_code == 1 and "no engagement records for patient NOPE" in nobody.output
 
@@ -125,12 +125,12 @@ def test_future_as_of_warns_on_stderr_and_save_refuses_it(tmp_path: Path) -> Non
     for fmt in ("table", "csv"):
         shown = CliRunner().invoke(app, [*base, "--as-of", "2099-03-01", "--format", fmt])
         assert shown.exit_code == 0, shown.output
-        assert "warning: --as-of 2099-03-01 is after today" in shown.stderr
+        assert "warning: as-of date 2099-03-01 is after today" in shown.stderr
         assert "warning" not in shown.stdout
     saved = CliRunner().invoke(app, [*base, "--as-of", "2099-03-01", "--save"])
     assert saved.exit_code != 0
     assert "as-of date 2099-03-01 is after today" in saved.output
-    assert "records were not saved" in saved.output
+    assert "nothing was saved" in saved.output
     with open_registry(db).connect() as conn:
         assert conn.execute(select(EngagementRow.__table__)).all() == []
     past = CliRunner().invoke(app, [*base, "--as-of", "2026-04-05"])

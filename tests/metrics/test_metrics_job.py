@@ -12,9 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
-from rpmpipe.errors import RpmpipeError
+from rpmpipe.errors import AsOfError, RpmpipeError
 from rpmpipe.metrics.job import (
-    FutureAsOfError,
     compute,
     compute_and_persist,
     load_registry_snapshot,
@@ -381,9 +380,9 @@ def test_compute_and_persist_refuses_an_as_of_after_today_and_saves_nothing(
     settings, engine = seeded  # organisation: America/New_York
     # 02:00 UTC on Apr 6 is still Apr 5 in New York: Apr 6 is tomorrow there.
     now = datetime(2026, 4, 6, 2, 0, tzinfo=UTC)
-    with pytest.raises(FutureAsOfError, match=r"as-of date 2026-04-06 is after today \(2026-04-05"):
+    with pytest.raises(AsOfError, match=r"as-of date 2026-04-06 is after today \(2026-04-05"):
         compute_and_persist(settings, engine, date(2026, 4, 6), now)
-    assert issubclass(FutureAsOfError, RpmpipeError)
+    assert issubclass(AsOfError, RpmpipeError)
     assert _rows(engine) == []
     # Today itself is accepted (only periods ended before it are final).
     assert compute_and_persist(settings, engine, date(2026, 4, 5), now)

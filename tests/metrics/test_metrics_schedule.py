@@ -11,7 +11,8 @@ from test_metrics_job import seed_registry, write_readings
 from typer.testing import CliRunner
 
 from rpmpipe.app.cli import app
-from rpmpipe.app.schedule import build_scheduler, make_trigger, run_job, yesterday
+from rpmpipe.app.schedule import build_scheduler, make_trigger, run_job
+from rpmpipe.asof import last_full_day
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.models import EngagementRow, JobRun, Patient
 from rpmpipe.settings import Settings, load_settings
@@ -21,8 +22,8 @@ NY = ZoneInfo("America/New_York")
 
 def test_as_of_is_yesterday_in_the_schedule_zone() -> None:
     # 03:00 UTC on Dec 1 is still Nov 30 in New York.
-    assert yesterday(datetime(2026, 12, 1, 3, 0, tzinfo=UTC), NY) == date(2026, 11, 29)
-    assert yesterday(datetime(2026, 12, 1, 6, 0, tzinfo=UTC), NY) == date(2026, 11, 30)
+    assert last_full_day(NY, datetime(2026, 12, 1, 3, 0, tzinfo=UTC)) == date(2026, 11, 29)
+    assert last_full_day(NY, datetime(2026, 12, 1, 6, 0, tzinfo=UTC)) == date(2026, 11, 30)
 
 
 def test_trigger_fires_at_the_configured_local_time_across_dst(tmp_path: Path) -> None:
@@ -65,11 +66,11 @@ def test_run_job_records_each_run_and_a_rerun_changes_no_records(
     settings, engine = seeded
     clock = lambda: datetime(2026, 4, 6, 7, 0, tzinfo=UTC)  # noqa: E731
 
-    first = run_job(settings, engine, clock, export=False)
+    first = run_job(settings, engine, clock)
     t = EngagementRow.__table__
     with engine.connect() as conn:
         rows = conn.execute(select(t).order_by(t.c.id)).all()
-    second = run_job(settings, engine, clock, export=False)
+    second = run_job(settings, engine, clock)
 
     assert (first.as_of, first.status) == (date(2026, 4, 5), "succeeded")
     assert first.records == second.records > 0
@@ -93,7 +94,7 @@ def test_failed_run_is_recorded_as_failed(tmp_path: Path) -> None:
     (bad / "part-0.parquet").write_bytes(b"truncated")
     clock = lambda: datetime(2026, 4, 6, 7, 0, tzinfo=UTC)  # noqa: E731
     try:
-        run_job(settings, engine, clock, export=False)
+        run_job(settings, engine, clock)
     except Exception:  # noqa: BLE001, S110 - the row is what this test checks
         pass
     with engine.connect() as conn:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rpmpipe.app.cli.common import fail, settings_of
-from rpmpipe.billing_export.holds import Held, HeldGroup, group_held, settings_to_add
-from rpmpipe.errors import RpmpipeError
+from rpmpipe.app.cli.common import settings_of
+from rpmpipe.asof import check_as_of
 
-HELD_ONLY_EXIT = 3  # lines held back and nothing exported: a scheduler should alert
+if TYPE_CHECKING:
+    from rpmpipe.billing_export.holds import Held, HeldGroup
+
 _MAX_IDS = 10
 
 
@@ -47,33 +48,26 @@ def export(
     the next run exports them once fixed.
 
     Exit codes: 0 when something was exported or nothing was pending ("nothing new to
-    export"); 3 when lines were held back and nothing was exported; 1 on errors (e.g. an
-    AS_OF in the future); 2 on bad options.
+    export"); 3 when lines were held back (whether or not others went out); 1 on data errors;
+    2 on bad options or settings (e.g. an AS_OF in the future); 4 when the registry database
+    or the exports directory cannot be used.
     """
-    settings = settings_of(ctx)
-    try:
-        day = date.fromisoformat(as_of)
-    except ValueError:
-        raise fail(f"--as-of: expected a date YYYY-MM-DD, got {as_of!r}", 2) from None
-    from rpmpipe.billing_export.export import check_as_of, run_export
+    from rpmpipe.app.cycle import run_billing_cycle
+    from rpmpipe.asof import parse_day
     from rpmpipe.registry.db import open_registry
 
+    settings = settings_of(ctx)
+    day = parse_day(as_of)
     now = datetime.now(UTC)
+    check_as_of(day, settings.org_zone, now)  # before opening (and migrating) the registry
+    engine = open_registry(settings.effective_database_url)
     try:
-        # Before metrics too: they would persist periods that have not ended as final.
-        check_as_of(settings, day, now)
-        engine = open_registry(settings.effective_database_url)
-        try:
-            if not skip_metrics:
-                # Imported lazily: the metrics stage is heavy and optional with --skip-metrics.
-                from rpmpipe.metrics.job import compute_and_persist
-
-                compute_and_persist(settings, engine, day, now)
-            result = run_export(settings, engine, day, out_dir=out, now=now)
-        finally:
-            engine.dispose()
-    except RpmpipeError as exc:
-        raise fail(str(exc)) from None
+        outcome = run_billing_cycle(
+            settings, engine, day, now, out_dir=out, compute=not skip_metrics
+        )
+    finally:
+        engine.dispose()
+    result = outcome.export
     for run_id in result.recovered:
         typer.echo(f"recovered unfinished run {run_id}")
     if result.run_dir is None:
@@ -87,8 +81,8 @@ def export(
             typer.echo(f"corrections:  {result.corrections} (see corrections.csv)")
     if result.held:
         typer.echo(held_summary(result.held_back))
-        if result.run_dir is None:
-            raise typer.Exit(HELD_ONLY_EXIT)
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
 
 
 def held_summary(held: Sequence[Held]) -> str:
@@ -96,6 +90,8 @@ def held_summary(held: Sequence[Held]) -> str:
 
     Ids, codes and NPIs only: this goes to the terminal, never names or member ids.
     """
+    from rpmpipe.billing_export.holds import group_held, settings_to_add
+
     groups = group_held(held)
     total = sum(g.lines for g in groups)
     label = f"held back {total} line{'s' if total != 1 else ''}"

@@ -262,10 +262,7 @@ def import_readings(
 
 
 def register(app: typer.Typer) -> None:
-    """Attach this module's commands to ``app``."""
-    from rpmpipe.app.cli.registry_cmds import import_app
-
+    """Attach this module's commands to ``app`` (``import readings`` is in registry_cmds)."""
     app.command("ingest")(ingest)
     app.command("compact")(compact)
     app.add_typer(quarantine_app, name="quarantine")
-    import_app.command("readings")(import_readings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated
 
@@ -19,15 +19,6 @@ class OutputFormat(StrEnum):
     table = "table"
     json = "json"
     csv = "csv"
-
-
-def _parse_day(text: str | None, fallback: date) -> date:
-    if text is None:
-        return fallback
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise fail(f"--as-of: {text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def metrics(
@@ -60,31 +51,18 @@ def metrics(
 ) -> None:
     """Engagement records as of a date: days with data per 30-day period, management minutes
     per month, the CMS codes they earn, status (billable/pending/not_billable) and the reason."""
-    from rpmpipe.metrics.job import (
-        check_as_of,
-        compute,
-        compute_and_persist,
-        compute_csv,
-        gc_paused,
-    )
+    from rpmpipe.asof import check_as_of, future_warning, is_future, last_full_day, parse_day
+    from rpmpipe.metrics.job import compute, compute_and_persist, compute_csv, gc_paused
     from rpmpipe.registry.db import open_registry
 
     settings = settings_of(ctx)
     now = datetime.now(UTC)
-    today = now.astimezone(settings.org_zone).date()
-    day = _parse_day(as_of, today - timedelta(days=1))
+    zone = settings.org_zone
+    day = parse_day(as_of) if as_of is not None else last_full_day(zone, now)
     if save:
-        try:
-            check_as_of(settings, day, now)
-        except RpmpipeError as exc:
-            raise fail(str(exc)) from None
-    elif day > today:
-        typer.echo(
-            f"warning: --as-of {day.isoformat()} is after today ({today.isoformat()} in "
-            f"{settings.organization_timezone}): periods that have not ended are shown as if "
-            "they had; nothing about them is final",
-            err=True,
-        )
+        check_as_of(day, zone, now)
+    elif is_future(day, zone, now):
+        typer.echo(f"warning: {future_warning(day, zone, now)}", err=True)
     if output is OutputFormat.csv and patient is None and not save:
         # The bulk CSV path: the same bytes without a record object per row.
         import pyarrow as pa
@@ -99,19 +77,19 @@ def metrics(
 
         try:
             pieces = compute_csv(settings, open_registry(settings.effective_database_url), day)
-        except (RpmpipeError, ValueError, OSError) as exc:
+        except ValueError as exc:  # a readings file that is not what it should be
             raise fail(str(exc)) from None
         sys.stdout.flush()
         write_csv_pieces(pieces, sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
+    engine = open_registry(settings.effective_database_url)
     try:
-        engine = open_registry(settings.effective_database_url)
         if save:
             records = compute_and_persist(settings, engine, day, now)
         else:
             records = compute(settings, engine, day)
-    except (RpmpipeError, ValueError, OSError) as exc:
+    except ValueError as exc:  # a readings file that is not what it should be
         raise fail(str(exc)) from None
     if patient is not None:
         records = [r for r in records if r.patient_id == patient]

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from rpmpipe.app.cli.common import fail, settings_of
+from rpmpipe.app.cli.ingest_cmds import import_readings
 from rpmpipe.errors import RpmpipeError
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.imports import KINDS, import_csv
@@ -55,6 +56,7 @@ def _make_import(kind: str) -> None:
 
 for _kind in KINDS:
     _make_import(_kind)
+import_app.command("readings")(import_readings)
 
 
 @db_app.command("upgrade")
