@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import Engine
@@ -80,30 +81,37 @@ def _row(item: object) -> dict[str, str]:
 def _code(exc: RegistryImportError) -> str:
     if exc.field == "patient_id" and exc.code == "unknown_reference":
         return "unknown_patient"
+    if exc.field == "started_at" and exc.detail.startswith("is outside the accepted range"):
+        return "bad_time"
     return "bad_activity"
 
 
 def store_activities(
-    engine: Engine, batches: Sequence[Sequence[dict[str, str]]], source: str
+    engine: Engine,
+    batches: Sequence[Sequence[dict[str, str]]],
+    source: str,
+    *,
+    now: datetime,
 ) -> tuple[int, list[tuple[int, str, str]]]:
     """Commit every batch's rows; returns (rows committed, [(batch index, code, reason)]).
 
     All batches go in one transaction when they are all valid; otherwise each is retried on
     its own so one bad batch does not hold back the others (the pipeline passes one activity
-    per batch, so that is one bad activity). Database outages propagate.
+    per batch, so that is one bad activity). ``now`` is the clock activity dates are checked
+    against (the receipt time). Database outages propagate.
     """
     flat = [row for rows in batches for row in rows]
     if not flat:
         return 0, []
     try:
-        return import_rows(engine, "activities", flat, source=source).rows, []
+        return import_rows(engine, "activities", flat, source=source, now=now).rows, []
     except RegistryImportError:
         pass
     committed = 0
     failed: list[tuple[int, str, str]] = []
     for index, rows in enumerate(batches):
         try:
-            committed += import_rows(engine, "activities", rows, source=source).rows
+            committed += import_rows(engine, "activities", rows, source=source, now=now).rows
         except RegistryImportError as exc:
             failed.append((index, _code(exc), f"{exc.field or 'activity'}: {exc.detail}"))
     return committed, failed

@@ -3,6 +3,9 @@
 A payload is one item, a JSON array of items, an object with a ``readings`` array (native
 batched sync) or a FHIR Bundle. Each item is a native reading, an Open mHealth data point or
 a FHIR Observation. A bad item is rejected on its own; the good ones of the batch are kept.
+JSON that is none of these (a vendor API response, a webhook body) is
+``unsupported_format``. MQTT ingest, ``import readings`` and ``quarantine replay`` all decode
+through :func:`decode`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 import orjson
 
 from rpmpipe.errors import DecodeError
-from rpmpipe.ingest.fhir import bundle_resources, is_fhir, observation_fields
+from rpmpipe.ingest.fhir import ResolveDevice, Resources, bundle_items, is_fhir, observation_fields
 from rpmpipe.ingest.openmhealth import is_openmhealth, openmhealth_fields
 from rpmpipe.ingest.validation import (
     Fields,
@@ -29,6 +32,10 @@ MAX_PAYLOAD_BYTES = 1024 * 1024
 MAX_ITEMS = 10_000
 MAX_EXTRA_BYTES = 16 * 1024
 MAX_EXTRA_DEPTH = 8
+
+ACCEPTED_FORMATS = (
+    "a native reading, an Open mHealth data point, or a FHIR R4 Observation or Bundle"
+)
 
 NATIVE_FIELDS = frozenset(
     {
@@ -72,10 +79,15 @@ def decode(
     payload: bytes,
     received_at: datetime,
     clock_skew: timedelta = timedelta(minutes=10),
+    resolve_device: ResolveDevice | None = None,
 ) -> Decoded:
-    """Decode one MQTT payload (or one backfill line); hostile input yields rejects."""
+    """Decode one MQTT payload (or one backfill line); hostile input yields rejects.
+
+    ``resolve_device`` maps an identifier a FHIR Device carries (device id, serial number)
+    to the registered device id, or None; without it the first identifier is taken as is.
+    """
     try:
-        return _decode(topic_device_id, payload, received_at, clock_skew)
+        return _decode(topic_device_id, payload, received_at, clock_skew, resolve_device)
     except DecodeError as exc:
         return Decoded((), (Reject(exc.code, exc.detail, payload),))
     except Exception:  # noqa: BLE001 - the decoder must never take ingest down
@@ -83,7 +95,11 @@ def decode(
 
 
 def _decode(
-    topic_device_id: str | None, payload: bytes, received_at: datetime, clock_skew: timedelta
+    topic_device_id: str | None,
+    payload: bytes,
+    received_at: datetime,
+    clock_skew: timedelta,
+    resolve_device: ResolveDevice | None,
 ) -> Decoded:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise DecodeError("too_large", f"the payload exceeds {MAX_PAYLOAD_BYTES} bytes")
@@ -91,10 +107,11 @@ def _decode(
         check_device_id(topic_device_id)
     doc = load_json(payload, "the payload is not valid UTF-8 JSON (NaN and Infinity are refused)")
     defaults: dict[str, Any] = {}
+    context = _Context(resolve_device)
     if isinstance(doc, list):
         items: list[object] = doc
     elif isinstance(doc, dict) and doc.get("resourceType") == "Bundle":
-        items = list(bundle_resources(doc))
+        items, context.resources = bundle_items(doc)
     elif isinstance(doc, dict) and "readings" in doc:
         if not isinstance(doc["readings"], list):
             raise DecodeError("bad_value", "readings must be an array")
@@ -104,19 +121,25 @@ def _decode(
     elif isinstance(doc, dict):
         items = [doc]
     else:
-        raise DecodeError("unsupported_format", "the payload is not a JSON object or array")
+        raise DecodeError(
+            "unsupported_format",
+            f"the payload is not a JSON object or array; rpmpipe reads {ACCEPTED_FORMATS}",
+        )
     if not items:
         raise DecodeError("empty_batch", "the payload holds no readings")
     if len(items) > MAX_ITEMS:
         raise DecodeError("too_many_items", f"a batch holds more than {MAX_ITEMS} readings")
     if len(items) == 1 and items[0] is doc:
         # The common case, one reading per message: no per-item bookkeeping.
-        return Decoded((_reading(doc, defaults, topic_device_id, received_at, clock_skew),), ())
+        reading = _reading(doc, defaults, context, topic_device_id, received_at, clock_skew)
+        return Decoded((reading,), ())
     readings: list[Reading] = []
     rejects: list[Reject] = []
     for index, item in enumerate(items):
         try:
-            readings.append(_reading(item, defaults, topic_device_id, received_at, clock_skew))
+            readings.append(
+                _reading(item, defaults, context, topic_device_id, received_at, clock_skew)
+            )
         except DecodeError as exc:
             where = f"item {index + 1} of {len(items)}"
             rejects.append(Reject(exc.code, f"{where}: {exc.detail}", item_bytes(item)))
@@ -141,14 +164,25 @@ def load_json(payload: bytes, bad_json_reason: str) -> Any:
         raise DecodeError("bad_json", bad_json_reason) from None
 
 
+class _Context:
+    """What every item of one payload shares: its Bundle's resources, the device resolver."""
+
+    __slots__ = ("resolve_device", "resources")
+
+    def __init__(self, resolve_device: ResolveDevice | None) -> None:
+        self.resolve_device = resolve_device
+        self.resources: Resources | None = None
+
+
 def _reading(
     item: object,
     defaults: dict[str, Any],
+    context: _Context,
     topic_device_id: str | None,
     received_at: datetime,
     clock_skew: timedelta,
 ) -> Reading:
-    fields = _fields(item, defaults)
+    fields = _fields(item, defaults, context)
     if topic_device_id is not None:
         if fields.device_id is None:
             fields.device_id = topic_device_id
@@ -168,13 +202,22 @@ def item_bytes(item: object) -> bytes:
         return b"<unserialisable item>"
 
 
-def _fields(item: object, defaults: dict[str, Any]) -> Fields:
+def _fields(item: object, defaults: dict[str, Any], context: _Context) -> Fields:
     if not isinstance(item, dict):
-        raise DecodeError("unsupported_format", "an item is not a JSON object")
+        raise DecodeError(
+            "unsupported_format", f"an item is not a JSON object; rpmpipe reads {ACCEPTED_FORMATS}"
+        )
     if is_fhir(item):
-        return observation_fields(item)
+        return observation_fields(item, context.resources, context.resolve_device)
     if is_openmhealth(item):
         return openmhealth_fields(item)
+    if "type" not in item and "measured_at" not in item:
+        # Neither of the native reading's own fields: some other JSON (a vendor API
+        # response, a webhook body), not a native reading with fields missing.
+        raise DecodeError(
+            "unsupported_format",
+            f"the JSON is not a reading in a format rpmpipe reads: {ACCEPTED_FORMATS}",
+        )
     return native_fields({**defaults, **item} if defaults else item)
 
 

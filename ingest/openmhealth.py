@@ -1,4 +1,11 @@
-"""Open mHealth data points (blood-pressure, body-weight) to reading fields (pure).
+"""Open mHealth data points to reading fields (pure).
+
+Schemas read: ``blood-pressure``, ``body-weight``, ``oxygen-saturation`` (unit ``%``),
+``blood-glucose`` (``mg/dL`` or ``mmol/L``) and ``heart-rate`` (``beats/min``). A data point
+with a ``descriptive_statistic`` (an average, minimum, maximum ... of several measurements) is
+``not_a_measurement``; a ``time_interval`` follows the one period rule of
+:func:`~rpmpipe.ingest.validation.period_instant` (an instant only when it has just an end,
+or its start equals its end; a ``duration`` always spans time).
 
 ``{"header": {"id", "schema_id": {"name": "blood-pressure"}, "acquisition_provenance":
 {"source_name", "modality": "sensed"|"self-reported"}}, "body": {"systolic_blood_pressure":
@@ -18,7 +25,15 @@ from __future__ import annotations
 from typing import Any
 
 from rpmpipe.errors import DecodeError
-from rpmpipe.ingest.validation import Fields, convert_weight, number
+from rpmpipe.ingest.validation import (
+    Fields,
+    convert_glucose,
+    convert_weight,
+    number,
+    period_instant,
+)
+
+SCHEMAS = ("blood-pressure", "body-weight", "oxygen-saturation", "blood-glucose", "heart-rate")
 
 
 def is_openmhealth(item: dict[str, Any]) -> bool:
@@ -44,14 +59,37 @@ def _effective_time(body: dict[str, Any]) -> object:
         return frame["date_time"]
     interval = frame.get("time_interval")
     if isinstance(interval, dict):
-        return interval.get("end_date_time") or interval.get("start_date_time")
+        if "duration" in interval:
+            raise DecodeError(
+                "not_a_measurement",
+                "effective_time_frame.time_interval has a duration: a value over an interval "
+                "is not a reading on a day",
+            )
+        return period_instant(
+            interval.get("start_date_time"),
+            interval.get("end_date_time"),
+            "effective_time_frame.time_interval",
+        )
     raise DecodeError("missing_field", "effective_time_frame has no date_time")
+
+
+def _unit_value(body: dict[str, Any], name: str, units: tuple[str, ...]) -> float | None:
+    quantity = _dict(body.get(name), f"body.{name}")
+    if quantity.get("unit") not in units:
+        raise DecodeError("unknown_unit", f"body.{name}.unit must be {' or '.join(units)}")
+    return number(quantity.get("value"), name)
 
 
 def openmhealth_fields(item: dict[str, Any]) -> Fields:
     header = _dict(item.get("header"), "header")
     body = _dict(item.get("body"), "body")
     schema = _dict(header.get("schema_id"), "header.schema_id")
+    if "descriptive_statistic" in body:
+        raise DecodeError(
+            "not_a_measurement",
+            "body.descriptive_statistic: a summary of several measurements (average, minimum, "
+            "maximum, ...) is not a reading",
+        )
     provenance = header.get("acquisition_provenance")
     provenance = provenance if isinstance(provenance, dict) else {}
     reading_id = header.get("id")
@@ -80,4 +118,21 @@ def openmhealth_fields(item: dict[str, Any]) -> Fields:
             weight_kg=convert_weight(weight.get("value"), weight.get("unit")),
             **common,
         )
-    raise DecodeError("unknown_type", "Open mHealth schema must be blood-pressure or body-weight")
+    if name == "oxygen-saturation":
+        return Fields(
+            type="spo2", spo2_pct=_unit_value(body, "oxygen_saturation", ("%",)), **common
+        )
+    if name == "blood-glucose":
+        glucose = _dict(body.get("blood_glucose"), "body.blood_glucose")
+        return Fields(
+            type="blood_glucose",
+            glucose_mg_dl=convert_glucose(glucose.get("value"), glucose.get("unit")),
+            **common,
+        )
+    if name == "heart-rate":
+        return Fields(
+            type="heart_rate",
+            pulse_bpm=_unit_value(body, "heart_rate", ("beats/min",)),
+            **common,
+        )
+    raise DecodeError("unknown_type", "Open mHealth schema must be one of " + ", ".join(SCHEMAS))

@@ -178,7 +178,10 @@ class IngestPipeline:
             outcome.stored, outcome.duplicates = result.stored, result.duplicates
         if activity_batches:
             committed, failed = store_activities(
-                self.engine, activity_batches, source=activity_origins[0][0].source
+                self.engine,
+                activity_batches,
+                source=activity_origins[0][0].source,
+                now=max(m.received_at for m, _ in activity_origins),
             )
             outcome.activities = committed
             for index, code, reason in failed:

@@ -10,7 +10,10 @@ REASON_CODES: dict[str, str] = {
     "bad_activity": "a care activity field is missing or invalid",
     "bad_identifier": "an id holds characters outside A-Z a-z 0-9 _ . : -",
     "bad_json": "the payload is not valid UTF-8 JSON",
-    "bad_status": "the FHIR Observation status is not final, amended, corrected or preliminary",
+    "bad_status": (
+        "the FHIR Observation status is not final, amended, corrected or preliminary "
+        "(registered: no result yet)"
+    ),
     "bad_time": "a time is not an ISO 8601 date-time or is out of range",
     "bad_value": "a measurement or flag has the wrong JSON type",
     "decoder_error": "the payload could not be decoded (unexpected shape)",
@@ -18,7 +21,10 @@ REASON_CODES: dict[str, str] = {
     "empty_batch": "the payload holds no readings or activities",
     "implausible_value": "a measurement is outside the physiologic range",
     "missing_field": "a required field is absent",
-    "naive_time": "a time has no UTC offset",
+    "naive_time": "a time has no UTC offset, or is a date without a time of day",
+    "not_a_measurement": (
+        "a statistic (average, minimum, ...) or a value over an interval, not a reading on a day"
+    ),
     "too_deep": "the JSON nests too deeply",
     "too_large": "the payload or its extra fields are too large",
     "too_many_items": "a batch holds too many readings",
@@ -27,7 +33,10 @@ REASON_CODES: dict[str, str] = {
     "unknown_topic": "the topic is not a readings or activities topic of this topic root",
     "unknown_type": "the reading type is not one rpmpipe stores",
     "unknown_unit": "a unit is not one rpmpipe converts",
-    "unsupported_format": "the payload is not a native, Open mHealth or FHIR reading",
+    "unsupported_format": (
+        "the payload is JSON but not a native reading, Open mHealth data point or FHIR "
+        "Observation/Bundle (a vendor API response, a webhook body, another FHIR resource)"
+    ),
 }
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from rpmpipe.errors import DecodeError
-from rpmpipe.records import READING_TYPES, Reading
+from rpmpipe.records import EARLIEST_DATA_TIME, READING_TYPES, Reading
 
 # Identifiers end up in logs, Parquet and file listings: a conservative alphabet keeps
 # path-like ("../x"), control and whitespace characters out.
@@ -38,11 +38,26 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "heart_rate": ("pulse_bpm",),
 }
 
-WEIGHT_TO_KG = {"kg": 1.0, "g": 0.001, "lb": 0.45359237, "lbs": 0.45359237, "[lb_av]": 0.45359237}
+# Keys are lower case (units are matched case-insensitively): UCUM codes (kg, g, [lb_av],
+# [oz_av], [stone_av]) and the plain names native and Open mHealth payloads use.
+_LB = 0.45359237
+WEIGHT_TO_KG = {
+    "kg": 1.0,
+    "g": 0.001,
+    "lb": _LB,
+    "lbs": _LB,
+    "[lb_av]": _LB,
+    "oz": _LB / 16,
+    "[oz_av]": _LB / 16,
+    "[stone_av]": _LB * 14,
+}
 GLUCOSE_TO_MG_DL = {"mg/dl": 1.0, "mmol/l": 18.0156}
 
 # Readings before this are not from a connected device of ours.
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+EARLIEST = EARLIEST_DATA_TIME
+
+# A date alone (FHIR allows YYYY, YYYY-MM and YYYY-MM-DD where a dateTime is expected).
+_DATE_ONLY_RE = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?|\d{8}")
 
 
 @dataclass(slots=True)
@@ -103,9 +118,13 @@ def parse_time(value: object, name: str = "measured_at") -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
+        if _DATE_ONLY_RE.fullmatch(value):
+            raise _date_only(name) from None
         raise DecodeError("bad_time", f"{name} is not an ISO 8601 time") from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise DecodeError("naive_time", f"{name} has no time zone offset")
+        if _DATE_ONLY_RE.fullmatch(value):
+            raise _date_only(name)
+        raise DecodeError("naive_time", f"{name} has no time zone offset (Z or +hh:mm)")
     try:
         utc = parsed.astimezone(UTC)
     except OverflowError:
@@ -113,6 +132,37 @@ def parse_time(value: object, name: str = "measured_at") -> datetime:
     if utc < EARLIEST:
         raise DecodeError("bad_time", f"{name} is before 2000-01-01")
     return utc
+
+
+def _date_only(name: str) -> DecodeError:
+    return DecodeError(
+        "naive_time",
+        f"{name} is a date without a time of day and UTC offset: a day without a zone cannot "
+        "be placed in the patient's day",
+    )
+
+
+def period_instant(start: object, end: object, name: str) -> object:
+    """The time of a reading given as a period (FHIR effectivePeriod, OMH time_interval).
+
+    The one rule for both formats: a period is an instant when it has only an end, or when
+    its start and end are the same instant; the reading is timed at that instant (the end).
+    A period that spans time, or has no end, is a value over an interval, not a measurement
+    on a day: ``not_a_measurement``.
+    """
+    if end is None:
+        if start is None:
+            raise DecodeError("missing_field", f"{name} has neither start nor end")
+        raise DecodeError("not_a_measurement", f"{name} has a start but no end: it is not a moment")
+    if start is None or start == end:
+        return end
+    if parse_time(start, f"{name} start") != parse_time(end, f"{name} end"):
+        raise DecodeError(
+            "not_a_measurement",
+            f"{name} spans time (start differs from end): a value over an interval is not a "
+            "reading on a day",
+        )
+    return end
 
 
 def number(value: object, name: str) -> float | None:
@@ -138,7 +188,9 @@ def convert_weight(value: object, unit: object) -> float | None:
     if amount is None:
         return None
     if not isinstance(unit, str) or unit.lower() not in WEIGHT_TO_KG:
-        raise DecodeError("unknown_unit", "weight unit must be kg, g or lb")
+        raise DecodeError(
+            "unknown_unit", "weight unit must be kg, g, lb, oz, [lb_av], [oz_av] or [stone_av]"
+        )
     return round(amount * WEIGHT_TO_KG[unit.lower()], 3)
 
 
@@ -163,7 +215,7 @@ def make_reading(f: Fields, received_at: datetime, clock_skew: timedelta) -> Rea
     if not (reading_id is None or (isinstance(reading_id, str) and _ID_RE.fullmatch(reading_id))):
         reading_id = check_reading_id(reading_id)
     kind = f.type
-    if kind not in REQUIRED:
+    if not isinstance(kind, str) or kind not in REQUIRED:
         if not isinstance(kind, str) or not kind:
             raise DecodeError("missing_field", "the reading has no type")
         raise DecodeError("unknown_type", "type is not one of " + ", ".join(READING_TYPES))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 READING_TYPES = ("blood_pressure", "body_weight", "spo2", "blood_glucose", "heart_rate")
@@ -13,6 +13,10 @@ RECORD_KINDS = ("device_supply", "treatment_management", "setup")
 # Care-management programs a patient may be enrolled in, and who performs care time.
 PROGRAMS = ("RPM", "RTM", "CCM", "PCM", "APCM", "BHI")
 PERFORMERS = ("clinical_staff", "physician")
+
+# Nothing rpmpipe stores (a reading, a care activity) is dated before this: earlier dates are
+# device clock resets or typing errors, refused at the edge.
+EARLIEST_DATA_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _require_aware(name: str, value: datetime) -> None:

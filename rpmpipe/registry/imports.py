@@ -12,7 +12,7 @@ import csv
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from rpmpipe.errors import RegistryImportError
 from rpmpipe.logs import get_logger
-from rpmpipe.records import ACTIVITY_KINDS, PERFORMERS, PROGRAMS
+from rpmpipe.records import ACTIVITY_KINDS, EARLIEST_DATA_TIME, PERFORMERS, PROGRAMS
 from rpmpipe.registry.models import (
     Base,
     CareActivity,
@@ -44,6 +44,11 @@ PHI_COLUMNS = frozenset(
     {"first_name", "last_name", "birth_date", "address1", "city", "zip", "member_id", "qmb"}
 )
 DEVICE_KINDS = ("bp_cuff", "scale", "pulse_oximeter", "glucometer")
+# A care activity starts between 2000-01-01 (UTC) and one day after the clock of the import
+# (the command's start; a message's receipt on MQTT). Outside that it is a typing or clock
+# error, refused here so that metrics never meets an impossible date.
+ACTIVITY_EARLIEST = EARLIEST_DATA_TIME
+ACTIVITY_MAX_AHEAD = timedelta(days=1)
 
 
 class _BadField(ValueError):
@@ -96,6 +101,22 @@ def _aware_datetime(row: Mapping[str, str], field: str) -> datetime:
     if parsed.tzinfo is None:
         raise _BadField(field, f"{value!r} has no time zone offset")
     return parsed
+
+
+def check_activity_start(started_at: datetime, now: datetime) -> datetime:
+    """``started_at`` in UTC if inside the accepted range (see ``ACTIVITY_EARLIEST``)."""
+    try:
+        utc = started_at.astimezone(UTC)
+        latest = now + ACTIVITY_MAX_AHEAD
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00, or year 1 east of UTC
+        utc = None
+    if utc is None or not ACTIVITY_EARLIEST <= utc <= latest:
+        raise _BadField(
+            "started_at",
+            f"is outside the accepted range ({ACTIVITY_EARLIEST.date()} to one day after "
+            f"{now.date()})",
+        )
+    return utc
 
 
 def _choice(row: Mapping[str, str], field: str, choices: Iterable[str]) -> str:
@@ -352,8 +373,13 @@ class ImportResult:
     unchanged: int
 
 
-def import_csv(engine: Engine, kind: str, path: str | Path) -> ImportResult:
-    """Import a registry CSV (header row, UTF-8) of the contract's columns for ``kind``."""
+def import_csv(
+    engine: Engine, kind: str, path: str | Path, *, now: datetime | None = None
+) -> ImportResult:
+    """Import a registry CSV (header row, UTF-8) of the contract's columns for ``kind``.
+
+    ``now`` (aware) is the clock activities are checked against; activities need it.
+    """
     spec = _spec(kind)
     p = Path(path)
     try:
@@ -371,7 +397,7 @@ def import_csv(engine: Engine, kind: str, path: str | Path) -> ImportResult:
     except OSError as exc:
         raise RegistryImportError(str(p), 0, None, f"cannot read file: {exc.strerror}") from None
     # Data rows start on line 2 of the file (line 1 is the header).
-    return import_rows(engine, kind, rows, source=str(p), first_row=2)
+    return import_rows(engine, kind, rows, source=str(p), first_row=2, now=now)
 
 
 def import_rows(
@@ -380,15 +406,24 @@ def import_rows(
     rows: Iterable[Mapping[str, str]],
     source: str,
     first_row: int = 1,
+    *,
+    now: datetime | None = None,
 ) -> ImportResult:
-    """Validate every row, then upsert them all in one transaction (or none on error)."""
+    """Validate every row, then upsert them all in one transaction (or none on error).
+
+    ``now`` (aware) is the clock activities' dates are checked against; activities need it.
+    """
     spec = _spec(kind)
+    if kind == "activities" and now is None:
+        raise ValueError("importing activities needs the clock (now=)")
     parsed: dict[tuple[Any, ...], tuple[int, dict[str, Any]]] = {}
     for number, row in enumerate(rows, start=first_row):
         if None in row:  # csv.DictReader puts surplus cells under the None key
             raise RegistryImportError(source, number, None, "more cells than header columns")
         try:
             values = spec.parse(row)
+            if now is not None and kind == "activities":
+                values["started_at"] = check_activity_start(values["started_at"], now)
         except _BadField as exc:
             raise RegistryImportError(source, number, exc.field, str(exc)) from None
         key = tuple(values[k] for k in spec.key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -190,12 +191,70 @@ def test_activity_needs_an_offset_and_counts_once(engine: Engine, tmp_path: Path
         "interactive": "true",
     }
     with pytest.raises(RegistryImportError, match="no time zone"):
-        import_csv(engine, "activities", write_csv(tmp_path / "a.csv", "activities", [row]))
+        import_csv(
+            engine, "activities", write_csv(tmp_path / "a.csv", "activities", [row]), now=NOW
+        )
     row["started_at"] = "2026-11-03T09:00:00-05:00"
     path = write_csv(tmp_path / "a2.csv", "activities", [row, row])
-    assert import_csv(engine, "activities", path).rows == 1
-    assert import_csv(engine, "activities", path).unchanged == 1
+    assert import_csv(engine, "activities", path, now=NOW).rows == 1
+    assert import_csv(engine, "activities", path, now=NOW).unchanged == 1
     assert count(engine, CareActivity) == 1
+
+
+NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "started_at",
+    [
+        "0001-01-01T00:00:00Z",
+        "0001-01-01T00:30:00+01:00",  # before year 1 in UTC: not representable
+        "9999-12-31T23:59:59-14:00",  # after year 9999 in UTC: not representable
+        "9999-12-31T23:59:59Z",
+        "1999-12-31T23:59:59Z",
+        "2026-11-21T15:00:01Z",  # more than one day after the clock
+    ],
+)
+def test_activity_dated_outside_2000_to_a_day_after_the_clock_stops_the_import(
+    engine: Engine, tmp_path: Path, started_at: str
+) -> None:
+    import_csv(engine, "patients", write_csv(tmp_path / "p.csv", "patients", patients(1)))
+    good = {
+        "activity_id": "A-1",
+        "patient_id": "P-000000",
+        "staff_id": "S-1",
+        "started_at": "2026-11-03T09:00:00-05:00",
+        "minutes": "12",
+        "kind": "phone_call",
+        "interactive": "true",
+    }
+    rows = [good, {**good, "activity_id": "A-2", "started_at": started_at}]
+    with pytest.raises(RegistryImportError) as caught:
+        import_csv(engine, "activities", write_csv(tmp_path / "a.csv", "activities", rows), now=NOW)
+    assert (caught.value.row, caught.value.field) == (3, "started_at")
+    assert "outside the accepted range (2000-01-01 to one day after 2026-11-20)" in str(
+        caught.value
+    )
+    assert count(engine, CareActivity) == 0  # nothing of the file is written
+
+
+def test_activity_up_to_a_day_after_the_clock_is_imported(engine: Engine, tmp_path: Path) -> None:
+    import_csv(engine, "patients", write_csv(tmp_path / "p.csv", "patients", patients(1)))
+    row = {
+        "activity_id": "A-1",
+        "patient_id": "P-000000",
+        "staff_id": "S-1",
+        "started_at": "2026-11-21T15:00:00Z",
+        "minutes": "12",
+        "kind": "phone_call",
+        "interactive": "true",
+    }
+    path = write_csv(
+        tmp_path / "a.csv",
+        "activities",
+        [row, {**row, "activity_id": "A-2", "started_at": "2000-01-01T00:00:00Z"}],
+    )
+    assert import_csv(engine, "activities", path, now=NOW).inserted == 2
 
 
 def test_hundred_thousand_patients_import(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ program and performer (CSV and MQTT), and the migration that adds them."""
 from __future__ import annotations
 
 import csv
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import orjson
@@ -24,6 +24,8 @@ from rpmpipe.registry.db import (
 )
 from rpmpipe.registry.imports import KINDS, import_csv
 from rpmpipe.registry.models import CareActivity, CarePlan, Enrollment, Patient
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 PATIENT = {
     "patient_id": "P-1",
@@ -103,7 +105,9 @@ def test_enrollment_of_an_unknown_program_names_the_field(engine: Engine, tmp_pa
 def test_activities_without_program_or_performer_are_rpm_staff_time(
     engine: Engine, tmp_path: Path
 ) -> None:
-    import_csv(engine, "activities", write_csv(tmp_path / "a.csv", "activities", [ACTIVITY]))
+    import_csv(
+        engine, "activities", write_csv(tmp_path / "a.csv", "activities", [ACTIVITY]), now=NOW
+    )
     with engine.connect() as conn:
         assert conn.execute(select(CareActivity.program, CareActivity.performer)).one() == (
             "RPM",
@@ -116,7 +120,7 @@ def test_activity_program_and_performer_columns_are_imported_and_checked(
 ) -> None:
     header = [*KINDS["activities"].columns, "program", "performer"]
     row = {**ACTIVITY, "program": "CCM", "performer": "physician"}
-    import_csv(engine, "activities", write_rows(tmp_path / "a.csv", header, [row]))
+    import_csv(engine, "activities", write_rows(tmp_path / "a.csv", header, [row]), now=NOW)
     with engine.connect() as conn:
         assert conn.execute(select(CareActivity.program, CareActivity.performer)).one() == (
             "CCM",
@@ -124,7 +128,7 @@ def test_activity_program_and_performer_columns_are_imported_and_checked(
         )
     bad = {**ACTIVITY, "activity_id": "A-2", "performer": "nurse"}
     with pytest.raises(RegistryImportError, match=r"row 2.*performer.*'nurse' is not one of"):
-        import_csv(engine, "activities", write_rows(tmp_path / "b.csv", header, [bad]))
+        import_csv(engine, "activities", write_rows(tmp_path / "b.csv", header, [bad]), now=NOW)
 
 
 def test_mqtt_activity_carries_program_and_performer(engine: Engine) -> None:
@@ -136,7 +140,7 @@ def test_mqtt_activity_carries_program_and_performer(engine: Engine) -> None:
         ]
     )
     good, rejects = activity_items(payload)
-    committed, failed = store_activities(engine, [[g.row] for g in good], source="mqtt")
+    committed, failed = store_activities(engine, [[g.row] for g in good], source="mqtt", now=NOW)
     assert rejects == []
     assert committed == 2
     assert [(index, code) for index, code, _ in failed] == [(2, "bad_activity")]

@@ -109,7 +109,12 @@ def _import_registry(engine: Engine, tmp: Path) -> None:
         ],
     }  # fmt: skip
     for kind, rows in files.items():
-        import_csv(engine, kind, _write_csv(tmp / f"{kind}.csv", kind, rows))
+        import_csv(
+            engine,
+            kind,
+            _write_csv(tmp / f"{kind}.csv", kind, rows),
+            now=datetime(2026, 11, 3, tzinfo=UTC),
+        )
     # A rejected file whose bad cell is itself PHI (an impossible birth date next to a name).
     bad = _write_csv(
         tmp / "bad.csv", "patients", [_patient(patient_id="P-PHI-2", birth_date="1931-02-30")]

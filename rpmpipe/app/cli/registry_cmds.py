@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -42,7 +43,7 @@ def _make_import(kind: str) -> None:
         started = time.perf_counter()
         try:
             engine = open_registry(settings.effective_database_url)
-            result = import_csv(engine, kind, file)
+            result = import_csv(engine, kind, file, now=datetime.now(UTC))
         except RpmpipeError as exc:
             raise fail(f"{exc}\nnothing from {file} was written") from None
         typer.echo(
