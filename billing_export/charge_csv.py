@@ -52,6 +52,7 @@ CHARGE_COLUMNS = (
     "rule_set",
     "transmission_days",
     "interactive_minutes",
+    "management_minutes",
 )
 
 CORRECTION_COLUMNS = (
@@ -146,6 +147,7 @@ def write_charge_csv(out: TextIO, claims: Sequence[Claim], billing: BillingSetti
                         line.rule_set,
                         str(line.transmission_days),
                         money(line.interactive_minutes),
+                        money(line.management_minutes),
                     )
                 ]
             )

@@ -56,6 +56,7 @@ class BillableLine:
     transmission_days: int
     interactive_minutes: Decimal
     rendering_npi: str
+    management_minutes: Decimal = Decimal("0.00")  # all care time that counts
 
     @property
     def record_key(self) -> tuple[str, str, str, date]:

@@ -90,8 +90,12 @@ def load_final_records(conn: Connection, as_of: date) -> list[FinalRecord]:
                 reason=row.reason or "",
                 transmission_days=row.transmission_days or 0,
                 interactive_minutes=Decimal(row.interactive_minutes or 0).quantize(Decimal("0.01")),
+                management_minutes=Decimal(row.management_minutes or 0).quantize(Decimal("0.01")),
                 lines=lines,
-                rendering_npi=_ordering_npi(
+                # The record names the enrollment that owns it; rows stored before that
+                # carry no NPI and fall back to the enrollment covering the period end.
+                rendering_npi=row.ordering_npi
+                or _ordering_npi(
                     enrollments.get((row.patient_id, row.program), []), row.period_end
                 ),
             )
@@ -150,6 +154,7 @@ def load_ledger(conn: Connection) -> dict[RecordKey, LedgerState]:
         e.date_of_service,
         e.transmission_days,
         e.interactive_minutes,
+        e.management_minutes,
     )
     for entry in conn.execute(select(*columns)):
         key = (entry.patient_id, entry.program, entry.record_kind, entry.period_start)
@@ -165,6 +170,9 @@ def load_ledger(conn: Connection) -> dict[RecordKey, LedgerState]:
             period_end=current[0].period_end,
             transmission_days=current[0].transmission_days or 0,
             interactive_minutes=Decimal(current[0].interactive_minutes or 0).quantize(
+                Decimal("0.01")
+            ),
+            management_minutes=Decimal(current[0].management_minutes or 0).quantize(
                 Decimal("0.01")
             ),
             lines=signature(
@@ -258,6 +266,7 @@ def record_ledger(
             "transaction_control": transaction_of.get(w.claim_id, 0) if control else 0,
             "transmission_days": w.transmission_days,
             "interactive_minutes": w.interactive_minutes,
+            "management_minutes": w.management_minutes,
             "exported_at": stamp.exported_at,
         }
         for w in writes

@@ -54,6 +54,7 @@ class FinalRecord:
     interactive_minutes: Decimal
     lines: LineSig
     rendering_npi: str
+    management_minutes: Decimal = Decimal("0.00")  # all care time that counts
 
     @property
     def key(self) -> RecordKey:
@@ -78,6 +79,7 @@ class FinalRecord:
                 transmission_days=self.transmission_days,
                 interactive_minutes=self.interactive_minutes,
                 rendering_npi=self.rendering_npi,
+                management_minutes=self.management_minutes,
             )
             for code, units, dos in self.billed_lines
         ]
@@ -95,6 +97,7 @@ class LedgerState:
     # The counts behind that revision, so a correction can say what moved.
     transmission_days: int = 0
     interactive_minutes: Decimal = Decimal("0.00")
+    management_minutes: Decimal = Decimal("0.00")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,7 @@ class LedgerWrite:
     transmission_days: int
     interactive_minutes: Decimal
     transaction_index: int = 0  # which ST of the interchange holds the claim
+    management_minutes: Decimal = Decimal("0.00")
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +302,7 @@ def build_plan(
                     claim_id=state.claim_id,
                     transmission_days=record.transmission_days,
                     interactive_minutes=record.interactive_minutes,
+                    management_minutes=record.management_minutes,
                 )
             )
     for record, clash_key in work.overlapping:
@@ -347,9 +352,9 @@ def change_reason(record: FinalRecord, state: LedgerState) -> str:
         return f"no longer billable: {record.reason}" if record.reason else "no longer billable"
     parts = []
     if record.kind == MANAGEMENT_KIND:
-        if record.interactive_minutes != state.interactive_minutes:
+        if record.management_minutes != state.management_minutes:
             parts.append(
-                f"{state.interactive_minutes:.2f} → {record.interactive_minutes:.2f} minutes"
+                f"{state.management_minutes:.2f} → {record.management_minutes:.2f} minutes"
             )
     elif record.transmission_days != state.transmission_days:
         parts.append(f"{state.transmission_days} → {record.transmission_days} days with data")
@@ -389,4 +394,5 @@ def _write(
         claim_id=claim_id,
         transmission_days=line.transmission_days,
         interactive_minutes=line.interactive_minutes,
+        management_minutes=line.management_minutes,
     )

@@ -26,18 +26,21 @@ from rpmpipe.metrics.days import (
 )
 from rpmpipe.metrics.engagement import (
     PROGRAM,
+    EpisodeDays,
     compute_engagement,
     days_before_consent,
     episode_day_numbers,
-    management,
+    episode_days_of,
+    episode_records,
+    management_records,
     not_counted_note,
     pending_supply_reason,
     plural,
-    supply_and_setup,
+    rpm_enrollments,
     supply_reason,
     with_note,
 )
-from rpmpipe.metrics.minutes import monthly_minutes
+from rpmpipe.metrics.episodes import Episode, episodes_of
 from rpmpipe.metrics.report import CsvRows, csv_field
 from rpmpipe.metrics.rules import RuleSet, rule_set_for, supply_code
 from rpmpipe.metrics.snapshot import Enrollment, RegistrySnapshot
@@ -71,16 +74,22 @@ def compute_engagement_csv(
             counts[r.status] += 1
         return ["".join(map(fmt.row, records)).encode()], counts
     found = patient_days(readings, snapshot, as_of, org_zone)
-    enrollments = sorted(
-        (e for e in snapshot.enrollments if e.program == PROGRAM),
-        key=lambda e: (e.patient_id, e.start_date),
-    )
+    enrollments = rpm_enrollments(snapshot)
+    episodes = episodes_of(enrollments, rules.episode_gap_days)
     ep, day = episode_day_numbers(found, enrollments)
-    months: dict[str, list[EngagementRecord]] = {}
-    for m in monthly_minutes(
-        activities, snapshot, as_of, org_zone, PROGRAM, rules.secure_message_interactive
-    ):
-        months.setdefault(m.patient_id, []).append(management(m, as_of, rules))
+    months = management_records(activities, snapshot, as_of, org_zone, rules, episodes)
+    # The bulk covers episodes of one open enrollment (nearly all); the others (several
+    # enrollments, or an end date that may cut periods short) go through the record path.
+    bulk_ok = np.zeros(len(enrollments), np.bool_)
+    for episode in episodes:
+        if len(episode.enrollments) == 1 and episode.enrollments[0].end_date is None:
+            bulk_ok[episode.positions[0]] = True
+    keep = bulk_ok[ep] if len(ep) else np.zeros(0, np.bool_)
+    if bool(keep.all()):
+        rest: dict[int, EpisodeDays] = {}
+    else:
+        rest = episode_days_of(ep[~keep], day[~keep], enrollments, episodes)
+        ep, day = ep[keep], day[keep]
     bulk, per_enrollment = _supply_rows(ep, day, enrollments, as_of, rules, fmt, counts, found)
     # Byte range of each enrollment's bulk rows in the Arrow text (enrollment order).
     text = memoryview(bulk.buffers()[2] or b"")
@@ -89,35 +98,38 @@ def compute_engagement_csv(
     byte_at = row_bytes[np.r_[0, np.cumsum(per_enrollment)]].tolist()
     pieces: list[bytes | memoryview] = []
     run = -1  # start of the current run of contiguous bulk text
-    for i, enrollment in enumerate(enrollments):
-        if byte_at[i + 1] > byte_at[i]:
-            if run < 0:
-                run = byte_at[i]
-        else:
-            if run >= 0:
-                pieces.append(text[run : byte_at[i]])
-                run = -1
-            rows = []
-            set_aside = found.set_aside.get(enrollment.patient_id, ())
-            before = days_before_consent(found, enrollment, as_of)
-            for r in supply_and_setup(enrollment, (), as_of, rules, set_aside, before):
-                counts[r.status] += 1
-                rows.append(fmt.row(r))
-            pieces.append("".join(rows).encode())
-        last_of_patient = (
-            i + 1 == len(enrollments) or enrollments[i + 1].patient_id != enrollment.patient_id
-        )
-        if last_of_patient and enrollment.patient_id in months:
-            if run >= 0:
-                pieces.append(text[run : byte_at[i + 1]])
-                run = -1
-            rows = []
-            for r in months.pop(enrollment.patient_id):
-                counts[r.status] += 1
-                rows.append(fmt.row(r))
-            pieces.append("".join(rows).encode())
-    if run >= 0:
-        pieces.append(text[run : byte_at[-1]])
+    run_end = -1
+
+    def flush() -> None:
+        nonlocal run
+        if run >= 0:
+            pieces.append(text[run:run_end])
+            run = -1
+
+    def emit(records: Iterable[EngagementRecord]) -> None:
+        flush()
+        rows = []
+        for r in records:
+            counts[r.status] += 1
+            rows.append(fmt.row(r))
+        pieces.append("".join(rows).encode())
+
+    by_patient: dict[str, list[int]] = {}
+    for i, episode in enumerate(episodes):
+        by_patient.setdefault(episode.patient_id, []).append(i)
+    for pid in sorted(by_patient.keys() | months.keys()):
+        for i in by_patient.get(pid, ()):
+            episode = episodes[i]
+            at = episode.positions[0]
+            if bulk_ok[at] and byte_at[at + 1] > byte_at[at]:
+                if run < 0:
+                    run = byte_at[at]
+                run_end = byte_at[at + 1]
+                continue
+            emit(episode_records(episode, rest.get(i), found, as_of, rules))
+        if pid in months:
+            emit(months.pop(pid))
+    flush()
     return pieces, counts
 
 
@@ -228,7 +240,8 @@ def _supply_rows(
     code_text = pa.array([c or "" for c in code_of], pa.string()).take(code_at)
     has_code = np.array([c is not None for c in code_of], np.bool_)[inverse.reshape(-1)]
     setup_min = np.array([rs.setup_min_days for rs in sets], np.int64)
-    qualifies = np.flatnonzero(n >= setup_min[rs_id])
+    # Setup goes with the first period that bills a supply code: never alone.
+    qualifies = np.flatnonzero((n >= setup_min[rs_id]) & has_code)
     setup_at = np.full(n_ep, -1, np.int64)
     if len(qualifies):
         owners, firsts = np.unique(owner[qualifies], return_index=True)
@@ -306,7 +319,9 @@ def _supply_rows(
             set_aside.get(enrollment.patient_id, ()),
             enrollment.start_date if first_period else from_day_number(int(p_start[at])),
             from_day_number(int(p_end[at])),
-            days_before_consent(found, enrollment, as_of) if first_period else (),
+            days_before_consent(found, Episode(enrollment.patient_id, (enrollment,), ()), as_of)
+            if first_period
+            else (),
             enrollment.consent_date,
         )
         if note:
@@ -382,6 +397,7 @@ def _supply_rows(
         n_text.take(picked),
         "0",
         "0",
+        "0",
         pa.array(lines_of, pa.string()).take(at),
         pa.array(reason_texts, pa.string()).take(
             pa.array(np.asarray(reason_of, np.int64)[inverse])
@@ -409,7 +425,7 @@ def _supply_rows(
         statuses.take(pa.array(status)),
         supply_names,
         n_text,
-        "0,0",  # no minutes or communications on supply rows
+        "0,0,0",  # no minutes or communications on supply rows
         supply_lines,
         pa.array(reason_texts, pa.string()).take(pa.array(reason)),
         evidence,

@@ -28,6 +28,7 @@ from rpmpipe.metrics.days import (
     from_day_number,
     patient_days,
 )
+from rpmpipe.metrics.episodes import Episode, episodes_of
 from rpmpipe.metrics.minutes import MonthMinutes, monthly_minutes
 from rpmpipe.metrics.report import format_minutes
 from rpmpipe.metrics.rules import RuleSet, Tier, management_lines, rule_set_for, supply_code
@@ -54,6 +55,14 @@ class _Period(NamedTuple):
     days: tuple[date, ...]
 
 
+def rpm_enrollments(snapshot: RegistrySnapshot) -> list[Enrollment]:
+    """The RPM enrollments, by patient then start date (positions index this list)."""
+    return sorted(
+        (e for e in snapshot.enrollments if e.program == PROGRAM),
+        key=lambda e: (e.patient_id, e.start_date),
+    )
+
+
 def compute_engagement(
     readings: pa.Table | Iterable[pa.RecordBatch],
     snapshot: RegistrySnapshot,
@@ -69,59 +78,121 @@ def compute_engagement(
     that it is ``pending``.
     """
     found = patient_days(readings, snapshot, as_of, org_zone)
-    enrollments = sorted(
-        (e for e in snapshot.enrollments if e.program == PROGRAM),
-        key=lambda e: (e.patient_id, e.start_date),
+    enrollments = rpm_enrollments(snapshot)
+    episodes = episodes_of(enrollments, rules.episode_gap_days)
+    days_of = episode_days(found, enrollments, episodes)
+    months = management_records(activities, snapshot, as_of, org_zone, rules, episodes)
+    records: list[EngagementRecord] = []
+    by_patient: dict[str, list[int]] = {}
+    for i, episode in enumerate(episodes):
+        by_patient.setdefault(episode.patient_id, []).append(i)
+    for pid in sorted(by_patient.keys() | months.keys()):
+        for i in by_patient.get(pid, ()):
+            records.extend(episode_records(episodes[i], days_of.get(i), found, as_of, rules))
+        records.extend(months.pop(pid, ()))
+    return records
+
+
+def episode_records(
+    episode: Episode,
+    days: EpisodeDays | None,
+    found: PatientDays,
+    as_of: date,
+    rules: RuleSettings,
+) -> list[EngagementRecord]:
+    """Setup and supply records of one episode (shared by both paths)."""
+    return supply_and_setup(
+        episode,
+        days.dates if days is not None else (),
+        as_of,
+        rules,
+        found.set_aside.get(episode.patient_id, ()),
+        days_before_consent(found, episode, as_of),
+        days.owners if days is not None else (),
+        found,
     )
-    days_of = _episode_days(found, enrollments)
+
+
+def management_records(
+    activities: Iterable[Activity],
+    snapshot: RegistrySnapshot,
+    as_of: date,
+    org_zone: str,
+    rules: RuleSettings,
+    episodes: Sequence[Episode],
+) -> dict[str, list[EngagementRecord]]:
+    """Each patient's management months (every month with time entries), by patient."""
+    episode_of: dict[int, Episode] = {}
+    for episode in episodes:
+        for e in episode.enrollments:
+            episode_of[id(e)] = episode
     months: dict[str, list[EngagementRecord]] = {}
     for m in monthly_minutes(
-        activities, snapshot, as_of, org_zone, PROGRAM, rules.secure_message_interactive
+        activities,
+        snapshot,
+        as_of,
+        org_zone,
+        PROGRAM,
+        rules.secure_message_interactive,
+        Decimal(rules.max_activity_minutes),
     ):
-        months.setdefault(m.patient_id, []).append(management(m, as_of, rules))
-    # Enrollments are in patient order, so records come out sorted without a global sort:
-    # per patient, setup and supply per episode, then the management months.
-    records: list[EngagementRecord] = []
-    for i, enrollment in enumerate(enrollments):
-        days = days_of.get(i, ())
-        records.extend(
-            supply_and_setup(
-                enrollment,
-                days,
-                as_of,
-                rules,
-                found.set_aside.get(enrollment.patient_id, ()),
-                days_before_consent(found, enrollment, as_of),
-            )
-        )
-        last_of_patient = (
-            i + 1 == len(enrollments) or enrollments[i + 1].patient_id != enrollment.patient_id
-        )
-        if last_of_patient:
-            records.extend(months.pop(enrollment.patient_id, ()))
-    return records
+        owner = episode_of.get(id(m.enrollment)) if m.enrollment is not None else None
+        months.setdefault(m.patient_id, []).append(management(m, as_of, rules, owner))
+    return months
 
 
 # --- days per episode ------------------------------------------------------------------------
 
 
-def _episode_days(
-    found: PatientDays, enrollments: Sequence[Enrollment]
-) -> dict[int, tuple[date, ...]]:
-    """For each enrollment (by position), the sorted local dates it counts."""
+class EpisodeDays(NamedTuple):
+    """An episode's sorted local dates with data and, for each, the enrollment (object)
+    whose coverage counted it (empty when the episode has one enrollment)."""
+
+    dates: tuple[date, ...]
+    owners: tuple[Enrollment, ...]
+
+
+def episode_days(
+    found: PatientDays, enrollments: Sequence[Enrollment], episodes: Sequence[Episode]
+) -> dict[int, EpisodeDays]:
+    """For each episode (by position), the sorted local dates it counts."""
     ep, day = episode_day_numbers(found, enrollments)
+    return episode_days_of(ep, day, enrollments, episodes)
+
+
+def episode_days_of(
+    ep: IntArray, day: IntArray, enrollments: Sequence[Enrollment], episodes: Sequence[Episode]
+) -> dict[int, EpisodeDays]:
+    """:func:`episode_days` from (enrollment position, day number) pairs."""
     if len(ep) == 0:
         return {}
+    episode_at = np.empty(len(enrollments), np.int64)
+    for i, episode in enumerate(episodes):
+        episode_at[list(episode.positions)] = i
+    owner = ep
+    ep = episode_at[ep]
+    if len(ep) > 1 and not bool(np.all(ep[1:] >= ep[:-1]) and _days_ascend(ep, day)):
+        order = np.lexsort((day, ep))
+        ep, day, owner = ep[order], day[order], owner[order]
     lo = int(day.min())
     lut = np.array([from_day_number(lo + i) for i in range(int(day.max()) - lo + 1)], dtype=object)
     dates = lut[day - lo]
     cuts = np.flatnonzero(ep[1:] != ep[:-1]) + 1
     starts: IntArray = np.concatenate(([0], cuts))
     ends: IntArray = np.concatenate((cuts, [len(ep)]))
-    return {
-        int(e): tuple(dates[s:t])
-        for e, s, t in zip(ep[starts].tolist(), starts.tolist(), ends.tolist(), strict=True)
-    }
+    out: dict[int, EpisodeDays] = {}
+    for e, s, t in zip(ep[starts].tolist(), starts.tolist(), ends.tolist(), strict=True):
+        episode = episodes[e]
+        owners: tuple[Enrollment, ...] = ()
+        if len(episode.enrollments) > 1:
+            owners = tuple(enrollments[i] for i in owner[s:t].tolist())
+        out[e] = EpisodeDays(tuple(dates[s:t]), owners)
+    return out
+
+
+def _days_ascend(ep: IntArray, day: IntArray) -> bool:
+    same = ep[1:] == ep[:-1]
+    return bool(np.all(day[1:][same] > day[:-1][same]))
 
 
 def episode_day_numbers(
@@ -199,8 +270,13 @@ def episode_day_numbers(
 # --- supply periods and setup ----------------------------------------------------------------
 
 
-def _periods(days: tuple[date, ...], last: date, mode: str, period_days: int) -> list[_Period]:
-    """Back-to-back periods from the first day with data, up to the one holding ``last``."""
+def _periods(
+    days: tuple[date, ...], last: date, mode: str, period_days: int, episode: Episode
+) -> list[_Period]:
+    """Back-to-back periods from the first day with data, up to the one holding ``last``.
+
+    A period the end of the episode's enrollment cuts short ends (and is dated) on that end.
+    """
     periods: list[_Period] = []
     start = days[0].replace(day=1) if mode == "calendar_month" else days[0]
     length = timedelta(days=period_days - 1)
@@ -209,7 +285,7 @@ def _periods(days: tuple[date, ...], last: date, mode: str, period_days: int) ->
     while start <= last:
         end = month_end(start) if mode == "calendar_month" else start + length
         j = bisect_right(days, end, lo=i)
-        periods.append(_Period(start, end, days[i:j]))
+        periods.append(_Period(start, episode.covering_end(start, end), days[i:j]))
         i = j
         start = end + one
     return periods
@@ -222,7 +298,7 @@ def _supply_dos(period: _Period, rules: RuleSettings) -> date:
 
 
 def _forecast(
-    period: _Period, enrollment: Enrollment, as_of: date, full_days: int
+    period: _Period, end_date: date | None, as_of: date, full_days: int
 ) -> dict[str, object]:
     """Days so far, days still possible, and whether the full supply code is within reach.
 
@@ -230,8 +306,8 @@ def _forecast(
     the period, falls short of it.
     """
     last_possible = period.end
-    if enrollment.end_date is not None:
-        last_possible = min(last_possible, enrollment.end_date)
+    if end_date is not None:
+        last_possible = min(last_possible, end_date)
     so_far = len(period.days)
     remaining = (last_possible - as_of).days
     if remaining < 0:
@@ -320,19 +396,26 @@ def with_note(reason: str, note: str) -> str:
     return f"{reason}; {note}" if note else reason
 
 
-def days_before_consent(found: PatientDays, enrollment: Enrollment, as_of: date) -> list[date]:
-    """Days with data of the patient inside the enrollment but before its consent date."""
-    consent = enrollment.consent_date
-    if consent is None or consent <= enrollment.start_date or len(found.day) == 0:
-        return []
-    at = found.index.position().get(enrollment.patient_id)
-    if at is None:
+def days_before_consent(found: PatientDays, episode: Episode, as_of: date) -> list[date]:
+    """Days with data of the patient inside the episode but before its consent date."""
+    consent = episode.consent_date
+    if consent is None or consent <= episode.start_date:
         return []
     hi = min(consent - timedelta(days=1), as_of)
-    if enrollment.end_date is not None:
-        hi = min(hi, enrollment.end_date)
+    if episode.end_date is not None:
+        hi = min(hi, episode.end_date)
+    return days_with_data(found, episode.patient_id, episode.start_date, hi)
+
+
+def days_with_data(found: PatientDays, patient_id: str, first: date, last: date) -> list[date]:
+    """The patient's days with data (from assigned devices) on ``first .. last``."""
+    if len(found.day) == 0 or last < first:
+        return []
+    at = found.index.position().get(patient_id)
+    if at is None:
+        return []
     keys = found.keys
-    lo_key, hi_key = found.key(at, day_number(enrollment.start_date)), found.key(at, day_number(hi))
+    lo_key, hi_key = found.key(at, day_number(first)), found.key(at, day_number(last))
     a, b = np.searchsorted(keys, [lo_key, hi_key + 1])
     return [from_day_number(int(d)) for d in found.day[a:b].tolist()]
 
@@ -352,32 +435,60 @@ def supply_reason(rs: RuleSet, days: int, code: str | None) -> str:
     return f"{text} (billed {code})"
 
 
+def _owner(
+    episode: Episode, period: _Period, owners: tuple[Enrollment, ...], at: int
+) -> Enrollment:
+    """The enrollment a period is billed under: the one that counted most of its days (the
+    later one on a tie), else the one running at its end."""
+    if not owners or not period.days:
+        return episode.enrollment_on(period.end)
+    tally: dict[int, int] = {}
+    order: dict[int, Enrollment] = {}
+    for e in owners[at : at + len(period.days)]:
+        tally[id(e)] = tally.get(id(e), 0) + 1
+        order[id(e)] = e
+    return max(order.values(), key=lambda e: (tally[id(e)], e.start_date))
+
+
 def supply_and_setup(
-    enrollment: Enrollment,
+    episode: Episode,
     days: tuple[date, ...],
     as_of: date,
     rules: RuleSettings,
     set_aside: Sequence[SetAside] = (),
     before_consent: Sequence[date] = (),
+    owners: tuple[Enrollment, ...] = (),
+    found: PatientDays | None = None,
 ) -> list[EngagementRecord]:
-    if as_of < enrollment.start_date:
+    """Setup and supply records of one episode of care from its days with data (``owners``:
+    the enrollment that counted each day, when the episode has several)."""
+    if as_of < episode.start_date:
         return []
-    last = as_of if enrollment.end_date is None else min(as_of, enrollment.end_date)
-    pid = enrollment.patient_id
-    if enrollment.consent_date is None or not days:
-        ended = enrollment.end_date is not None and enrollment.end_date < as_of
-        if enrollment.consent_date is None:
+    end_date = episode.end_date
+    last = as_of if end_date is None else min(as_of, end_date)
+    pid = episode.patient_id
+    first = episode.enrollments[0]
+    if episode.consent_date is None or not days:
+        ended = end_date is not None and end_date < as_of
+        would: list[date] = []
+        if episode.consent_date is None:
             reason = "no consent on file"
+            if found is not None:
+                would = days_with_data(found, pid, episode.start_date, last)
+            if would:
+                reason += (
+                    f": {plural(len(would), 'day')} with data would count once consent is on file"
+                )
         elif ended:
             reason = "no qualifying readings during the enrollment"
         else:
-            since = enrollment.start_date.isoformat()
+            since = episode.start_date.isoformat()
             reason = f"no qualifying readings since the enrollment start {since}"
-        if enrollment.consent_date is not None:
+        if episode.consent_date is not None:
             reason = with_note(
                 reason,
                 not_counted_note(
-                    set_aside, enrollment.start_date, last, before_consent, enrollment.consent_date
+                    set_aside, episode.start_date, last, before_consent, episode.consent_date
                 ),
             )
         rs = rule_set_for(PROGRAM, last)
@@ -386,22 +497,29 @@ def supply_and_setup(
                 patient_id=pid,
                 program=PROGRAM,
                 kind="device_supply",
-                period_start=enrollment.start_date,
+                period_start=episode.start_date,
                 period_end=last,
-                status="not_billable" if enrollment.consent_date is None or ended else "pending",
+                status="not_billable" if episode.consent_date is None or ended else "pending",
                 reason=reason,
                 rule_set=rs.name,
+                transmission_days=len(would),
+                evidence_dates=tuple(would),
+                ordering_npi=episode.enrollment_on(last).ordering_npi,
+                episode_start=episode.start_date,
             )
         ]
     records: list[EngagementRecord] = []
     setup: EngagementRecord | None = None
     probe_rs = rule_set_for(PROGRAM, days[0])
-    for period in _periods(days, last, rules.supply_period, probe_rs.period_days):
+    at = 0
+    for period in _periods(days, last, rules.supply_period, probe_rs.period_days, episode):
         dos = _supply_dos(period, rules)
         rs = rule_set_for(PROGRAM, dos)
         n = len(period.days)
         code = supply_code(rs, n)
         final = as_of > period.end
+        npi = _owner(episode, period, owners, at).ordering_npi
+        at += n
         forecast = None
         if final:
             status = "billable" if code else "not_billable"
@@ -409,7 +527,7 @@ def supply_and_setup(
             lines: tuple[ServiceLine, ...] = (ServiceLine(code, 1, dos),) if code else ()
         else:
             status = "pending"
-            forecast = _forecast(period, enrollment, as_of, rs.supply_full_days)
+            forecast = _forecast(period, end_date, as_of, rs.supply_full_days)
             lines = ()
             still = forecast["days_still_possible"]
             assert isinstance(still, int)
@@ -421,9 +539,9 @@ def supply_and_setup(
         ):
             # The first period also answers for the days between the enrollment start and
             # its first day with data (readings then may be why it started late).
-            noted_from = enrollment.start_date if not records else period.start
+            noted_from = episode.start_date if not records else period.start
             note = not_counted_note(
-                set_aside, noted_from, period.end, before_consent, enrollment.consent_date
+                set_aside, noted_from, period.end, before_consent, episode.consent_date
             )
             reason = with_note(reason, note)
         records.append(
@@ -440,10 +558,13 @@ def supply_and_setup(
                 lines=lines,
                 evidence_dates=period.days,
                 forecast=forecast,
+                ordering_npi=npi,
+                episode_start=episode.start_date,
             )
         )
-        if setup is None and n >= rs.setup_min_days:
-            setup = _setup_record(pid, period, rs, dos, final)
+        # Setup goes with the first period that bills a supply code: never alone.
+        if setup is None and n >= rs.setup_min_days and code is not None:
+            setup = _setup_record(pid, period, rs, dos, final, npi, episode.start_date)
     if setup is None:
         # No period has qualified yet: say so on the latest period.
         current = records[-1]
@@ -460,12 +581,20 @@ def supply_and_setup(
             rule_set=rs.name,
             transmission_days=current.transmission_days,
             evidence_dates=current.evidence_dates,
+            ordering_npi=current.ordering_npi or first.ordering_npi,
+            episode_start=episode.start_date,
         )
     return [setup, *records]
 
 
 def _setup_record(
-    pid: str, period: _Period, rs: RuleSet, dos: date, final: bool
+    pid: str,
+    period: _Period,
+    rs: RuleSet,
+    dos: date,
+    final: bool,
+    npi: str,
+    episode_start: date,
 ) -> EngagementRecord:
     n = len(period.days)
     return EngagementRecord(
@@ -485,6 +614,8 @@ def _setup_record(
         transmission_days=n,
         lines=(ServiceLine(rs.setup_code, 1, dos),) if final else (),
         evidence_dates=period.days,
+        ordering_npi=npi,
+        episode_start=episode_start,
     )
 
 
@@ -550,11 +681,51 @@ def _management_outcome(
     return rs.name, status, reason, lines
 
 
-def management(m: MonthMinutes, as_of: date, rules: RuleSettings) -> EngagementRecord:
+NO_DEVICE = "no device assigned to the patient this month"
+
+
+def _not_counted_activities(m: MonthMinutes) -> str:
+    if not m.not_counted:
+        return ""
+    shown = ", ".join(f"{aid} ({why})" for aid, why in m.not_counted[:_MOST_NOTES])
+    more = len(m.not_counted) - _MOST_NOTES
+    return f"not counted: {shown}" + (f", and {more} more" if more > 0 else "")
+
+
+def management(
+    m: MonthMinutes, as_of: date, rules: RuleSettings, episode: Episode | None = None
+) -> EngagementRecord:
+    """The record of one patient-month of care time: billed when the time counts, else not
+    billable with why (no consent, no enrollment, no device that month)."""
     end = month_end(m.month)
-    rule_set, status, reason, lines = _management_outcome(
-        m.minutes, m.interactive_communications, end, as_of > end, rules.max_99458_units
-    )
+    if episode is not None:
+        end = episode.covering_end(m.month, end)
+    final = as_of > end
+    comms = plural(m.interactive_communications, "interactive communication")
+    minutes = f"{format_minutes(m.minutes)} minutes with {comms}"
+    lines: tuple[ServiceLine, ...] = ()
+    if m.enrollment is None and m.activity_ids:
+        # Time outside a consented enrollment: what would count, and why it does not.
+        rule_set = rule_set_for(PROGRAM, end).name
+        if m.blocked == "no consent on file":
+            reason = f"no consent on file: {minutes} would count once consent is on file"
+        else:
+            reason = f"{m.blocked} ({minutes} not counted)"
+        status = "not_billable" if final else "pending"
+    elif not m.device_assigned and m.activity_ids:
+        rule_set = rule_set_for(PROGRAM, end).name
+        reason = f"{NO_DEVICE} ({minutes}; management presumes monitoring)"
+        status = "not_billable" if final else "pending"
+    else:
+        rule_set, status, reason, lines = _management_outcome(
+            m.minutes, m.interactive_communications, end, final, rules.max_99458_units
+        )
+    if status == "pending" and not reason.startswith("month open"):
+        reason = f"month open until {end.isoformat()}: {reason}"
+    reason = with_note(reason, _not_counted_activities(m))
+    owner = m.enrollment
+    if owner is None and episode is not None:
+        owner = episode.enrollment_on(end)
     return EngagementRecord(
         patient_id=m.patient_id,
         program=PROGRAM,
@@ -564,8 +735,12 @@ def management(m: MonthMinutes, as_of: date, rules: RuleSettings) -> EngagementR
         status=status,
         reason=reason,
         rule_set=rule_set,
-        interactive_minutes=m.minutes,
+        interactive_minutes=m.interactive_minutes,
         interactive_communications=m.interactive_communications,
         lines=lines,
         evidence_activity_ids=m.activity_ids,
+        management_minutes=m.minutes,
+        ordering_npi=owner.ordering_npi if owner is not None else "",
+        episode_start=episode.start_date if episode is not None else None,
+        activities_not_counted=m.not_counted,
     )

@@ -64,7 +64,8 @@ def load_registry_snapshot(engine: Engine) -> RegistrySnapshot:
             cursor.execute(f"SELECT device_id, patient_id, start_date, end_date FROM {a}")  # noqa: S608
             assignment_rows = cursor.fetchall()
             cursor.execute(
-                f"SELECT patient_id, program, start_date, end_date, consent_date FROM {e}"  # noqa: S608
+                f"SELECT patient_id, program, start_date, end_date, consent_date, ordering_npi "  # noqa: S608
+                f"FROM {e}"
             )
             enrollment_rows = cursor.fetchall()
         finally:
@@ -73,8 +74,8 @@ def load_registry_snapshot(engine: Engine) -> RegistrySnapshot:
         Assignment(d, pid, _day(s) or date.min, _day(end)) for d, pid, s, end in assignment_rows
     )
     enrollments = tuple(
-        Enrollment(pid, prog, _day(s) or date.min, _day(end), _day(c))
-        for pid, prog, s, end, c in enrollment_rows
+        Enrollment(pid, prog, _day(s) or date.min, _day(end), _day(c), npi or "")
+        for pid, prog, s, end, c, npi in enrollment_rows
     )
     return RegistrySnapshot(zones, assignments, enrollments)
 
@@ -92,6 +93,7 @@ def load_activities(engine: Engine, program: str = PROGRAM) -> list[Activity]:
                 CareActivity.kind,
                 CareActivity.interactive,
                 CareActivity.performer,
+                CareActivity.voided_reason,
             ).where(CareActivity.program == program)
         ).all()
     return [
@@ -105,8 +107,9 @@ def load_activities(engine: Engine, program: str = PROGRAM) -> list[Activity]:
             bool(interactive),
             program,
             performer,
+            voided,
         )
-        for aid, pid, staff, started, minutes, kind, interactive, performer in rows
+        for aid, pid, staff, started, minutes, kind, interactive, performer, voided in rows
     ]
 
 
@@ -190,6 +193,9 @@ def _row(record: EngagementRecord, as_of: date, now: datetime) -> dict[str, Any]
         "transmission_days": record.transmission_days,
         "interactive_minutes": record.interactive_minutes,
         "interactive_communications": record.interactive_communications,
+        "management_minutes": record.management_minutes,
+        "ordering_npi": record.ordering_npi,
+        "episode_start": record.episode_start,
         "lines_json": orjson.dumps(lines_of(record)).decode(),
         "evidence_json": orjson.dumps(evidence_of(record)).decode(),
         "as_of": as_of,
@@ -205,6 +211,9 @@ _CONTENT = (
     "transmission_days",
     "interactive_minutes",
     "interactive_communications",
+    "management_minutes",
+    "ordering_npi",
+    "episode_start",
     "lines_json",
     "evidence_json",
 )

@@ -28,6 +28,7 @@ CSV_COLUMNS = (
     "status",
     "rule_set",
     "transmission_days",
+    "management_minutes",
     "interactive_minutes",
     "interactive_communications",
     "lines",
@@ -48,16 +49,24 @@ def lines_of(record: EngagementRecord) -> list[dict[str, Any]]:
     ]
 
 
-def evidence_of(record: EngagementRecord) -> dict[str, list[str]]:
-    return {
+def evidence_of(record: EngagementRecord) -> dict[str, Any]:
+    evidence: dict[str, Any] = {
         "dates": [d.isoformat() for d in record.evidence_dates],
         "activity_ids": list(record.evidence_activity_ids),
     }
+    if record.activities_not_counted:
+        evidence["activities_not_counted"] = [
+            {"activity_id": aid, "why": why} for aid, why in record.activities_not_counted
+        ]
+    return evidence
+
+
+def _number(minutes: Decimal) -> int | float:
+    return int(minutes) if minutes == minutes.to_integral_value() else float(minutes)
 
 
 def record_to_dict(record: EngagementRecord) -> dict[str, Any]:
     """The contract's JSON object for one record (minutes as a JSON number, never rounded)."""
-    minutes = record.interactive_minutes
     return {
         "patient_id": record.patient_id,
         "program": record.program,
@@ -68,10 +77,11 @@ def record_to_dict(record: EngagementRecord) -> dict[str, Any]:
         "reason": record.reason,
         "rule_set": record.rule_set,
         "transmission_days": record.transmission_days,
-        "interactive_minutes": int(minutes)
-        if minutes == minutes.to_integral_value()
-        else float(minutes),
+        "management_minutes": _number(record.management_minutes),
+        "interactive_minutes": _number(record.interactive_minutes),
         "interactive_communications": record.interactive_communications,
+        "ordering_npi": record.ordering_npi,
+        "episode_start": record.episode_start.isoformat() if record.episode_start else None,
         "lines": lines_of(record),
         "evidence": evidence_of(record),
         "forecast": record.forecast,
@@ -134,12 +144,13 @@ class CsvRows:
             if r.lines
             else ""
         )
-        minutes = format_minutes(r.interactive_minutes) if r.interactive_minutes else "0"
+        minutes = format_minutes(r.management_minutes) if r.management_minutes else "0"
+        inter = format_minutes(r.interactive_minutes) if r.interactive_minutes else "0"
         activities = csv_field(";".join(r.evidence_activity_ids)) if r.evidence_activity_ids else ""
         return (
             f"{self.patient(r.patient_id)},{csv_field(r.program)},{r.kind},{iso[r.period_start]},"
             f"{iso[r.period_end]},{r.status},{r.rule_set},{r.transmission_days},"
-            f"{minutes},{r.interactive_communications},{lines},{self.reason(r.reason)},"
+            f"{minutes},{inter},{r.interactive_communications},{lines},{self.reason(r.reason)},"
             f"{';'.join(map(iso.__getitem__, r.evidence_dates))},{activities}\n"
         )
 
@@ -183,7 +194,7 @@ def render_table(records: Sequence[EngagementRecord]) -> str:
             f"{r.period_start.isoformat()}..{r.period_end.isoformat()}",
             r.status,
             str(r.transmission_days),
-            format_minutes(r.interactive_minutes),
+            format_minutes(r.management_minutes),
             _lines_text(r) or "-",
             r.reason,
         )
@@ -213,11 +224,14 @@ def render_patient_detail(records: Sequence[EngagementRecord]) -> str:
                 parts.append("  dates: " + ", ".join(d.isoformat() for d in r.evidence_dates))
         else:
             parts.append(
-                f"  minutes: {format_minutes(r.interactive_minutes)}, interactive communications: "
+                f"  minutes: {format_minutes(r.management_minutes)} (interactive "
+                f"{format_minutes(r.interactive_minutes)}), interactive communications: "
                 f"{r.interactive_communications}"
             )
             if r.evidence_activity_ids:
                 parts.append("  activities: " + ", ".join(r.evidence_activity_ids))
+            for aid, why in r.activities_not_counted:
+                parts.append(f"  not counted: {aid} ({why})")
         parts.append("  lines: " + (_lines_text(r) or "none"))
         if r.forecast:
             f = r.forecast

@@ -82,7 +82,9 @@ RPM_CY2025 = RuleSet(
     effective_from=date(1900, 1, 1),  # the oldest rules we know apply to anything earlier
     effective_to=date(2025, 12, 31),
     period_days=30,
-    supply_tiers=(Tier("99454", _d(16), _d(30)),),
+    # 16 days and up: "16-30" is the length of a period, not a cap (a calendar month may
+    # have 31 days with data).
+    supply_tiers=(Tier("99454", _d(16)),),
     setup_code="99453",
     setup_min_days=16,
     management_tiers=(Tier("99457", _d(20)),),
@@ -97,7 +99,7 @@ RPM_CY2026 = RuleSet(
     effective_from=date(2026, 1, 1),
     effective_to=date(9999, 12, 31),  # until a CY2027 set is added
     period_days=30,
-    supply_tiers=(Tier("99454", _d(16), _d(30)), Tier("99445", _d(2), _d(15))),
+    supply_tiers=(Tier("99454", _d(16)), Tier("99445", _d(2), _d(15))),
     setup_code="99453",
     setup_min_days=2,
     management_tiers=(Tier("99457", _d(20)), Tier("99470", _d(10))),

@@ -23,13 +23,17 @@ class Assignment:
 
 @dataclass(frozen=True, slots=True)
 class Enrollment:
-    """A patient's enrollment in a program; one enrollment is one episode of care."""
+    """A patient's enrollment in a program, ordered by the practitioner ``ordering_npi``.
+
+    Enrollments close together in time form one episode of care (:mod:`metrics.episodes`).
+    """
 
     patient_id: str
     program: str
     start_date: date
     end_date: date | None = None
     consent_date: date | None = None
+    ordering_npi: str = ""
 
     def __post_init__(self) -> None:
         if self.end_date is not None and self.end_date < self.start_date:

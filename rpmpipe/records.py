@@ -72,6 +72,8 @@ class Activity:
     interactive: bool
     program: str = "RPM"  # the one program this time counts for
     performer: str = "clinical_staff"  # or "physician" (physician/QHP personally)
+    # Set when the entry was voided (kept with who, when and why; it no longer counts).
+    voided_reason: str | None = None
 
     def __post_init__(self) -> None:
         _require_aware("started_at", self.started_at)
@@ -94,7 +96,16 @@ class ServiceLine:
 
 @dataclass(frozen=True, slots=True)
 class EngagementRecord:
-    """One patient's engagement in one supply period, management month, or setup episode."""
+    """One patient's engagement in one supply period, management month, or setup episode.
+
+    ``management_minutes`` is all care time that counts in the month (the union of the
+    entries' intervals); ``interactive_minutes`` the part of it spent in real-time, two-way
+    audio or video communication. ``ordering_npi`` is the practitioner of the enrollment that
+    owns the record (the one it is billed under); ``episode_start`` the first day of the
+    episode of care (its first enrollment's start), the same on every record of the episode.
+    ``activities_not_counted`` names entries of the month left out, with why (an exact
+    duplicate, a voided entry, one held for review).
+    """
 
     patient_id: str
     program: str
@@ -110,6 +121,10 @@ class EngagementRecord:
     lines: tuple[ServiceLine, ...] = ()
     evidence_dates: tuple[date, ...] = ()
     evidence_activity_ids: tuple[str, ...] = ()
+    management_minutes: Decimal = Decimal(0)
+    ordering_npi: str = ""
+    episode_start: date | None = None
+    activities_not_counted: tuple[tuple[str, str], ...] = ()  # (activity id, why)
     forecast: dict[str, object] | None = field(default=None, hash=False, compare=False)
 
     def __post_init__(self) -> None:

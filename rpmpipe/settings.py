@@ -68,6 +68,11 @@ class RuleSettings:
     rtm_modality: str = "musculoskeletal"  # or "respiratory", "cognitive_behavioral"
     non_chronic_icd10_chapters: str = "RSTVWXYZ"  # ICD-10 chapters never a chronic condition
     clock_skew_minutes: int = 10
+    # A new enrollment starting within this many days after the last one ended continues
+    # the same episode of care (one 99453, periods back to back).
+    episode_gap_days: int = 30
+    # A single time entry longer than this is held for review rather than counted.
+    max_activity_minutes: int = 120
 
 
 @dataclass(frozen=True)
@@ -463,6 +468,10 @@ def _check(s: Settings) -> None:
             "setting 'rules.non_chronic_icd10_chapters': expected capital letters, e.g. RSTVWXYZ",
             setting="rules.non_chronic_icd10_chapters",
         )
+    if s.rules.episode_gap_days < 0:
+        raise ConfigError("setting 'rules.episode_gap_days': must be 0 or more")
+    if s.rules.max_activity_minutes < 1:
+        raise ConfigError("setting 'rules.max_activity_minutes': must be 1 or more")
     if not (0 <= s.schedule.hour <= 23 and 0 <= s.schedule.minute <= 59):
         raise ConfigError(
             "setting 'schedule.hour'/'schedule.minute': not a valid time of day",

@@ -45,6 +45,7 @@ class PatientRow:
     interactive_minutes: Decimal
     codes: str
     status: str
+    management_minutes: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class DemoSummary:
     activities: int
     transmission_days: int
     interactive_minutes: Decimal
+    management_minutes: Decimal
     lines_by_code: dict[str, int]
     status_by_kind: dict[str, dict[str, int]]
     export_dir: Path | None
@@ -190,8 +192,10 @@ def _summarise(
     status_by_kind: dict[str, Counter[str]] = {}
     days_total = 0
     minutes_total = Decimal(0)
+    management_total = Decimal(0)
     days_of: Counter[str] = Counter()
     minutes_of: dict[str, Decimal] = {}
+    management_of: dict[str, Decimal] = {}
     codes_of: dict[str, Counter[str]] = {}
     billable: set[str] = set()
     profiles = {p.patient_id: p.profile for p in fleet.patients}
@@ -203,8 +207,12 @@ def _summarise(
             days_of[r.patient_id] += r.transmission_days
         elif r.kind == "treatment_management":
             minutes_total += r.interactive_minutes
+            management_total += r.management_minutes
             minutes_of[r.patient_id] = (
                 minutes_of.get(r.patient_id, Decimal(0)) + r.interactive_minutes
+            )
+            management_of[r.patient_id] = (
+                management_of.get(r.patient_id, Decimal(0)) + r.management_minutes
             )
         if r.status == "billable":
             billable.add(r.patient_id)
@@ -219,6 +227,7 @@ def _summarise(
             minutes_of.get(pid, Decimal(0)),
             " ".join(f"{c}x{n}" if n > 1 else c for c, n in sorted(codes.items())) or "-",
             "billable" if pid in billable else "not billable",
+            management_of.get(pid, Decimal(0)),
         )
         for pid, codes in sorted(codes_of.items())
     )
@@ -234,6 +243,7 @@ def _summarise(
         activities=stats.activities,
         transmission_days=days_total,
         interactive_minutes=minutes_total,
+        management_minutes=management_total,
         lines_by_code=dict(sorted(lines.items())),
         status_by_kind={k: dict(v) for k, v in sorted(status_by_kind.items())},
         export_dir=result.run_dir,

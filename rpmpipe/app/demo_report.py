@@ -30,7 +30,8 @@ def render_summary(s: DemoSummary) -> str:
     add(f"  quarantined               {quarantined:>8}" + (f"   ({reasons})" if reasons else ""))
     add(f"  care activities           {s.activities:>8}")
     add(f"  days with data            {s.transmission_days:>8}   (all supply periods)")
-    add(f"  interactive minutes       {s.interactive_minutes:>8}   (all months)")
+    add(f"  management minutes        {s.management_minutes:>8}   (all care time, all months)")
+    add(f"  interactive minutes       {s.interactive_minutes:>8}   (real-time two-way, all months)")
     add("")
     add("  records by kind           billable  pending  not billable")
     for kind, counts in s.status_by_kind.items():
@@ -45,10 +46,11 @@ def render_summary(s: DemoSummary) -> str:
     if not s.lines_by_code:
         add("  (none)")
     add("")
-    add("  patient      profile             days  minutes  codes")
+    add("  patient      profile             days  management  interactive  codes")
     for p in s.per_patient:
         add(
-            f"  {p.patient_id:<12} {p.profile:<18} {p.transmission_days:>5} {p.interactive_minutes:>8}  {p.codes}"
+            f"  {p.patient_id:<12} {p.profile:<18} {p.transmission_days:>5} "
+            f"{p.management_minutes:>10}  {p.interactive_minutes:>11}  {p.codes}"
         )
     add("")
     if s.export_dir is not None:

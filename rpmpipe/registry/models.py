@@ -127,6 +127,10 @@ class CareActivity(Base):
     performer: Mapped[str] = mapped_column(
         String(16), default="clinical_staff", server_default="clinical_staff"
     )
+    # A voided entry is kept (who, when, why) and no longer counts.
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    voided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    voided_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class CarePlan(Base):
@@ -167,6 +171,13 @@ class EngagementRow(Base):
     evidence_json: Mapped[str] = mapped_column(Text, default="{}")
     as_of: Mapped[date] = mapped_column(Date)
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # All care time that counts (interactive_minutes: the real-time two-way part of it).
+    management_minutes: Mapped[Decimal] = mapped_column(
+        Numeric(8, 2), default=Decimal(0), server_default="0"
+    )
+    # The practitioner of the enrollment that owns the record: the lines go out under it.
+    ordering_npi: Mapped[str] = mapped_column(String(10), default="", server_default="")
+    episode_start: Mapped[date | None] = mapped_column(Date, nullable=True)
 
 
 class ExportLedgerEntry(Base):
@@ -205,6 +216,9 @@ class ExportLedgerEntry(Base):
     transmission_days: Mapped[int] = mapped_column(Integer, default=0)
     interactive_minutes: Mapped[Decimal] = mapped_column(Numeric(8, 2), default=Decimal(0))
     exported_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    management_minutes: Mapped[Decimal] = mapped_column(
+        Numeric(8, 2), default=Decimal(0), server_default="0"
+    )
 
 
 class ControlNumber(Base):

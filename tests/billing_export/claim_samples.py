@@ -87,6 +87,7 @@ def line(
         rule_set="CY2026",
         transmission_days=18,
         interactive_minutes=Decimal(minutes),
+        management_minutes=Decimal(minutes),
         rendering_npi=rendering_npi,
     )
 

@@ -112,6 +112,7 @@ def put_record(
                 rule_set="CY2026",
                 transmission_days=days,
                 interactive_minutes=minutes,
+                management_minutes=minutes,
                 interactive_communications=1 if minutes else 0,
                 lines_json=json.dumps(
                     [{"code": c, "units": u, "date_of_service": d.isoformat()} for c, u, d in lines]

@@ -37,6 +37,7 @@ CONTRACT = (
     "billing_npi",
     "transmission_days",
     "interactive_minutes",
+    "management_minutes",
 )
 
 
@@ -68,6 +69,7 @@ def test_charge_csv_has_the_contract_columns_and_one_row_per_line() -> None:
     ]
     assert rows[1]["modifiers"] == "95" and rows[1]["charge"] == "52.00"
     assert rows[1]["interactive_minutes"] == "45.50"
+    assert rows[1]["management_minutes"] == "45.50"
     assert rows[3]["icd10"] == "I10;E11.9;I50.22;N18.30;E78.5"
     assert rows[3]["diagnosis_pointers"] == "1;2;3;4"
     assert rows[3]["rendering_npi"] == "1987654328" and rows[3]["pos"] == "11"

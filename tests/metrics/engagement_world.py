@@ -38,10 +38,11 @@ class World:
         consent: date | None = date(2026, 3, 1),
         end: date | None = None,
         device: str | None = None,
+        npi: str = "",
     ) -> World:
         if zone is not None:
             self.zones[pid] = zone
-        self.enrollments.append(Enrollment(pid, "RPM", start, end, consent))
+        self.enrollments.append(Enrollment(pid, "RPM", start, end, consent, npi))
         self.assign(device or f"D-{pid}", pid, date(2026, 1, 1) if start.year >= 2026 else start)
         return self
 
@@ -78,10 +79,21 @@ class World:
         interactive: bool = True,
         kind: str = "phone_call",
         aid: str | None = None,
+        staff: str = "S1",
+        voided: str | None = None,
     ) -> World:
         aid = aid or f"A{len(self.activities) + 1}"
         self.activities.append(
-            Activity(aid, pid, "S1", when, Decimal(str(minutes)), kind, interactive)
+            Activity(
+                aid,
+                pid,
+                staff,
+                when,
+                Decimal(str(minutes)),
+                kind,
+                interactive,
+                voided_reason=voided,
+            )
         )
         return self
 

@@ -51,7 +51,8 @@ def test_json_output_has_the_contract_fields_evidence_and_forecast(tmp_path: Pat
     assert supply[1]["status"] == "pending"
     assert supply[1]["forecast"]["days_still_possible"] == 24
     month = next(r for r in records if r["kind"] == "treatment_management")
-    assert month["interactive_minutes"] == 45.5
+    assert month["management_minutes"] == 45.5
+    assert month["interactive_minutes"] == 25
     assert month["evidence"]["activity_ids"] == ["A1", "A2"]
 
 

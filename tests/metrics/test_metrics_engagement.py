@@ -139,13 +139,26 @@ def test_readings_before_consent_do_not_count(world: World) -> None:
     assert first.transmission_days == 6
 
 
-def test_no_consent_on_file_is_not_billable_with_that_reason(world: World) -> None:
+def test_no_consent_records_show_the_days_and_minutes_that_would_count(world: World) -> None:
     world.patient("P1", consent=None).daily("P1", MAR1, 20)
     world.activity("P1", local(date(2026, 3, 10), 10, 0, "America/Chicago"), 30)
     records = world.compute(AFTER_P1)
     assert [(r.kind, r.status, r.reason) for r in records] == [
-        ("device_supply", "not_billable", "no consent on file")
+        (
+            "device_supply",
+            "not_billable",
+            "no consent on file: 20 days with data would count once consent is on file",
+        ),
+        (
+            "treatment_management",
+            "not_billable",
+            "no consent on file: 30 minutes with 1 interactive communication would count "
+            "once consent is on file",
+        ),
     ]
+    supply, month = records
+    assert supply.transmission_days == 20 and len(supply.evidence_dates) == 20
+    assert month.management_minutes == 30 and month.lines == ()
 
 
 def test_enrollment_without_readings_is_pending_with_a_reason(world: World) -> None:
@@ -409,7 +422,8 @@ def test_minutes_add_up_across_activities_and_list_their_ids(world: World) -> No
         "P1", local(date(2026, 3, 9), 9, 0, "America/Chicago"), 10, aid="A-call"
     )  # duplicate
     (month,) = of_kind(world.compute(AFTER_P1), "treatment_management")
-    assert month.interactive_minutes == 22
+    assert month.management_minutes == 22
+    assert month.interactive_minutes == 10  # the call; the data review is not interactive
     assert month.interactive_communications == 1
     assert month.evidence_activity_ids == ("A-call", "A-rev")
     assert codes(month) == [("99457", 1)]
@@ -464,10 +478,15 @@ def test_current_month_is_pending(world: World) -> None:
     assert month.reason.startswith("month open until 2026-04-30: 25 minutes")
 
 
-def test_activity_outside_the_enrollment_is_not_counted(world: World) -> None:
+def test_activity_outside_the_enrollment_is_not_counted_and_says_why(world: World) -> None:
     world.patient("P1", start=date(2026, 3, 15), consent=date(2026, 3, 15))
     world.activity("P1", local(date(2026, 3, 2), 9, 0, "America/Chicago"), 25)
-    assert of_kind(world.compute(AFTER_P1), "treatment_management") == []
+    (month,) = of_kind(world.compute(AFTER_P1), "treatment_management")
+    assert month.status == "not_billable" and month.lines == ()
+    assert month.reason == (
+        "no RPM enrollment on the entry's date (25 minutes with 1 interactive communication "
+        "not counted)"
+    )
 
 
 def test_records_accept_readings_as_a_stream_of_batches(world: World) -> None:

@@ -190,7 +190,8 @@ def test_compute_and_persist_writes_final_records_idempotently(
 
     p1 = {(r.kind, r.period_start): r for r in records if r.patient_id == "P1"}
     assert p1[("device_supply", date(2026, 3, 1))].transmission_days == 20
-    assert p1[("treatment_management", date(2026, 3, 1))].interactive_minutes == Decimal("45.5")
+    assert p1[("treatment_management", date(2026, 3, 1))].management_minutes == Decimal("45.5")
+    assert p1[("treatment_management", date(2026, 3, 1))].interactive_minutes == Decimal("25")
     t = EngagementRow.__table__
     with engine.connect() as conn:
         stored = {(r.patient_id, r.kind, r.period_start): r for r in conn.execute(select(t))}
@@ -214,6 +215,10 @@ def test_compute_and_persist_writes_final_records_idempotently(
     ]
     assert json.loads(month.evidence_json) == {"dates": [], "activity_ids": ["A1", "A2"]}
     assert month.interactive_communications == 1
+    assert month.management_minutes == Decimal("45.5")
+    assert month.interactive_minutes == Decimal("25")
+    assert month.ordering_npi == "1234567893"
+    assert month.episode_start == date(2026, 3, 1)
 
     before = _rows(engine)
     compute_and_persist(settings, engine, AS_OF, now + timedelta(hours=5))
@@ -226,7 +231,12 @@ def test_no_consent_patient_is_reported_but_not_persisted_while_open(
     settings, engine = seeded
     records = compute(settings, engine, AS_OF)
     p2 = [r for r in records if r.patient_id == "P2"]
-    assert [(r.status, r.reason) for r in p2] == [("not_billable", "no consent on file")]
+    assert [(r.status, r.reason) for r in p2] == [
+        (
+            "not_billable",
+            "no consent on file: 20 days with data would count once consent is on file",
+        )
+    ]
     assert load_registry_snapshot(engine).zone_of("P2", "UTC") == "America/Los_Angeles"
 
 
