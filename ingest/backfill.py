@@ -1,4 +1,10 @@
-"""``rpmpipe import readings FILE.jsonl``: one payload per line, the same path as MQTT."""
+"""``rpmpipe import readings FILE.jsonl``: one payload per line, the same path as MQTT.
+
+With ``device_id`` every line is taken as if it came on that device's readings topic: a file of
+payloads that name no device (a FHIR export of one device, an Open mHealth file of one source)
+is stored for that device, and a line naming another device is a ``device_mismatch``, exactly
+as on MQTT. Quarantined lines keep that topic, so a replay decodes them the same way.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from rpmpipe.errors import DecodeError, RegistryImportError
 from rpmpipe.ingest.pipeline import BACKFILL_TOPIC, IngestPipeline, Message
+from rpmpipe.ingest.validation import check_device_id
 from rpmpipe.logs import get_logger
 from rpmpipe.settings import Settings
 
@@ -33,9 +41,25 @@ def backfill_file(
     received_at: datetime,
     *,
     batch_lines: int = 5000,
+    device_id: str | None = None,
 ) -> BackfillSummary:
-    """Store every reading of ``path``; bad lines go to quarantine with their line number."""
+    """Store every reading of ``path``; bad lines go to quarantine with their line number.
+
+    ``device_id`` (a registered device) stands for the topic of live traffic: see above.
+    RegistryImportError when it is not a registered device id; nothing is read then.
+    """
     pipeline = IngestPipeline(settings, engine, "backfill")
+    topic = BACKFILL_TOPIC
+    if device_id is not None:
+        try:
+            check_device_id(device_id)
+        except DecodeError as exc:
+            raise RegistryImportError(str(path), 0, "--device", exc.detail) from None
+        if device_id not in pipeline.devices:
+            raise RegistryImportError(
+                str(path), 0, "--device", f"device {device_id} is not in the registry"
+            )
+        topic = f"{settings.broker.topic_root}/devices/{device_id}/readings"
     summary = BackfillSummary()
     batch: list[Message] = []
     numbers: list[int] = []  # the line number of each message of ``batch``
@@ -55,9 +79,7 @@ def backfill_file(
             if not payload.strip():
                 continue
             summary.lines += 1
-            batch.append(
-                Message(BACKFILL_TOPIC, payload, received_at, f"line {number}", "backfill")
-            )
+            batch.append(Message(topic, payload, received_at, f"line {number}", "backfill"))
             numbers.append(number)
             if len(batch) >= batch_lines:
                 flush()

@@ -17,7 +17,14 @@ from typing import Any
 import orjson
 
 from rpmpipe.errors import DecodeError
-from rpmpipe.ingest.fhir import ResolveDevice, Resources, bundle_items, is_fhir, observation_fields
+from rpmpipe.ingest.fhir import (
+    BundleParts,
+    ResolveDevice,
+    Resources,
+    bundle_items,
+    is_fhir,
+    observation_fields,
+)
 from rpmpipe.ingest.openmhealth import is_openmhealth, openmhealth_fields
 from rpmpipe.ingest.validation import (
     Fields,
@@ -111,7 +118,9 @@ def _decode(
     if isinstance(doc, list):
         items: list[object] = doc
     elif isinstance(doc, dict) and doc.get("resourceType") == "Bundle":
-        items, context.resources = bundle_items(doc)
+        context.bundle = bundle_items(doc)
+        context.resources = context.bundle.resources
+        items = context.bundle.items
     elif isinstance(doc, dict) and "readings" in doc:
         if not isinstance(doc["readings"], list):
             raise DecodeError("bad_value", "readings must be an array")
@@ -142,7 +151,8 @@ def _decode(
             )
         except DecodeError as exc:
             where = f"item {index + 1} of {len(items)}"
-            rejects.append(Reject(exc.code, f"{where}: {exc.detail}", item_bytes(item)))
+            raw = item_bytes(item) if context.bundle is None else _bundle_item(context, index)
+            rejects.append(Reject(exc.code, f"{where}: {exc.detail}", raw))
     return Decoded(tuple(readings), tuple(rejects))
 
 
@@ -167,11 +177,32 @@ def load_json(payload: bytes, bad_json_reason: str) -> Any:
 class _Context:
     """What every item of one payload shares: its Bundle's resources, the device resolver."""
 
-    __slots__ = ("resolve_device", "resources")
+    __slots__ = ("bundle", "kept_devices", "resolve_device", "resources")
 
     def __init__(self, resolve_device: ResolveDevice | None) -> None:
         self.resolve_device = resolve_device
         self.resources: Resources | None = None
+        self.bundle: BundleParts | None = None
+        self.kept_devices: list[dict[str, Any]] | None = None  # decided at the first reject
+
+
+# A rejected Bundle entry is kept as a Bundle of itself and the Bundle's Device and
+# DeviceMetric entries, so that a replay resolves its device as the first decode did; when
+# those entries are larger than this, the entry is kept alone (quarantine stays bounded).
+MAX_CONTEXT_BYTES = 64 * 1024
+
+
+def _bundle_item(context: _Context, index: int) -> bytes:
+    bundle = context.bundle
+    assert bundle is not None
+    entry = bundle.entries[index]
+    if context.kept_devices is None:
+        small = len(item_bytes(bundle.devices)) <= MAX_CONTEXT_BYTES
+        context.kept_devices = bundle.devices if small else []
+    devices = context.kept_devices
+    if not isinstance(entry, dict) or not devices:
+        return item_bytes(bundle.items[index])
+    return item_bytes({"resourceType": "Bundle", "type": "collection", "entry": [*devices, entry]})
 
 
 def _reading(

@@ -24,6 +24,7 @@ Pure. What is read (README "File formats" lists the same):
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from rpmpipe.errors import DecodeError
@@ -90,16 +91,24 @@ def is_fhir(item: dict[str, Any]) -> bool:
     return "resourceType" in item
 
 
-def bundle_items(bundle: dict[str, Any]) -> tuple[list[object], Resources]:
-    """The Bundle's entries that may be readings, and every resource by reference.
+@dataclass(frozen=True, slots=True)
+class BundleParts:
+    """A Bundle split for decoding: entries that may be readings, and what they refer to."""
 
-    Context entries (see :data:`CONTEXT_RESOURCES`, and Observations about a device) are
-    left out of the first list: they are read only to resolve references.
-    """
+    items: list[object]  # the resources of the entries that may be readings
+    entries: list[object]  # the entry of each item, as sent (with its fullUrl)
+    resources: Resources  # every resource by fullUrl and by Type/id
+    devices: list[dict[str, Any]]  # the Device and DeviceMetric entries
+
+
+def bundle_items(bundle: dict[str, Any]) -> BundleParts:
+    """Split a Bundle; context entries (:data:`CONTEXT_RESOURCES`, and Observations about a
+    device) are not items: they are read only to resolve references."""
     entries = bundle.get("entry")
     if not isinstance(entries, list):
         raise DecodeError("missing_field", "the FHIR Bundle has no entry array")
     resources: Resources = {}
+    devices: list[dict[str, Any]] = []
     for entry in entries:
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict):
@@ -110,13 +119,16 @@ def bundle_items(bundle: dict[str, Any]) -> tuple[list[object], Resources]:
         kind, rid = resource.get("resourceType"), resource.get("id")
         if isinstance(kind, str) and isinstance(rid, str):
             resources.setdefault(f"{kind}/{rid}", resource)
-    items: list[object] = []
+        if kind in ("Device", "DeviceMetric"):
+            devices.append(entry)
+    parts = BundleParts([], [], resources, devices)
     for entry in entries:
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if isinstance(resource, dict) and _is_context(resource, resources):
             continue
-        items.append(resource)
-    return items, resources
+        parts.items.append(resource)
+        parts.entries.append(entry)
+    return parts
 
 
 def _is_context(resource: dict[str, Any], resources: Resources) -> bool:

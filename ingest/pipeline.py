@@ -77,18 +77,27 @@ class KnownDevices:
         self._min_refresh = min_refresh
         self._clock = clock
         self._ids: frozenset[str] = frozenset()
+        self._serials: dict[str, str] = {}  # serial number -> device id
         self._loaded_at: float | None = None
         self._fresh_in_batch = False
 
     def refresh(self) -> None:
         with self._engine.connect() as conn:
-            self._ids = frozenset(conn.execute(select(Device.device_id)).scalars())
+            rows = conn.execute(select(Device.device_id, Device.serial_number)).all()
+        self._ids = frozenset(device_id for device_id, _ in rows)
+        self._serials = {serial: device_id for device_id, serial in rows if serial}
         self._loaded_at = self._clock()
         self._fresh_in_batch = True
 
     def begin_batch(self) -> None:
         """A new batch may re-read the registry once on a miss, whatever the interval."""
         self._fresh_in_batch = False
+
+    def resolve(self, identifier: str) -> str | None:
+        """The device id that ``identifier`` (a device id or a serial number) names, or None."""
+        if identifier in self:  # a miss re-reads the registry, serial numbers included
+            return identifier
+        return self._serials.get(identifier)
 
     def __contains__(self, device_id: object) -> bool:
         if device_id in self._ids:
@@ -157,7 +166,9 @@ class IngestPipeline:
             if device is not None and device not in self.devices:
                 reject(m, "unknown_device", "the topic's device is not in the registry")
                 continue
-            decoded = decode(device, m.payload, m.received_at, self.clock_skew)
+            decoded = decode(
+                device, m.payload, m.received_at, self.clock_skew, self.devices.resolve
+            )
             for r in decoded.rejects:
                 reject(m, r.code, r.reason, r.item)
             if device is None:  # a backfill line names its devices itself

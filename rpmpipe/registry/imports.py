@@ -41,7 +41,17 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ICD10_PATTERN = re.compile(r"^[A-TV-Z][0-9][0-9A-Z](\.?[0-9A-Z]{1,4})?$")
 # Columns whose values never appear in an error message or a log line.
 PHI_COLUMNS = frozenset(
-    {"first_name", "last_name", "birth_date", "address1", "city", "zip", "member_id", "qmb"}
+    {
+        "first_name",
+        "last_name",
+        "birth_date",
+        "address1",
+        "city",
+        "zip",
+        "member_id",
+        "qmb",
+        "serial_number",  # a device serial number is an identifier under HIPAA
+    }
 )
 DEVICE_KINDS = ("bp_cuff", "scale", "pulse_oximeter", "glucometer")
 # A care activity starts between 2000-01-01 (UTC) and one day after the clock of the import
@@ -206,7 +216,16 @@ def _device(row: Mapping[str, str]) -> dict[str, Any]:
         "device_id": _ident(row, "device_id"),
         "kind": _choice(row, "kind", DEVICE_KINDS),
         "model": _text(row, "model", required=False, max_len=100),
+        # Absent column: serial numbers on file stay; an empty cell means none.
+        **({"serial_number": _serial_number(row)} if "serial_number" in row else {}),
     }
+
+
+def _serial_number(row: Mapping[str, str]) -> str | None:
+    value = _text(row, "serial_number", required=False, max_len=64)
+    if any(not ch.isprintable() for ch in value):
+        raise _BadField("serial_number", "holds control characters")
+    return value or None
 
 
 def _assignment(row: Mapping[str, str]) -> dict[str, Any]:
@@ -322,7 +341,14 @@ KINDS: dict[str, ImportKind] = {
             ("patient_id",),
             optional=("qmb",),
         ),
-        ImportKind("devices", ("device_id", "kind", "model"), _device, Device, ("device_id",)),
+        ImportKind(
+            "devices",
+            ("device_id", "kind", "model"),
+            _device,
+            Device,
+            ("device_id",),
+            optional=("serial_number",),
+        ),
         ImportKind(
             "assignments",
             ("device_id", "patient_id", "start_date", "end_date"),
@@ -467,6 +493,8 @@ def import_rows(
             conn.execute(update(table).where(*cond_parts).values(**values))
         if kind == "assignments":
             _check_overlaps(conn, parsed, source)
+        if kind == "devices":
+            _check_serial_numbers(conn, parsed, source)
     result = ImportResult(
         kind, len(parsed), len(inserts), len(updates), len(parsed) - len(inserts) - len(updates)
     )
@@ -564,3 +592,34 @@ def _check_overlaps(
                     f"device {device_id} is already assigned from {prev[0]} to "
                     f"{'open' if prev[1] == date.max else prev[1]}; assignments must not overlap",
                 )
+
+
+def _check_serial_numbers(
+    conn: Any, parsed: Mapping[tuple[Any, ...], tuple[int, dict[str, Any]]], source: str
+) -> None:
+    """A serial number names one device: never two devices, nor another device's id."""
+    table = Device.__table__
+    rows = {
+        v["serial_number"]: (n, v["device_id"])
+        for n, v in parsed.values()
+        if v.get("serial_number")
+    }
+    serials = list(rows)
+    for i in range(0, len(serials), 5000):
+        chunk = serials[i : i + 5000]
+        clashes = conn.execute(
+            select(table.c.device_id, table.c.serial_number).where(
+                table.c.serial_number.in_(chunk) | table.c.device_id.in_(chunk)
+            )
+        )
+        for device_id, serial in clashes:
+            for value in {serial, device_id} & rows.keys():
+                number, own = rows[value]
+                if device_id != own:
+                    # The serial number itself is an identifier: name the devices, not it.
+                    raise RegistryImportError(
+                        source,
+                        number,
+                        "serial_number",
+                        f"already names device {device_id} (a serial number names one device)",
+                    )

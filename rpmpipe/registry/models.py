@@ -84,6 +84,9 @@ class Device(Base):
     device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))  # bp_cuff, scale, pulse_oximeter, glucometer
     model: Mapped[str] = mapped_column(String(100), default="")
+    # The device's own identifier (serial number, or IEEE 11073 system identifier), by which a
+    # FHIR Device resource names it; at most one device per serial number.
+    serial_number: Mapped[str | None] = mapped_column(String(64), nullable=True, default=None)
 
 
 class DeviceAssignment(Base):

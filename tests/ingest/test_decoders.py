@@ -1191,3 +1191,22 @@ def test_any_bundle_shape_gives_readings_or_specific_reasons(
         assert r.measured_at >= EARLIEST and r.measured_at.tzinfo is not None
         if topic_device is not None:
             assert r.device_id == topic_device
+
+
+def test_rejected_bundle_entry_is_kept_with_the_device_entries_it_refers_to() -> None:
+    bad = phd_bp(status="registered")
+    payload = orjson.dumps(gateway_bundle(phd_bp(), bad))
+    (reject,) = decode(None, payload, RECEIVED).rejects
+    kept = orjson.loads(reject.item)
+    assert kept["resourceType"] == "Bundle"
+    assert [e["resource"]["resourceType"] for e in kept["entry"]] == [
+        "Device",
+        "Device",
+        "Observation",
+    ]
+    assert kept["entry"][-1]["resource"] == bad
+    # Decoded again (a replay after the fix), the entry finds its device as the first time.
+    fixed = reject.item.replace(b'"registered"', b'"final"')
+    resolve = registry(("SN-44107", "BP-000123"))
+    (r,) = decode(None, fixed, RECEIVED, resolve_device=resolve).readings
+    assert r.device_id == "BP-000123"

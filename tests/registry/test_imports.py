@@ -288,3 +288,60 @@ def test_file_that_is_not_utf8_names_the_file_without_a_row(engine: Engine, tmp_
         import_csv(engine, "devices", path)
     assert "not UTF-8" in str(err.value)
     assert "row" not in str(err.value)
+
+
+def write_devices(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def serials(engine: Engine) -> dict[str, str | None]:
+    from rpmpipe.registry.models import Device
+
+    with engine.connect() as conn:
+        return dict(conn.execute(select(Device.device_id, Device.serial_number)).all())
+
+
+def test_import_devices_takes_an_optional_serial_number_column(
+    engine: Engine, tmp_path: Path
+) -> None:
+    header = ["device_id", "kind", "model", "serial_number"]
+    path = write_devices(
+        tmp_path / "d.csv",
+        header,
+        [["BP-1", "bp_cuff", "UA-651", "SN-44107"], ["OX-1", "pulse_oximeter", "", ""]],
+    )
+    assert import_csv(engine, "devices", path).inserted == 2
+    assert serials(engine) == {"BP-1": "SN-44107", "OX-1": None}
+    # A file without the column leaves the serial numbers on file alone.
+    plain = write_devices(tmp_path / "p.csv", header[:3], [["BP-1", "bp_cuff", "UA-651B"]])
+    assert import_csv(engine, "devices", plain).updated == 1
+    assert serials(engine)["BP-1"] == "SN-44107"
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [["BP-2", "bp_cuff", "", "SN-44107"]],  # another device's serial number
+        [["BP-2", "bp_cuff", "", "BP-1"]],  # another device's id
+        [["BP-2", "bp_cuff", "", "SN-9"], ["BP-3", "bp_cuff", "", "SN-9"]],  # twice in the file
+    ],
+)
+def test_a_serial_number_names_one_device_and_a_clash_writes_nothing(
+    engine: Engine, tmp_path: Path, rows: list[list[str]]
+) -> None:
+    header = ["device_id", "kind", "model", "serial_number"]
+    import_csv(
+        engine,
+        "devices",
+        write_devices(tmp_path / "a.csv", header, [["BP-1", "bp_cuff", "", "SN-44107"]]),
+    )
+    with pytest.raises(RegistryImportError) as caught:
+        import_csv(engine, "devices", write_devices(tmp_path / "b.csv", header, rows))
+    assert caught.value.field == "serial_number"
+    assert caught.value.row == len(rows) + 1
+    assert "SN-" not in str(caught.value)  # a serial number is an identifier: never echoed
+    assert serials(engine) == {"BP-1": "SN-44107"}

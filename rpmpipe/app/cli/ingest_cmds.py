@@ -224,6 +224,17 @@ def import_readings(
             help="JSONL: one payload per line (native, Open mHealth, FHIR Observation or Bundle).",
         ),
     ],
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            help=(
+                "Import every line for this registered device, as its MQTT topic does for live "
+                "traffic: for payloads that name no device. A line naming another device is "
+                "quarantined (device_mismatch)."
+            ),
+        ),
+    ] = None,
 ) -> None:
     """Backfill readings from FILE.jsonl with the same validation and dedup as MQTT ingest.
 
@@ -236,9 +247,11 @@ def import_readings(
     settings = settings_of(ctx)
     engine = open_registry(settings.effective_database_url)
     try:
-        s = backfill_file(settings, engine, file, datetime.now(UTC))
+        s = backfill_file(settings, engine, file, datetime.now(UTC), device_id=device)
     except OSError as exc:
         raise fail(f"cannot read {file}: {exc.strerror}") from None
+    except RpmpipeError as exc:
+        raise fail(f"{exc}; nothing was imported") from None
     finally:
         engine.dispose()
     bad = ", ".join(f"{code}: {n}" for code, n in sorted(s.quarantined.items())) or "none"
