@@ -294,6 +294,11 @@ def _group_pairs(
     # the device claims them (checked after all slots, on these few rows).
     outside: list[tuple[IntArray, IntArray, IntArray]] = []
     positions: list[tuple[_Slot, IntArray]] = []
+    matches: list[tuple[_Slot, IntArray, IntArray, IntArray, npt.NDArray[np.bool_]]] = []
+    # One reading, one patient: when several assignments of a device claim a reading (their
+    # patients' zones differ, so their local dates overlap in instants), the later one wins.
+    contested = len(slots) > 1
+    best = np.full(len(code), np.iinfo(np.int64).min, np.int64) if contested else None
     for slot in slots:
         found = pc.index_in(devices, value_set=slot.devices)
         if found.null_count == len(found):
@@ -307,7 +312,18 @@ def _group_pairs(
         day = clocks.local_days(micros[rows], zone)
         # A reading belongs to the patient the device was lent to on the reading's local date.
         ok = (day >= slot.start[take]) & (day <= slot.end[take])
+        matches.append((slot, rows, take, day, ok))
+        if best is not None:
+            claim = rows[ok]
+            best[claim] = np.maximum(best[claim], _rank(slot, take[ok]))
+    for slot, rows, take, day, ok in matches:
         window = (day >= first_day) & (day <= last_day)
+        if not ok.all():
+            away = np.flatnonzero(~ok & window)
+            if len(away):
+                outside.append((rows[away], slot.assignment[take[away]], day[away]))
+        if best is not None:
+            ok = ok & (best[rows] == _rank(slot, take))
         counted = ok & window
         why = flag[rows]
         set_aside = why != 0
@@ -319,10 +335,6 @@ def _group_pairs(
             counted &= ~set_aside
         patients.append(slot.patient[take][counted])
         days.append(day[counted])
-        if not ok.all():
-            away = np.flatnonzero(~ok & window)
-            if len(away):
-                outside.append((rows[away], slot.assignment[take[away]], day[away]))
     if outside:
         rejected.append(_unclaimed(outside, positions, micros, clocks))
     if not patients and not rejected:
@@ -334,6 +346,14 @@ def _group_pairs(
         keys, counts = np.unique(keys, return_counts=True)
         return _Pairs(pairs_patient, pairs_day, keys, counts.astype(np.int64))
     return _Pairs(pairs_patient, pairs_day, empty, empty)
+
+
+_ASSIGNMENT_BITS = 40
+
+
+def _rank(slot: _Slot, take: IntArray) -> IntArray:
+    """Order of assignments of one device: by start date, then registry position."""
+    return (slot.start[take] << _ASSIGNMENT_BITS) | slot.assignment[take]
 
 
 def _unclaimed(
