@@ -15,18 +15,35 @@ from sqlalchemy import Engine, Table, delete, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from rpmpipe.asof import check_as_of
+from rpmpipe.errors import RpmpipeError
 from rpmpipe.logs import get_logger
 from rpmpipe.metrics.csv_bulk import compute_engagement_csv
 from rpmpipe.metrics.engagement import PROGRAM, compute_engagement
 from rpmpipe.metrics.report import evidence_of, lines_of
 from rpmpipe.metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
-from rpmpipe.metrics.sources import reading_batches
+from rpmpipe.metrics.sources import reading_batches, readings_present
 from rpmpipe.records import Activity, EngagementRecord
 from rpmpipe.registry.models import CareActivity, DeviceAssignment, EngagementRow, Patient
 from rpmpipe.registry.models import Enrollment as EnrollmentRow
 from rpmpipe.settings import Settings
 
 log = get_logger("metrics.job")
+
+
+class ReadingsStoreError(RpmpipeError):
+    """The readings store is missing or empty while devices are assigned: most likely a wrong
+    data directory. Counting "no readings" then would unbill every period."""
+
+
+def check_readings_store(settings: Settings, snapshot: RegistrySnapshot) -> None:
+    """Refuse to count when the registry has device assignments and the readings store is
+    missing or holds no readings (nothing is computed, persisted or deleted)."""
+    if snapshot.assignments and not readings_present(settings.readings_dir):
+        raise ReadingsStoreError(
+            f"readings directory {settings.readings_dir} is missing or holds no readings, "
+            f"while the registry has {len(snapshot.assignments)} device assignments: check "
+            "--data-dir / RPMPIPE_DATA_DIR; nothing was computed and no record was changed"
+        )
 
 
 def _aware(value: datetime) -> datetime:
@@ -138,6 +155,7 @@ def compute(settings: Settings, engine: Engine, as_of: date) -> list[EngagementR
 
 def _compute(settings: Settings, engine: Engine, as_of: date) -> list[EngagementRecord]:
     snapshot = load_registry_snapshot(engine)
+    check_readings_store(settings, snapshot)
     activities = load_activities(engine)
     starts = [e.start_date for e in snapshot.enrollments if e.program == PROGRAM]
     if not starts:
@@ -162,6 +180,7 @@ def compute_csv(settings: Settings, engine: Engine, as_of: date) -> list[bytes |
     (``rpmpipe metrics --format csv``)."""
     with gc_paused():
         snapshot = load_registry_snapshot(engine)
+        check_readings_store(settings, snapshot)
         activities = load_activities(engine)
         starts = [e.start_date for e in snapshot.enrollments if e.program == PROGRAM]
         if not starts:

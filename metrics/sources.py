@@ -53,6 +53,14 @@ def reading_files(readings_dir: Path, first_day: date, last_day: date) -> list[P
     return sorted(f for f in files if _visible(f, readings_dir))
 
 
+def readings_present(readings_dir: Path) -> bool:
+    """True when the readings store holds at least one visible Parquet file (stops at the
+    first one found)."""
+    if not readings_dir.is_dir():
+        return False
+    return any(f.is_file() and _visible(f, readings_dir) for f in readings_dir.rglob("*.parquet"))
+
+
 def _schema(first_file: Path) -> pa.Schema:
     """The projected schema: contract columns, flags always present (absent means False)."""
     found = pq.read_schema(first_file)
