@@ -282,7 +282,35 @@ def _activity(row: Mapping[str, str]) -> dict[str, Any]:
         # Optional: an activity without them is RPM time of clinical staff, as before.
         "program": _choice_or(row, "program", PROGRAMS, "RPM"),
         "performer": _choice_or(row, "performer", PERFORMERS, "clinical_staff"),
+        # Optional: a reason voids the entry (kept, no longer counted).
+        **_void_reason(row),
     }
+
+
+MAX_VOID_REASON = 500
+
+
+def _void_reason(row: Mapping[str, str]) -> dict[str, str]:
+    text = (row.get("voided_reason") or "").strip()
+    if not text:
+        return {}
+    if len(text) > MAX_VOID_REASON:
+        raise _BadField("voided_reason", f"at most {MAX_VOID_REASON} characters")
+    return {"voided_reason": text}
+
+
+def _void_fields(
+    values: dict[str, Any], old: Mapping[str, Any] | None, now: datetime | None, source: str
+) -> None:
+    """Who, when and why of a void sent with the entry; a void on record is never undone or
+    rewritten by a later import."""
+    reason = values.pop("voided_reason", None)
+    if old is not None and old.get("voided_reason") is not None:
+        return
+    if reason is not None:
+        values.update(voided_reason=reason, voided_at=now, voided_by=source[-64:])
+    elif old is None:
+        values.update(voided_reason=None, voided_at=None, voided_by=None)
 
 
 def _care_plan(row: Mapping[str, str]) -> dict[str, Any]:
@@ -377,7 +405,7 @@ KINDS: dict[str, ImportKind] = {
             _activity,
             CareActivity,
             ("activity_id",),
-            optional=("program", "performer"),
+            optional=("program", "performer", "voided_reason"),
         ),
         ImportKind(
             "care-plans",
@@ -482,6 +510,8 @@ def import_rows(
         updates: list[dict[str, Any]] = []
         for key, (_number, values) in parsed.items():
             old = existing.get(key)
+            if kind == "activities":
+                _void_fields(values, old, now, source)
             if old is None:
                 inserts.append(values)
             elif any(_differs(old.get(col), val) for col, val in values.items()):

@@ -66,6 +66,9 @@ COMMANDS: dict[str, CommandEntry] = {
         "security_cmds", "Write a Mosquitto 2 configuration for every device in the registry."
     ),
     "db": CommandEntry("registry_cmds", "Registry database maintenance."),
+    "activities": CommandEntry(
+        "activity_cmds", "Care-team time entries: void a mistaken one (kept, no longer counted)."
+    ),
 }
 
 _CONTEXT = {"help_option_names": ["-h", "--help"]}
