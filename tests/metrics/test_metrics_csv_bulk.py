@@ -102,6 +102,30 @@ def _varied_world() -> World:
     w.activity("P07", datetime(2026, 4, 2, 15, tzinfo=UTC), 30, kind="secure_message")
     w.activity("P08", datetime(2026, 3, 9, 15, tzinfo=UTC), 75)
     w.activity('P,"11"', datetime(2026, 3, 9, 15, tzinfo=UTC), 21)
+    # Care time counted once: a duplicate, an overlap, an entry held for review, a voided one,
+    # an impossible date; time with no device, without consent, outside any enrollment.
+    w.activity("P12", datetime(2026, 3, 9, 15, tzinfo=UTC), 12, aid="D1")
+    w.activity("P12", datetime(2026, 3, 9, 15, tzinfo=UTC), 12, aid="D2")
+    w.activity("P12", datetime(2026, 3, 9, 15, 5, tzinfo=UTC), 20, aid="D3", staff="S2")
+    w.activity("P12", datetime(2026, 3, 10, 15, tzinfo=UTC), 200, aid="D4")
+    w.activity("P12", datetime(2026, 3, 11, 15, tzinfo=UTC), 30, aid="D5", voided="wrong patient")
+    w.activity("P12", datetime(1, 1, 1, tzinfo=UTC), 30, aid="D6")
+    w.zones["P18"] = "America/Chicago"
+    w.enrollments.append(Enrollment("P18", "RPM", date(2026, 3, 1), None, date(2026, 3, 1)))
+    w.activity("P18", datetime(2026, 3, 9, 15, tzinfo=UTC), 25)
+    w.activity("P05", datetime(2026, 3, 9, 15, tzinfo=UTC), 25)
+    w.zones["P19"] = "America/Chicago"
+    w.activity("P19", datetime(2026, 3, 9, 15, tzinfo=UTC), 25)
+    # A second enrollment soon after the first (one episode, another practitioner), and one
+    # after a long gap (a new episode).
+    w.patient("P20", start=date(2026, 1, 5), end=date(2026, 2, 10), npi="1234567893")
+    w.enrollments.append(
+        Enrollment("P20", "RPM", date(2026, 2, 20), None, date(2026, 2, 20), "1245319599")
+    )
+    w.daily("P20", date(2026, 1, 6), 30).daily("P20", date(2026, 2, 20), 30)
+    w.patient("P21", start=date(2025, 11, 5), end=date(2025, 12, 10))
+    w.enrollments.append(Enrollment("P21", "RPM", date(2026, 3, 1), None, date(2026, 3, 1)))
+    w.daily("P21", date(2025, 11, 6), 30).daily("P21", date(2026, 3, 3), 20)
     return w
 
 
