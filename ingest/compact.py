@@ -29,6 +29,7 @@ import fcntl
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -127,6 +128,15 @@ def _compact_partition(
     return len(inputs), 1, dropped, deleted
 
 
+def _closed(partition: Path, before: date) -> bool:
+    """A ``date=`` directory of a day strictly before ``before``."""
+    try:
+        day = date.fromisoformat(partition.name.removeprefix("date="))
+    except ValueError:
+        return False
+    return day < before and partition.is_dir()
+
+
 def compact(
     readings_dir: Path,
     before: date,
@@ -134,11 +144,13 @@ def compact(
     grace_seconds: float = 600.0,
     now: float | None = None,
     settle_seconds: float = 0.2,
+    progress: Callable[[int, int], None] | None = None,
 ) -> CompactSummary:
     """Compact every ``date=`` partition strictly before ``before`` that has several files.
 
     Small files replaced by a merge are hidden (see the module notes) and deleted by the first run
-    ``grace_seconds`` later (at once when ``grace_seconds`` <= 0).
+    ``grace_seconds`` later (at once when ``grace_seconds`` <= 0). ``progress(done, total)``
+    hears each partition as it is done (a terminal's bar).
     """
     if not readings_dir.exists():
         return CompactSummary(0, 0, 0, 0, 0, 0)
@@ -147,13 +159,10 @@ def compact(
     partitions = files_before = files_after = rows = dropped = deleted = 0
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # one compactor at a time
-        for partition in sorted(readings_dir.glob("date=*")):
-            try:
-                day = date.fromisoformat(partition.name.removeprefix("date="))
-            except ValueError:
-                continue
-            if day >= before or not partition.is_dir():
-                continue
+        due = [p for p in sorted(readings_dir.glob("date=*")) if _closed(p, before)]
+        for done, partition in enumerate(due, start=1):
+            if progress is not None:
+                progress(done - 1, len(due))
             n_before, n_after, n_dropped, n_deleted = _compact_partition(
                 partition, grace_seconds, clock, settle_seconds
             )
@@ -164,6 +173,8 @@ def compact(
             files_after += n_after
             dropped += n_dropped
             deleted += n_deleted
+        if progress is not None:
+            progress(len(due), len(due))
     finally:
         os.close(fd)
     summary = CompactSummary(partitions, files_before, files_after, rows, dropped, deleted)

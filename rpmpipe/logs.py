@@ -1,4 +1,7 @@
-"""Structured logging: one JSON object per line with an event name and fields.
+"""Structured logging: an event name and fields, one line per event.
+
+On a terminal the lines are short text (``12:01:07 warning export_lines_held lines=2``);
+otherwise, or with ``log_format = "json"``, each is one JSON object for a log collector.
 
 Fields are ids, counts and reasons. Never pass names, birth dates, addresses, member ids or
 raw payloads: the PHI guard below drops any field whose name says it holds them.
@@ -50,10 +53,16 @@ class _JsonFormatter(logging.Formatter):
 
 
 class _TextFormatter(logging.Formatter):
+    """``HH:MM:SS level event key=value ...`` in local time: for a person at a terminal."""
+
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", {})
         tail = " ".join(f"{k}={v}" for k, v in fields.items())
-        return f"{record.levelname.lower():7} {record.name}: {record.getMessage()} {tail}".rstrip()
+        clock = datetime.fromtimestamp(record.created, UTC).astimezone().strftime("%H:%M:%S")
+        line = f"{clock} {record.levelname.lower():<7} {record.getMessage()} {tail}".rstrip()
+        if record.exc_info and record.exc_info[0] is not None:
+            line += f" error_type={record.exc_info[0].__name__}"
+        return line
 
 
 class EventLogger:
@@ -84,10 +93,20 @@ def get_logger(name: str) -> EventLogger:
     return EventLogger(name)
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json", stream: Any = None) -> None:
-    """Route rpmpipe's logs to stderr (or ``stream``) as JSON lines or plain text."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
+def resolve_format(fmt: str, stream: Any) -> str:
+    """``json`` or ``text``: ``auto`` is text on a terminal and JSON anywhere else."""
+    if fmt != "auto":
+        return fmt
+    isatty = getattr(stream, "isatty", None)
+    return "text" if callable(isatty) and isatty() else "json"
+
+
+def configure_logging(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> None:
+    """Route rpmpipe's logs to stderr (or ``stream``) as JSON lines or short text lines."""
+    stream = stream or sys.stderr
+    handler = logging.StreamHandler(stream)
+    chosen_format = resolve_format(fmt, stream)
+    handler.setFormatter(_JsonFormatter() if chosen_format == "json" else _TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -12,12 +12,13 @@ environment.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -155,7 +156,7 @@ class Settings:
     data_dir: Path = Path("rpmpipe-data")
     database_url: str = ""  # empty: SQLite file under data_dir
     log_level: str = "INFO"
-    log_format: str = "json"  # or "text"
+    log_format: str = "auto"  # text lines when stderr is a terminal, else JSON; or "json", "text"
     organization_timezone: str = "America/New_York"
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     rules: RuleSettings = field(default_factory=RuleSettings)
@@ -249,11 +250,10 @@ def load_settings(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
         for key, value in raw.items():
+            source_of[key] = str(p)
             if isinstance(value, dict):
                 for sub in value:
                     source_of[f"{key}.{sub}"] = str(p)
-            else:
-                source_of[key] = str(p)
 
     def put(dotted: str, value: Any, source: str) -> None:
         head, _, tail = dotted.partition(".")
@@ -263,21 +263,10 @@ def load_settings(
             raw[head] = value
         source_of[dotted] = source
 
-    for f in dataclasses.fields(Settings):
-        if f.name in _SECTIONS:
-            for sf in dataclasses.fields(_SECTIONS[f.name]):
-                name = f"RPMPIPE_{f.name}_{sf.name}".upper()
-                if name in env:
-                    put(f"{f.name}.{sf.name}", env[name], name)
-        elif f.name == "billing":
-            for sf in dataclasses.fields(BillingSettings):
-                name = f"RPMPIPE_BILLING_{sf.name}".upper()
-                if sf.name not in _BILLING_TABLES and name in env:
-                    put(f"billing.{sf.name}", env[name], name)
-        else:
-            name = f"RPMPIPE_{f.name}".upper()
-            if name in env:
-                put(f.name, env[name], name)
+    for name, dotted in environment_names().items():
+        if name in env:
+            put(dotted, env[name], name)
+    _refuse_unknown_variables(env)
     for dotted, value in (overrides or {}).items():
         if value is not None:
             put(dotted, value, "command line")
@@ -296,6 +285,66 @@ def load_settings(
     return settings
 
 
+def environment_names() -> dict[str, str]:
+    """Every ``RPMPIPE_*`` variable that names a setting, with the setting's dotted name."""
+    names: dict[str, str] = {}
+    for f in dataclasses.fields(Settings):
+        if f.name in _SECTIONS:
+            for sf in dataclasses.fields(_SECTIONS[f.name]):
+                names[f"RPMPIPE_{f.name}_{sf.name}".upper()] = f"{f.name}.{sf.name}"
+        elif f.name == "billing":
+            for sf in dataclasses.fields(BillingSettings):
+                if sf.name not in _BILLING_TABLES:
+                    names[f"RPMPIPE_BILLING_{sf.name}".upper()] = f"billing.{sf.name}"
+        else:
+            names[f"RPMPIPE_{f.name}".upper()] = f.name
+    return names
+
+
+# Variables of the test suite (tests/conftest.py), not settings of rpmpipe.
+_TEST_SUITE_VARIABLES = ("RPMPIPE_REQUIRE_SERVICES", "RPMPIPE_UPDATE_GOLDEN")
+
+
+def _refuse_unknown_variables(env: Mapping[str, str]) -> None:
+    """A misspelt ``RPMPIPE_*`` variable is an error naming it and the closest real name,
+    as an unknown key in the settings file is: a typo must never be ignored silently."""
+    known = [*environment_names(), "RPMPIPE_CONFIG"]
+    for name in sorted(env):
+        if (
+            not name.startswith("RPMPIPE_")
+            or name in known
+            or name == "RPMPIPE_CONFIG"
+            or name.startswith("RPMPIPE_TEST_")
+            or name in _TEST_SUITE_VARIABLES
+        ):
+            continue
+        table = name.removeprefix("RPMPIPE_BILLING_").lower()
+        if name.startswith("RPMPIPE_BILLING_") and table in _BILLING_TABLES:
+            raise ConfigError(
+                f"environment variable {name}: billing.{table} is a table; set it in the "
+                "settings file (--config or RPMPIPE_CONFIG)",
+                code="unknown_setting",
+                variable=name,
+            )
+        raise ConfigError(
+            f"environment variable {name} names no setting{_closest_variable(name, known)}",
+            code="unknown_setting",
+            variable=name,
+        )
+
+
+def _closest_variable(name: str, known: Iterable[str]) -> str:
+    # Compared without the shared prefix, which would make every name look close.
+    prefix = "RPMPIPE_"
+    close = _closest(name.removeprefix(prefix), [k.removeprefix(prefix) for k in known])
+    return close.replace("mean ", f"mean {prefix}")
+
+
+def _closest(name: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
 def _build(raw: Mapping[str, Any], source_of: Mapping[str, str]) -> Settings:
     kwargs: dict[str, Any] = {}
     hints = typing.get_type_hints(Settings)
@@ -307,7 +356,12 @@ def _build(raw: Mapping[str, Any], source_of: Mapping[str, str]) -> Settings:
         elif key in hints:
             kwargs[key] = _coerce(hints[key], value, key, source_of.get(key, "settings"))
         else:
-            raise ConfigError(f"unknown setting '{key}' in {source_of.get(key, 'settings')}")
+            known = [*hints, *_SECTIONS, "billing"]
+            raise ConfigError(
+                f"unknown setting '{key}' in {source_of.get(key, 'settings')}{_closest(key, known)}",
+                code="unknown_setting",
+                setting=key,
+            )
     return Settings(**kwargs)
 
 
@@ -319,7 +373,12 @@ def _build_section(cls: type, section: str, value: Any, source_of: Mapping[str, 
     for key, item in value.items():
         dotted = f"{section}.{key}"
         if key not in hints:
-            raise ConfigError(f"unknown setting '{dotted}' in {source_of.get(dotted, 'settings')}")
+            raise ConfigError(
+                f"unknown setting '{dotted}' in {source_of.get(dotted, 'settings')}"
+                + _closest(key, hints).replace("mean ", f"mean {section}."),
+                code="unknown_setting",
+                setting=dotted,
+            )
         kwargs[key] = _coerce(hints[key], item, dotted, source_of.get(dotted, "settings"))
     return cls(**kwargs)
 
@@ -413,9 +472,9 @@ def _check(s: Settings) -> None:
             f"setting 'log_level': expected DEBUG/INFO/WARNING/ERROR, got {s.log_level!r}",
             setting="log_level",
         )
-    if s.log_format not in ("json", "text"):
+    if s.log_format not in ("auto", "json", "text"):
         raise ConfigError(
-            f"setting 'log_format': expected json or text, got {s.log_format!r}",
+            f"setting 'log_format': expected auto, json or text, got {s.log_format!r}",
             setting="log_format",
         )
     scheme = urlsplit(s.broker.url).scheme

@@ -38,14 +38,30 @@ DEMO_USERNAME = "rpmpipe-demo"
 
 
 @dataclass(frozen=True)
-class PatientRow:
-    patient_id: str
-    profile: str
+class FinalPeriod:
+    """A patient's last final 30-day period or month: what it earned and why."""
+
+    start: date
+    end: date
     transmission_days: int
     interactive_minutes: Decimal
-    codes: str
+    codes: str  # "99454", "99457 99458x2", or "-"
     status: str
-    management_minutes: Decimal = Decimal(0)
+    reason: str
+    management_minutes: Decimal = Decimal(0)  # all care time of the month
+
+
+@dataclass(frozen=True)
+class PatientRow:
+    patient_id: str
+    supply: FinalPeriod | None  # the last device-supply period that ended before as-of
+    month: FinalPeriod | None  # the last treatment-management month that ended before as-of
+
+    @property
+    def status(self) -> str:
+        """``billable`` when either earned a code, else ``not billable``."""
+        final = (self.supply, self.month)
+        return "billable" if any(p and p.status == "billable" for p in final) else "not billable"
 
 
 @dataclass(frozen=True)
@@ -193,43 +209,28 @@ def _summarise(
     days_total = 0
     minutes_total = Decimal(0)
     management_total = Decimal(0)
-    days_of: Counter[str] = Counter()
-    minutes_of: dict[str, Decimal] = {}
-    management_of: dict[str, Decimal] = {}
-    codes_of: dict[str, Counter[str]] = {}
-    billable: set[str] = set()
-    profiles = {p.patient_id: p.profile for p in fleet.patients}
+    last: dict[tuple[str, str], EngagementRecord] = {}
     for r in records:
         status_by_kind.setdefault(r.kind, Counter())[r.status] += 1
-        codes_of.setdefault(r.patient_id, Counter())
         if r.kind == "device_supply":
             days_total += r.transmission_days
-            days_of[r.patient_id] += r.transmission_days
         elif r.kind == "treatment_management":
             minutes_total += r.interactive_minutes
             management_total += r.management_minutes
-            minutes_of[r.patient_id] = (
-                minutes_of.get(r.patient_id, Decimal(0)) + r.interactive_minutes
-            )
-            management_of[r.patient_id] = (
-                management_of.get(r.patient_id, Decimal(0)) + r.management_minutes
-            )
         if r.status == "billable":
-            billable.add(r.patient_id)
             for line in r.lines:
                 lines[line.code] += line.units
-                codes_of[r.patient_id][line.code] += line.units
+        if r.period_end < as_of:  # final: only these can be billed
+            key = (r.patient_id, r.kind)
+            if key not in last or last[key].period_start < r.period_start:
+                last[key] = r
     per_patient = tuple(
         PatientRow(
-            pid,
-            profiles.get(pid, ""),
-            days_of[pid],
-            minutes_of.get(pid, Decimal(0)),
-            " ".join(f"{c}x{n}" if n > 1 else c for c, n in sorted(codes.items())) or "-",
-            "billable" if pid in billable else "not billable",
-            management_of.get(pid, Decimal(0)),
+            p.patient_id,
+            _final(last.get((p.patient_id, "device_supply"))),
+            _final(last.get((p.patient_id, "treatment_management"))),
         )
-        for pid, codes in sorted(codes_of.items())
+        for p in sorted(fleet.patients, key=lambda p: p.patient_id)
     )
     return DemoSummary(
         out=out,
@@ -252,4 +253,23 @@ def _summarise(
         total_charge=result.total_charge,
         seconds=seconds,
         per_patient=per_patient,
+    )
+
+
+def _final(record: EngagementRecord | None) -> FinalPeriod | None:
+    if record is None:
+        return None
+    units: Counter[str] = Counter()
+    for line in record.lines:
+        units[line.code] += line.units
+    codes = " ".join(f"{c}x{n}" if n > 1 else c for c, n in sorted(units.items())) or "-"
+    return FinalPeriod(
+        record.period_start,
+        record.period_end,
+        record.transmission_days,
+        record.interactive_minutes,
+        codes,
+        str(record.status),
+        record.reason,
+        record.management_minutes,
     )

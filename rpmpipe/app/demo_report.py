@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from rpmpipe.app.demo import DemoSummary
+from decimal import Decimal
+
+from rpmpipe.app.demo import DemoSummary, FinalPeriod
 
 CODE_NAMES = {
     "99453": "setup and education",
@@ -12,6 +14,15 @@ CODE_NAMES = {
     "99458": "management, each further 20 min",
     "99470": "management, 10-19 min",
 }
+
+
+def minutes_text(minutes: Decimal) -> str:
+    """Minutes the same way everywhere in the summary: one decimal place."""
+    return f"{minutes:.1f}"
+
+
+def _status(period: FinalPeriod) -> str:
+    return period.status.replace("_", " ")
 
 
 def render_summary(s: DemoSummary) -> str:
@@ -30,8 +41,14 @@ def render_summary(s: DemoSummary) -> str:
     add(f"  quarantined               {quarantined:>8}" + (f"   ({reasons})" if reasons else ""))
     add(f"  care activities           {s.activities:>8}")
     add(f"  days with data            {s.transmission_days:>8}   (all supply periods)")
-    add(f"  management minutes        {s.management_minutes:>8}   (all care time, all months)")
-    add(f"  interactive minutes       {s.interactive_minutes:>8}   (real-time two-way, all months)")
+    add(
+        f"  management minutes        {minutes_text(s.management_minutes):>8}   "
+        "(all care time, all months)"
+    )
+    add(
+        f"  interactive minutes       {minutes_text(s.interactive_minutes):>8}   "
+        "(real-time two-way, all months)"
+    )
     add("")
     add("  records by kind           billable  pending  not billable")
     for kind, counts in s.status_by_kind.items():
@@ -46,11 +63,28 @@ def render_summary(s: DemoSummary) -> str:
     if not s.lines_by_code:
         add("  (none)")
     add("")
-    add("  patient      profile             days  management  interactive  codes")
+    add(f"  last final 30-day period per patient (device supply, ended before {s.as_of})")
+    add("  patient      period                    days  codes         status        reason")
     for p in s.per_patient:
+        if p.supply is None:
+            add(f"  {p.patient_id:<12} (no final period yet)")
+            continue
+        q = p.supply
         add(
-            f"  {p.patient_id:<12} {p.profile:<18} {p.transmission_days:>5} "
-            f"{p.management_minutes:>10}  {p.interactive_minutes:>11}  {p.codes}"
+            f"  {p.patient_id:<12} {q.start} to {q.end} {q.transmission_days:>5}  "
+            f"{q.codes:<13} {_status(q):<13} {q.reason}"
+        )
+    add("")
+    add(f"  last final month per patient (treatment management, ended before {s.as_of})")
+    add("  patient      month    management  interactive  codes         status        reason")
+    for p in s.per_patient:
+        if p.month is None:
+            add(f"  {p.patient_id:<12} (no final month yet)")
+            continue
+        m = p.month
+        add(
+            f"  {p.patient_id:<12} {m.start:%Y-%m} {minutes_text(m.management_minutes):>12} "
+            f"{minutes_text(m.interactive_minutes):>12}  {m.codes:<13} {_status(m):<13} {m.reason}"
         )
     add("")
     if s.export_dir is not None:
@@ -63,4 +97,20 @@ def render_summary(s: DemoSummary) -> str:
     else:
         add("  export: nothing billable to export")
     add(f"  readings: {s.out}/data/readings/   quarantine: {s.out}/data/quarantine/")
+    add("")
+    add("  next, try:")
+    data = f"{s.out}/data"
+    example = next(
+        (p.patient_id for p in s.per_patient if p.status == "billable"),
+        s.per_patient[0].patient_id if s.per_patient else "PATIENT",
+    )
+    add(f"    rpmpipe --data-dir {data} metrics --as-of {s.as_of} --patient {example}")
+    add("        one patient's periods and months, with the days and activities behind them")
+    add(f"    rpmpipe --data-dir {data} metrics --as-of {s.as_of}")
+    add("        every engagement record with its status and reason (--format csv for a sheet)")
+    add(f"    rpmpipe --data-dir {data} quarantine list")
+    add("        what ingest kept aside, and why")
+    if s.export_dir is not None:
+        add(f"    ls {s.export_dir}")
+        add("        the charge CSV, the 837P and the manifest the billing team picks up")
     return "\n".join(out)

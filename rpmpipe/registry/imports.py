@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -428,11 +428,17 @@ class ImportResult:
 
 
 def import_csv(
-    engine: Engine, kind: str, path: str | Path, *, now: datetime | None = None
+    engine: Engine,
+    kind: str,
+    path: str | Path,
+    *,
+    now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
     """Import a registry CSV (header row, UTF-8) of the contract's columns for ``kind``.
 
     ``now`` (aware) is the clock activities are checked against; activities need it.
+    ``progress(done, total)`` hears how many rows are checked so far (a terminal's bar).
     """
     spec = _spec(kind)
     p = Path(path)
@@ -451,7 +457,7 @@ def import_csv(
     except OSError as exc:
         raise RegistryImportError(str(p), 0, None, f"cannot read file: {exc.strerror}") from None
     # Data rows start on line 2 of the file (line 1 is the header).
-    return import_rows(engine, kind, rows, source=str(p), first_row=2, now=now)
+    return import_rows(engine, kind, rows, source=str(p), first_row=2, now=now, progress=progress)
 
 
 def import_rows(
@@ -462,6 +468,7 @@ def import_rows(
     first_row: int = 1,
     *,
     now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
     """Validate every row, then upsert them all in one transaction (or none on error).
 
@@ -471,7 +478,10 @@ def import_rows(
     if kind == "activities" and now is None:
         raise ValueError("importing activities needs the clock (now=)")
     parsed: dict[tuple[Any, ...], tuple[int, dict[str, Any]]] = {}
+    total = len(rows) if isinstance(rows, Sized) else 0
     for number, row in enumerate(rows, start=first_row):
+        if progress is not None and (number - first_row) % 2000 == 0:
+            progress(number - first_row, total)
         if None in row:  # csv.DictReader puts surplus cells under the None key
             raise RegistryImportError(source, number, None, "more cells than header columns")
         try:

@@ -87,6 +87,8 @@ class Device(Base):
     # The device's own identifier (serial number, or IEEE 11073 system identifier), by which a
     # FHIR Device resource names it; at most one device per serial number.
     serial_number: Mapped[str | None] = mapped_column(String(64), nullable=True, default=None)
+    # Set by `rpmpipe devices retire`: the device stays (claims may point to it), unused.
+    retired_on: Mapped[date | None] = mapped_column(Date, nullable=True, default=None)
 
 
 class DeviceAssignment(Base):

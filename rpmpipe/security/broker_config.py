@@ -60,9 +60,9 @@ class BrokerConfigResult:
 
 
 def registered_device_ids(engine: Engine) -> list[str]:
-    """Every device id in the registry, sorted."""
+    """Every device id in the registry that is not retired, sorted."""
     with Session(engine) as session:
-        return sorted(session.scalars(select(Device.device_id)))
+        return sorted(session.scalars(select(Device.device_id).where(Device.retired_on.is_(None))))
 
 
 def _fresh_passwords() -> Iterator[str]:

@@ -225,5 +225,5 @@ def test_cli_refuses_a_bad_port(tmp_path: Path) -> None:
         ["--data-dir", str(tmp_path / "data"), "broker-config", "--out", str(tmp_path / "b"),
          "--port", "70000"],
     )  # fmt: skip
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error, like every bad option
     assert "--port" in result.output

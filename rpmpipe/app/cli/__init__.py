@@ -38,11 +38,20 @@ COMMANDS: dict[str, CommandEntry] = {
     ),
     "import": CommandEntry(
         "registry_cmds",
-        "Load registry CSVs (patients, devices, assignments, enrollments, activities) or backfill readings.",
+        "Load registry CSVs (patients, devices, assignments, enrollments, activities, care-plans) "
+        "or backfill readings.",
+    ),
+    "patients": CommandEntry("registry_change_cmds", "Look up a patient's registry record."),
+    "devices": CommandEntry("registry_change_cmds", "Retire a device (history is kept)."),
+    "assignments": CommandEntry(
+        "registry_change_cmds", "End a device's assignment to a patient (history is kept)."
+    ),
+    "enrollments": CommandEntry(
+        "registry_change_cmds", "End a patient's enrollment in a program (history is kept)."
     ),
     "quarantine": CommandEntry(
         "ingest_cmds",
-        "Inspect and re-ingest quarantined payloads (bad JSON, unknown devices, ...).",
+        "Inspect and re-ingest quarantined payloads (bad JSON, unknown devices, implausible values, ...).",
     ),
     "compact": CommandEntry(
         "ingest_cmds", "Merge the small Parquet files of closed days into one file per day."
@@ -53,7 +62,8 @@ COMMANDS: dict[str, CommandEntry] = {
     ),
     "metrics": CommandEntry(
         "metrics_cmds",
-        "Engagement records as of a date: days with data, management minutes, codes, status.",
+        "Engagement records as of a date: days with data per 30-day period, management minutes "
+        "per month, the CMS codes they earn, status and the reason.",
     ),
     "export": CommandEntry(
         "export_cmds",

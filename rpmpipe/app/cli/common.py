@@ -86,7 +86,7 @@ def as_edge_error(exc: BaseException, settings: Settings | None) -> RpmpipeError
         path = exc.filename if exc.filename is not None else ""
         reason = exc.strerror or errno.errorcode.get(exc.errno or 0, "") or str(exc)
         if path:
-            verb = "cannot read" if exc.errno == errno.ENOENT else "cannot write"
+            verb = "cannot use" if exc.errno == errno.ENOENT else "cannot write"
             return ServiceUnavailable(f"{verb} {path}: {reason}", service="disk", where=str(path))
         return ServiceUnavailable(f"disk error: {reason}", service="disk", where="")
     return None

@@ -62,7 +62,7 @@ def demo(
             progress=progress,
         )
     except RpmpipeError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), exc.exit_code) from None
     typer.echo(render_summary(summary))
 
 

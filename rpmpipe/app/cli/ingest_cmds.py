@@ -5,7 +5,8 @@ from __future__ import annotations
 import gc
 import signal
 import threading
-from datetime import UTC, date, datetime, timedelta
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -14,7 +15,8 @@ import orjson
 import typer
 
 from rpmpipe.app.cli.common import fail, settings_of
-from rpmpipe.errors import RpmpipeError
+from rpmpipe.app.cli.progress import progress_bar
+from rpmpipe.errors import RpmpipeError, UsageError
 
 # Quarantined lines listed by `import readings`; the rest are counted (see quarantine list).
 MAX_LINES_SHOWN = 20
@@ -65,7 +67,7 @@ def ingest(
         engine = open_registry(settings.effective_database_url)
         service = IngestService(settings, engine, client_id=client_id, shared_group=shared_group)
     except RpmpipeError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), exc.exit_code) from None
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -109,16 +111,16 @@ def compact(
     Rows stay exactly-once (de-duplicated on dedup_key) and readers never miss a row: the
     merged file appears before the small ones go. Safe to run while ingest is running.
     """
+    from rpmpipe.asof import parse_day
     from rpmpipe.ingest.compact import compact as run_compact
 
     settings = settings_of(ctx)
-    try:
-        cutoff = (
-            date.fromisoformat(before) if before else datetime.now(UTC).date() - timedelta(days=1)
+    # Partitions are UTC dates (the readings' date= folders), so "yesterday" is UTC's here.
+    cutoff = parse_day(before, "--before") if before else datetime.now(UTC).date() - timedelta(1)
+    with progress_bar("compacting days") as bar:
+        s = run_compact(
+            settings.readings_dir, cutoff, grace_seconds=grace_minutes * 60, progress=bar
         )
-    except ValueError:
-        raise fail(f"--before: {before!r} is not a date (YYYY-MM-DD)") from None
-    s = run_compact(settings.readings_dir, cutoff, grace_seconds=grace_minutes * 60)
     typer.echo(
         f"compacted {s.partitions} day(s): {s.files_before} files -> {s.files_after}, "
         f"{s.rows} rows, {s.duplicates_removed} duplicates removed, "
@@ -133,7 +135,7 @@ def _check_reason(reason: str | None) -> None:
         try:
             check_reason_code(reason)
         except ValueError as exc:
-            raise fail(f"--reason: {exc}") from None
+            raise UsageError(f"--reason: {exc}", option="--reason") from None
 
 
 @quarantine_app.command("list")
@@ -152,35 +154,38 @@ def quarantine_list(
 
     settings = settings_of(ctx)
     if output not in ("table", "json"):
-        raise fail("--format must be table or json")
+        raise UsageError(f"--format: expected table or json, got {output!r}", option="--format")
     _check_reason(reason)
 
-    # pandas does the filtering, ordering and counting of the listing.
-    frame = read_quarantine(settings.quarantine_dir).to_pandas()
+    import pyarrow.compute as pc
+
+    table = read_quarantine(settings.quarantine_dir)
     if reason:
-        frame = frame[frame["reason_code"] == reason]
-    frame = frame.sort_values(["received_at", "quarantine_id"])
+        table = table.filter(pc.equal(table.column("reason_code"), reason))
+    table = table.sort_by([("received_at", "ascending"), ("quarantine_id", "ascending")])
+    rows = table.to_pylist()
     if output == "json":
-        shown = frame.drop(columns=["payload"]).assign(
-            received_at=frame["received_at"].map(lambda t: t.isoformat()),
-            payload_bytes=frame["payload"].map(len),
-        )
-        shown = shown.astype(object).where(shown.notna(), None)  # NaN/NA -> null
-        typer.echo(orjson.dumps(shown.to_dict("records"), option=orjson.OPT_INDENT_2).decode())
+        shown = []
+        for row in rows:
+            payload = row.pop("payload")
+            row["received_at"] = row["received_at"].isoformat()
+            row["payload_bytes"] = len(payload)
+            shown.append(row)
+        typer.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
         return
-    for r in frame.itertuples(index=False):
+    for r in rows:
         latest = (
-            f"  (latest replay: {r.last_reason_code}: {r.last_reason})"
-            if isinstance(r.last_reason_code, str) and r.last_reason_code
+            f"  (latest replay: {r['last_reason_code']}: {r['last_reason']})"
+            if r.get("last_reason_code")
             else ""
         )
         typer.echo(
-            f"{r.quarantine_id}  {r.received_at.isoformat(timespec='seconds')}  "
-            f"{r.reason_code:<18} {r.reason}  [{r.topic}]{latest}"
+            f"{r['quarantine_id']}  {r['received_at'].isoformat(timespec='seconds')}  "
+            f"{r['reason_code']:<18} {r['reason']}  [{r['topic']}]{latest}"
         )
-    counts = frame["reason_code"].value_counts().sort_index()
-    summary = ", ".join(f"{code}: {n}" for code, n in counts.items()) or "empty"
-    typer.echo(f"{len(frame)} quarantined ({summary})")
+    counts = Counter(r["reason_code"] for r in rows)
+    summary = ", ".join(f"{code}: {n}" for code, n in sorted(counts.items())) or "empty"
+    typer.echo(f"{len(rows)} quarantined ({summary})")
 
 
 @quarantine_app.command("replay")
@@ -247,11 +252,10 @@ def import_readings(
     settings = settings_of(ctx)
     engine = open_registry(settings.effective_database_url)
     try:
+        # FILE was checked readable above; an OSError here is the data dir (the edge names it).
         s = backfill_file(settings, engine, file, datetime.now(UTC), device_id=device)
-    except OSError as exc:
-        raise fail(f"cannot read {file}: {exc.strerror}") from None
     except RpmpipeError as exc:
-        raise fail(f"{exc}; nothing was imported") from None
+        raise fail(f"{exc}; nothing was imported", exc.exit_code) from None
     finally:
         engine.dispose()
     bad = ", ".join(f"{code}: {n}" for code, n in sorted(s.quarantined.items())) or "none"

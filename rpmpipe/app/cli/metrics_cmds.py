@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from rpmpipe.app.cli.common import fail, settings_of
-from rpmpipe.errors import RpmpipeError
+from rpmpipe.app.cli.common import as_edge_error, fail, settings_of
+from rpmpipe.errors import EXIT_HELD, RpmpipeError
 from rpmpipe.records import EngagementRecord
 
 
@@ -50,7 +50,9 @@ def metrics(
     ] = False,
 ) -> None:
     """Engagement records as of a date: days with data per 30-day period, management minutes
-    per month, the CMS codes they earn, status (billable/pending/not_billable) and the reason."""
+    per month, the CMS codes they earn, status and the reason (billable, pending or
+    not_billable)."""
+    from rpmpipe.app.cli.progress import phases
     from rpmpipe.asof import check_as_of, future_warning, is_future, last_full_day, parse_day
     from rpmpipe.metrics.job import compute, compute_and_persist, compute_csv, gc_paused
     from rpmpipe.registry.db import open_registry
@@ -76,7 +78,8 @@ def metrics(
         pa.set_memory_pool(pa.system_memory_pool())
 
         try:
-            pieces = compute_csv(settings, open_registry(settings.effective_database_url), day)
+            with phases(f"computing engagement as of {day}"):
+                pieces = compute_csv(settings, open_registry(settings.effective_database_url), day)
         except ValueError as exc:  # a readings file that is not what it should be
             raise fail(str(exc)) from None
         sys.stdout.flush()
@@ -85,10 +88,11 @@ def metrics(
         return
     engine = open_registry(settings.effective_database_url)
     try:
-        if save:
-            records = compute_and_persist(settings, engine, day, now)
-        else:
-            records = compute(settings, engine, day)
+        with phases(f"computing engagement as of {day}"):
+            if save:
+                records = compute_and_persist(settings, engine, day, now)
+            else:
+                records = compute(settings, engine, day)
     except ValueError as exc:  # a readings file that is not what it should be
         raise fail(str(exc)) from None
     if patient is not None:
@@ -145,11 +149,14 @@ def schedule(
     try:
         engine = open_registry(settings.effective_database_url)
     except RpmpipeError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), exc.exit_code) from None
     if run_now:
         try:
             outcome = run_job(settings, engine)
         except Exception as exc:  # noqa: BLE001 - reported, and recorded in job_runs
+            known = as_edge_error(exc, settings)
+            if known is not None:
+                raise fail(f"job failed: {known}", known.exit_code) from None
             raise fail(f"job failed: {type(exc).__name__}: {exc}") from None
         typer.echo(
             f"job run {outcome.run_id} as of {outcome.as_of.isoformat()}: {outcome.status}, "
@@ -158,7 +165,7 @@ def schedule(
             + (f" ({outcome.message})" if outcome.message else "")
         )
         if outcome.status == "held":
-            raise typer.Exit(3)
+            raise typer.Exit(EXIT_HELD)
         return
     scheduler = build_scheduler(settings, engine)
     zone = schedule_zone(settings)

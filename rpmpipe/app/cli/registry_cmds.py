@@ -11,6 +11,7 @@ import typer
 
 from rpmpipe.app.cli.common import fail, settings_of
 from rpmpipe.app.cli.ingest_cmds import import_readings
+from rpmpipe.app.cli.progress import progress_bar
 from rpmpipe.errors import RpmpipeError
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.imports import KINDS, import_csv
@@ -43,9 +44,10 @@ def _make_import(kind: str) -> None:
         started = time.perf_counter()
         try:
             engine = open_registry(settings.effective_database_url)
-            result = import_csv(engine, kind, file, now=datetime.now(UTC))
+            with progress_bar(f"checking {kind}") as bar:
+                result = import_csv(engine, kind, file, now=datetime.now(UTC), progress=bar)
         except RpmpipeError as exc:
-            raise fail(f"{exc}\nnothing from {file} was written") from None
+            raise fail(f"{exc}\nnothing from {file} was written", exc.exit_code) from None
         typer.echo(
             f"{kind}: {result.rows} rows ({result.inserted} new, {result.updated} updated, "
             f"{result.unchanged} unchanged) in {time.perf_counter() - started:.2f}s"

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from rpmpipe.app.cli.common import fail, settings_of
-from rpmpipe.errors import RpmpipeError
+from rpmpipe.errors import EXIT_UNAVAILABLE, RpmpipeError
 from rpmpipe.registry.db import open_registry
 
 
@@ -47,9 +47,9 @@ def broker_config(
             out, devices, settings.broker.topic_root, port, datetime.now(UTC), run_as=run_as
         )
     except RpmpipeError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), exc.exit_code) from None
     except OSError as exc:
-        raise fail(f"cannot write {out}: {exc.strerror or exc}") from None
+        raise fail(f"cannot write {out}: {exc.strerror or exc}", EXIT_UNAVAILABLE) from None
     d = result.directory.resolve()
     typer.echo(
         f"wrote {d}/mosquitto.conf: {result.devices} devices "

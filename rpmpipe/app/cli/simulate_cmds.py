@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from rpmpipe.app.cli.common import fail, settings_of
-from rpmpipe.errors import RpmpipeError
+from rpmpipe.errors import RpmpipeError, UsageError
 from rpmpipe.settings import redact_url
 
 _HELP = (
@@ -82,6 +82,7 @@ def simulate(
     ] = None,
 ) -> None:
     """Publish simulated device syncs and care activity (help text: ``_HELP``)."""
+    from rpmpipe.asof import parse_day
     from rpmpipe.simulators import build_fleet, default_start
     from rpmpipe.simulators import simulate as make_traffic
     from rpmpipe.simulators.publisher import PublishStats, parse_speed, publish, write_manifest
@@ -89,18 +90,15 @@ def simulate(
 
     settings = settings_of(ctx)
     if fmt not in WIRE_FORMATS:
-        raise fail(f"--format must be one of {', '.join(WIRE_FORMATS)}, got {fmt!r}")
+        raise UsageError(f"--format must be one of {', '.join(WIRE_FORMATS)}, got {fmt!r}")
     try:
         parse_speed(speed)
     except ValueError as exc:
-        raise fail(f"--speed: {exc}") from None
+        raise UsageError(f"--speed: {exc}") from None
     if rate is not None and rate <= 0:
-        raise fail("--rate must be a positive number of messages per second")
+        raise UsageError("--rate must be a positive number of messages per second")
     now = datetime.now(UTC)
-    try:
-        first_day = date.fromisoformat(start) if start else default_start(now, days)
-    except ValueError:
-        raise fail(f"--start must be a date YYYY-MM-DD, got {start!r}") from None
+    first_day = parse_day(start, "--start") if start else default_start(now, days)
 
     fleet = build_fleet(patients, first_day, days, seed)
     try:
@@ -139,7 +137,7 @@ def simulate(
         )
         stats = publish(settings, sim.messages, speed=speed, rate=rate, progress=show)
     except RpmpipeError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), exc.exit_code) from None
     typer.echo(
         f"published {stats.messages} messages ({stats.readings} readings, {stats.activities} "
         f"activities) over {stats.connections} connection(s) in {stats.elapsed_seconds:.1f}s"

@@ -1,0 +1,81 @@
+"""Start-up: `rpmpipe --help` and `--version` import no heavy library; a command's module is
+imported when it runs; the version is printed, logged at start-up and matches the package."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rpmpipe import __version__
+from rpmpipe.app.cli import COMMANDS, app, load_command
+
+HEAVY = (
+    "pandas",
+    "pyarrow",
+    "sqlalchemy",
+    "alembic",
+    "paho",
+    "amqtt",
+    "apscheduler",
+    "cryptography",
+)
+PROBE = """
+import sys
+from rpmpipe.app.cli import main
+sys.argv = ["rpmpipe", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY))
+models = [m for m in sys.modules if m.startswith("rpmpipe.registry") or m.startswith("rpmpipe.ingest")]
+print("\\nPROBE", heavy, models)
+"""
+
+
+def _probe(*args: str) -> str:
+    code = f"HEAVY = {HEAVY!r}\n{PROBE}"
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["export", "--help"]])
+def test_help_and_version_import_no_heavy_library(args: list[str]) -> None:
+    out = _probe(*args)
+    assert out.rstrip().endswith("PROBE [] []"), out[-400:]
+
+
+def test_version_is_the_package_version() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout == f"rpmpipe {__version__}\n"
+    assert version("rpmpipe") == __version__
+
+
+def test_start_up_log_names_the_version_and_command(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["--data-dir", str(tmp_path), "quarantine", "list"], env={"RPMPIPE_CONFIG": ""}
+    )
+    assert result.exit_code == 0, result.output
+    first = json.loads(result.stderr.splitlines()[0])
+    assert (first["event"], first["version"], first["command"]) == (
+        "rpmpipe_started",
+        __version__,
+        "quarantine",
+    )
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_the_one_line_help_of_each_command_is_its_own(name: str) -> None:
+    command = load_command(name)
+    own = " ".join((command.help or "").split())
+    assert own.startswith(COMMANDS[name].help.rstrip(".")), (name, own[:120])
