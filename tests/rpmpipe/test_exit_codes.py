@@ -72,6 +72,7 @@ SPECS: dict[tuple[str, ...], tuple[object, str | None, bool]] = {
         True,
     ),
     ("patients", "show"): (lambda t: ["P-1"], None, True),
+    ("activities", "void"): (lambda t: ["A-1", "--reason", "entered twice"], None, True),
 }
 
 

@@ -11,7 +11,10 @@ import typer
 from rpmpipe.app.cli.common import fail, settings_of
 from rpmpipe.errors import RpmpipeError
 
-activities_app = typer.Typer(help="Care-team time entries.", no_args_is_help=True)
+activities_app = typer.Typer(
+    help="Care-team time entries: void a mistaken one (kept, no longer counted).",
+    no_args_is_help=True,
+)
 
 
 def _login() -> str:
@@ -45,7 +48,7 @@ def void(
         engine = open_registry(settings.effective_database_url)
         outcome = void_activity(engine, activity_id, reason, who, datetime.now(UTC))
     except RpmpipeError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), exc.exit_code) from None
     when = outcome.voided_at.isoformat(timespec="seconds")
     if outcome.new:
         typer.echo(
