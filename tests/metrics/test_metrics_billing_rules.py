@@ -6,9 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from engagement_world import World, codes, local, of_kind
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rpmpipe.metrics.engagement import NO_DEVICE
 from rpmpipe.metrics.report import record_to_dict, write_csv
@@ -250,3 +252,51 @@ def test_an_activity_with_an_impossible_date_is_not_counted_and_metrics_runs(
     assert "impossible start 0001-01-01T00:00:00+00:00" in april.reason
     assert april.status == "pending" and april.lines == ()
     assert of_kind(records, "device_supply")[0].status == "billable"
+
+
+# --- points 2, 5 and 8 over random enrollments ----------------------------------------------
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    spans=st.lists(
+        st.tuples(st.integers(0, 40), st.one_of(st.none(), st.integers(0, 60))),
+        min_size=1,
+        max_size=3,
+    ),
+    days=st.lists(st.integers(0, 150), max_size=80),
+    mode=st.sampled_from(["rolling_30", "calendar_month"]),
+)
+def test_supply_periods_never_overlap_and_setup_goes_with_a_supply_line(
+    spans: list[tuple[int, int | None]], days: list[int], mode: str
+) -> None:
+    world = World()
+    world.zones["P1"] = CHI
+    world.assign("D-P1", "P1", date(2026, 1, 1))
+    start = date(2026, 2, 1)
+    ends: list[date | None] = []
+    for gap, length in spans:
+        start = start + timedelta(days=gap)
+        end = None if length is None else start + timedelta(days=length)
+        world.enrollments.append(Enrollment("P1", "RPM", start, end, start, NPI_A))
+        ends.append(end)
+        if end is not None:
+            start = end
+    for d in sorted(set(days)):
+        world.daily("P1", date(2026, 2, 1) + timedelta(days=d), 1)
+    records = world.compute(date(2026, 8, 1), supply_period=mode)
+    billed = [r for r in records if r.kind == "device_supply" and r.status == "billable"]
+    for a, b in zip(billed, billed[1:], strict=False):
+        assert a.period_end < b.period_start
+    supply_periods = {r.period_start for r in billed}
+    setups = [r for r in records if r.kind == "setup" and r.status == "billable"]
+    assert all(s.period_start in supply_periods for s in setups)
+    assert len(setups) == len({s.episode_start for s in setups})
+    if all(e is not None for e in ends):
+        last = max(e for e in ends if e is not None)
+        assert all(
+            line.date_of_service <= last
+            for r in records
+            if r.status == "billable"
+            for line in r.lines
+        )
