@@ -16,10 +16,12 @@ IMPORT_NAME = {
     "paho-mqtt": "paho",
     "amqtt": "amqtt",
     "pyarrow": "pyarrow",
+    "numpy": "numpy",
     "sqlalchemy": "sqlalchemy",
     "alembic": "alembic",
     "apscheduler": "apscheduler",
     "typer": "typer",
+    "rich": "rich",
     "orjson": "orjson",
     "tzdata": None,  # zoneinfo's time zones where the system has none
     "psycopg": None,  # PostgreSQL driver, loaded by SQLAlchemy from the URL
@@ -67,6 +69,15 @@ def test_every_base_dependency_is_used_at_run_time() -> None:
     imported = _imported_top_level()
     unused = [d for d, module in IMPORT_NAME.items() if module and module not in imported]
     assert unused == []
+
+
+def test_every_library_the_code_imports_is_a_base_dependency() -> None:
+    # A library that only arrives through a dev tool (numpy came with pandas) would make a
+    # fresh `make demo` fail while the dev venv passes.
+    declared = {module for module in IMPORT_NAME.values() if module}
+    own = {"rpmpipe", "ingest", "metrics", "billing_export", "simulators"}
+    undeclared = _imported_top_level() - set(sys.stdlib_module_names) - own - declared
+    assert undeclared == set()
 
 
 def test_the_demo_imports_no_test_only_library() -> None:

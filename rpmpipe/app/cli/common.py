@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import errno
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.core import TyperGroup
 
 from rpmpipe.errors import EXIT_DATA, RpmpipeError, ServiceUnavailable
-from rpmpipe.settings import Settings, redact_url
+
+if TYPE_CHECKING:
+    from rpmpipe.settings import Settings
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 done; 1 data error (a bad row, a bad payload); 2 usage or settings error; "
@@ -25,6 +27,8 @@ EXIT_CODES_HELP = (
 
 def settings_of(ctx: typer.Context) -> Settings:
     """The settings built by the global options (commands call this first)."""
+    from rpmpipe.settings import Settings
+
     obj = ctx.find_root().obj
     assert isinstance(obj, Settings)
     return obj
@@ -47,6 +51,8 @@ def database_where(url: str) -> str:
 
         parsed = make_url(url)
     except Exception:  # noqa: BLE001 - an unparseable URL is reported elsewhere
+        from rpmpipe.settings import redact_url
+
         return redact_url(url)
     if parsed.get_backend_name() == "sqlite":
         return f"sqlite file {parsed.database}"
@@ -109,6 +115,8 @@ class EdgeGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except Exception as exc:  # noqa: BLE001 - translated below, or re-raised as it is
+            from rpmpipe.settings import Settings
+
             settings = ctx.obj if isinstance(ctx.obj, Settings) else None
             known = as_edge_error(exc, settings)
             if known is None:
