@@ -114,13 +114,14 @@ def _decode(
         check_device_id(topic_device_id)
     doc = load_json(payload, "the payload is not valid UTF-8 JSON (NaN and Infinity are refused)")
     defaults: dict[str, Any] = {}
-    context = _Context(resolve_device)
+    bundle: BundleParts | None = None
+    resources: Resources | None = None
     if isinstance(doc, list):
         items: list[object] = doc
     elif isinstance(doc, dict) and doc.get("resourceType") == "Bundle":
-        context.bundle = bundle_items(doc)
-        context.resources = context.bundle.resources
-        items = context.bundle.items
+        bundle = bundle_items(doc)
+        resources = bundle.resources
+        items = bundle.items
     elif isinstance(doc, dict) and "readings" in doc:
         if not isinstance(doc["readings"], list):
             raise DecodeError("bad_value", "readings must be an array")
@@ -140,18 +141,35 @@ def _decode(
         raise DecodeError("too_many_items", f"a batch holds more than {MAX_ITEMS} readings")
     if len(items) == 1 and items[0] is doc:
         # The common case, one reading per message: no per-item bookkeeping.
-        reading = _reading(doc, defaults, context, topic_device_id, received_at, clock_skew)
+        reading = _reading(
+            doc, defaults, None, resolve_device, topic_device_id, received_at, clock_skew
+        )
         return Decoded((reading,), ())
     readings: list[Reading] = []
     rejects: list[Reject] = []
+    kept_devices: list[dict[str, Any]] | None = None
     for index, item in enumerate(items):
         try:
             readings.append(
-                _reading(item, defaults, context, topic_device_id, received_at, clock_skew)
+                _reading(
+                    item,
+                    defaults,
+                    resources,
+                    resolve_device,
+                    topic_device_id,
+                    received_at,
+                    clock_skew,
+                )
             )
         except DecodeError as exc:
             where = f"item {index + 1} of {len(items)}"
-            raw = item_bytes(item) if context.bundle is None else _bundle_item(context, index)
+            if bundle is None:
+                raw = item_bytes(item)
+            else:
+                if kept_devices is None:  # decided once per payload, at its first reject
+                    small = len(item_bytes(bundle.devices)) <= MAX_CONTEXT_BYTES
+                    kept_devices = bundle.devices if small else []
+                raw = _bundle_item(bundle, index, kept_devices)
             rejects.append(Reject(exc.code, f"{where}: {exc.detail}", raw))
     return Decoded(tuple(readings), tuple(rejects))
 
@@ -174,32 +192,14 @@ def load_json(payload: bytes, bad_json_reason: str) -> Any:
         raise DecodeError("bad_json", bad_json_reason) from None
 
 
-class _Context:
-    """What every item of one payload shares: its Bundle's resources, the device resolver."""
-
-    __slots__ = ("bundle", "kept_devices", "resolve_device", "resources")
-
-    def __init__(self, resolve_device: ResolveDevice | None) -> None:
-        self.resolve_device = resolve_device
-        self.resources: Resources | None = None
-        self.bundle: BundleParts | None = None
-        self.kept_devices: list[dict[str, Any]] | None = None  # decided at the first reject
-
-
 # A rejected Bundle entry is kept as a Bundle of itself and the Bundle's Device and
 # DeviceMetric entries, so that a replay resolves its device as the first decode did; when
 # those entries are larger than this, the entry is kept alone (quarantine stays bounded).
 MAX_CONTEXT_BYTES = 64 * 1024
 
 
-def _bundle_item(context: _Context, index: int) -> bytes:
-    bundle = context.bundle
-    assert bundle is not None
+def _bundle_item(bundle: BundleParts, index: int, devices: list[dict[str, Any]]) -> bytes:
     entry = bundle.entries[index]
-    if context.kept_devices is None:
-        small = len(item_bytes(bundle.devices)) <= MAX_CONTEXT_BYTES
-        context.kept_devices = bundle.devices if small else []
-    devices = context.kept_devices
     if not isinstance(entry, dict) or not devices:
         return item_bytes(bundle.items[index])
     return item_bytes({"resourceType": "Bundle", "type": "collection", "entry": [*devices, entry]})
@@ -208,12 +208,13 @@ def _bundle_item(context: _Context, index: int) -> bytes:
 def _reading(
     item: object,
     defaults: dict[str, Any],
-    context: _Context,
+    resources: Resources | None,
+    resolve_device: ResolveDevice | None,
     topic_device_id: str | None,
     received_at: datetime,
     clock_skew: timedelta,
 ) -> Reading:
-    fields = _fields(item, defaults, context)
+    fields = _fields(item, defaults, resources, resolve_device)
     if topic_device_id is not None:
         if fields.device_id is None:
             fields.device_id = topic_device_id
@@ -233,13 +234,18 @@ def item_bytes(item: object) -> bytes:
         return b"<unserialisable item>"
 
 
-def _fields(item: object, defaults: dict[str, Any], context: _Context) -> Fields:
+def _fields(
+    item: object,
+    defaults: dict[str, Any],
+    resources: Resources | None,
+    resolve_device: ResolveDevice | None,
+) -> Fields:
     if not isinstance(item, dict):
         raise DecodeError(
             "unsupported_format", f"an item is not a JSON object; rpmpipe reads {ACCEPTED_FORMATS}"
         )
     if is_fhir(item):
-        return observation_fields(item, context.resources, context.resolve_device)
+        return observation_fields(item, resources, resolve_device)
     if is_openmhealth(item):
         return openmhealth_fields(item)
     if "type" not in item and "measured_at" not in item:

@@ -44,7 +44,8 @@ UCUM = "http://unitsofmeasure.org"
 BP_PANEL = frozenset({"85354-9", "55284-4", "mdc:150020"})
 SYSTOLIC = ("8480-6", "mdc:150021")
 DIASTOLIC = ("8462-4", "mdc:150022")
-HEART_RATE = frozenset({"8867-4", "mdc:149546", "mdc:147842", "mdc:149530"})
+HEART_RATE_ORDER = ("8867-4", "mdc:149546", "mdc:147842", "mdc:149530")
+HEART_RATE = frozenset(HEART_RATE_ORDER)
 BODY_WEIGHT = frozenset({"29463-7", "mdc:188736"})
 SPO2 = frozenset({"59408-5", "2708-6", "mdc:150456"})
 GLUCOSE = frozenset(
@@ -230,6 +231,9 @@ def _device_id(
         return None
     ref = device.get("reference")
     if isinstance(ref, str) and ref:
+        if resources is None and ref.startswith("Device/"):  # the common case, kept quick
+            rid = ref[7:]
+            return (resolve(rid) if resolve else None) or rid
         return _referenced_device(ref, obs, resources, resolve, hops=2)
     ident = device.get("identifier")
     if isinstance(ident, dict) and isinstance(value := ident.get("value"), str):
@@ -363,15 +367,18 @@ def observation_fields(
         "source_format": "fhir",
     }
     if not codes.isdisjoint(BP_PANEL):
-        systolic = next((parts[c] for c in SYSTOLIC if c in parts), None)
-        diastolic = next((parts[c] for c in DIASTOLIC if c in parts), None)
+        # Component dicts are never empty (they hold their code), so ``or`` picks the first.
+        systolic = parts.get(SYSTOLIC[0]) or parts.get(SYSTOLIC[1])
+        diastolic = parts.get(DIASTOLIC[0]) or parts.get(DIASTOLIC[1])
         if systolic is None or diastolic is None:
             raise DecodeError(
                 "missing_field",
                 "the blood pressure panel lacks a systolic (8480-6) or diastolic (8462-4) "
                 "component",
             )
-        pulse = next((parts[c] for c in HEART_RATE if c in parts), None)
+        pulse = None
+        if not HEART_RATE.isdisjoint(parts):
+            pulse = next(parts[c] for c in HEART_RATE_ORDER if c in parts)
         return Fields(
             type="blood_pressure",
             systolic_mmhg=_pressure(systolic, "systolic"),
