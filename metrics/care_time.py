@@ -1,26 +1,35 @@
 """Care time to program months: every minute counted once, for one program (pure).
 
 Each activity is an interval (``started_at`` + ``minutes``). Per patient, across all programs,
-the union of the intervals is what counts: activities are taken in order of start (ties by
-activity id) and each counts only the part of its interval no earlier activity covers, so
-overlapping contacts of two staff members, or a CCM call overlapping an RPM call, never count
-the shared minutes twice. The counted minutes go to the activity's own program, in the
-patient's local month of its start, split by who performed them.
+the union of the intervals is what counts, and each instant belongs to the program of the
+earliest-started activity covering it (ties by activity id):
+
+- :func:`trim_across_programs` cuts from each activity the part an earlier activity of another
+  program covers (always a prefix, so the rest is one interval); after it, activities of
+  different programs never overlap, and each program's own counting (the union of its
+  intervals, naming exact duplicates) sees only its time;
+- :func:`counted_minutes` is that union: each activity counts the part no earlier one covers.
+
+The counted minutes go to the activity's own program, in the patient's local month of its
+start, split by who performed them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from zoneinfo import ZoneInfo
 
+from rpmpipe.metrics.minutes import is_interactive
 from rpmpipe.metrics.programs import CareMinutes
+from rpmpipe.records import Activity
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROS_PER_MINUTE = 60_000_000
 INTERPRETATION_KIND = "data_review"
+_CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +57,44 @@ class ProgramMonth:
 
 def _micros(value: datetime) -> int:
     return (value - _EPOCH) // timedelta(microseconds=1)
+
+
+def _pool(entry: TimeEntry) -> str:
+    """The time pool an activity counts in: its program, with 99091 interpretation time a
+    pool of its own (it is never treatment-management time)."""
+    return "RPM:99091" if is_interpretation(entry) else entry.program
+
+
+def trim_across_programs(entries: Iterable[TimeEntry]) -> list[TimeEntry]:
+    """Each activity without the part an earlier activity of another program covers (it then
+    starts where that time ends); activities left with no time are dropped. Repeats of an
+    activity id count once."""
+    by_patient: dict[str, dict[str, TimeEntry]] = {}
+    for e in entries:
+        by_patient.setdefault(e.patient_id, {}).setdefault(e.activity_id, e)
+    kept: list[TimeEntry] = []
+    for mine in by_patient.values():
+        ends: dict[str, int] = {}  # pool -> latest end so far
+        for e in sorted(mine.values(), key=lambda x: (x.started_at, x.activity_id)):
+            start = _micros(e.started_at)
+            end = start + int(e.minutes * _MICROS_PER_MINUTE)
+            pool = _pool(e)
+            others = max((t for p, t in ends.items() if p != pool), default=start)
+            ends[pool] = max(ends.get(pool, end), end)
+            begin = max(start, others)
+            if begin >= end:
+                continue
+            if begin == start:
+                kept.append(e)
+                continue
+            kept.append(
+                replace(
+                    e,
+                    started_at=e.started_at + timedelta(microseconds=begin - start),
+                    minutes=Decimal(end - begin) / _MICROS_PER_MINUTE,
+                )
+            )
+    return kept
 
 
 def counted_minutes(entries: Iterable[TimeEntry]) -> dict[str, Decimal]:
@@ -88,7 +135,9 @@ def program_months(
     99091 interpretation time is left out (it is counted per 30-day period, never as
     treatment-management time).
     """
-    items = list(entries)
+    originals = list(entries)
+    began = {e.activity_id: e.started_at for e in reversed(originals)}  # first of a repeat
+    items = trim_across_programs(originals)
     counted = counted_minutes(items)
     zones: dict[str, ZoneInfo] = {}
     months: dict[tuple[str, str, date], ProgramMonth] = {}
@@ -99,9 +148,10 @@ def program_months(
         seen.add(e.activity_id)
         name = zone_of(e.patient_id)
         zone = zones.get(name) or zones.setdefault(name, ZoneInfo(name))
-        month = e.started_at.astimezone(zone).date().replace(day=1)
+        month = began[e.activity_id].astimezone(zone).date().replace(day=1)
         slot = months.setdefault((e.patient_id, e.program, month), ProgramMonth())
-        add = counted[e.activity_id]
+        # Counted time is exact; a month's figures keep whole hundredths (never rounded up).
+        add = counted[e.activity_id].quantize(_CENT, rounding=ROUND_DOWN)
         m = slot.minutes
         slot.minutes = (
             CareMinutes(m.clinical_staff, m.physician + add)
@@ -111,3 +161,38 @@ def program_months(
         slot.interactive_communications += int(e.interactive)
         slot.activity_ids.append(e.activity_id)
     return months
+
+
+def entry_of(activity: Activity, secure_message_interactive: bool) -> TimeEntry:
+    """The counting's view of a care activity (interactive as the settings decide)."""
+    return TimeEntry(
+        activity.activity_id,
+        activity.patient_id,
+        activity.program,
+        activity.performer,
+        activity.kind,
+        activity.started_at,
+        activity.minutes,
+        is_interactive(activity, secure_message_interactive),
+    )
+
+
+def rpm_management_activities(
+    entries: Iterable[TimeEntry], activities: Iterable[Activity]
+) -> list[Activity]:
+    """RPM treatment-management activities as counted (:func:`trim_across_programs`'d
+    entries): each cut to its own time, 99091 interpretation time left out."""
+    original = {a.activity_id: a for a in activities}
+    out = []
+    for e in entries:
+        if e.program != "RPM" or is_interpretation(e):
+            continue
+        a = original[e.activity_id]
+        minutes = e.minutes.quantize(_CENT, rounding=ROUND_DOWN)
+        if minutes <= 0:
+            continue
+        if (e.started_at, minutes) == (a.started_at, a.minutes):
+            out.append(a)
+        else:
+            out.append(replace(a, started_at=e.started_at, minutes=minutes))
+    return out

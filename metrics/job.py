@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cache
@@ -17,9 +18,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from rpmpipe.asof import check_as_of
 from rpmpipe.errors import RpmpipeError
 from rpmpipe.logs import get_logger
+from rpmpipe.metrics.care_management import (
+    CareFacts,
+    apply_exclusions,
+    compute_care_management,
+    counted_entries,
+)
+from rpmpipe.metrics.care_sources import load_all_activities, load_care_facts
+from rpmpipe.metrics.care_time import TimeEntry, entry_of, rpm_management_activities
 from rpmpipe.metrics.csv_bulk import compute_engagement_csv
 from rpmpipe.metrics.engagement import PROGRAM, compute_engagement
-from rpmpipe.metrics.report import evidence_of, lines_of
+from rpmpipe.metrics.report import CsvRows, evidence_of, lines_of
 from rpmpipe.metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
 from rpmpipe.metrics.sources import reading_batches, readings_present
 from rpmpipe.records import Activity, EngagementRecord
@@ -153,25 +162,88 @@ def compute(settings: Settings, engine: Engine, as_of: date) -> list[EngagementR
         return _compute(settings, engine, as_of)
 
 
-def _compute(settings: Settings, engine: Engine, as_of: date) -> list[EngagementRecord]:
+@dataclass(frozen=True)
+class _Inputs:
+    """What both renderings start from: the registry, and care time counted once."""
+
+    snapshot: RegistrySnapshot
+    facts: CareFacts
+    entries: list[TimeEntry]
+    rpm_activities: list[Activity]
+
+
+def _inputs(settings: Settings, engine: Engine, as_of: date) -> _Inputs:
     snapshot = load_registry_snapshot(engine)
     check_readings_store(settings, snapshot)
-    activities = load_activities(engine)
-    starts = [e.start_date for e in snapshot.enrollments if e.program == PROGRAM]
+    facts = load_care_facts(engine)
+    activities = load_all_activities(engine)
+    secure = settings.rules.secure_message_interactive
+    entries = counted_entries(
+        [entry_of(a, secure) for a in activities], facts, as_of, settings.organization_timezone
+    )
+    return _Inputs(snapshot, facts, entries, rpm_management_activities(entries, activities))
+
+
+def _payers_allowing_99091(settings: Settings) -> frozenset[str]:
+    return frozenset(
+        pid for pid, payer in settings.billing.payers.items() if payer.bill_99091_with_99457
+    )
+
+
+def _rpm_records(settings: Settings, inputs: _Inputs, as_of: date) -> list[EngagementRecord]:
+    starts = [e.start_date for e in inputs.snapshot.enrollments if e.program == PROGRAM]
     if not starts:
         return []
     batches = reading_batches(settings.readings_dir, min(starts), as_of)
-    records = compute_engagement(
-        batches, snapshot, activities, as_of, settings.rules, settings.organization_timezone
+    return compute_engagement(
+        batches,
+        inputs.snapshot,
+        inputs.rpm_activities,
+        as_of,
+        settings.rules,
+        settings.organization_timezone,
     )
+
+
+def _log_computed(as_of: date, records: int, billable: int, pending: int) -> None:
     log.info(
         "engagement_computed",
         as_of=as_of.isoformat(),
-        records=len(records),
-        billable=sum(r.status == "billable" for r in records),
-        pending=sum(r.status == "pending" for r in records),
+        records=records,
+        billable=billable,
+        pending=pending,
+    )
+
+
+def _compute(settings: Settings, engine: Engine, as_of: date) -> list[EngagementRecord]:
+    inputs = _inputs(settings, engine, as_of)
+    care = compute_care_management(
+        inputs.entries, inputs.facts, as_of, settings.rules, settings.organization_timezone
+    )
+    # RPM's records (grouped by patient), then the other programs' (by patient and program).
+    records = apply_exclusions(
+        [*_rpm_records(settings, inputs, as_of), *care],
+        inputs.facts,
+        _payers_allowing_99091(settings),
+    )
+    _log_computed(
+        as_of,
+        len(records),
+        sum(r.status == "billable" for r in records),
+        sum(r.status == "pending" for r in records),
     )
     return records
+
+
+def _needs_record_path(facts: CareFacts, care: Sequence[EngagementRecord]) -> bool:
+    """Exclusions that can change RPM's own records or need RPM's lines: RPM and RTM for one
+    patient, or a 99091 line. Those runs are rendered from the records."""
+    programs: dict[str, set[str]] = {}
+    for e in facts.enrollments:
+        programs.setdefault(e.patient_id, set()).add(e.program)
+    if any({"RPM", "RTM"} <= p for p in programs.values()):
+        return True
+    return any(line.code == "99091" for r in care for line in r.lines)
 
 
 def compute_csv(settings: Settings, engine: Engine, as_of: date) -> list[bytes | memoryview]:
@@ -179,23 +251,33 @@ def compute_csv(settings: Settings, engine: Engine, as_of: date) -> list[bytes |
     records, byte for byte, built without a record object for the bulk of the rows
     (``rpmpipe metrics --format csv``)."""
     with gc_paused():
-        snapshot = load_registry_snapshot(engine)
-        check_readings_store(settings, snapshot)
-        activities = load_activities(engine)
-        starts = [e.start_date for e in snapshot.enrollments if e.program == PROGRAM]
-        if not starts:
-            return []
-        batches = reading_batches(settings.readings_dir, min(starts), as_of)
-        pieces, counts = compute_engagement_csv(
-            batches, snapshot, activities, as_of, settings.rules, settings.organization_timezone
+        inputs = _inputs(settings, engine, as_of)
+        care = compute_care_management(
+            inputs.entries, inputs.facts, as_of, settings.rules, settings.organization_timezone
         )
-    log.info(
-        "engagement_computed",
-        as_of=as_of.isoformat(),
-        records=sum(counts.values()),
-        billable=counts["billable"],
-        pending=counts["pending"],
-    )
+        if _needs_record_path(inputs.facts, care):
+            fmt = CsvRows()
+            records = _compute(settings, engine, as_of)
+            return ["".join(map(fmt.row, records)).encode()]
+        counts = {"billable": 0, "pending": 0, "not_billable": 0}
+        pieces: list[bytes | memoryview] = []
+        starts = [e.start_date for e in inputs.snapshot.enrollments if e.program == PROGRAM]
+        if starts:
+            batches = reading_batches(settings.readings_dir, min(starts), as_of)
+            pieces, counts = compute_engagement_csv(
+                batches,
+                inputs.snapshot,
+                inputs.rpm_activities,
+                as_of,
+                settings.rules,
+                settings.organization_timezone,
+            )
+        care = apply_exclusions(care, inputs.facts, _payers_allowing_99091(settings))
+        fmt = CsvRows()
+        pieces.append("".join(map(fmt.row, care)).encode())
+        for r in care:
+            counts[r.status] += 1
+    _log_computed(as_of, sum(counts.values()), counts["billable"], counts["pending"])
     return pieces
 
 

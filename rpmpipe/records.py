@@ -9,7 +9,7 @@ from decimal import Decimal
 READING_TYPES = ("blood_pressure", "body_weight", "spo2", "blood_glucose", "heart_rate")
 ACTIVITY_KINDS = ("phone_call", "video_visit", "secure_message", "data_review", "care_plan_update")
 STATUSES = ("billable", "pending", "not_billable")
-RECORD_KINDS = ("device_supply", "treatment_management", "setup")
+RECORD_KINDS = ("device_supply", "treatment_management", "setup", "data_interpretation")
 # Care-management programs a patient may be enrolled in, and who performs care time.
 PROGRAMS = ("RPM", "RTM", "CCM", "PCM", "APCM", "BHI")
 PERFORMERS = ("clinical_staff", "physician")

@@ -19,7 +19,7 @@ Fleet shape (chosen so that a demo of a handful of patients already shows every 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from functools import cached_property
 
@@ -212,6 +212,14 @@ class Enrollment:
 
 
 @dataclass(frozen=True)
+class CarePlan:
+    patient_id: str
+    program: str
+    established_on: date
+    shared_with_patient_on: date
+
+
+@dataclass(frozen=True)
 class Fleet:
     seed: int
     start: date
@@ -219,7 +227,8 @@ class Fleet:
     patients: tuple[Patient, ...]
     devices: tuple[Device, ...]
     assignments: tuple[Assignment, ...]
-    enrollments: tuple[Enrollment, ...]
+    enrollments: tuple[Enrollment, ...]  # every program's; one RPM enrollment per patient
+    care_plans: tuple[CarePlan, ...] = ()
 
     @property
     def end(self) -> date:
@@ -233,7 +242,7 @@ class Fleet:
         owned: dict[str, list[Device]] = {}
         for a in self.assignments:
             owned.setdefault(a.patient_id, []).append(devices[a.device_id])
-        enrollment = {e.patient_id: e for e in self.enrollments}
+        enrollment = {e.patient_id: e for e in self.enrollments if e.program == "RPM"}
         return {
             p.patient_id: (p, enrollment[p.patient_id], tuple(owned.get(p.patient_id, ())))
             for p in self.patients
@@ -250,7 +259,14 @@ class Fleet:
         return self._by_patient[patient_id][2]
 
     def enrollment_of(self, patient_id: str) -> Enrollment:
+        """The patient's RPM enrollment."""
         return self._by_patient[patient_id][1]
+
+    def care_programs_of(self, patient_id: str) -> tuple[Enrollment, ...]:
+        """The patient's enrollments in programs other than RPM (CCM, PCM)."""
+        return tuple(
+            e for e in self.enrollments if e.patient_id == patient_id and e.program != "RPM"
+        )
 
     def patient_of_device(self, device_id: str) -> Patient:
         return self.patient(self._owner[device_id])
@@ -258,7 +274,7 @@ class Fleet:
     def registry_rows(self) -> dict[str, list[dict[str, str]]]:
         """Rows with exactly the contract's CSV columns, for ``import_rows(engine, kind, rows)``.
 
-        Kinds in dependency order: patients, devices, assignments, enrollments.
+        Kinds in dependency order: patients, devices, assignments, enrollments, care plans.
         """
         return {
             "patients": [
@@ -303,6 +319,16 @@ class Fleet:
                     "ordering_npi": e.ordering_npi,
                 }
                 for e in self.enrollments
+            ],
+            "care-plans": [
+                {
+                    "patient_id": c.patient_id,
+                    "program": c.program,
+                    "established_on": c.established_on.isoformat(),
+                    "revised_on": "",
+                    "shared_with_patient_on": c.shared_with_patient_on.isoformat(),
+                }
+                for c in self.care_plans
             ],
         }
 
@@ -376,6 +402,7 @@ def build_fleet(patients: int, start: date, days: int, seed: int) -> Fleet:
     devices: list[Device] = []
     assignments: list[Assignment] = []
     enrollments: list[Enrollment] = []
+    care_plans: list[CarePlan] = []
     scale_no = 0
     for i in range(patients):
         number = i + 1
@@ -387,6 +414,9 @@ def build_fleet(patients: int, start: date, days: int, seed: int) -> Fleet:
         zone, cities = _zone(i, rng)
         city, state, zip_prefix = rng.choice(cities)
         codes = _icd10(i, rng)
+        program = _care_program(i)
+        if program == "CCM" and len(codes) < 2:
+            codes += ("E78.5",)  # CCM patients have two or more chronic conditions
         tier_offset = i % len(MANAGEMENT_TIERS)
         tiers = MANAGEMENT_TIERS[tier_offset:] + MANAGEMENT_TIERS[:tier_offset]
         people.append(
@@ -423,6 +453,11 @@ def build_fleet(patients: int, start: date, days: int, seed: int) -> Fleet:
                 ordering_npi=_ORDERING_NPIS[i % len(_ORDERING_NPIS)],
             )
         )
+        rpm = enrollments[-1]
+        if program and rpm.consent_date is not None:
+            # Care management beside RPM, by the same practitioner, from the same day.
+            enrollments.append(replace(rpm, program=program))
+            care_plans.append(CarePlan(patient_id, program, enrolled, enrolled + timedelta(days=1)))
         cuff = Device(f"BP-{number:06d}", "bp_cuff", rng.choice(_BP_MODELS), "mmHg")
         devices.append(cuff)
         assignments.append(Assignment(cuff.device_id, patient_id, enrolled, None))
@@ -434,5 +469,21 @@ def build_fleet(patients: int, start: date, days: int, seed: int) -> Fleet:
             devices.append(scale)
             assignments.append(Assignment(scale.device_id, patient_id, enrolled, None))
     return Fleet(
-        seed, start, days, tuple(people), tuple(devices), tuple(assignments), tuple(enrollments)
+        seed,
+        start,
+        days,
+        tuple(people),
+        tuple(devices),
+        tuple(assignments),
+        tuple(enrollments),
+        tuple(care_plans),
     )
+
+
+def _care_program(index: int) -> str:
+    """Every third patient is also in CCM, every ninth (of the others) in PCM."""
+    if index % 3 == 1:
+        return "CCM"
+    if index % 9 == 5:
+        return "PCM"
+    return ""

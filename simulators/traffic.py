@@ -70,6 +70,8 @@ class SimActivity:
     minutes: int
     kind: str
     interactive: bool
+    program: str = "RPM"
+    performer: str = "clinical_staff"
 
     @property
     def send_at(self) -> datetime:
@@ -77,7 +79,7 @@ class SimActivity:
         return after(self.started_at, timedelta(minutes=self.minutes)).astimezone(UTC)
 
     def payload(self) -> dict[str, object]:
-        return {
+        body: dict[str, object] = {
             "activity_id": self.activity_id,
             "patient_id": self.patient_id,
             "staff_id": self.staff_id,
@@ -86,6 +88,11 @@ class SimActivity:
             "kind": self.kind,
             "interactive": self.interactive,
         }
+        if self.program != "RPM":  # left out, an activity is RPM time of clinical staff
+            body["program"] = self.program
+        if self.performer != "clinical_staff":
+            body["performer"] = self.performer
+        return body
 
 
 @dataclass(frozen=True)
@@ -323,6 +330,56 @@ def _activities(fleet: Fleet, patient: Patient) -> list[SimActivity]:
     return out
 
 
+# Care-management time per month: (program, performer, kind, interactive, low, high) entries.
+_CARE_PLANS: dict[str, tuple[tuple[str, str, bool, int, int], ...]] = {
+    # Two staff calls and a care-plan review: 20-40 minutes, 99490 and sometimes 99439.
+    "CCM": (
+        ("clinical_staff", "phone_call", True, 9, 16),
+        ("clinical_staff", "data_review", False, 6, 12),
+        ("clinical_staff", "care_plan_update", False, 5, 12),
+    ),
+    # The practitioner's own time: 99424 at 30 minutes.
+    "PCM": (
+        ("physician", "video_visit", True, 15, 22),
+        ("physician", "care_plan_update", False, 10, 16),
+    ),
+}
+
+
+def _care_activities(fleet: Fleet, patient: Patient) -> list[SimActivity]:
+    """CCM or PCM time of a patient enrolled in one, a few entries each calendar month."""
+    out: list[SimActivity] = []
+    zone = ZoneInfo(patient.timezone)
+    number = patient.patient_id.split("-")[-1]
+    for enrollment in fleet.care_programs_of(patient.patient_id):
+        rng = random.Random(f"rpmpipe-care:{fleet.seed}:{patient.patient_id}:{enrollment.program}")
+        first = max(fleet.start, enrollment.start_date)
+        days = [first + timedelta(days=d) for d in range((fleet.end - first).days + 1)]
+        by_month: dict[int, list[date]] = {}
+        for day in days:
+            by_month.setdefault(_month_index(fleet.start, day), []).append(day)
+        for month_days in by_month.values():
+            plan = _CARE_PLANS[enrollment.program]
+            picks = sorted(rng.choice(month_days) for _ in plan)
+            for k, ((performer, kind, talk, low, high), day) in enumerate(
+                zip(plan, picks, strict=True)
+            ):
+                out.append(
+                    SimActivity(
+                        activity_id=f"A-{number}-{day:%Y%m}-{enrollment.program}{k + 1}",
+                        patient_id=patient.patient_id,
+                        staff_id="MD-01" if performer == "physician" else rng.choice(STAFF),
+                        started_at=_at(day, 540 + rng.randint(0, 420), 0, zone),
+                        minutes=rng.randint(low, high),
+                        kind=kind,
+                        interactive=talk,
+                        program=enrollment.program,
+                        performer=performer,
+                    )
+                )
+    return out
+
+
 def plan_traffic(fleet: Fleet, fmt: str = "native", until: datetime | None = None) -> Traffic:
     """Every delivery and care activity of the fleet's window, in send order.
 
@@ -336,6 +393,7 @@ def plan_traffic(fleet: Fleet, fmt: str = "native", until: datetime | None = Non
         readings = _patient_readings(fleet, patient, fmt_of)
         deliveries.extend(_deliveries(fleet, patient, readings, fmt_of, device_index))
         activities.extend(_activities(fleet, patient))
+        activities.extend(_care_activities(fleet, patient))
     if until is not None:
         deliveries = [d for d in deliveries if d.send_at <= until]
         activities = [a for a in activities if a.send_at <= until]

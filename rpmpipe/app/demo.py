@@ -211,16 +211,16 @@ def _summarise(
     management_total = Decimal(0)
     last: dict[tuple[str, str], EngagementRecord] = {}
     for r in records:
-        status_by_kind.setdefault(r.kind, Counter())[r.status] += 1
+        status_by_kind.setdefault(f"{r.program} {r.kind}", Counter())[r.status] += 1
         if r.kind == "device_supply":
             days_total += r.transmission_days
-        elif r.kind == "treatment_management":
+        elif r.kind == "treatment_management" and r.program == "RPM":
             minutes_total += r.interactive_minutes
             management_total += r.management_minutes
         if r.status == "billable":
             for line in r.lines:
                 lines[line.code] += line.units
-        if r.period_end < as_of:  # final: only these can be billed
+        if r.period_end < as_of and r.program == "RPM":  # final: only these can be billed
             key = (r.patient_id, r.kind)
             if key not in last or last[key].period_start < r.period_start:
                 last[key] = r

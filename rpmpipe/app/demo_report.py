@@ -13,6 +13,21 @@ CODE_NAMES = {
     "99457": "management, first 20 min",
     "99458": "management, each further 20 min",
     "99470": "management, 10-19 min",
+    "99091": "RPM data interpretation, 30 min",
+    "99490": "CCM, first 20 staff min",
+    "99439": "CCM, each further 20 min",
+    "99491": "CCM, first 30 physician min",
+    "99437": "CCM, each further 30 physician",
+    "99487": "complex CCM, first 60 min",
+    "99489": "complex CCM, each further 30 min",
+    "99424": "PCM, first 30 physician min",
+    "99425": "PCM, each further 30 physician",
+    "99426": "PCM, first 30 staff min",
+    "99427": "PCM, each further 30 staff min",
+    "99484": "BHI, 20 min",
+    "G0556": "APCM, 0-1 chronic conditions",
+    "G0557": "APCM, 2+ chronic conditions",
+    "G0558": "APCM, 2+ conditions, QMB",
 }
 
 

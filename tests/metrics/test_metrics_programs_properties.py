@@ -8,7 +8,13 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rpmpipe.metrics.care_time import TimeEntry, counted_minutes, is_interpretation, program_months
+from rpmpipe.metrics.care_time import (
+    TimeEntry,
+    counted_minutes,
+    is_interpretation,
+    program_months,
+    trim_across_programs,
+)
 from rpmpipe.metrics.programs import (
     PERFORMERS,
     PROGRAMS,
@@ -78,6 +84,33 @@ def test_no_minute_is_counted_twice_across_programs(items: list[TimeEntry]) -> N
     assert in_months + outside == sum(counted.values(), Decimal(0))
     ids = [a for m in months.values() for a in m.activity_ids]
     assert len(ids) == len(set(ids))  # each activity in one program month
+
+
+@settings(max_examples=300, deadline=None)
+@given(entries())
+def test_after_trimming_two_programs_never_share_a_minute(items: list[TimeEntry]) -> None:
+    trimmed = trim_across_programs(items)
+    spans = sorted(
+        (
+            e.patient_id,
+            e.started_at,
+            e.started_at + timedelta(microseconds=int(e.minutes * 60_000_000)),
+            e.program,
+        )
+        for e in trimmed
+    )
+    by_patient: dict[str, list[tuple[datetime, datetime, str]]] = {}
+    for pid, s, e, prog in spans:
+        by_patient.setdefault(pid, []).append((s, e, prog))
+    for mine in by_patient.values():
+        for i, (s1, e1, p1) in enumerate(mine):
+            for s2, e2, p2 in mine[i + 1 :]:
+                if p1 != p2:
+                    assert e1 <= s2 or e2 <= s1
+    for patient in ("P1", "P2"):
+        before = [e for e in items if e.patient_id == patient]
+        after = [e for e in trimmed if e.patient_id == patient]
+        assert union_minutes(after) == union_minutes(before)
 
 
 @settings(max_examples=300, deadline=None)

@@ -182,7 +182,8 @@ def test_cli_registers_the_fleet_idempotently_and_publishes(
     try:
         with engine.connect() as conn:
             assert conn.scalar(select(func.count()).select_from(Patient)) == 3
-            assert conn.scalar(select(func.count()).select_from(Enrollment)) == 3
+            # Three RPM enrollments, and CCM beside RPM for the second patient.
+            assert conn.scalar(select(func.count()).select_from(Enrollment)) == 4
             assert (conn.scalar(select(func.count()).select_from(DeviceAssignment)) or 0) >= 3
     finally:
         engine.dispose()

@@ -28,7 +28,7 @@ def test_same_seed_builds_the_same_fleet_and_another_seed_does_not() -> None:
 
 def test_registry_rows_have_exactly_the_contract_columns(month_fleet: Fleet) -> None:
     rows = month_fleet.registry_rows()
-    assert list(rows) == ["patients", "devices", "assignments", "enrollments"]
+    assert list(rows) == ["patients", "devices", "assignments", "enrollments", "care-plans"]
     for kind, kind_rows in rows.items():
         assert kind_rows, kind
         for row in kind_rows:

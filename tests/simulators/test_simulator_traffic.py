@@ -221,6 +221,8 @@ def management(fleet: Fleet, messages: tuple[SimMessage, ...]) -> dict[str, tupl
     for m in messages:
         if m.kind == "activity":
             a = orjson.loads(m.payload)
+            if a.get("program", "RPM") != "RPM":  # CCM/PCM time counts for its own program
+                continue
             row = out[a["patient_id"]]
             row[1] += a["minutes"]
             if a["interactive"]:
@@ -277,3 +279,19 @@ def test_speed_and_connection_parsing() -> None:
     assert connection_count(10_000.0) == 3
     assert connection_count(10**9) == 16
     assert connection_count(None, connections=4) == 4
+
+
+def test_part_of_the_fleet_logs_ccm_and_pcm_time_with_care_plans(small_fleet: Fleet) -> None:
+    sim = simulate(small_fleet, topic_root="t/v1")
+    programs = {
+        (a["patient_id"], a.get("program", "RPM"), a.get("performer", "clinical_staff"))
+        for m in sim.messages
+        if m.kind == "activity"
+        for a in [orjson.loads(m.payload)]
+    }
+    ccm = {pid for pid, prog, _ in programs if prog == "CCM"}
+    assert ccm and ccm < {p.patient_id for p in small_fleet.patients}
+    assert {who for _, prog, who in programs if prog == "PCM"} <= {"physician"}
+    planned = {(c.patient_id, c.program) for c in small_fleet.care_plans}
+    enrolled = {(e.patient_id, e.program) for e in small_fleet.enrollments if e.program != "RPM"}
+    assert planned == enrolled and {pid for pid, prog in planned if prog == "CCM"} == ccm

@@ -1,0 +1,352 @@
+"""Engagement records of the programs beside RPM's days: CCM, PCM, BHI and RTM time, APCM
+months and 99091 interpretation periods (pure).
+
+Inputs are plain values: every program's enrollments, the patients' diagnoses, QMB status and
+care plans, and the care time (counted once across programs, :mod:`metrics.care_time`). The
+codes come from the rule sets of :mod:`metrics.programs`; the exclusions between programs,
+RPM's records included, from :mod:`metrics.conflicts`.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from rpmpipe.metrics.care_time import (
+    ProgramMonth,
+    TimeEntry,
+    counted_minutes,
+    is_interpretation,
+    program_months,
+    trim_across_programs,
+)
+from rpmpipe.metrics.conflicts import Claim, held_reasons
+from rpmpipe.metrics.programs import (
+    CarePlanVersion,
+    ProgramRules,
+    care_plan_state,
+    chronic_conditions,
+    eligibility_reason,
+    has_behavioral_diagnosis,
+    interpretation_line,
+    monthly_level,
+    program_rules_for,
+    time_lines,
+    time_reason,
+)
+from rpmpipe.records import EngagementRecord, ServiceLine
+from rpmpipe.settings import RuleSettings
+
+TIME_PROGRAMS = ("CCM", "PCM", "BHI", "RTM")
+MONTH_KIND = "treatment_management"
+INTERPRETATION_KIND = "data_interpretation"
+INTERPRETATION_DAYS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramEnrollment:
+    """An enrollment of any program, with the practitioner who bills it."""
+
+    patient_id: str
+    program: str
+    start_date: date
+    end_date: date | None
+    consent_date: date | None
+    ordering_npi: str
+
+    def covers(self, day: date) -> bool:
+        """Inside the enrollment, with consent on file by then."""
+        return (
+            self.start_date <= day
+            and (self.end_date is None or day <= self.end_date)
+            and self.consent_date is not None
+            and self.consent_date <= day
+        )
+
+
+@dataclass(frozen=True)
+class CareFacts:
+    """What the programs need of the registry, as plain values."""
+
+    enrollments: tuple[ProgramEnrollment, ...] = ()
+    zones: Mapping[str, str] = field(default_factory=dict)
+    icd10: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    qmb: Mapping[str, bool | None] = field(default_factory=dict)
+    care_plans: Mapping[tuple[str, str], tuple[CarePlanVersion, ...]] = field(default_factory=dict)
+    payer_of: Mapping[str, str] = field(default_factory=dict)
+
+    def zone_of(self, patient_id: str, org_zone: str) -> str:
+        return self.zones.get(patient_id) or org_zone
+
+    def enrollments_of(self) -> dict[tuple[str, str], list[ProgramEnrollment]]:
+        found: dict[tuple[str, str], list[ProgramEnrollment]] = {}
+        for e in sorted(self.enrollments, key=lambda x: (x.patient_id, x.program, x.start_date)):
+            found.setdefault((e.patient_id, e.program), []).append(e)
+        return found
+
+
+def month_end(day: date) -> date:
+    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
+
+
+def _owner(
+    enrollments: Sequence[ProgramEnrollment], first: date, last: date
+) -> ProgramEnrollment | None:
+    """The latest-starting enrollment with a day inside ``first .. last``."""
+    found = [
+        e
+        for e in enrollments
+        if e.start_date <= last and (e.end_date is None or e.end_date >= first)
+    ]
+    return max(found, key=lambda e: e.start_date) if found else None
+
+
+def _dos(e: ProgramEnrollment, end: date) -> date:
+    """A date of service never falls after the enrollment's end."""
+    return end if e.end_date is None or e.end_date >= end else e.end_date
+
+
+def counted_entries(
+    entries: Iterable[TimeEntry], facts: CareFacts, as_of: date, org_zone: str
+) -> list[TimeEntry]:
+    """The activities that count (inside an enrollment of their program with consent, on or
+    before ``as_of`` in the patient's zone), each cut to the time no earlier activity of
+    another program holds. RPM's counting takes its share of this list too."""
+    by_key = facts.enrollments_of()
+    zones: dict[str, ZoneInfo] = {}
+    inside = []
+    for e in entries:
+        name = facts.zone_of(e.patient_id, org_zone)
+        zone = zones.get(name) or zones.setdefault(name, ZoneInfo(name))
+        day = e.started_at.astimezone(zone).date()
+        if day <= as_of and any(x.covers(day) for x in by_key.get((e.patient_id, e.program), ())):
+            inside.append(e)
+    return trim_across_programs(inside)
+
+
+@dataclass(frozen=True, slots=True)
+class _Month:
+    """One program month of one patient, with what decides its codes."""
+
+    enrollment: ProgramEnrollment
+    month: date
+    time: ProgramMonth
+
+
+def _eligibility(
+    rs: ProgramRules, m: _Month, facts: CareFacts, rules: RuleSettings
+) -> tuple[str | None, int, bool]:
+    """(why not eligible or None, chronic conditions, care plan changed this month)."""
+    pid = m.enrollment.patient_id
+    codes = facts.icd10.get(pid, ())
+    plans = care_plan_state(
+        facts.care_plans.get((pid, m.enrollment.program), ()), m.month, month_end(m.month)
+    )
+    chronic = chronic_conditions(codes, rules.non_chronic_icd10_chapters)
+    why = eligibility_reason(rs, chronic, has_behavioral_diagnosis(codes), plans)
+    return why, chronic, plans.changed_this_month
+
+
+def _month_outcome(
+    rs: ProgramRules, m: _Month, dos: date, facts: CareFacts, rules: RuleSettings
+) -> tuple[tuple[ServiceLine, ...], str]:
+    why, chronic, changed = _eligibility(rs, m, facts, rules)
+    if why is not None:
+        return (), why
+    if rs.levels:
+        qmb = facts.qmb.get(m.enrollment.patient_id)
+        code = monthly_level(rs, chronic, qmb)
+        qmb_text = "not on file" if qmb is None else ("yes" if qmb else "no")
+        text = f"{chronic} chronic condition(s), QMB status {qmb_text}"
+        if code is None:
+            return (), f"{text}: no APCM level applies"
+        return (ServiceLine(code, 1, dos),), f"{text} (billed {code})"
+    caps = {"max_99439_units": rules.max_99439_units, "max_99458_units": rules.max_99458_units}
+    t = m.time
+    outcome = time_lines(rs, t.minutes, t.interactive_communications, changed, dos, caps)
+    return outcome.lines, time_reason(rs, t.minutes, t.interactive_communications, outcome)
+
+
+def month_record(
+    m: _Month, facts: CareFacts, as_of: date, rules: RuleSettings
+) -> EngagementRecord | None:
+    """The record of one program month (None when no rule set covers it)."""
+    end = month_end(m.month)
+    dos = _dos(m.enrollment, end)
+    rs = program_rules_for(m.enrollment.program, dos)
+    if rs is None:
+        return None
+    lines, reason = _month_outcome(rs, m, dos, facts, rules)
+    final = as_of > end
+    if not final:
+        lines, reason = (), f"month open until {end.isoformat()}: {reason}"
+    return EngagementRecord(
+        patient_id=m.enrollment.patient_id,
+        program=m.enrollment.program,
+        kind=MONTH_KIND,
+        period_start=m.month,
+        period_end=end,
+        status=("billable" if lines else "not_billable") if final else "pending",
+        reason=reason,
+        rule_set=rs.name,
+        interactive_minutes=m.time.minutes.total,
+        interactive_communications=m.time.interactive_communications,
+        lines=lines,
+        evidence_activity_ids=tuple(sorted(m.time.activity_ids)),
+    )
+
+
+def _months_of(
+    entries: Sequence[TimeEntry], facts: CareFacts, as_of: date, zone_of: Callable[[str], str]
+) -> list[_Month]:
+    """Program months with time (CCM, PCM, BHI, RTM), and every enrolled month of APCM."""
+    by_key = facts.enrollments_of()
+    months: list[_Month] = []
+    for (pid, program, month), time in program_months(entries, zone_of).items():
+        if program not in TIME_PROGRAMS:
+            continue
+        owner = _owner(by_key.get((pid, program), ()), month, month_end(month))
+        if owner is not None:
+            months.append(_Month(owner, month, time))
+    for (_pid, program), enrollments in by_key.items():
+        if program != "APCM":
+            continue
+        for e in enrollments:
+            months.extend(_Month(e, m, ProgramMonth()) for m in _apcm_months(e, as_of))
+    return months
+
+
+def _apcm_months(e: ProgramEnrollment, as_of: date) -> Iterable[date]:
+    """Months of an APCM enrollment with consent on file, up to the as-of month."""
+    if e.consent_date is None:
+        return
+    first = max(e.start_date, e.consent_date).replace(day=1)
+    last = as_of if e.end_date is None else min(as_of, e.end_date)
+    month = first
+    while month <= last:
+        yield month
+        month = month_end(month) + timedelta(days=1)
+
+
+def interpretation_records(
+    entries: Sequence[TimeEntry],
+    facts: CareFacts,
+    as_of: date,
+    zone_of: Callable[[str], str],
+) -> list[EngagementRecord]:
+    """99091 per 30-day period of an RPM enrollment (from its consent-aware start), for the
+    physician's data-review time."""
+    by_key = facts.enrollments_of()
+    counted = counted_minutes(entries)
+    sums: dict[tuple[ProgramEnrollment, date], tuple[Decimal, list[str]]] = {}
+    for e in entries:
+        if not is_interpretation(e):
+            continue
+        day = e.started_at.astimezone(ZoneInfo(zone_of(e.patient_id))).date()
+        owner = _owner(by_key.get((e.patient_id, "RPM"), ()), day, day)
+        if owner is None or owner.consent_date is None:
+            continue
+        anchor = max(owner.start_date, owner.consent_date)
+        start = anchor + timedelta(days=(day - anchor).days // INTERPRETATION_DAYS * 30)
+        minutes, ids = sums.get((owner, start), (Decimal(0), []))
+        sums[(owner, start)] = (minutes + counted[e.activity_id], [*ids, e.activity_id])
+    return [
+        _interpretation_record(owner, start, minutes, ids, as_of)
+        for (owner, start), (minutes, ids) in sums.items()
+    ]
+
+
+def _interpretation_record(
+    e: ProgramEnrollment, start: date, minutes: Decimal, ids: Sequence[str], as_of: date
+) -> EngagementRecord:
+    end = start + timedelta(days=INTERPRETATION_DAYS - 1)
+    dos = _dos(e, end)
+    rs = program_rules_for("RPM", dos)
+    assert rs is not None  # RPM has rules for every date
+    outcome = interpretation_line(rs, minutes, dos)
+    final = as_of > end
+    text = f"{_num(minutes)} physician/QHP minutes of data interpretation"
+    reason = f"{text} (billed 99091)" if outcome.lines else f"{text}, 30 needed for 99091"
+    if not final:
+        reason = f"period open until {end.isoformat()}: {reason}"
+    lines = outcome.lines if final else ()
+    return EngagementRecord(
+        patient_id=e.patient_id,
+        program="RPM",
+        kind=INTERPRETATION_KIND,
+        period_start=start,
+        period_end=end,
+        status=("billable" if lines else "not_billable") if final else "pending",
+        reason=reason,
+        rule_set=rs.name,
+        interactive_minutes=minutes,
+        lines=lines,
+        evidence_activity_ids=tuple(sorted(ids)),
+    )
+
+
+def _num(value: Decimal) -> str:
+    return str(int(value)) if value == value.to_integral_value() else format(value.normalize(), "f")
+
+
+def compute_care_management(
+    entries: Sequence[TimeEntry],
+    facts: CareFacts,
+    as_of: date,
+    rules: RuleSettings,
+    org_zone: str,
+) -> list[EngagementRecord]:
+    """Records of CCM, PCM, BHI, RTM time, APCM months and 99091 periods as of ``as_of``.
+
+    ``entries`` are :func:`counted_entries` (every program's, RPM's too: its time is held
+    by no other program)."""
+
+    def zone_of(pid: str) -> str:
+        return facts.zone_of(pid, org_zone)
+
+    records = [
+        r
+        for m in _months_of(entries, facts, as_of, zone_of)
+        if (r := month_record(m, facts, as_of, rules)) is not None
+    ]
+    records.extend(interpretation_records(entries, facts, as_of, zone_of))
+    return sorted(records, key=lambda r: (r.patient_id, r.program, r.kind, r.period_start))
+
+
+def apply_exclusions(
+    records: Sequence[EngagementRecord], facts: CareFacts, payers_allowing_99091: frozenset[str]
+) -> list[EngagementRecord]:
+    """Every record, with those the exclusions between programs hold turned not billable
+    (their lines removed, the reason saying why)."""
+    by_key = facts.enrollments_of()
+    out = list(records)
+    by_patient: dict[str, list[int]] = {}
+    for i, r in enumerate(out):
+        if r.lines:
+            by_patient.setdefault(r.patient_id, []).append(i)
+    for pid, indexes in by_patient.items():
+        claims = []
+        for i in indexes:
+            r = out[i]
+            owner = _owner(by_key.get((pid, r.program), ()), r.period_start, r.period_end)
+            claims.append(
+                Claim(
+                    r.program,
+                    r.period_start,
+                    r.period_end,
+                    owner.ordering_npi if owner else "",
+                    owner.start_date if owner else r.period_start,
+                    frozenset(line.code for line in r.lines),
+                )
+            )
+        allow = facts.payer_of.get(pid, "") in payers_allowing_99091
+        for k, why in held_reasons(claims, allow).items():
+            r = out[indexes[k]]
+            out[indexes[k]] = replace(
+                r, status="not_billable", lines=(), reason=f"held: {why}; {r.reason}"
+            )
+    return out

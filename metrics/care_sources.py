@@ -1,0 +1,94 @@
+"""The I/O edge of the care-management programs: their registry facts and care time."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from sqlalchemy import Engine, select
+
+from rpmpipe.metrics.care_management import CareFacts, ProgramEnrollment
+from rpmpipe.metrics.programs import CarePlanVersion
+from rpmpipe.records import Activity
+from rpmpipe.registry.models import CareActivity, CarePlan, Enrollment, Patient
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _day(value: date | str | None) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    return date.fromisoformat(value)
+
+
+def load_care_facts(engine: Engine) -> CareFacts:
+    """Every program's enrollments, the patients' zones, diagnoses, QMB status, payer and
+    care plans."""
+    with engine.connect() as conn:
+        patients = conn.execute(
+            select(
+                Patient.patient_id,
+                Patient.timezone,
+                Patient.icd10_codes,
+                Patient.qmb,
+                Patient.payer_id,
+            )
+        ).all()
+        enrollments = conn.execute(
+            select(
+                Enrollment.patient_id,
+                Enrollment.program,
+                Enrollment.start_date,
+                Enrollment.end_date,
+                Enrollment.consent_date,
+                Enrollment.ordering_npi,
+            )
+        ).all()
+        plans = conn.execute(
+            select(
+                CarePlan.patient_id,
+                CarePlan.program,
+                CarePlan.established_on,
+                CarePlan.revised_on,
+                CarePlan.shared_with_patient_on,
+            ).order_by(CarePlan.patient_id, CarePlan.program, CarePlan.version_on)
+        ).all()
+    care_plans: dict[tuple[str, str], tuple[CarePlanVersion, ...]] = {}
+    for pid, program, established, revised, shared in plans:
+        version = CarePlanVersion(_day(established) or date.min, _day(revised), _day(shared))
+        care_plans[(pid, program)] = (*care_plans.get((pid, program), ()), version)
+    return CareFacts(
+        enrollments=tuple(
+            ProgramEnrollment(pid, prog, _day(s) or date.min, _day(e), _day(c), npi)
+            for pid, prog, s, e, c, npi in enrollments
+        ),
+        zones={pid: tz.strip() for pid, tz, *_ in patients if tz and tz.strip()},
+        icd10={pid: tuple(codes.split(";")) for pid, _, codes, *_ in patients},
+        qmb={pid: qmb for pid, _, _, qmb, _ in patients},
+        care_plans=care_plans,
+        payer_of={pid: payer for pid, *_, payer in patients},
+    )
+
+
+def load_all_activities(engine: Engine) -> list[Activity]:
+    """Care activities of every program (each counts for its own program only)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                CareActivity.activity_id,
+                CareActivity.patient_id,
+                CareActivity.staff_id,
+                CareActivity.started_at,
+                CareActivity.minutes,
+                CareActivity.kind,
+                CareActivity.interactive,
+                CareActivity.program,
+                CareActivity.performer,
+            )
+        ).all()
+    return [
+        Activity(aid, pid, staff, _aware(at), Decimal(m), kind, bool(talk), prog, who)
+        for aid, pid, staff, at, m, kind, talk, prog, who in rows
+    ]
