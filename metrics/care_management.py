@@ -22,7 +22,6 @@ from rpmpipe.metrics.care_time import (
     counted_minutes,
     is_interpretation,
     program_months,
-    trim_across_programs,
 )
 from rpmpipe.metrics.conflicts import Claim, held_reasons
 from rpmpipe.metrics.programs import (
@@ -110,12 +109,12 @@ def _dos(e: ProgramEnrollment, end: date) -> date:
     return end if e.end_date is None or e.end_date >= end else e.end_date
 
 
-def counted_entries(
+def inside_entries(
     entries: Iterable[TimeEntry], facts: CareFacts, as_of: date, org_zone: str
 ) -> list[TimeEntry]:
-    """The activities that count (inside an enrollment of their program with consent, on or
-    before ``as_of`` in the patient's zone), each cut to the time no earlier activity of
-    another program holds. RPM's counting takes its share of this list too."""
+    """The activities that take time: inside an enrollment of their program with consent,
+    on or before ``as_of`` in the patient's zone. :func:`trim_across_programs` then gives
+    each its own share; RPM's counting takes its share of that list too."""
     by_key = facts.enrollments_of()
     zones: dict[str, ZoneInfo] = {}
     inside = []
@@ -125,7 +124,7 @@ def counted_entries(
         day = e.started_at.astimezone(zone).date()
         if day <= as_of and any(x.covers(day) for x in by_key.get((e.patient_id, e.program), ())):
             inside.append(e)
-    return trim_across_programs(inside)
+    return inside
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,10 +192,13 @@ def month_record(
         status=("billable" if lines else "not_billable") if final else "pending",
         reason=reason,
         rule_set=rs.name,
-        interactive_minutes=m.time.minutes.total,
+        interactive_minutes=m.time.interactive_minutes,
         interactive_communications=m.time.interactive_communications,
         lines=lines,
         evidence_activity_ids=tuple(sorted(m.time.activity_ids)),
+        management_minutes=m.time.minutes.total,
+        ordering_npi=m.enrollment.ordering_npi,
+        episode_start=m.enrollment.start_date,
     )
 
 
@@ -283,9 +285,11 @@ def _interpretation_record(
         status=("billable" if lines else "not_billable") if final else "pending",
         reason=reason,
         rule_set=rs.name,
-        interactive_minutes=minutes,
         lines=lines,
         evidence_activity_ids=tuple(sorted(ids)),
+        management_minutes=minutes,
+        ordering_npi=e.ordering_npi,
+        episode_start=e.start_date,
     )
 
 
@@ -302,8 +306,8 @@ def compute_care_management(
 ) -> list[EngagementRecord]:
     """Records of CCM, PCM, BHI, RTM time, APCM months and 99091 periods as of ``as_of``.
 
-    ``entries`` are :func:`counted_entries` (every program's, RPM's too: its time is held
-    by no other program)."""
+    ``entries`` are :func:`inside_entries` after :func:`trim_across_programs` (every
+    program's, RPM's too, so no other program holds RPM's time)."""
 
     def zone_of(pid: str) -> str:
         return facts.zone_of(pid, org_zone)

@@ -86,9 +86,10 @@ def load_all_activities(engine: Engine) -> list[Activity]:
                 CareActivity.interactive,
                 CareActivity.program,
                 CareActivity.performer,
+                CareActivity.voided_reason,
             )
         ).all()
     return [
-        Activity(aid, pid, staff, _aware(at), Decimal(m), kind, bool(talk), prog, who)
-        for aid, pid, staff, at, m, kind, talk, prog, who in rows
+        Activity(aid, pid, staff, _aware(at), Decimal(m), kind, bool(talk), prog, who, void)
+        for aid, pid, staff, at, m, kind, talk, prog, who, void in rows
     ]

@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from zoneinfo import ZoneInfo
 
-from rpmpipe.metrics.minutes import is_interactive
+from rpmpipe.metrics.minutes import EARLIEST_ACTIVITY, LATEST_ACTIVITY, is_interactive
 from rpmpipe.metrics.programs import CareMinutes
 from rpmpipe.records import Activity
 
@@ -51,6 +51,7 @@ class ProgramMonth:
     """What counts for one program in one local month of one patient."""
 
     minutes: CareMinutes = field(default_factory=CareMinutes)
+    interactive_minutes: Decimal = Decimal(0)  # the counted time of interactive entries
     interactive_communications: int = 0
     activity_ids: list[str] = field(default_factory=list)
 
@@ -159,6 +160,8 @@ def program_months(
             else CareMinutes(m.clinical_staff + add, m.physician)
         )
         slot.interactive_communications += int(e.interactive)
+        if e.interactive:
+            slot.interactive_minutes += add
         slot.activity_ids.append(e.activity_id)
     return months
 
@@ -177,22 +180,37 @@ def entry_of(activity: Activity, secure_message_interactive: bool) -> TimeEntry:
     )
 
 
+def counts_at_all(activity: Activity, max_activity_minutes: Decimal) -> bool:
+    """False for an entry that counts for no program: voided, over the one-entry limit, or
+    with an impossible date (RPM's counting names these with why)."""
+    return (
+        activity.voided_reason is None
+        and activity.minutes <= max_activity_minutes
+        and EARLIEST_ACTIVITY <= activity.started_at < LATEST_ACTIVITY
+    )
+
+
 def rpm_management_activities(
-    entries: Iterable[TimeEntry], activities: Iterable[Activity]
+    trimmed: Iterable[TimeEntry], taking: set[str], activities: Iterable[Activity]
 ) -> list[Activity]:
-    """RPM treatment-management activities as counted (:func:`trim_across_programs`'d
-    entries): each cut to its own time, 99091 interpretation time left out."""
-    original = {a.activity_id: a for a in activities}
+    """RPM's treatment-management activities for its own counting: an entry that takes time
+    (id in ``taking``) as :func:`trim_across_programs` left it (dropped when another program's
+    earlier time covers it all), every other RPM entry as it is, for RPM to name why it does
+    not count; 99091 interpretation time left out."""
+    cut = {e.activity_id: e for e in trimmed}
     out = []
-    for e in entries:
-        if e.program != "RPM" or is_interpretation(e):
+    for a in activities:
+        if a.program != "RPM" or (a.performer == "physician" and a.kind == INTERPRETATION_KIND):
             continue
-        a = original[e.activity_id]
-        minutes = e.minutes.quantize(_CENT, rounding=ROUND_DOWN)
-        if minutes <= 0:
-            continue
-        if (e.started_at, minutes) == (a.started_at, a.minutes):
+        if a.activity_id not in taking:
             out.append(a)
-        else:
+            continue
+        e = cut.get(a.activity_id)
+        if e is None:
+            continue
+        minutes = e.minutes.quantize(_CENT, rounding=ROUND_DOWN)
+        if (e.started_at, e.minutes) == (a.started_at, a.minutes):
+            out.append(a)
+        elif minutes > 0:
             out.append(replace(a, started_at=e.started_at, minutes=minutes))
     return out

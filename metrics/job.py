@@ -22,10 +22,16 @@ from rpmpipe.metrics.care_management import (
     CareFacts,
     apply_exclusions,
     compute_care_management,
-    counted_entries,
+    inside_entries,
 )
 from rpmpipe.metrics.care_sources import load_all_activities, load_care_facts
-from rpmpipe.metrics.care_time import TimeEntry, entry_of, rpm_management_activities
+from rpmpipe.metrics.care_time import (
+    TimeEntry,
+    counts_at_all,
+    entry_of,
+    rpm_management_activities,
+    trim_across_programs,
+)
 from rpmpipe.metrics.csv_bulk import compute_engagement_csv
 from rpmpipe.metrics.engagement import PROGRAM, compute_engagement
 from rpmpipe.metrics.report import CsvRows, evidence_of, lines_of
@@ -177,11 +183,16 @@ def _inputs(settings: Settings, engine: Engine, as_of: date) -> _Inputs:
     check_readings_store(settings, snapshot)
     facts = load_care_facts(engine)
     activities = load_all_activities(engine)
-    secure = settings.rules.secure_message_interactive
-    entries = counted_entries(
-        [entry_of(a, secure) for a in activities], facts, as_of, settings.organization_timezone
-    )
-    return _Inputs(snapshot, facts, entries, rpm_management_activities(entries, activities))
+    rules = settings.rules
+    live = [
+        entry_of(a, rules.secure_message_interactive)
+        for a in activities
+        if counts_at_all(a, Decimal(rules.max_activity_minutes))
+    ]
+    inside = inside_entries(live, facts, as_of, settings.organization_timezone)
+    entries = trim_across_programs(inside)
+    taking = {e.activity_id for e in inside}
+    return _Inputs(snapshot, facts, entries, rpm_management_activities(entries, taking, activities))
 
 
 def _payers_allowing_99091(settings: Settings) -> frozenset[str]:

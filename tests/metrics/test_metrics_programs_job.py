@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 from x12_validation import assert_valid_837
 
 from rpmpipe.billing_export.export import run_export
@@ -21,6 +21,7 @@ from rpmpipe.metrics.report import write_csv
 from rpmpipe.records import EngagementRecord
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.imports import import_rows
+from rpmpipe.registry.models import CareActivity
 from rpmpipe.settings import Settings, load_settings
 
 AS_OF = date(2026, 12, 1)
@@ -142,6 +143,7 @@ def seed(engine: Engine, readings_dir: Path) -> None:
             activity("C3", "P-BOTH", "CCM", nov.format(7, "10:10"), 30),
         ],
         "test",
+        now=CLOCK,
     )
     start = datetime(2026, 11, 1, 18, 0, tzinfo=UTC)
     for i in range(20):
@@ -197,7 +199,7 @@ def test_every_program_bills_its_month_from_its_own_time(world: tuple[Settings, 
     assert billed(records, "P-BOTH", "RPM", NOV) == ["99457x1"]
     assert billed(records, "P-BOTH", "CCM", NOV) == []
     ccm = next(r for r in records if (r.patient_id, r.program) == ("P-BOTH", "CCM"))
-    assert ccm.interactive_minutes == 15 and ccm.status == "not_billable"
+    assert ccm.management_minutes == 15 and ccm.status == "not_billable"
     december = [r for r in records if r.period_start == date(2026, 12, 1)]
     assert december and all(r.status == "pending" and not r.lines for r in december)
 
@@ -216,9 +218,8 @@ def test_rpm_and_rtm_overlapping_hold_the_later_and_both_renderings_agree(
     settings, engine = world
     import_rows(engine, "enrollments", [enrollment("P-BOTH", "RTM", "2026-10-15")], "test")
     nov7 = "2026-11-08T10:00:00-06:00"
-    import_rows(
-        engine, "activities", [activity("T2", "P-BOTH", "RTM", nov7, 25, interactive=True)], "t"
-    )
+    t2 = activity("T2", "P-BOTH", "RTM", nov7, 25, interactive=True)
+    import_rows(engine, "activities", [t2], "t", now=CLOCK)
     records = job.compute(settings, engine, AS_OF)
     rtm = next(
         r
@@ -239,7 +240,7 @@ def test_99091_from_physician_data_review_is_held_beside_99457_unless_the_payer_
     settings, engine = world
     at = "2026-11-09T08:00:00-06:00"
     review = activity("I1", "P-BOTH", "RPM", at, 35, "physician", kind="data_review")
-    import_rows(engine, "activities", [review], "test")
+    import_rows(engine, "activities", [review], "test", now=CLOCK)
     records = job.compute(settings, engine, AS_OF)
     interp = [r for r in records if r.kind == "data_interpretation"]
     assert len(interp) == 1 and interp[0].period_start == date(2026, 10, 31)
@@ -280,3 +281,25 @@ def test_export_carries_every_program_and_its_837p_passes_pyx12(
     codes = {r["cpt"] for r in rows}
     assert {"99490", "99439", "99424", "99484", "98980", "G0558", "99457", "99454"} <= codes
     assert_valid_837(result.run_dir / "claims.837")
+
+
+def test_a_voided_entry_counts_for_no_program(world: tuple[Settings, Engine]) -> None:
+    settings, engine = world
+    with engine.begin() as conn:
+        conn.execute(
+            update(CareActivity)
+            .where(CareActivity.activity_id.in_(["C2", "R1"]))
+            .values(voided_reason="entered twice", voided_by="S9", voided_at=CLOCK)
+        )
+    records = job.compute(settings, engine, AS_OF)
+    assert billed(records, "P-CCM", "CCM", NOV) == ["99490x1"]
+    # With the RPM call voided, the CCM call keeps all its 30 minutes.
+    assert billed(records, "P-BOTH", "CCM", NOV) == ["99490x1"]
+    ccm = next(r for r in records if (r.patient_id, r.program) == ("P-BOTH", "CCM"))
+    assert ccm.management_minutes == 30
+    rpm = next(
+        r
+        for r in records
+        if (r.patient_id, r.program, r.kind) == ("P-BOTH", "RPM", "treatment_management")
+    )
+    assert ("R1", "voided: entered twice") in rpm.activities_not_counted
