@@ -38,7 +38,7 @@ from rpmpipe.metrics.report import CsvRows, evidence_of, lines_of
 from rpmpipe.metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
 from rpmpipe.metrics.sources import reading_batches, readings_present
 from rpmpipe.records import Activity, EngagementRecord
-from rpmpipe.registry.models import CareActivity, DeviceAssignment, EngagementRow, Patient
+from rpmpipe.registry.models import DeviceAssignment, EngagementRow, Patient
 from rpmpipe.registry.models import Enrollment as EnrollmentRow
 from rpmpipe.settings import Settings
 
@@ -110,39 +110,6 @@ def load_registry_snapshot(engine: Engine) -> RegistrySnapshot:
         for pid, prog, s, end, c, npi in enrollment_rows
     )
     return RegistrySnapshot(zones, assignments, enrollments)
-
-
-def load_activities(engine: Engine, program: str = PROGRAM) -> list[Activity]:
-    """Care activities counted for ``program`` (an activity counts for one program only)."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(
-                CareActivity.activity_id,
-                CareActivity.patient_id,
-                CareActivity.staff_id,
-                CareActivity.started_at,
-                CareActivity.minutes,
-                CareActivity.kind,
-                CareActivity.interactive,
-                CareActivity.performer,
-                CareActivity.voided_reason,
-            ).where(CareActivity.program == program)
-        ).all()
-    return [
-        Activity(
-            aid,
-            pid,
-            staff,
-            _aware(started),
-            Decimal(minutes),
-            kind,
-            bool(interactive),
-            program,
-            performer,
-            voided,
-        )
-        for aid, pid, staff, started, minutes, kind, interactive, performer, voided in rows
-    ]
 
 
 @contextmanager
