@@ -29,6 +29,35 @@ CLOCK = datetime(2026, 12, 1, 7, 30, tzinfo=UTC)  # Dec 1 in the default org zon
 NOV_START, NOV_END = date(2026, 11, 1), date(2026, 11, 30)
 
 
+RENDERING_NPI = "1987654328"
+# A made-up test clinic: rpmpipe has no built-in billing identity.
+BILLING = {
+    "billing.provider_name": "BENCHMARK CLINIC",
+    "billing.provider_npi": "1234567893",
+    "billing.provider_tin": "123456789",
+    "billing.provider_address1": "100 MAIN ST",
+    "billing.provider_city": "SPRINGFIELD",
+    "billing.provider_state": "IL",
+    "billing.provider_zip": "627010001",
+    "billing.contact_name": "BILLING OFFICE",
+    "billing.contact_phone": "2175550100",
+    "billing.submitter_id": "BENCHMARK",
+    "billing.submitter_name": "BENCHMARK CLINIC",
+    "billing.receiver_id": "CLEARINGHOUSE",
+    "billing.receiver_name": "CLEARINGHOUSE",
+    "billing.payers": {
+        "MEDICARE": {"name": "MEDICARE PART B", "claim_filing_indicator": "MB", "payer_id": "06102"}
+    },
+    "billing.rendering_providers": {RENDERING_NPI: "HOPPER, GRACE"},
+}
+
+
+def _mbi(n: int) -> str:
+    """A distinct, well-formed MBI for patient ``n`` (C A AN N A AN N A A N N)."""
+    d = f"{n % 10**6:06d}"
+    return f"{1 + (n // 10**6) % 9}E{d[0]}{d[1]}K{d[2]}{d[3]}MR{d[4]}{d[5]}"
+
+
 def build_registry(engine: Engine, patients: int) -> int:
     """Insert the synthetic registry; returns the number of billable lines."""
     lines = 0
@@ -52,7 +81,7 @@ def build_registry(engine: Engine, patients: int) -> int:
                     "timezone": "America/Chicago",
                     "payer_id": "MEDICARE",
                     "payer_name": "Medicare Part B",
-                    "member_id": f"1EG4TE5MK{n:07d}",
+                    "member_id": _mbi(n),
                     "icd10_codes": "I10;E11.9",
                 }
             )
@@ -63,7 +92,7 @@ def build_registry(engine: Engine, patients: int) -> int:
                     "start_date": date(2026, 1, 1),
                     "end_date": None,
                     "consent_date": date(2026, 1, 1),
-                    "ordering_npi": "1234567893",
+                    "ordering_npi": RENDERING_NPI,
                 }
             )
             supply = "99454" if n % 3 else "99445"
@@ -108,11 +137,17 @@ def build_registry(engine: Engine, patients: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=100_000)
-    parser.add_argument("--validate", action="store_true", help="also run pyx12 on the 837P")
+    parser.add_argument(
+        "--validate",
+        action="store_true",
+        help="also run pyx12, x12sdk and rpmpipe's semantic checks on the 837P",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'registry.db'}"
-        settings = load_settings(None, env={}, overrides={"data_dir": tmp, "database_url": url})
+        settings = load_settings(
+            None, env={}, overrides={"data_dir": tmp, "database_url": url, **BILLING}
+        )
         engine = open_registry(url)
         t0 = time.perf_counter()
         expected_lines = build_registry(engine, args.patients)
@@ -144,12 +179,21 @@ def main() -> None:
 
             import pyx12.params
             import pyx12.x12n_document
+            from x12sdk.io import X12ModelReader
 
+            from rpmpipe.billing_export.claim_checks import check_837p
+
+            path = result.run_dir / "claims.837"
             t0 = time.perf_counter()
             figures["pyx12_valid"] = pyx12.x12n_document.x12n_document(
-                pyx12.params.params(), str(result.run_dir / "claims.837"), io.StringIO(), None
+                pyx12.params.params(), str(path), io.StringIO(), None
             )
             figures["pyx12_seconds"] = round(time.perf_counter() - t0, 2)
+            t0 = time.perf_counter()
+            with X12ModelReader(str(path)) as reader:
+                figures["x12sdk_transactions"] = sum(1 for _m in reader.models())
+            figures["x12sdk_seconds"] = round(time.perf_counter() - t0, 2)
+            figures["semantic_problems"] = len(check_837p(path.read_text(encoding="ascii")))
         engine.dispose()
     print(json.dumps(figures, indent=2))
 

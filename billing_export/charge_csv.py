@@ -1,13 +1,15 @@
 """The charge CSV and the corrections CSV for the billing team (pure: write to a file object).
 
-One charge row per service line, in the same order and with the same claim ids and line
-numbers as the 837P. Values keep their accents (the file is UTF-8); line breaks inside a
-value become spaces so that every row is one line for spreadsheet imports.
+One charge row per service line, in the same order and with the same claim ids, line numbers
+and line control numbers (REF*6R) as the 837P. ``claim_id`` is the short CLM01 the ledger
+issued; the readable parts (patient, date of service, interchange, receiver) have their own
+columns. Values keep their accents (the file is UTF-8); line breaks inside a value become
+spaces so that every row is one line for spreadsheet imports, and a cell that a spreadsheet
+would run as a formula is neutralised (``rpmpipe.csv_cells``).
 """
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,13 +18,18 @@ from decimal import Decimal
 from typing import TextIO
 
 from rpmpipe.billing_export.claims import Claim, payer_name_for
+from rpmpipe.csv_cells import SafeCsvWriter
 from rpmpipe.settings import BillingSettings
 
 CHARGE_COLUMNS = (
     "claim_id",
     "line_no",
+    "line_control_number",
     "claim_frequency",
     "original_claim_id",
+    "payer_claim_control_number",
+    "receiver_id",
+    "interchange_control",
     "patient_id",
     "member_id",
     "payer_id",
@@ -103,7 +110,7 @@ def money(value: Decimal) -> str:
 
 def write_charge_csv(out: TextIO, claims: Sequence[Claim], billing: BillingSettings) -> int:
     """Write the header and one row per service line; returns the number of rows."""
-    writer = csv.writer(out, lineterminator="\n")
+    writer = SafeCsvWriter(out)
     writer.writerow(CHARGE_COLUMNS)
     rows = 0
     for claim in claims:
@@ -116,8 +123,12 @@ def write_charge_csv(out: TextIO, claims: Sequence[Claim], billing: BillingSetti
                     for v in (
                         claim.claim_id,
                         str(cl.line_no),
+                        cl.line_control_number,
                         claim.frequency,
                         claim.original_claim_id,
+                        claim.payer_claim_control_number,
+                        claim.receiver.receiver_id,
+                        str(claim.interchange_control),
                         p.patient_id,
                         p.member_id,
                         p.payer_id,
@@ -156,7 +167,7 @@ def write_charge_csv(out: TextIO, claims: Sequence[Claim], billing: BillingSetti
 
 
 def write_corrections_csv(out: TextIO, corrections: Sequence[Correction]) -> int:
-    writer = csv.writer(out, lineterminator="\n")
+    writer = SafeCsvWriter(out)
     writer.writerow(CORRECTION_COLUMNS)
     for c in corrections:
         writer.writerow(

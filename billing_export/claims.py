@@ -7,7 +7,6 @@ always agree line for line.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +17,10 @@ from rpmpipe.settings import BillingSettings
 
 MAX_DIAGNOSES = 12  # HI holds 12 codes
 MAX_POINTERS = 4  # SV107 holds 4 pointers
-_CLAIM_ID_MAX = 38  # CLM01
+CLAIM_ID_MAX = 20  # CLM01: receivers keep 20 characters (the guide allows 38)
+LINE_CONTROL_MAX = 30  # REF*6R as remittances echo it
+DEFAULT_CLAIMS_FILE = "claims.837"
+_FILE_SAFE = re.compile(r"[^A-Za-z0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,7 @@ class BillableLine:
     interactive_minutes: Decimal
     rendering_npi: str
     management_minutes: Decimal = Decimal("0.00")  # all care time that counts
+    episode_start: date | None = None  # the episode of care the line's record belongs to
 
     @property
     def record_key(self) -> tuple[str, str, str, date]:
@@ -70,6 +73,15 @@ class ChargeLine:
     modifiers: tuple[str, ...]
     charge: Decimal
     diagnosis_pointers: tuple[int, ...]
+    line_control_number: str = ""  # REF*6R
+
+
+@dataclass(frozen=True, slots=True)
+class Receiver:
+    """Who an interchange goes to (ISA08, GS03, loop 1000B)."""
+
+    receiver_id: str
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +91,11 @@ class Claim:
     date_of_service: date
     rendering_npi: str
     lines: tuple[ChargeLine, ...]
-    frequency: str = "1"  # CLM05-3: 1 original, 7 replacement
-    original_claim_id: str = ""  # REF*F8 of a replacement
+    frequency: str = "1"  # CLM05-3: 1 original, 7 replacement, 8 void
+    original_claim_id: str = ""  # rpmpipe's claim id of the claim replaced or voided
+    payer_claim_control_number: str = ""  # REF*F8: the payer's number for that claim
+    receiver: Receiver = Receiver("", "")
+    interchange_control: int = 0  # ISA13 of the file that carries the claim
 
     @property
     def total(self) -> Decimal:
@@ -97,6 +112,7 @@ class ClaimDraft:
     lines: tuple[BillableLine, ...]
     frequency: str = "1"
     original_claim_id: str = ""
+    payer_claim_control_number: str = ""
     sort_key: tuple[str, ...] = field(default=(), compare=False)
 
 
@@ -111,12 +127,32 @@ def icd10_without_dot(code: str) -> str:
     return code.replace(".", "").strip().upper()
 
 
-def claim_id_for(patient_id: str, date_of_service: date, interchange: int, seq: int) -> str:
-    """A claim id unique across runs (the interchange number never repeats), at most 38 chars."""
-    stem = re.sub(r"[^A-Za-z0-9]", "", patient_id).upper()
-    if not stem or len(stem) > 16:
-        stem = hashlib.sha1(patient_id.encode(), usedforsecurity=False).hexdigest()[:12].upper()
-    return f"{stem}-{date_of_service:%Y%m%d}-{interchange}-{seq}"[:_CLAIM_ID_MAX]
+def claim_id_for(number: int) -> str:
+    """CLM01 of the ``number``-th claim the ledger issued: short, and never reused."""
+    claim_id = f"RP{number:010d}"
+    if len(claim_id) > CLAIM_ID_MAX:
+        raise ValueError(f"claim number {number} does not fit in {CLAIM_ID_MAX} characters")
+    return claim_id
+
+
+def line_control_number_for(claim_id: str, line_no: int) -> str:
+    """REF*6R of a service line: unique within the claim and, as claim ids are, everywhere."""
+    return f"{claim_id}-{line_no}"[:LINE_CONTROL_MAX]
+
+
+def receiver_for(payer_key: str, billing: BillingSettings) -> Receiver:
+    """The receiver of a payer's claims: its own, else the top-level one."""
+    payer = billing.payers.get(payer_key)
+    if payer is not None and payer.receiver_id:
+        return Receiver(payer.receiver_id, payer.receiver_name or payer.receiver_id)
+    return Receiver(billing.receiver_id, billing.receiver_name)
+
+
+def claims_file_for(receiver: Receiver, billing: BillingSettings) -> str:
+    """``claims.837`` for the top-level receiver, ``claims-<RECEIVER>.837`` for the others."""
+    if receiver.receiver_id == billing.receiver_id:
+        return DEFAULT_CLAIMS_FILE
+    return f"claims-{_FILE_SAFE.sub('_', receiver.receiver_id).strip('_').upper()}.837"
 
 
 def unit_charge(billing: BillingSettings, code: str) -> Decimal | None:
@@ -141,16 +177,19 @@ def price_claims(
     drafts: Sequence[ClaimDraft],
     patients: Mapping[str, PatientInfo],
     billing: BillingSettings,
-    interchange: int,
+    first_claim_number: int,
 ) -> list[Claim]:
     """Claims with ids, line numbers, modifiers, charges and diagnosis pointers.
+
+    Claim ids are ``first_claim_number`` onwards, numbers the ledger issued to this run.
 
     Every draft's codes must be in the charge master and its patient in ``patients``
     (the export holds back lines that are not; see ``holds.hold_reason``).
     """
     claims = []
-    for seq, draft in enumerate(drafts, start=1):
+    for seq, draft in enumerate(drafts):
         patient = patients[draft.patient_id]
+        claim_id = claim_id_for(first_claim_number + seq)
         pointers = tuple(range(1, min(len(patient.icd10), MAX_POINTERS) + 1))
         charge_lines = []
         for n, line in enumerate(draft.lines, start=1):
@@ -163,17 +202,20 @@ def price_claims(
                     modifiers=tuple(billing.modifiers.get(line.code, ())),
                     charge=price * line.units,
                     diagnosis_pointers=pointers,
+                    line_control_number=line_control_number_for(claim_id, n),
                 )
             )
         claims.append(
             Claim(
-                claim_id=claim_id_for(draft.patient_id, draft.date_of_service, interchange, seq),
+                claim_id=claim_id,
                 patient=patient,
                 date_of_service=draft.date_of_service,
                 rendering_npi=draft.rendering_npi,
                 lines=tuple(charge_lines),
                 frequency=draft.frequency,
                 original_claim_id=draft.original_claim_id,
+                payer_claim_control_number=draft.payer_claim_control_number,
+                receiver=receiver_for(patient.payer_id, billing),
             )
         )
     return claims

@@ -5,31 +5,40 @@ Crash safety (why this order)
 The ledger decides what is billed; the run directory is what the billing team picks up.
 A run therefore goes through four steps, each safe to die after:
 
-1. allocate control numbers (own commit; a crashed run only leaves a gap, which X12 allows);
+1. allocate control numbers and claim numbers (own commit; a crashed run only leaves a gap,
+   which X12 allows);
 2. write every file into ``<exports>/.partial-<run_id>/`` (temp file, fsync, rename, fsync
    dir; ``manifest.json`` last) — a dot directory the billing team never picks up;
-3. insert all the run's lines into ``export_ledger`` in ONE transaction;
-4. rename ``.partial-<run_id>`` to ``<run_id>`` and fsync the exports directory.
+3. insert all the run's lines into ``export_ledger``, and the run with its exports
+   directory into ``export_runs``, in ONE transaction, durable when it returns (SQLite runs
+   with ``synchronous=FULL``);
+4. rename ``.partial-<run_id>`` to ``<run_id>``, fsync the exports directory, mark the run
+   published.
 
 A crash before 3 commits leaves a partial directory with no ledger rows: nothing was billed,
 so the next run deletes that directory and exports the same lines again (nothing lost). A
 crash after 3 and before 4 leaves complete, fsynced files whose lines are in the ledger: the
-next run publishes that directory by finishing the rename (nothing billed twice, nothing
-lost). The next run does this recovery first, under the same lock file that keeps two
-exports from working in one exports directory at once; across machines, the ledger's unique
-constraint makes the second of two racing runs fail before it publishes anything.
+next run, whatever ``--out`` it is given, finds the run in ``export_runs`` and publishes that
+directory by finishing the rename (nothing billed twice, nothing lost); if the files are gone
+from a directory that still exists, it rolls the run's lines back so they go out again. The
+next run does this recovery first, under the lock file that keeps two exports from working in
+one exports directory at once; across machines, the ledger's unique constraint makes the
+second of two racing runs fail before it publishes anything.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import io
 import json
 import os
 import shutil
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -42,24 +51,36 @@ from sqlalchemy import Engine
 from rpmpipe import __version__
 from rpmpipe.asof import check_as_of
 from rpmpipe.billing_export.charge_csv import write_charge_csv, write_corrections_csv
+from rpmpipe.billing_export.claims import Claim, Receiver, claims_file_for
 from rpmpipe.billing_export.holds import Held, group_held
 from rpmpipe.billing_export.ledger import (
+    Allocation,
     RunStamp,
     allocate_control_numbers,
     load_final_records,
     load_ledger,
     load_patients,
+    mark_run,
     record_ledger,
+    roll_back_run,
     run_is_recorded,
+    run_status,
+    unfinished_runs,
 )
-from rpmpipe.billing_export.plan import ExportPlan, build_plan, select_work
+from rpmpipe.billing_export.plan import (
+    ExportPlan,
+    LedgerState,
+    RecordKey,
+    build_plan,
+    select_work,
+)
 from rpmpipe.billing_export.x12 import (
     CLAIMS_PER_TRANSACTION,
     ControlNumbers,
     transactions_needed,
     write_837p,
 )
-from rpmpipe.errors import ExportError
+from rpmpipe.errors import ConfigError, ExportError
 from rpmpipe.files import atomic_write, fsync_dir, private_dir
 from rpmpipe.logs import get_logger
 from rpmpipe.settings import BillingSettings, Settings
@@ -69,7 +90,6 @@ log = get_logger(__name__)
 PARTIAL_PREFIX = ".partial-"
 LOCK_NAME = ".export.lock"
 CHARGES = "charges.csv"
-CLAIMS = "claims.837"
 CORRECTIONS = "corrections.csv"
 MANIFEST = "manifest.json"
 
@@ -89,8 +109,10 @@ class ExportResult:
     total_charge: Decimal
     control: ControlNumbers | None
     transactions: int = 0
-    recovered: tuple[str, ...] = ()  # partial run dirs published or discarded first
+    recovered: tuple[str, ...] = ()  # unfinished runs published, rolled back or discarded
     held_back: tuple[Held, ...] = ()  # the held records, with reasons; ``held`` counts lines
+    usage: str = "T"  # ISA15: T test, P production
+    claims_files: tuple[str, ...] = ()  # one .837 per receiver
 
 
 def run_export(
@@ -106,20 +128,23 @@ def run_export(
     """Export every final, billable, not-yet-exported line (and corrections) as of ``as_of``.
 
     ``now`` is the caller's clock (timezone-aware). An ``as_of`` after today in the
-    organisation's zone is refused: periods ending on or after today are not over yet.
+    organisation's zone is refused: periods ending on or after today are not over yet. So is
+    a run without the billing identity (no claim is written for a made-up clinic).
     """
     check_as_of(as_of, settings.org_zone, now)
+    billing = settings.billing
     root = Path(out_dir) if out_dir is not None else settings.exports_dir
     private_dir(root)
+    check_billing_identity(settings)  # before anything is recovered, read or written
     with _exclusive(root / LOCK_NAME):
-        recovered = recover_unfinished(root, engine)
+        recovered = recover_unfinished(root, engine, now)
         with engine.connect() as conn:
             records = load_final_records(conn, as_of)
             ledger = load_ledger(conn)
-            patients = load_patients(conn, {r.patient_id for r in records})
-        work = select_work(records, ledger, patients, settings.billing)
+            patients = load_patients(conn, {r.patient_id for r in records} | _ids(ledger))
+        work = select_work(records, ledger, patients, billing, as_of=as_of)
         plan = (
-            build_plan(work, patients, settings.billing, interchange=0)
+            build_plan(work, patients, billing, first_claim_number=1)
             if not work.is_empty
             else ExportPlan((), (), (), work.held)
         )
@@ -138,14 +163,19 @@ def run_export(
                 None,
                 recovered=recovered,
                 held_back=plan.held,
+                usage=billing.usage,
             )
-        control: ControlNumbers | None = None
-        transactions = 0
+        interchanges: tuple[Interchange, ...] = ()
         if plan.claims:
-            transactions = transactions_needed(len(plan.claims))
-            control = allocate_control_numbers(engine, transactions)
-            plan = build_plan(work, patients, settings.billing, control.interchange)
-            run_id = f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{control.interchange:09d}"
+            sizes = [transactions_needed(len(group)) for _r, group in _by_receiver(plan.claims)]
+            allocation = allocate_control_numbers(engine, sizes, len(plan.claims))
+            plan = build_plan(work, patients, billing, allocation.first_claim_number)
+            interchanges = _interchanges(plan.claims, allocation, billing)
+            plan = dataclasses.replace(
+                plan, claims=tuple(c for i in interchanges for c in i.claims)
+            )
+            first = interchanges[0].control.interchange
+            run_id = f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{first:09d}"
         else:
             run_id = f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-corrections-{uuid.uuid4().hex[:8]}"
 
@@ -154,26 +184,32 @@ def run_export(
         if final.exists():
             raise ExportError(f"run directory {final} already exists")
         private_dir(partial)
-        _write_run_files(
-            partial, plan, settings.billing, RunHeader(run_id, as_of, now, control, transactions)
-        )
+        _write_run_files(partial, plan, settings, RunHeader(run_id, as_of, now, interchanges))
         if _after_files:
             _after_files(partial)
 
-        transaction_of = {
-            claim.claim_id: (control.transaction + i // CLAIMS_PER_TRANSACTION) if control else 0
-            for i, claim in enumerate(plan.claims)
-        }
-        stamp = RunStamp(run_id, CLAIMS, CORRECTIONS, control, now)
+        stamp = RunStamp(
+            run_id,
+            CORRECTIONS,
+            now,
+            str(root.resolve()),
+            claims_file_of={c.claim_id: i.file_name for i in interchanges for c in i.claims},
+            control_of={c.claim_id: i.control for i in interchanges for c in i.claims},
+            transaction_of={
+                c.claim_id: i.control.transaction + n // CLAIMS_PER_TRANSACTION
+                for i in interchanges
+                for n, c in enumerate(i.claims)
+            },
+        )
         try:
-            record_ledger(engine, plan.ledger, stamp, transaction_of)
+            record_ledger(engine, plan.ledger, stamp)
         except ExportError:
             shutil.rmtree(partial, ignore_errors=True)
             raise
         if _after_ledger:
             _after_ledger(partial)
-        os.replace(partial, final)
-        fsync_dir(root)
+        _publish(partial, final)
+        mark_run(engine, run_id, "published", now)
 
     result = ExportResult(
         run_id=run_id,
@@ -183,10 +219,12 @@ def run_export(
         corrections=len(plan.corrections),
         held=_lines(plan.held),
         total_charge=sum((c.total for c in plan.claims), Decimal("0.00")),
-        control=control,
-        transactions=transactions,
+        control=interchanges[0].control if interchanges else None,
+        transactions=sum(i.transactions for i in interchanges),
         recovered=recovered,
         held_back=plan.held,
+        usage=billing.usage,
+        claims_files=tuple(i.file_name for i in interchanges),
     )
     log.info(
         "export_finished",
@@ -195,53 +233,151 @@ def run_export(
         lines=result.lines,
         corrections=result.corrections,
         held=result.held,
+        interchanges=len(interchanges),
     )
     return result
 
 
-def recover_unfinished(root: Path, engine: Engine) -> tuple[str, ...]:
-    """Publish partial run dirs whose lines the ledger holds; delete the others."""
+@dataclass(frozen=True, slots=True)
+class Interchange:
+    """One .837 of a run: the claims of one receiver and their control numbers."""
+
+    receiver: Receiver
+    file_name: str
+    control: ControlNumbers
+    transactions: int
+    claims: tuple[Claim, ...]
+
+
+def _by_receiver(claims: Sequence[Claim]) -> list[tuple[Receiver, list[Claim]]]:
+    groups: dict[Receiver, list[Claim]] = {}
+    for claim in claims:
+        groups.setdefault(claim.receiver, []).append(claim)
+    return list(groups.items())
+
+
+def _interchanges(
+    claims: Sequence[Claim], allocation: Allocation, billing: BillingSettings
+) -> tuple[Interchange, ...]:
+    out = []
+    for (receiver, group), control in zip(
+        _by_receiver(claims), allocation.interchanges, strict=True
+    ):
+        stamped = tuple(
+            dataclasses.replace(c, interchange_control=control.interchange) for c in group
+        )
+        out.append(
+            Interchange(
+                receiver,
+                claims_file_for(receiver, billing),
+                control,
+                transactions_needed(len(group)),
+                stamped,
+            )
+        )
+    return tuple(out)
+
+
+def check_billing_identity(settings: Settings) -> None:
+    """Refuse to export without the billing identity, naming every missing key."""
+    missing = settings.billing.missing_identity()
+    if missing:
+        raise ConfigError(
+            "the billing identity is not set, so no claim can be written: set "
+            + ", ".join(missing)
+            + " in the settings file ([billing] in --config or RPMPIPE_CONFIG) or as "
+            "RPMPIPE_BILLING_* variables (rpmpipe demo brings its own test identity)"
+        )
+
+
+def _publish(partial: Path, final: Path) -> None:
+    os.replace(partial, final)
+    fsync_dir(final.parent)
+
+
+def recover_unfinished(root: Path, engine: Engine, now: datetime) -> tuple[str, ...]:
+    """Finish every run the ledger recorded but did not publish, wherever it was written;
+    then publish or delete the partial run dirs found in ``root``.
+
+    A recorded run whose partial directory exists is published; one whose files are gone
+    from a directory that still exists is rolled back (its ledger lines are removed, so this
+    run exports them again). A recorded run whose exports directory cannot be found stops
+    the export: billing late is better than billing twice.
+    """
     done = []
+    here = root.resolve()
+    for run_id, exports_dir in unfinished_runs(engine):
+        where = Path(exports_dir)
+        if not where.is_dir():
+            raise ExportError(
+                f"export run {run_id} is recorded in the ledger but not published, and its "
+                f"exports directory {where} cannot be found; make it reachable (or create it "
+                "empty to roll the run back and export its lines again), then rerun"
+            )
+        lock = contextlib.nullcontext() if where.resolve() == here else _exclusive_wait(where)
+        with lock:
+            if run_status(engine, run_id) != "recorded":
+                continue  # the run that wrote it finished meanwhile
+            partial = where / f"{PARTIAL_PREFIX}{run_id}"
+            if partial.is_dir():
+                _publish(partial, where / run_id)
+                mark_run(engine, run_id, "published", now)
+                log.warning("export_run_recovered", run_id=run_id, action="published")
+            elif (where / run_id).is_dir():
+                mark_run(engine, run_id, "published", now)
+            else:
+                lines = roll_back_run(engine, run_id, now)
+                log.warning(
+                    "export_run_recovered", run_id=run_id, action="rolled_back", lines=lines
+                )
+        done.append(run_id)
     for partial in sorted(root.glob(f"{PARTIAL_PREFIX}*")):
         if not partial.is_dir():
             continue
         run_id = partial.name[len(PARTIAL_PREFIX) :]
+        status = run_status(engine, run_id)
         # Recorded means billed: publish it whatever state it is in, never delete it.
-        if run_is_recorded(engine, run_id):
-            os.replace(partial, root / run_id)
+        if status in ("recorded", "published") or (
+            status is None and run_is_recorded(engine, run_id)
+        ):
+            _publish(partial, root / run_id)
             log.warning("export_run_recovered", run_id=run_id, action="published")
         else:
             shutil.rmtree(partial)
+            fsync_dir(root)
             log.warning("export_run_recovered", run_id=run_id, action="discarded")
-        done.append(run_id)
-    if done:
-        fsync_dir(root)
+        if run_id not in done:
+            done.append(run_id)
     return tuple(done)
 
 
 @dataclass(frozen=True, slots=True)
 class RunHeader:
-    """What names one export run in its files: id, as-of, clock and X12 control numbers."""
+    """What names one export run in its files: id, as-of, clock and its interchanges (one
+    .837 per receiver, with their X12 control numbers; none for a corrections-only run)."""
 
     run_id: str
     as_of: date
     created_at: datetime
-    control: ControlNumbers | None
-    transactions: int  # ST/SE envelopes in claims.837 (0 for a corrections-only run)
+    interchanges: tuple[Interchange, ...] = ()
 
 
-def _write_run_files(
-    run_dir: Path, plan: ExportPlan, billing: BillingSettings, run: RunHeader
-) -> None:
-    control, now = run.control, run.created_at
+def _write_run_files(run_dir: Path, plan: ExportPlan, settings: Settings, run: RunHeader) -> None:
+    billing, now, interchanges = settings.billing, run.created_at, run.interchanges
+    # The interchange's dates and times (ISA09/10, GS04/05, BHT04/05) are the organisation's.
+    local = now.astimezone(settings.org_zone)
     files: dict[str, str] = {}
     if plan.claims:
-        assert control is not None
         files[CHARGES] = _write_atomic(
             run_dir / CHARGES, "utf-8", lambda f: write_charge_csv(f, plan.claims, billing)
         )
-        files[CLAIMS] = _write_atomic(
-            run_dir / CLAIMS, "ascii", lambda f: write_837p(f, plan.claims, billing, control, now)
+    for i in interchanges:
+        files[i.file_name] = _write_atomic(
+            run_dir / i.file_name,
+            "ascii",
+            lambda f, i=i: write_837p(  # type: ignore[misc]
+                f, i.claims, billing, i.control, local, receiver=i.receiver
+            ),
         )
     if plan.corrections:
         files[CORRECTIONS] = _write_atomic(
@@ -257,14 +393,19 @@ def _write_run_files(
         "lines": sum(len(c.lines) for c in plan.claims),
         "corrections": len(plan.corrections),
         "total_charge": f"{sum((c.total for c in plan.claims), Decimal('0.00')):.2f}",
-        "control_numbers": None
-        if control is None
-        else {
-            "isa13": control.interchange,
-            "gs06": control.group,
-            "st02": [control.transaction + n for n in range(run.transactions)],
-        },
+        "interchanges": [
+            {
+                "file": i.file_name,
+                "receiver_id": i.receiver.receiver_id,
+                "isa13": i.control.interchange,
+                "gs06": i.control.group,
+                "st02": [i.control.transaction + n for n in range(i.transactions)],
+                "claims": len(i.claims),
+            }
+            for i in interchanges
+        ],
         "usage": billing.usage,
+        "test": billing.usage == "T",
         "rule_sets": sorted({cl.line.rule_set for c in plan.claims for cl in c.lines}),
         "held": [
             {
@@ -307,6 +448,33 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+@contextmanager
+def _exclusive_wait(exports_dir: Path, seconds: float = 60.0) -> Iterator[None]:
+    """The lock of another exports directory, waited for at most ``seconds`` (two exports
+    recovering each other's runs must not wait for each other forever)."""
+    fd = os.open(exports_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ExportError(
+                        f"another export is working in {exports_dir}; rerun when it is done"
+                    ) from None
+                time.sleep(0.2)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _ids(ledger: Mapping[RecordKey, LedgerState]) -> set[str]:
+    return {key[0] for key in ledger}
 
 
 def _lines(held: tuple[Held, ...]) -> int:

@@ -9,13 +9,14 @@ go to logs, the manifest and the terminal.
 from __future__ import annotations
 
 import re
-from collections.abc import Container, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 
 from rpmpipe.billing_export.claims import BillableLine, PatientInfo, unit_charge
 from rpmpipe.billing_export.x12 import clean, digits
+from rpmpipe.identifiers import has_x12_separator, is_mbi
 from rpmpipe.settings import BillingSettings
 
 _STATE = re.compile(r"^[A-Z]{2}$")
@@ -65,32 +66,68 @@ def hold_reason(
             "billing.charges",
             f"{_toml_key(line.code)} = AMOUNT",
         )
-    if (
-        line.rendering_npi
-        and line.rendering_npi != billing.provider_npi
-        and line.rendering_npi not in billing.rendering_providers
-    ):
+    rendering = rendering_hold_reason(line.rendering_npi, billing)
+    if rendering is not None:
+        return rendering
+    return patient_hold_reason(patient, billing)
+
+
+def rendering_hold_reason(npi: str, billing: BillingSettings) -> HoldReason | None:
+    """Why ``npi`` (the enrollment's ordering NPI) cannot render the claim, or None."""
+    if billing.provider_entity == "organization":
+        # An organisation bills; the claim must name the person who rendered the service.
+        if not npi:
+            return HoldReason(
+                "the rendering provider must be a person's NPI: the enrollment has no "
+                "ordering_npi (rpmpipe import enrollments)"
+            )
+        if npi == billing.provider_npi:
+            return HoldReason(
+                f"the rendering provider must be a person's NPI: ordering NPI {npi} is the "
+                "billing organisation's (billing.provider_npi); set the practitioner's NPI "
+                "on the enrollment (rpmpipe import enrollments)"
+            )
+    if npi and npi != billing.provider_npi and npi not in billing.rendering_providers:
         return HoldReason(
-            f"ordering NPI {line.rendering_npi} has no name in billing.rendering_providers",
+            f"ordering NPI {npi} has no name in billing.rendering_providers",
             "billing.rendering_providers",
-            f'{_toml_key(line.rendering_npi)} = "<LAST>, <FIRST>"',
+            f'{_toml_key(npi)} = "<LAST>, <FIRST>"',
         )
-    return patient_hold_reason(patient, billing.payers.keys())
+    return None
 
 
-def patient_hold_reason(patient: PatientInfo | None, payers: Container[str]) -> HoldReason | None:
+def patient_hold_reason(patient: PatientInfo | None, billing: BillingSettings) -> HoldReason | None:
     """Why this patient's claims cannot be valid yet."""
     problem = _patient_problem(patient)
     if problem is not None:
         return HoldReason(problem)
     assert patient is not None
+    payer = billing.payers.get(patient.payer_id)
+    key = _toml_key(patient.payer_id)
     # A payer we know nothing about must not be billed as Medicare (SBR09 would be a guess).
-    if patient.payer_id not in payers:
+    if payer is None:
         return HoldReason(
             f"payer {patient.payer_id} is not configured in billing.payers",
-            f"billing.payers.{_toml_key(patient.payer_id)}",
+            f"billing.payers.{key}",
             'name = "PAYER NAME"\nclaim_filing_indicator = "CI"  # SBR09: MB Medicare Part B, '
-            "CI commercial, MC Medicaid, ...",
+            'CI commercial, MC Medicaid, ...\npayer_id = "PAYER EDI ID"  # 2010BB; for Medicare '
+            "the MAC's contractor number",
+        )
+    if not payer.payer_id:
+        return HoldReason(
+            f"payer {patient.payer_id} has no payer_id (its EDI id) in billing.payers.{key}",
+            f"billing.payers.{key}",
+            'payer_id = "PAYER EDI ID"  # 2010BB NM109; for Medicare the MAC\'s contractor number',
+        )
+    if has_x12_separator(patient.member_id):
+        return HoldReason(
+            "member id holds an X12 separator (* : ~ ^) or a control character; fix it in the "
+            "registry"
+        )
+    if payer.claim_filing_indicator == "MB" and not is_mbi(patient.member_id):
+        return HoldReason(
+            "member id is not a Medicare Beneficiary Identifier (MBI: 11 characters, CMS's "
+            "pattern), which Medicare Part B (MB) requires"
         )
     return None
 

@@ -1,15 +1,23 @@
 """What an export run must do, decided from plain values (pure: no I/O).
 
 Inputs are the final engagement records, the ledger's latest state of every exported
-record, and the patients. Out come: new lines to bill, changes to already exported records
-(corrections, and replacement claims when ``billing.replacement_claims`` is on), and lines
-held back with a reason (they are not recorded, so a later run picks them up once the
-registry is fixed).
+record, the patients and their episodes. Out come: new lines to bill, changes to already
+exported records (corrections, and replacement or void claims where the payer takes them),
+exported records whose period no longer exists (void corrections), and lines held back with a
+reason (they are not recorded, so a later run picks them up once the registry is fixed).
+A service is never billed twice: a new record that repeats an exported one (an overlapping
+period after late data moved the series, a second 99453 in an episode) is a correction for
+review, never a claim.
 
 The ledger keeps one row per line per *revision* of a record: revision 0 is the original
 claim; a change writes revision n+1 with ``line_kind`` ``replacement`` (a frequency-7 claim
-was sent), ``correction`` (reported to the billing team, not billed) or ``void`` (the record
-is no longer billable; a single row with code ``-`` stands for "no lines").
+was sent), ``correction`` (reported to the billing team, not billed), ``void`` (the record
+is no longer billable or no longer exists; a single row with code ``-`` stands for "no
+lines") or ``void_claim`` (a frequency-8 claim repeated the original lines to cancel them:
+the record has no lines). Frequency-7/8 claims go out only for payers whose policy allows
+them (``PayerSettings.sends_replacements``) and only with the payer's claim control number of
+the original claim (REF*F8, from its remittance); otherwise the change is a correction for
+review.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from rpmpipe.billing_export.claims import (
     PatientInfo,
     draft_claims,
     price_claims,
+    receiver_for,
     unit_charge,
 )
 from rpmpipe.billing_export.holds import Held, HoldReason, hold_reason
@@ -35,7 +44,13 @@ from rpmpipe.settings import BillingSettings
 RecordKey = tuple[str, str, str, date]  # patient_id, program, record_kind, period_start
 LineSig = tuple[tuple[str, int, date], ...]  # (code, units, date_of_service), sorted
 EMPTY_MARKER = "-"
+VOID_CLAIM = "void_claim"  # rows of a frequency-8 claim: sent, and the record has no lines
 MANAGEMENT_KIND = "treatment_management"  # counted in minutes; the other kinds in days
+SETUP_KIND = "setup"
+VANISHED_REASON = (
+    "the period no longer exists: no engagement record is computed for it any more (a device "
+    "assignment, consent or enrollment changed after the export); the billed lines need a void"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +70,7 @@ class FinalRecord:
     lines: LineSig
     rendering_npi: str
     management_minutes: Decimal = Decimal("0.00")  # all care time that counts
+    episode_start: date | None = None  # first day of the episode of care that owns it
 
     @property
     def key(self) -> RecordKey:
@@ -80,6 +96,7 @@ class FinalRecord:
                 interactive_minutes=self.interactive_minutes,
                 rendering_npi=self.rendering_npi,
                 management_minutes=self.management_minutes,
+                episode_start=self.episode_start,
             )
             for code, units, dos in self.billed_lines
         ]
@@ -98,6 +115,9 @@ class LedgerState:
     transmission_days: int = 0
     interactive_minutes: Decimal = Decimal("0.00")
     management_minutes: Decimal = Decimal("0.00")
+    # The payer's claim control number of ``claim_id`` (from its remittance), if known.
+    payer_claim_control_number: str = ""
+    episode_start: date | None = None  # the episode the exported record belonged to
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +138,18 @@ class LedgerWrite:
     claim_id: str
     transmission_days: int
     interactive_minutes: Decimal
-    transaction_index: int = 0  # which ST of the interchange holds the claim
     management_minutes: Decimal = Decimal("0.00")
+    line_control_number: str = ""  # REF*6R of a line sent on a claim; "" for reported rows
+    episode_start: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Overlap:
+    """A new record that must not be billed: it repeats a service already in the ledger."""
+
+    record: FinalRecord
+    exported: RecordKey  # the exported record it repeats
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,12 +160,18 @@ class Work:
     records: Mapping[RecordKey, FinalRecord] = field(default_factory=dict)
     ledger: Mapping[RecordKey, LedgerState] = field(default_factory=dict)
     # New records whose period overlaps an exported one of the same kind (e.g. a late first
-    # reading moved the rolling periods): reported as corrections, never billed again.
-    overlapping: tuple[tuple[FinalRecord, RecordKey], ...] = ()
+    # reading moved the rolling periods), or a second setup of an episode whose setup was
+    # exported: reported as corrections for review, never billed again.
+    overlapping: tuple[Overlap, ...] = ()
+    # Exported records whose period no longer exists (a device assignment corrected after the
+    # fact, consent removed): each gets a void correction.
+    vanished: tuple[RecordKey, ...] = ()
 
     @property
     def is_empty(self) -> bool:
-        return not self.originals and not self.changed and not self.overlapping
+        return (
+            not self.originals and not self.changed and not self.overlapping and not self.vanished
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,28 +191,31 @@ def select_work(
     ledger: Mapping[RecordKey, LedgerState],
     patients: Mapping[str, PatientInfo],
     billing: BillingSettings,
+    *,
+    as_of: date,
 ) -> Work:
-    """New lines to bill, exported records that changed, and lines held back."""
+    """New lines to bill, exported records that changed or vanished, and lines held back.
+
+    ``records`` are all final records as of ``as_of`` (periods ended before it).
+    """
     originals: list[BillableLine] = []
     changed: list[FinalRecord] = []
     held: list[Held] = []
-    overlapping: list[tuple[FinalRecord, RecordKey]] = []
+    overlapping: list[Overlap] = []
     by_key: dict[RecordKey, FinalRecord] = {}
     exported: dict[tuple[str, str, str], list[RecordKey]] = {}
     for key, exported_state in ledger.items():
         if exported_state.lines:
             exported.setdefault(key[:3], []).append(key)
+    repeated: set[RecordKey] = set()
     for record in records:
         by_key[record.key] = record
         state = ledger.get(record.key)
         if state is None and record.billed_lines:
-            clash = [
-                key
-                for key in exported.get(record.key[:3], [])
-                if key[3] <= record.period_end and ledger[key].period_end >= record.period_start
-            ]
-            if clash:
-                overlapping.append((record, min(clash)))
+            overlap = _overlap(record, exported.get(record.key[:3], []), ledger)
+            if overlap is not None:
+                overlapping.append(overlap)
+                repeated.add(overlap.exported)
                 continue
         if state is None:
             lines = record.billable_lines()
@@ -187,8 +226,61 @@ def select_work(
                 originals.extend(lines)
         elif signature(record.billed_lines) != state.lines:
             changed.append(record)
+    vanished = tuple(
+        sorted(
+            key
+            for key, state in ledger.items()
+            if state.lines
+            and state.period_end < as_of
+            and key not in by_key
+            and key not in repeated
+        )
+    )
     return Work(
-        tuple(originals), tuple(changed), tuple(held), by_key, dict(ledger), tuple(overlapping)
+        tuple(originals),
+        tuple(changed),
+        tuple(held),
+        by_key,
+        dict(ledger),
+        tuple(overlapping),
+        vanished,
+    )
+
+
+def _overlap(
+    record: FinalRecord, same_kind: Sequence[RecordKey], ledger: Mapping[RecordKey, LedgerState]
+) -> Overlap | None:
+    clash = [
+        key
+        for key in same_kind
+        if key[3] <= record.period_end and ledger[key].period_end >= record.period_start
+    ]
+    if clash:
+        key = min(clash)
+        reason = (
+            f"period overlaps the exported period {key[3].isoformat()}.."
+            f"{ledger[key].period_end.isoformat()}"
+        )
+        return Overlap(record, key, reason)
+    if record.kind != SETUP_KIND:
+        return None
+    # 99453 once per episode: a setup already in the ledger is never billed again, wherever
+    # late data moved the episode's first qualifying period. A setup exported without its
+    # episode on file counts as the same episode (a person reviews rather than bill twice).
+    same = [
+        key
+        for key in same_kind
+        if ledger[key].episode_start is None or ledger[key].episode_start == record.episode_start
+    ]
+    if not same:
+        return None
+    key = min(same)
+    codes = _codes(ledger[key].lines)
+    return Overlap(
+        record,
+        key,
+        f"{codes} was already billed for this episode (period {key[3].isoformat()}.."
+        f"{ledger[key].period_end.isoformat()}); setup is billed once per episode",
     )
 
 
@@ -210,12 +302,13 @@ def build_plan(
     work: Work,
     patients: Mapping[str, PatientInfo],
     billing: BillingSettings,
-    interchange: int,
+    first_claim_number: int,
 ) -> ExportPlan:
-    """Claims, corrections and ledger rows for the work, with claim ids of this interchange."""
+    """Claims, corrections and ledger rows for the work; claim ids from ``first_claim_number``."""
     drafts = draft_claims(work.originals)
     corrections: list[Correction] = []
-    changes: list[tuple[FinalRecord, str]] = []  # (record, line_kind) for correction rows
+    # (record, line_kind, note) for correction rows; the note says why no claim was sent
+    changes: list[tuple[FinalRecord, str, str]] = []
     replaced: dict[str, list[RecordKey]] = {}
     held = list(work.held)
 
@@ -226,13 +319,23 @@ def build_plan(
         if hold is not None:
             held.append(hold)
             continue
-        if billing.replacement_claims and state.lines and new_lines:
-            replaced.setdefault(state.claim_id, []).append(record.key)
+        change = "correction" if new_lines else "void"
+        if state.lines and _sends_replacements(patients.get(record.patient_id), billing):
+            if state.payer_claim_control_number:
+                replaced.setdefault(state.claim_id, []).append(record.key)
+                continue
+            # REF*F8 must be the payer's number: without its remittance, a person reviews.
+            note = (
+                f"no payer claim control number on file for claim {state.claim_id} "
+                "(from its remittance), needed for a frequency-7/8 claim"
+            )
+            changes.append((record, change, note))
         else:
-            changes.append((record, "correction" if new_lines else "void"))
+            changes.append((record, change, ""))
 
     # A replacement claim replaces the whole original claim: it carries the current lines of
     # every record that was on it, changed or not, and each of them moves to a new revision.
+    # When none of them has a line left, a void claim (frequency 8) repeats the original lines.
     members_of: dict[str, list[RecordKey]] = {}
     for key, state in work.ledger.items():
         if state.lines and state.claim_id in replaced:
@@ -245,8 +348,11 @@ def build_plan(
             member = work.records.get(key)
             if member is not None:
                 lines.extend(member.billable_lines())
+        frequency = "7"
         if not lines:
-            continue
+            frequency = "8"
+            for key in members:
+                lines.extend(_exported_lines(key, work.ledger[key], work.records.get(key)))
         first = lines[0]
         replacement_members[len(drafts)] = members
         drafts.append(
@@ -255,12 +361,16 @@ def build_plan(
                 date_of_service=min(ln.date_of_service for ln in lines),
                 rendering_npi=first.rendering_npi,
                 lines=tuple(sorted(lines, key=lambda ln: (ln.date_of_service, ln.code))),
-                frequency="7",
+                frequency=frequency,
                 original_claim_id=original_id,
+                payer_claim_control_number=work.ledger[members[0]].payer_claim_control_number,
             )
         )
 
-    claims = price_claims(drafts, patients, billing, interchange) if drafts else []
+    # One interchange per receiver: claims of one receiver get consecutive ids, the top-level
+    # receiver's first (a stable sort keeps the order within each).
+    drafts.sort(key=lambda d: _receiver_rank(patients.get(d.patient_id), billing))
+    claims = price_claims(drafts, patients, billing, first_claim_number) if drafts else []
     writes: list[LedgerWrite] = []
     for index, claim in enumerate(claims):
         on_claim = replacement_members.get(index)
@@ -268,54 +378,85 @@ def build_plan(
             ln = cl.line
             prior = work.ledger.get((ln.patient_id, ln.program, ln.record_kind, ln.period_start))
             revision = 0 if on_claim is None or prior is None else prior.revision + 1
-            kind = "original" if on_claim is None else "replacement"
-            writes.append(_write(ln, revision, kind, claim.claim_id, cl.charge))
+            kind = {"1": "original", "7": "replacement", "8": VOID_CLAIM}[claim.frequency]
+            writes.append(
+                _write(ln, revision, kind, claim.claim_id, cl.charge, cl.line_control_number)
+            )
         for key in on_claim or []:
             member = work.records.get(key)
             prior = work.ledger[key]
             if member is None or signature(member.billed_lines) == prior.lines:
                 continue  # an unchanged neighbour on the replaced claim: no correction to report
-            corrections.append(_correction(member, prior, "replacement_claim", claim.claim_id))
-    for record, change in changes:
+            action = "void_claim" if claim.frequency == "8" else "replacement_claim"
+            corrections.append(_correction(member, prior, action, claim.claim_id))
+    for record, change, note in changes:
         state = work.ledger[record.key]
+        reason = change_reason(record, state) + (f"; {note}" if note else "")
         corrections.append(
-            _correction(record, state, "review" if change == "correction" else "void", "")
+            _correction(record, state, "review" if change == "correction" else "void", "", reason)
         )
         lines = record.billable_lines()
         for ln in lines:
             price = unit_charge(billing, ln.code) or Decimal("0.00")
             writes.append(_write(ln, state.revision + 1, change, state.claim_id, price * ln.units))
         if not lines:
-            writes.append(
-                LedgerWrite(
-                    patient_id=record.patient_id,
-                    program=record.program,
-                    record_kind=record.kind,
-                    period_start=record.period_start,
-                    period_end=record.period_end,
-                    revision=state.revision + 1,
-                    line_kind=change,
-                    code=EMPTY_MARKER,
-                    units=0,
-                    charge=Decimal("0.00"),
-                    date_of_service=record.period_end,
-                    claim_id=state.claim_id,
-                    transmission_days=record.transmission_days,
-                    interactive_minutes=record.interactive_minutes,
-                    management_minutes=record.management_minutes,
-                )
-            )
-    for record, clash_key in work.overlapping:
-        clash = work.ledger[clash_key]
-        reason = (
-            f"period overlaps the exported period {clash_key[3].isoformat()}.."
-            f"{clash.period_end.isoformat()}"
-        )
-        corrections.append(_correction(record, clash, "review", "", reason))
+            writes.append(_marker(record, state, change))
+    for overlap in work.overlapping:
+        record, clash = overlap.record, work.ledger[overlap.exported]
+        corrections.append(_correction(record, clash, "review", "", overlap.reason))
         for ln in record.billable_lines():
             price = unit_charge(billing, ln.code) or Decimal("0.00")
             writes.append(_write(ln, 0, "correction", clash.claim_id, price * ln.units))
+        if overlap.exported not in work.records:
+            # The exported record itself is gone (its lines moved to the new one): it now
+            # stands for "under review", so it is not reported again as vanished.
+            writes.append(_marker(_gone(overlap.exported, clash), clash, "correction"))
+    for key in work.vanished:
+        state = work.ledger[key]
+        gone = _gone(key, state)
+        corrections.append(_correction(gone, state, "void", "", VANISHED_REASON))
+        writes.append(_marker(gone, state, "void"))
     return ExportPlan(tuple(claims), tuple(corrections), tuple(writes), tuple(held))
+
+
+def _gone(key: RecordKey, state: LedgerState) -> FinalRecord:
+    """An exported record whose period is no longer computed, as the ledger remembers it."""
+    return FinalRecord(
+        patient_id=key[0],
+        program=key[1],
+        kind=key[2],
+        period_start=key[3],
+        period_end=state.period_end,
+        status="not_billable",
+        rule_set="",
+        reason=VANISHED_REASON,
+        transmission_days=0,
+        interactive_minutes=Decimal("0.00"),
+        lines=(),
+        rendering_npi="",
+    )
+
+
+def _marker(record: FinalRecord, state: LedgerState, change: str) -> LedgerWrite:
+    """The "-" row that stands for "no lines" in a record's new revision."""
+    return LedgerWrite(
+        patient_id=record.patient_id,
+        program=record.program,
+        record_kind=record.kind,
+        period_start=record.period_start,
+        period_end=record.period_end,
+        revision=state.revision + 1,
+        line_kind=change,
+        code=EMPTY_MARKER,
+        units=0,
+        charge=Decimal("0.00"),
+        date_of_service=record.period_end,
+        claim_id=state.claim_id,
+        transmission_days=record.transmission_days,
+        interactive_minutes=record.interactive_minutes,
+        management_minutes=record.management_minutes,
+        episode_start=record.episode_start,
+    )
 
 
 def describe(lines: Sequence[tuple[str, int, date]]) -> str:
@@ -376,8 +517,50 @@ def _dates(lines: LineSig) -> str:
     return ", ".join(sorted({dos.isoformat() for _code, _units, dos in lines}))
 
 
+def _receiver_rank(patient: PatientInfo | None, billing: BillingSettings) -> tuple[int, str]:
+    receiver = receiver_for(patient.payer_id, billing) if patient is not None else None
+    if receiver is None or receiver.receiver_id == billing.receiver_id:
+        return (0, "")
+    return (1, receiver.receiver_id)
+
+
+def _sends_replacements(patient: PatientInfo | None, billing: BillingSettings) -> bool:
+    payer = billing.payers.get(patient.payer_id) if patient is not None else None
+    return payer is not None and payer.sends_replacements(billing.replacement_claims)
+
+
+def _exported_lines(
+    key: RecordKey, state: LedgerState, record: FinalRecord | None
+) -> list[BillableLine]:
+    """The lines the ledger holds for a record, as a void claim repeats them."""
+    patient_id, program, kind, period_start = key
+    return [
+        BillableLine(
+            patient_id=patient_id,
+            program=program,
+            record_kind=kind,
+            period_start=period_start,
+            period_end=state.period_end,
+            code=code,
+            units=units,
+            date_of_service=dos,
+            rule_set=record.rule_set if record is not None else "",
+            transmission_days=state.transmission_days,
+            interactive_minutes=state.interactive_minutes,
+            rendering_npi=record.rendering_npi if record is not None else "",
+            management_minutes=state.management_minutes,
+        )
+        for code, units, dos in state.lines
+    ]
+
+
 def _write(
-    line: BillableLine, revision: int, kind: str, claim_id: str, charge: Decimal
+    line: BillableLine,
+    revision: int,
+    kind: str,
+    claim_id: str,
+    charge: Decimal,
+    line_control_number: str = "",
 ) -> LedgerWrite:
     return LedgerWrite(
         patient_id=line.patient_id,
@@ -395,4 +578,6 @@ def _write(
         transmission_days=line.transmission_days,
         interactive_minutes=line.interactive_minutes,
         management_minutes=line.management_minutes,
+        line_control_number=line_control_number,
+        episode_start=line.episode_start,
     )

@@ -17,7 +17,15 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import TextIO
 
-from rpmpipe.billing_export.claims import MAX_DIAGNOSES, Claim, icd10_without_dot, payer_name_for
+from rpmpipe.billing_export.claims import (
+    CLAIM_ID_MAX,
+    MAX_DIAGNOSES,
+    Claim,
+    Receiver,
+    icd10_without_dot,
+    payer_name_for,
+)
+from rpmpipe.identifiers import normalise_mbi
 from rpmpipe.settings import BillingSettings
 
 CLAIMS_PER_TRANSACTION = 5000  # the implementation guide's recommended ST-SE limit
@@ -82,13 +90,22 @@ def write_837p(
     control: ControlNumbers,
     created_at: datetime,
     claims_per_transaction: int = CLAIMS_PER_TRANSACTION,
+    receiver: Receiver | None = None,
 ) -> int:
-    """Write one interchange with the claims; returns the number of ST transactions."""
+    """Write one interchange with the claims; returns the number of ST transactions.
+
+    ``created_at`` is written as it is given (ISA09/10, GS04/05, BHT04/05): pass it in the
+    organisation's zone. ``receiver`` defaults to billing.receiver_id/_name; every claim of
+    the interchange must be for it.
+    """
     if not claims:
         raise ValueError("an 837P needs at least one claim")
+    to = receiver or Receiver(billing.receiver_id, billing.receiver_name)
+    if any(c.receiver.receiver_id and c.receiver != to for c in claims):
+        raise ValueError("claims of different receivers never share an interchange")
     seg = _Segments(out)
     sender = clean(billing.submitter_id, 15)
-    receiver = clean(billing.receiver_id, 15)
+    receiver_id = clean(to.receiver_id, 15)
     seg.add(
         "ISA",
         "00",
@@ -98,7 +115,7 @@ def write_837p(
         "ZZ",
         sender.ljust(15),
         "ZZ",
-        receiver.ljust(15),
+        receiver_id.ljust(15),
         f"{created_at:%y%m%d}",
         f"{created_at:%H%M}",
         "^",
@@ -112,7 +129,7 @@ def write_837p(
         "GS",
         "HC",
         sender,
-        receiver,
+        receiver_id,
         f"{created_at:%Y%m%d}",
         f"{created_at:%H%M}",
         str(control.group),
@@ -122,7 +139,7 @@ def write_837p(
     step = claims_per_transaction
     chunks = [claims[i : i + step] for i in range(0, len(claims), step)]
     for n, chunk in enumerate(chunks):
-        _transaction(seg, chunk, billing, control, control.transaction + n, created_at)
+        _transaction(seg, chunk, billing, control, control.transaction + n, created_at, to)
     seg.add("GE", str(len(chunks)), str(control.group))
     seg.add("IEA", "1", f"{control.interchange:09d}")
     return len(chunks)
@@ -135,6 +152,7 @@ def _transaction(
     control: ControlNumbers,
     st02: int,
     created_at: datetime,
+    receiver: Receiver,
 ) -> None:
     st = f"{st02:04d}"
     first = seg.count
@@ -166,30 +184,29 @@ def _transaction(
         "NM1",
         "40",
         "2",
-        clean(billing.receiver_name, 60),
+        clean(receiver.name, 60),
         "",
         "",
         "",
         "",
         "46",
-        clean(billing.receiver_id, 80),
+        clean(receiver.receiver_id, 80),
     )
-    # 2000A / 2010AA billing provider
+    # 2000A / 2010AA billing provider (a street address with ZIP+4), 2010AB pay-to address
     seg.add("HL", "1", "", "20", "1")
     if billing.provider_taxonomy:
         seg.add("PRV", "BI", "PXC", clean(billing.provider_taxonomy, 50))
-    seg.add(
-        "NM1",
-        "85",
-        "2",
-        clean(billing.provider_name, 60),
-        "",
-        "",
-        "",
-        "",
-        "XX",
-        billing.provider_npi,
-    )
+    if billing.provider_entity == "individual":
+        family, _, given = billing.provider_name.partition(",")
+        seg.add(
+            "NM1", "85", "1", clean(family, 60), clean(given, 35), "", "", "", "XX",
+            billing.provider_npi,
+        )  # fmt: skip
+    else:
+        seg.add(
+            "NM1", "85", "2", clean(billing.provider_name, 60), "", "", "", "", "XX",
+            billing.provider_npi,
+        )  # fmt: skip
     seg.add("N3", clean(billing.provider_address1, 55))
     seg.add(
         "N4",
@@ -198,6 +215,15 @@ def _transaction(
         digits(billing.provider_zip)[:15],
     )
     seg.add("REF", "EI", digits(billing.provider_tin))
+    if billing.pay_to_address1:
+        seg.add("NM1", "87", "2")
+        seg.add("N3", clean(billing.pay_to_address1, 55))
+        seg.add(
+            "N4",
+            clean(billing.pay_to_city, 30),
+            clean(billing.pay_to_state, 2),
+            digits(billing.pay_to_zip)[:15],
+        )
     hl = 1
     for claim in claims:
         hl += 1
@@ -213,6 +239,8 @@ def _subscriber_and_claim(seg: _Segments, claim: Claim, billing: BillingSettings
         raise ValueError(f"payer {p.payer_id} is not configured in billing.payers")
     filing = payer.claim_filing_indicator
     payer_name = payer_name_for(p, billing)
+    # Medicare wants the MBI as issued, without the dashes it is often displayed with.
+    member_id = normalise_mbi(p.member_id) if filing == "MB" else clean(p.member_id, 80)
     # 2000B: the Medicare patient is the subscriber (SBR02 18 = self), so no 2000C loop.
     seg.add("HL", str(hl), "1", "22", "0")
     seg.add("SBR", "P", "18", "", "", "", "", "", "", filing)
@@ -226,16 +254,19 @@ def _subscriber_and_claim(seg: _Segments, claim: Claim, billing: BillingSettings
         "",
         "",
         "MI",
-        clean(p.member_id, 80),
+        member_id,
     )
     seg.add("N3", clean(p.address1, 55))
     seg.add("N4", clean(p.city, 30), clean(p.state, 2), digits(p.zip)[:15])
     seg.add("DMG", "D8", f"{p.birth_date:%Y%m%d}", p.sex if p.sex in ("M", "F") else "U")
-    seg.add("NM1", "PR", "2", clean(payer_name, 60), "", "", "", "", "PI", clean(p.payer_id, 80))
+    # 2010BB: the payer's EDI id (for Medicare the MAC's contractor number), never our key.
+    seg.add(
+        "NM1", "PR", "2", clean(payer_name, 60), "", "", "", "", "PI", clean(payer.payer_id, 80)
+    )
     # 2300 claim
     seg.add(
         "CLM",
-        clean(claim.claim_id, 38),
+        clean(claim.claim_id, CLAIM_ID_MAX),
         amount(claim.total),
         "",
         "",
@@ -245,24 +276,26 @@ def _subscriber_and_claim(seg: _Segments, claim: Claim, billing: BillingSettings
         "Y",
         "Y",
     )
-    if claim.original_claim_id:
-        seg.add("REF", "F8", clean(claim.original_claim_id, 50))
+    if claim.frequency in ("7", "8"):
+        # F8 is the payer's claim control number (from its remittance), never our own id.
+        if not claim.payer_claim_control_number:
+            raise ValueError(f"claim {claim.claim_id}: frequency {claim.frequency} needs REF*F8")
+        seg.add("REF", "F8", clean(claim.payer_claim_control_number, 50))
     codes = [icd10_without_dot(c) for c in p.icd10][:MAX_DIAGNOSES]
     seg.add("HI", *(f"{'ABK' if i == 0 else 'ABF'}:{clean(c, 30)}" for i, c in enumerate(codes)))
-    if claim.rendering_npi and claim.rendering_npi != billing.provider_npi:
+    # 2310B rendering provider: always under an organisation (the export holds claims
+    # without a person's NPI); under an individual only when someone else rendered.
+    if claim.rendering_npi and (
+        billing.provider_entity == "organization" or claim.rendering_npi != billing.provider_npi
+    ):
         last, _, first = billing.rendering_providers.get(claim.rendering_npi, "").partition(",")
         seg.add(
-            "NM1",
-            "82",
-            "1",
-            clean(last, 60),
-            clean(first, 35),
-            "",
-            "",
-            "",
-            "XX",
+            "NM1", "82", "1", clean(last, 60), clean(first, 35), "", "", "", "XX",
             claim.rendering_npi,
-        )
+        )  # fmt: skip
+        taxonomy = billing.rendering_taxonomies.get(claim.rendering_npi, "")
+        if taxonomy:
+            seg.add("PRV", "PE", "PXC", clean(taxonomy, 50))
     # 2400 service lines
     for cl in claim.lines:
         seg.add("LX", str(cl.line_no))
@@ -280,3 +313,5 @@ def _subscriber_and_claim(seg: _Segments, claim: Claim, billing: BillingSettings
             ":".join(str(n) for n in cl.diagnosis_pointers),
         )
         seg.add("DTP", "472", "D8", f"{cl.line.date_of_service:%Y%m%d}")
+        # Line item control number: an 835's SVC/REF*6R names this line.
+        seg.add("REF", "6R", clean(cl.line_control_number, 30))

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from rpmpipe.csv_cells import csv_field
 from rpmpipe.metrics.days import (
     OPEN_END,
     IntArray,
@@ -37,11 +38,12 @@ from rpmpipe.metrics.engagement import (
     pending_supply_reason,
     plural,
     rpm_enrollments,
+    spaced_supply_dos,
     supply_reason,
     with_note,
 )
 from rpmpipe.metrics.episodes import Episode, episodes_of
-from rpmpipe.metrics.report import CsvRows, csv_field
+from rpmpipe.metrics.report import CsvRows
 from rpmpipe.metrics.rules import RuleSet, rule_set_for, supply_code
 from rpmpipe.metrics.snapshot import Enrollment, RegistrySnapshot
 from rpmpipe.records import Activity, EngagementRecord
@@ -225,6 +227,7 @@ def _supply_rows(
     day_off = np.r_[0, np.cumsum(n)]
     if rules.supply_date_of_service == "last_reading_day":
         dos = np.where(n > 0, day[np.maximum(day_off[1:] - 1, 0)], p_end)
+        dos = _spaced(dos, owner, n, p_end)
     else:
         dos = p_end
     rs_id = rule_sets.of(dos)
@@ -435,3 +438,22 @@ def _supply_rows(
     per_enrollment = np.zeros(len(enrollments), np.int64)
     per_enrollment[episodes] = np.diff(period_off)
     return supply, per_enrollment
+
+
+def _spaced(dos: np.ndarray, owner: np.ndarray, n: np.ndarray, p_end: np.ndarray) -> np.ndarray:
+    """Supply dates of service at least 30 days apart per episode (``spaced_supply_dos``):
+    a sequential rule, so a loop, run only under ``last_reading_day``."""
+    out = dos.copy()
+    prior: date | None = None
+    last_owner = -1
+    for i in range(len(out)):
+        if int(owner[i]) != last_owner:
+            last_owner, prior = int(owner[i]), None
+        base = from_day_number(int(out[i]))
+        days = int(n[i])
+        if supply_code(rule_set_for(PROGRAM, base), days):
+            base = spaced_supply_dos(base, prior, from_day_number(int(p_end[i])))
+            out[i] = day_number(base)
+        if supply_code(rule_set_for(PROGRAM, base), days):
+            prior = base
+    return out

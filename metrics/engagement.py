@@ -291,10 +291,26 @@ def _periods(
     return periods
 
 
+SUPPLY_DOS_SPACING = timedelta(days=30)
+
+
 def _supply_dos(period: _Period, rules: RuleSettings) -> date:
     if rules.supply_date_of_service == "last_reading_day" and period.days:
         return period.days[-1]
     return period.end
+
+
+def spaced_supply_dos(dos: date, prior: date | None, period_end: date) -> date:
+    """A supply line's date of service at least 30 days after the patient's previous one.
+
+    NGS: "the date of service for each instance thereafter would be 30 days from the prior
+    date of billing". With ``last_reading_day`` the last reading of a period can come early
+    (March 30, then April 10); the date then moves to 30 days after the prior one, which in
+    back-to-back 30-day periods is never after the period's end. Both paths use this.
+    """
+    if prior is None:
+        return dos
+    return min(max(dos, prior + SUPPLY_DOS_SPACING), period_end)
 
 
 def _forecast(
@@ -512,11 +528,16 @@ def supply_and_setup(
     setup: EngagementRecord | None = None
     probe_rs = rule_set_for(PROGRAM, days[0])
     at = 0
+    prior: date | None = None  # the previous supply line's date of service
     for period in _periods(days, last, rules.supply_period, probe_rs.period_days, episode):
         dos = _supply_dos(period, rules)
-        rs = rule_set_for(PROGRAM, dos)
         n = len(period.days)
+        if supply_code(rule_set_for(PROGRAM, dos), n):
+            dos = spaced_supply_dos(dos, prior, period.end)
+        rs = rule_set_for(PROGRAM, dos)
         code = supply_code(rs, n)
+        if code:
+            prior = dos
         final = as_of > period.end
         npi = _owner(episode, period, owners, at).ordering_npi
         at += n

@@ -1,4 +1,7 @@
-"""Engagement records in the contract's shapes: JSON objects, CSV rows, a plain table (pure)."""
+"""Engagement records in the contract's shapes: JSON objects, CSV rows, a plain table (pure).
+
+CSV cells go through ``rpmpipe.csv_cells.csv_field`` (formula cells neutralised).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import IO, Any
 
 import orjson
 
+from rpmpipe.csv_cells import csv_field
 from rpmpipe.records import EngagementRecord
 
 
@@ -105,14 +109,6 @@ class _IsoDates(dict[date, str]):
     def __missing__(self, day: date) -> str:
         text = self[day] = day.isoformat()
         return text
-
-
-def csv_field(text: str) -> str:
-    """RFC 4180 quoting, only when needed (the csv module scans every character of every
-    field, which dominates on long evidence lists)."""
-    if "," in text or '"' in text or "\n" in text or "\r" in text:
-        return '"' + text.replace('"', '""') + '"'
-    return text
 
 
 class CsvRows:

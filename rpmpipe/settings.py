@@ -139,41 +139,181 @@ CLAIM_FILING_INDICATORS = frozenset(
 )
 
 
+# Characters that structure an X12 file; a value holding one would be rewritten on a claim.
+X12_SEPARATORS = frozenset("*:~^")
+_PO_BOX = re.compile(
+    r"\b(P\.?\s*O\.?\s*BOX|POST\s+OFFICE\s+BOX|POB|LOCK\s*BOX|BOX)\s*#?\s*\d", re.I
+)
+PROVIDER_ENTITIES = ("organization", "individual")
+
+
+def is_po_box(address: str) -> bool:
+    """True for a post-office (or lock) box, which 5010 refuses as the billing address."""
+    return bool(_PO_BOX.search(address))
+
+
+def _zip_digits(value: str) -> str:
+    return value.replace("-", "").replace(" ", "")
+
+
+def _no_separators(name: str, value: str, max_len: int) -> None:
+    if len(value) > max_len:
+        raise ConfigError(
+            f"setting '{name}': at most {max_len} characters, got {len(value)}", setting=name
+        )
+    if set(value) & X12_SEPARATORS or not value.isprintable():
+        raise ConfigError(
+            f"setting '{name}': must not contain the X12 separators * : ~ ^ or control characters",
+            setting=name,
+        )
+
+
 @dataclass(frozen=True)
 class PayerSettings:
     name: str = ""
     claim_filing_indicator: str = ""  # SBR09, required: MB Medicare Part B, CI commercial, ...
     bill_99091_with_99457: bool = False  # CPT: 99091 is not reported with 99457
+    # The payer's EDI id (2010BB NM109): for Medicare, the MAC's contractor number. A payer
+    # without one is held at export (its lines wait until it is set).
+    payer_id: str = ""
+    # Who receives this payer's claims (1000B, ISA08, GS03); empty: billing.receiver_id/_name.
+    # Claims of different receivers never share an interchange: one .837 per receiver.
+    receiver_id: str = ""
+    receiver_name: str = ""
+    # Send frequency-7 (replacement) and -8 (void) claims for this payer? Empty: as
+    # billing.replacement_claims, except Medicare Part B (MB), which reopens claims instead.
+    replacement_claims: bool | None = None
+
+    def __post_init__(self) -> None:
+        _no_separators("billing.payers.*.payer_id", self.payer_id, 80)
+        _no_separators("billing.payers.*.receiver_id", self.receiver_id, 15)
+        _no_separators("billing.payers.*.receiver_name", self.receiver_name, 60)
+
+    def sends_replacements(self, default: bool) -> bool:
+        """Whether changed claims of this payer go out as frequency 7/8 claims."""
+        if self.replacement_claims is not None:
+            return self.replacement_claims
+        return default and self.claim_filing_indicator != "MB"
 
 
 DEFAULT_PAYERS = {"MEDICARE": PayerSettings(name="MEDICARE PART B", claim_filing_indicator="MB")}
 
+# The keys without which no claim can name who bills it. There is no built-in identity:
+# `rpmpipe export` refuses to run until each is set (`rpmpipe demo` brings its own).
+BILLING_IDENTITY = (
+    "provider_name",
+    "provider_npi",
+    "provider_tin",
+    "provider_address1",
+    "provider_city",
+    "provider_state",
+    "provider_zip",
+    "contact_name",
+    "contact_phone",
+    "submitter_id",
+    "submitter_name",
+    "receiver_id",
+    "receiver_name",
+)
+
 
 @dataclass(frozen=True)
 class BillingSettings:
-    provider_name: str = "RPMPIPE DEMO CLINIC"
-    provider_npi: str = "1234567893"
-    provider_tin: str = "123456789"
-    provider_taxonomy: str = "207R00000X"
-    provider_address1: str = "100 MAIN ST"
-    provider_city: str = "SPRINGFIELD"
-    provider_state: str = "IL"
-    provider_zip: str = "627010001"
-    contact_name: str = "BILLING OFFICE"
-    contact_phone: str = "2175550100"
-    submitter_id: str = "RPMPIPE"
-    submitter_name: str = "RPMPIPE DEMO CLINIC"
-    receiver_id: str = "MEDICARE"
-    receiver_name: str = "MEDICARE PART B"
+    # Who bills (2010AA). "organization": a clinic or group, every claim names the person who
+    # rendered the service (2310B); "individual": a practitioner billing under their own NPI,
+    # provider_name is then "LAST, FIRST".
+    provider_entity: str = "organization"
+    provider_name: str = ""
+    provider_npi: str = ""
+    provider_tin: str = ""
+    provider_taxonomy: str = ""
+    # A street address with ZIP+4 (5010 refuses a PO box and a 5-digit ZIP here).
+    provider_address1: str = ""
+    provider_city: str = ""
+    provider_state: str = ""
+    provider_zip: str = ""
+    # Where payments go when it is not the billing address (2010AB), e.g. a PO box; optional.
+    pay_to_address1: str = ""
+    pay_to_city: str = ""
+    pay_to_state: str = ""
+    pay_to_zip: str = ""
+    contact_name: str = ""
+    contact_phone: str = ""
+    submitter_id: str = ""
+    submitter_name: str = ""
+    receiver_id: str = ""
+    receiver_name: str = ""
     usage: str = "T"  # ISA15: T test, P production
     place_of_service: str = "11"
     replacement_claims: bool = False
     charges: Mapping[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_CHARGES))
     modifiers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     payers: Mapping[str, PayerSettings] = field(default_factory=lambda: dict(DEFAULT_PAYERS))
-    # NPI -> "LAST, FIRST" of practitioners who order RPM (enrollments.ordering_npi). A claim
-    # whose ordering NPI differs from provider_npi names them as rendering provider (2310B).
+    # NPI -> "LAST, FIRST" of practitioners who order RPM (enrollments.ordering_npi). They
+    # render the claims: under an organisation every claim names one (2310B).
     rendering_providers: Mapping[str, str] = field(default_factory=dict)
+    # NPI -> taxonomy code of a rendering provider (PRV*PE in 2310B), optional.
+    rendering_taxonomies: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.provider_entity not in PROVIDER_ENTITIES:
+            raise ConfigError(
+                "setting 'billing.provider_entity': expected organization or individual, "
+                f"got {self.provider_entity!r}",
+                setting="billing.provider_entity",
+            )
+        if (
+            self.provider_entity == "individual"
+            and self.provider_name
+            and not _PRACTITIONER_NAME.match(self.provider_name)
+        ):
+            raise ConfigError(
+                "setting 'billing.provider_name': an individual billing provider is named "
+                "'LAST, FIRST'",
+                setting="billing.provider_name",
+            )
+        if self.provider_zip and not (
+            _zip_digits(self.provider_zip).isdigit() and len(_zip_digits(self.provider_zip)) == 9
+        ):
+            raise ConfigError(
+                "setting 'billing.provider_zip': the billing provider needs a 9-digit ZIP+4 "
+                "(e.g. 62701-0001)",
+                setting="billing.provider_zip",
+            )
+        if self.provider_address1 and is_po_box(self.provider_address1):
+            raise ConfigError(
+                "setting 'billing.provider_address1': must be a street address, not a PO box; "
+                "put a PO box in billing.pay_to_address1 (the pay-to address)",
+                setting="billing.provider_address1",
+            )
+        pay_to = {
+            "pay_to_address1": self.pay_to_address1,
+            "pay_to_city": self.pay_to_city,
+            "pay_to_state": self.pay_to_state,
+            "pay_to_zip": self.pay_to_zip,
+        }
+        if any(pay_to.values()):
+            missing = [f"billing.{k}" for k, v in pay_to.items() if not v]
+            if missing:
+                raise ConfigError(
+                    f"setting 'billing.pay_to_address1': a pay-to address also needs "
+                    f"{', '.join(missing)}",
+                    setting="billing.pay_to_address1",
+                )
+            digits = _zip_digits(self.pay_to_zip)
+            if not (digits.isdigit() and len(digits) in (5, 9)):
+                raise ConfigError(
+                    "setting 'billing.pay_to_zip': expected a 5- or 9-digit ZIP",
+                    setting="billing.pay_to_zip",
+                )
+        for name in BILLING_IDENTITY:
+            _no_separators(f"billing.{name}", getattr(self, name), 80)
+        for npi, code in self.rendering_taxonomies.items():
+            _no_separators(f"billing.rendering_taxonomies.{npi}", code, 50)
+
+    def missing_identity(self) -> list[str]:
+        """The billing identity keys not set (``billing.provider_npi``, ...)."""
+        return [f"billing.{name}" for name in BILLING_IDENTITY if not getattr(self, name).strip()]
 
 
 @dataclass(frozen=True)
@@ -249,7 +389,7 @@ def npi_is_valid(npi: str) -> bool:
 
 _SECTIONS = {"broker": BrokerSettings, "rules": RuleSettings, "schedule": ScheduleSettings}
 _PRACTITIONER_NAME = re.compile(r"^\s*[^,<>\s][^,<>]*,\s*[^,<>\s][^,<>]*$")
-_BILLING_TABLES = ("charges", "modifiers", "payers", "rendering_providers")
+_BILLING_TABLES = ("charges", "modifiers", "payers", "rendering_providers", "rendering_taxonomies")
 
 
 def load_settings(
@@ -426,9 +566,14 @@ def _build_billing(value: Any, source_of: Mapping[str, str]) -> BillingSettings:
         modifiers[str(code)] = tuple(mods)
     payers = dict(DEFAULT_PAYERS)
     for payer_id, conf in (value.get("payers") or {}).items():
-        payers[str(payer_id)] = _build_section(
-            PayerSettings, f"billing.payers.{payer_id}", conf, source_of
-        )
+        try:
+            payers[str(payer_id)] = _build_section(
+                PayerSettings, f"billing.payers.{payer_id}", conf, source_of
+            )
+        except ConfigError as exc:
+            raise ConfigError(
+                str(exc).replace("billing.payers.*.", f"billing.payers.{payer_id}.")
+            ) from None
     rendering = {}
     for npi, name in (value.get("rendering_providers") or {}).items():
         # The practitioner's name goes on every claim they render: refuse blanks and the
@@ -439,8 +584,17 @@ def _build_billing(value: Any, source_of: Mapping[str, str]) -> BillingSettings:
                 f"as 'LAST, FIRST', got {name!r}"
             )
         rendering[str(npi)] = name
+    taxonomies = {
+        str(npi): _coerce(str, code, f"billing.rendering_taxonomies.{npi}", "config file")
+        for npi, code in (value.get("rendering_taxonomies") or {}).items()
+    }
     return dataclasses.replace(
-        base, charges=charges, modifiers=modifiers, payers=payers, rendering_providers=rendering
+        base,
+        charges=charges,
+        modifiers=modifiers,
+        payers=payers,
+        rendering_providers=rendering,
+        rendering_taxonomies=taxonomies,
     )
 
 
@@ -562,12 +716,12 @@ def _check(s: Settings) -> None:
             setting="schedule.hour",
         )
     b = s.billing
-    if not npi_is_valid(b.provider_npi):
+    if b.provider_npi and not npi_is_valid(b.provider_npi):
         raise ConfigError(
             f"setting 'billing.provider_npi': {b.provider_npi!r} is not a valid NPI (10 digits with a Luhn check digit)",
             setting="billing.provider_npi",
         )
-    if not (len(b.provider_tin) == 9 and b.provider_tin.isdigit()):
+    if b.provider_tin and not (len(b.provider_tin) == 9 and b.provider_tin.isdigit()):
         raise ConfigError(
             "setting 'billing.provider_tin': expected 9 digits", setting="billing.provider_tin"
         )

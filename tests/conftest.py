@@ -125,3 +125,21 @@ def settings(tmp_path: Path) -> Settings:
     return make_settings(
         tmp_path / "data", "mqtt://127.0.0.1:1", f"sqlite:///{tmp_path / 'registry.db'}", "5"
     )
+
+
+@pytest.fixture(autouse=True)
+def every_837_is_valid(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test that has a tmp_path, every ``*.837`` it left there must pass pyx12,
+    x12sdk and rpmpipe's semantic checks (``x12_validation``).
+
+    Deliberately broken files are written with another suffix (``.broken``).
+    """
+    if "tmp_path" not in request.fixturenames:
+        yield
+        return
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    yield
+    from x12_validation import assert_valid_837
+
+    for path in sorted(tmp_path.rglob("*.837")):
+        assert_valid_837(path)

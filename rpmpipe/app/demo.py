@@ -20,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from rpmpipe.app.cycle import run_billing_cycle
+from rpmpipe.app.demo_settings import DEMO_SETTINGS_NAME, demo_billing, write_demo_settings
 from rpmpipe.asof import today_in
 from rpmpipe.billing_export.export import ExportResult
 from rpmpipe.embedded_broker import EmbeddedBroker
@@ -113,6 +114,12 @@ def run_demo(
     started = time.monotonic()
     prepare_out_dir(out)
     progress(f"output in {out}")
+    # The demo bills as a made-up test clinic, from a settings file it writes beside its output
+    # (rpmpipe has no built-in billing identity).
+    billing = demo_billing(write_demo_settings(out))
+    progress(
+        f"billing settings in {out / DEMO_SETTINGS_NAME} (a test clinic, ISA15 {billing.usage})"
+    )
     with EmbeddedBroker() as broker:
         settings = base.replace(
             data_dir=out / "data",
@@ -129,8 +136,8 @@ def run_demo(
             ),
             # The fleet's ordering practitioners render the claims; name them for the 837P.
             billing=replace(
-                base.billing,
-                rendering_providers={**ORDERING_PROVIDERS, **base.billing.rendering_providers},
+                billing,
+                rendering_providers={**ORDERING_PROVIDERS, **billing.rendering_providers},
             ),
         )
         progress(f"embedded MQTT broker on {broker.url}")

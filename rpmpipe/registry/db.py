@@ -15,7 +15,7 @@ from rpmpipe.errors import ConfigError
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # The newest migration. A registry already there is not handed to Alembic (importing it costs
 # more than the rest of a short command); tests/registry/test_db.py keeps this in step.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 
 
 def make_engine(url: str) -> Engine:
@@ -41,7 +41,9 @@ def make_engine(url: str) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            # FULL: a commit is on disk (WAL fsynced) when it returns, so the export ledger is
+            # durable before a run directory is published (a power cut cannot bill twice).
+            cur.execute("PRAGMA synchronous=FULL")
             cur.close()
 
     return engine

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Iterable, Mapping, Sized
+from collections.abc import Callable, Container, Iterable, Mapping, Sized
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -22,6 +22,7 @@ from sqlalchemy import Engine, Table, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from rpmpipe.errors import RegistryImportError
+from rpmpipe.identifiers import has_x12_separator, is_mbi
 from rpmpipe.logs import get_logger
 from rpmpipe.records import ACTIVITY_KINDS, EARLIEST_DATA_TIME, PERFORMERS, PROGRAMS
 from rpmpipe.registry.models import (
@@ -204,11 +205,19 @@ def _patient(row: Mapping[str, str]) -> dict[str, Any]:
         "timezone": zone,
         "payer_id": _ident(row, "payer_id"),
         "payer_name": _text(row, "payer_name"),
-        "member_id": _text(row, "member_id", max_len=64),
+        "member_id": _member_id(row),
         "icd10_codes": ";".join(codes),
         # Left out of the file: whatever the registry holds stays (an insert gets NULL).
         **({"qmb": _optional_bool(row, "qmb")} if "qmb" in row else {}),
     }
+
+
+def _member_id(row: Mapping[str, str]) -> str:
+    value = _text(row, "member_id", max_len=64)
+    if has_x12_separator(value):
+        # The 837P would have to change it, and the payer would not find the member.
+        raise _BadField("member_id", "holds an X12 separator (* : ~ ^) or a control character")
+    return value
 
 
 def _device(row: Mapping[str, str]) -> dict[str, Any]:
@@ -425,6 +434,9 @@ class ImportResult:
     inserted: int
     updated: int
     unchanged: int
+    # Rows imported but whose claims will be held (e.g. a Medicare patient without an MBI),
+    # each naming its row and field, never the value.
+    warnings: tuple[str, ...] = ()
 
 
 def import_csv(
@@ -434,11 +446,14 @@ def import_csv(
     *,
     now: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
+    medicare_payers: Container[str] = (),
 ) -> ImportResult:
     """Import a registry CSV (header row, UTF-8) of the contract's columns for ``kind``.
 
     ``now`` (aware) is the clock activities are checked against; activities need it.
     ``progress(done, total)`` hears how many rows are checked so far (a terminal's bar).
+    ``medicare_payers`` are the payer ids billed as Medicare Part B (``MB``): a patient of
+    theirs whose member id is not an MBI is imported with a warning naming the row.
     """
     spec = _spec(kind)
     p = Path(path)
@@ -457,7 +472,16 @@ def import_csv(
     except OSError as exc:
         raise RegistryImportError(str(p), 0, None, f"cannot read file: {exc.strerror}") from None
     # Data rows start on line 2 of the file (line 1 is the header).
-    return import_rows(engine, kind, rows, source=str(p), first_row=2, now=now, progress=progress)
+    return import_rows(
+        engine,
+        kind,
+        rows,
+        source=str(p),
+        first_row=2,
+        now=now,
+        progress=progress,
+        medicare_payers=medicare_payers,
+    )
 
 
 def import_rows(
@@ -469,6 +493,7 @@ def import_rows(
     *,
     now: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
+    medicare_payers: Container[str] = (),
 ) -> ImportResult:
     """Validate every row, then upsert them all in one transaction (or none on error).
 
@@ -535,8 +560,22 @@ def import_rows(
             _check_overlaps(conn, parsed, source)
         if kind == "devices":
             _check_serial_numbers(conn, parsed, source)
+    warnings = tuple(
+        f"{source}, row {number}, field 'member_id': not a Medicare Beneficiary Identifier "
+        f"(MBI) although payer {values['payer_id']} is billed as Medicare Part B (MB); "
+        "this patient's claims will be held until it is fixed"
+        for number, values in sorted(parsed.values(), key=lambda item: item[0])
+        if kind == "patients"
+        and values["payer_id"] in medicare_payers
+        and not is_mbi(values["member_id"])
+    )
     result = ImportResult(
-        kind, len(parsed), len(inserts), len(updates), len(parsed) - len(inserts) - len(updates)
+        kind,
+        len(parsed),
+        len(inserts),
+        len(updates),
+        len(parsed) - len(inserts) - len(updates),
+        warnings,
     )
     log.info(
         "registry_import",
@@ -545,6 +584,7 @@ def import_rows(
         inserted=result.inserted,
         updated=result.updated,
         unchanged=result.unchanged,
+        warnings=len(warnings),
     )
     return result
 

@@ -224,6 +224,31 @@ class ExportLedgerEntry(Base):
     management_minutes: Mapped[Decimal] = mapped_column(
         Numeric(8, 2), default=Decimal(0), server_default="0"
     )
+    # REF*6R of the service line (claim id + line number, at most 30 characters): an 835's
+    # SVC/REF*6R names it, so a remittance maps back to this exact line and its evidence.
+    line_control_number: Mapped[str] = mapped_column(String(30), default="", index=True)
+    # The payer's claim control number (ICN) from its remittance, once known: a replacement
+    # or void claim must carry it in REF*F8. NULL until a remittance names the claim.
+    payer_claim_control_number: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    # The episode of care of the record (99453 is billed once per episode).
+    episode_start: Mapped[date | None] = mapped_column(Date, nullable=True)
+
+
+class ExportRun(Base):
+    """Where each export run's files were written, so an unfinished run is always found.
+
+    ``recorded`` is committed with the run's ledger lines, before the run directory is
+    published; ``published`` once the rename is durable; ``rolled_back`` when the files were
+    lost before publishing (its ledger lines are removed and go out again).
+    """
+
+    __tablename__ = "export_runs"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    exports_dir: Mapped[str] = mapped_column(Text)  # the --out directory of the run
+    status: Mapped[str] = mapped_column(String(16))  # recorded | published | rolled_back
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class ControlNumber(Base):

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from rpmpipe.csv_cells import SafeCsvWriter, restore_cell
 from rpmpipe.errors import ConfigError
 
 INGEST_USER = "ingest"
@@ -138,13 +139,13 @@ def parse_credentials_csv(text: str, source: str) -> list[Credential]:
             raise ConfigError(
                 f"{source}, row {number}: expected role,username,password with role in {ROLES}"
             )
-        out.append(Credential(row[0], row[1], row[2]))
+        out.append(Credential(*(restore_cell(cell) for cell in row)))
     return out
 
 
 def render_credentials_csv(credentials: Iterable[Credential]) -> str:
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = SafeCsvWriter(buf)
     writer.writerow(CREDENTIALS_HEADER)
     for c in credentials:
         writer.writerow((c.role, c.username, c.password))

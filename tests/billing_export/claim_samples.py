@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+from billing_identity import RENDERING_NPI, identity_overrides
+
 from rpmpipe.billing_export.claims import (
     BillableLine,
     Claim,
@@ -14,7 +16,7 @@ from rpmpipe.billing_export.claims import (
 )
 from rpmpipe.settings import Settings, load_settings
 
-RENDERING_NPI = "1987654328"
+SECOND_NPI = "1456789019"  # another practitioner of the clinic
 CLOCK = datetime(2026, 12, 1, 7, 30, tzinfo=UTC)
 NOV_START = date(2026, 11, 1)
 NOV_END = date(2026, 11, 30)
@@ -55,11 +57,21 @@ PATIENTS = {p.patient_id: p for p in (PLAIN, NASTY)}
 
 def sample_settings(**overrides: object) -> Settings:
     base: dict[str, object] = {
+        **identity_overrides(),
         "billing.payers": {
-            "BCBSIL": {"name": "BCBS Illinois", "claim_filing_indicator": "BL"},
-            "MEDICARE": {"name": "MEDICARE PART B", "claim_filing_indicator": "MB"},
+            "BCBSIL": {
+                "name": "BCBS Illinois",
+                "claim_filing_indicator": "BL",
+                "payer_id": "00621",
+            },
+            "MEDICARE": {
+                "name": "MEDICARE PART B",
+                "claim_filing_indicator": "MB",
+                "payer_id": "06102",
+            },
         },
-        "billing.rendering_providers": {RENDERING_NPI: "Hopper, Grace"},
+        "billing.rendering_providers": {RENDERING_NPI: "Hopper, Grace", SECOND_NPI: "Curie, Marie"},
+        "billing.rendering_taxonomies": {RENDERING_NPI: "207RC0000X"},
         "billing.modifiers": {"99457": ["95"]},
     }
     base.update(overrides)
@@ -72,7 +84,7 @@ def line(
     units: int = 1,
     kind: str = "device_supply",
     dos: date = NOV_END,
-    rendering_npi: str = "1234567893",
+    rendering_npi: str = SECOND_NPI,
     minutes: str = "0",
 ) -> BillableLine:
     return BillableLine(
@@ -102,5 +114,7 @@ def sample_lines() -> list[BillableLine]:
     ]
 
 
-def sample_claims(settings: Settings, interchange: int = 7) -> list[Claim]:
-    return price_claims(draft_claims(sample_lines()), PATIENTS, settings.billing, interchange)
+def sample_claims(settings: Settings, first_claim_number: int = 7) -> list[Claim]:
+    return price_claims(
+        draft_claims(sample_lines()), PATIENTS, settings.billing, first_claim_number
+    )

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from billing_identity import RENDERING_NPI, identity_overrides
 from sqlalchemy import Engine, delete, insert, select
 
 from rpmpipe.registry.models import EngagementRow, Enrollment, Patient
@@ -18,16 +19,14 @@ CLOCK = datetime(2026, 12, 1, 7, 30, tzinfo=UTC)
 AS_OF = date(2026, 12, 1)
 NOV_START = date(2026, 11, 1)
 NOV_END = date(2026, 11, 30)
-
-
-MEDICARE = {"MEDICARE": {"name": "MEDICARE PART B", "claim_filing_indicator": "MB"}}
+EPISODE_START = date(2026, 1, 1)  # the enrollment start of add_patient
 
 
 def export_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:
     base: dict[str, object] = {
         "data_dir": str(tmp_path / "data"),
         "database_url": database_url,
-        "billing.payers": MEDICARE,  # explicit: the tests do not lean on the default payer
+        **identity_overrides(),  # explicit: the tests do not lean on the default payer
     }
     base.update(overrides)
     return load_settings(None, env={}, overrides=base)
@@ -43,7 +42,8 @@ def add_patient(
     city: str = "Springfield",
     icd10: str = "I10;E11.9",
     payer_id: str = "MEDICARE",
-    ordering_npi: str = "1234567893",
+    ordering_npi: str = RENDERING_NPI,
+    member_id: str = "",
 ) -> None:
     with engine.begin() as conn:
         conn.execute(
@@ -61,7 +61,7 @@ def add_patient(
                 timezone="America/Chicago",
                 payer_id=payer_id,
                 payer_name="Medicare Part B",
-                member_id=f"1EG4TE5MK{patient_id[-2:]}",
+                member_id=member_id or f"1EG4TE5MK{patient_id[-2:]}",
                 icd10_codes=icd10,
             )
         )
@@ -89,6 +89,7 @@ def put_record(
     days: int = 18,
     minutes: Decimal = Decimal("0"),
     reason: str = "",
+    episode_start: date | None = EPISODE_START,
 ) -> None:
     """Insert or replace one final engagement record (as the metrics stage would)."""
     with engine.begin() as conn:
@@ -120,6 +121,7 @@ def put_record(
                 evidence_json="{}",
                 as_of=AS_OF,
                 computed_at=CLOCK,
+                episode_start=episode_start,
             )
         )
 

@@ -10,6 +10,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+from billing_identity import write_billing_toml
 from export_registry import add_patient, put_record
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner, Result
@@ -49,8 +50,11 @@ def october(engine: Engine, patient_id: str, **patient: str) -> None:
     )
 
 
-def invoke(tmp_path: Path, *extra: str, as_of: str = "2026-11-01") -> Result:
+def invoke(tmp_path: Path, *extra: str, as_of: str = "2026-11-01", settings: str = "") -> Result:
+    config = write_billing_toml(tmp_path / "rpmpipe.toml", settings)
     args = [
+        "--config",
+        str(config),
         "--data-dir",
         str(tmp_path / "data"),
         "--database-url",
@@ -187,3 +191,61 @@ def test_export_command_rejects_a_bad_date(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "--as-of" in result.output
+
+
+def test_export_summary_says_test_or_production(tmp_path: Path) -> None:
+    engine = registry(tmp_path)
+    october(engine, "P-01")
+    engine.dispose()
+    test = invoke(tmp_path, "--skip-metrics")
+    assert test.exit_code == 0, test.output
+    assert "usage:        test (ISA15 T)" in test.stdout
+    second = registry(tmp_path)
+    october(second, "P-02")
+    second.dispose()
+    real = CliRunner().invoke(
+        app,
+        [
+            "--config",
+            str(write_billing_toml(tmp_path / "p.toml")),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--database-url",
+            f"sqlite:///{tmp_path / 'registry.db'}",
+            "export",
+            "--as-of",
+            "2026-11-01",
+            "--out",
+            str(tmp_path / "exports"),
+            "--skip-metrics",
+        ],
+        env={"RPMPIPE_CONFIG": "", "RPMPIPE_BILLING_USAGE": "P"},
+    )
+    assert real.exit_code == 0, real.output
+    assert "usage:        production (ISA15 P)" in real.stdout
+
+
+def test_export_without_a_billing_identity_refuses_naming_each_missing_key(
+    tmp_path: Path,
+) -> None:
+    engine = registry(tmp_path)
+    october(engine, "P-01")
+    engine.dispose()
+    result = CliRunner().invoke(
+        app,
+        [
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--database-url",
+            f"sqlite:///{tmp_path / 'registry.db'}",
+            "export",
+            "--as-of",
+            "2026-11-01",
+            "--skip-metrics",
+        ],
+        env={"RPMPIPE_CONFIG": ""},
+    )
+    assert result.exit_code != 0
+    for key in ("billing.provider_name", "billing.provider_npi", "billing.receiver_id"):
+        assert key in result.output
+    assert ledger_count(tmp_path) == 0

@@ -93,7 +93,17 @@ def test_export_writes_private_files_a_true_manifest_and_the_ledger(
         assert hashlib.sha256((run / entry["name"]).read_bytes()).hexdigest() == entry["sha256"]
     assert manifest["claims"] == 2 and manifest["lines"] == 4
     assert manifest["as_of"] == AS_OF.isoformat() and manifest["rule_sets"] == ["CY2026"]
-    assert manifest["control_numbers"] == {"isa13": 1, "gs06": 1, "st02": [1]}
+    assert manifest["interchanges"] == [
+        {
+            "file": "claims.837",
+            "receiver_id": "CLEARINGHOUSE",
+            "isa13": 1,
+            "gs06": 1,
+            "st02": [1],
+            "claims": 2,
+        }
+    ]
+    assert (manifest["usage"], manifest["test"]) == ("T", True)
     assert_valid_837(run / "claims.837")
     assert len(csv_rows(run / "charges.csv")) == 4
     rows = ledger_rows(registry)
@@ -116,7 +126,7 @@ def test_rerun_with_nothing_new_writes_no_claim_and_takes_no_control_number(
     assert len(ledger_rows(registry)) == 4
     with registry.connect() as conn:
         counters = dict(conn.execute(select(ControlNumber.name, ControlNumber.value)).all())
-    assert counters == {"isa13": 1, "gs06": 1, "st02": 1}
+    assert counters == {"isa13": 1, "gs06": 1, "st02": 1, "claim": 2}
 
 
 def test_later_run_bills_only_new_lines_with_higher_control_numbers(
@@ -252,38 +262,129 @@ def test_record_no_longer_billable_gives_a_void_correction(
     assert export(settings, registry).run_dir is None
 
 
-def test_replacement_claim_behind_setting_replaces_the_whole_original_claim(
-    registry: Engine, tmp_path: Path, database_url: str
-) -> None:
-    settings = export_settings(tmp_path, database_url, **{"billing.replacement_claims": True})
-    seed(registry)
-    first = export(settings, registry)
-    assert first.run_dir is not None
-    original_id = next(
-        r["claim_id"] for r in csv_rows(first.run_dir / "charges.csv") if r["patient_id"] == "P-01"
-    )
+AETNA = {"AETNA": {"name": "AETNA", "claim_filing_indicator": "CI", "payer_id": "60054"}}
+
+
+def set_payer_claim_number(engine: Engine, claim_id: str, icn: str) -> None:
+    """What a remittance import does: the payer's claim control number of our claim."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(ExportLedgerEntry)
+            .where(ExportLedgerEntry.claim_id == claim_id)
+            .values(payer_claim_control_number=icn)
+        )
+
+
+def late_45_minutes(engine: Engine) -> None:
     # Late care activity: 45 minutes now, so 99458 joins 99457 on the same claim.
     put_record(
-        registry,
+        engine,
         "P-01",
         "treatment_management",
         [("99457", 1, NOV_END), ("99458", 1, NOV_END)],
         minutes=Decimal(45),
     )
+
+
+def test_replacement_claim_carries_the_payers_claim_number_and_replaces_the_whole_claim(
+    registry: Engine, tmp_path: Path, database_url: str
+) -> None:
+    settings = export_settings(
+        tmp_path,
+        database_url,
+        **{"billing.replacement_claims": True, "billing.payers": AETNA},
+    )
+    seed(registry)
+    with registry.begin() as conn:
+        conn.execute(update(Patient).values(payer_id="AETNA"))
+    first = export(settings, registry)
+    assert first.run_dir is not None
+    original_id = next(
+        r["claim_id"] for r in csv_rows(first.run_dir / "charges.csv") if r["patient_id"] == "P-01"
+    )
+    set_payer_claim_number(registry, original_id, "22126300012345")
+    late_45_minutes(registry)
     second = export(settings, registry)
     assert second.run_dir is not None and second.claims == 1 and second.corrections == 1
     text = (second.run_dir / "claims.837").read_text()
-    assert "*11:B:7*" in text and f"REF*F8*{original_id}~" in text
-    assert_valid_837(second.run_dir / "claims.837")
+    assert "*11:B:7*" in text and "REF*F8*22126300012345~" in text
+    assert original_id not in text  # F8 is the payer's number, never rpmpipe's own id
     rows = csv_rows(second.run_dir / "charges.csv")
     # The unchanged 99454 of the original claim travels on the replacement too.
     assert sorted(r["cpt"] for r in rows) == ["99454", "99457", "99458"]
     assert {r["claim_frequency"] for r in rows} == {"7"}
+    assert {r["original_claim_id"] for r in rows} == {original_id}
+    assert {r["payer_claim_control_number"] for r in rows} == {"22126300012345"}
     [correction] = csv_rows(second.run_dir / "corrections.csv")
     assert correction["action"] == "replacement_claim"
     assert correction["reason"] == "25.00 → 45.00 minutes; billed 99457, now 99457 + 99458"
     assert correction["replacement_claim_id"] == rows[0]["claim_id"]
     assert export(settings, registry).run_dir is None
+
+
+def test_without_the_payers_claim_number_a_change_stays_a_correction_for_review(
+    registry: Engine, tmp_path: Path, database_url: str
+) -> None:
+    settings = export_settings(
+        tmp_path,
+        database_url,
+        **{"billing.replacement_claims": True, "billing.payers": AETNA},
+    )
+    seed(registry)
+    with registry.begin() as conn:
+        conn.execute(update(Patient).values(payer_id="AETNA"))
+    first = export(settings, registry)
+    assert first.run_dir is not None
+    late_45_minutes(registry)
+    second = export(settings, registry)
+    assert second.run_dir is not None and second.claims == 0
+    [row] = csv_rows(second.run_dir / "corrections.csv")
+    assert row["action"] == "review" and row["replacement_claim_id"] == ""
+    assert "no payer claim control number on file for claim" in row["reason"]
+
+
+def test_medicare_part_b_gets_no_replacement_claim_by_default(
+    registry: Engine, tmp_path: Path, database_url: str
+) -> None:
+    # Part B reopens a claim instead of taking a frequency-7 claim: off unless the payer says.
+    settings = export_settings(tmp_path, database_url, **{"billing.replacement_claims": True})
+    seed(registry)
+    first = export(settings, registry)
+    assert first.run_dir is not None
+    original_id = csv_rows(first.run_dir / "charges.csv")[0]["claim_id"]
+    set_payer_claim_number(registry, original_id, "22126300012345")
+    late_45_minutes(registry)
+    second = export(settings, registry)
+    assert second.run_dir is not None and second.claims == 0
+    [row] = csv_rows(second.run_dir / "corrections.csv")
+    assert row["action"] == "review"
+
+
+def test_a_record_no_longer_billable_gets_a_void_claim_with_the_original_lines(
+    registry: Engine, tmp_path: Path, database_url: str
+) -> None:
+    settings = export_settings(
+        tmp_path,
+        database_url,
+        **{"billing.replacement_claims": True, "billing.payers": AETNA},
+    )
+    add_patient(registry, "P-05", payer_id="AETNA")
+    put_record(
+        registry, "P-05", "treatment_management", [("99457", 1, NOV_END)], minutes=Decimal(25)
+    )
+    first = export(settings, registry)
+    assert first.run_dir is not None
+    original_id = csv_rows(first.run_dir / "charges.csv")[0]["claim_id"]
+    set_payer_claim_number(registry, original_id, "22126300099999")
+    put_record(registry, "P-05", "treatment_management", [], status="not_billable", reason="voided")
+    second = export(settings, registry)
+    assert second.run_dir is not None and second.claims == 1
+    text = (second.run_dir / "claims.837").read_text()
+    assert "*11:B:8*" in text and "REF*F8*22126300099999~" in text
+    assert "SV1*HC:99457*52*UN*1" in text
+    [correction] = csv_rows(second.run_dir / "corrections.csv")
+    assert correction["action"] == "void_claim"
+    assert export(settings, registry).run_dir is None  # voided once
 
 
 def test_incomplete_patient_is_held_with_a_reason_then_exported_once_fixed(
@@ -447,12 +548,17 @@ def test_payer_missing_from_billing_payers_is_held_not_billed_as_medicare(
     configured = export_settings(
         tmp_path,
         database_url,
-        **{"billing.payers": {"AETNA": {"name": "AETNA", "claim_filing_indicator": "CI"}}},
+        **{
+            "billing.payers": {
+                "AETNA": {"name": "AETNA", "claim_filing_indicator": "CI", "payer_id": "60054"}
+            }
+        },
     )
     result = export(configured, registry)
     assert result.run_dir is not None and (result.lines, result.held) == (2, 0)
     text = (result.run_dir / "claims.837").read_text()
     assert "SBR*P*18*******CI~" in text and "*MB~" not in text
+    assert "NM1*PR*2*AETNA*****PI*60054~" in text
     assert_valid_837(result.run_dir / "claims.837")
 
 

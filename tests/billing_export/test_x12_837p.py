@@ -98,12 +98,15 @@ def test_one_claim_per_patient_and_date_of_service_with_payer_filing_indicator(
     sbr = segments(text, "SBR")
     # BCBSIL is configured as Blue Cross (BL); MEDICARE falls back to Part B (MB).
     assert [s[9] for s in sbr] == ["BL", "MB"]
-    assert [s[1].split("-")[1] for s in segments(text, "CLM")] == ["20261130", "20261115"]
+    assert [s[1] for s in segments(text, "CLM")] == ["RP0000000007", "RP0000000008"]
     hi = segments(text, "HI")
     assert hi[1][1:] == ["ABK:I10", "ABF:E119", "ABF:I5022", "ABF:N1830", "ABF:E785"]
     assert "SV1*HC:99457:95*52*UN*1***1~" in text  # modifier from settings
-    assert "NM1*82*1*HOPPER*GRACE****XX*1987654328~" in text  # 2310B only when it differs
-    assert text.count("NM1*82*") == 1
+    # Under an organisation every claim names its rendering provider (2310B), with PRV*PE
+    # when a taxonomy is configured for that NPI.
+    assert "NM1*82*1*CURIE*MARIE****XX*1456789019~" in text
+    assert "NM1*82*1*HOPPER*GRACE****XX*1987654328~PRV*PE*PXC*207RC0000X~" in text.replace("\n", "")
+    assert text.count("NM1*82*") == 2
     assert segments(text, "DTP")[-1] == ["DTP", "472", "D8", "20261115"]
 
 
@@ -114,14 +117,25 @@ def test_isa15_comes_from_billing_usage(tmp_path: Path, usage: str) -> None:
     assert_valid_837(tmp_path / "c.837")
 
 
-def test_replacement_claim_has_frequency_7_and_original_claim_id(tmp_path: Path) -> None:
+def test_replacement_claim_carries_the_payers_claim_number_not_ours(tmp_path: Path) -> None:
     original = sample_claims(sample_settings())[0]
-    replacement = replace(original, frequency="7", original_claim_id="P0001-20261130-3-1")
+    replacement = replace(
+        original,
+        frequency="7",
+        original_claim_id="RP0000000003",
+        payer_claim_control_number="22126300012345",
+    )
     text = write(tmp_path / "r.837", [replacement])
     clm = segments(text, "CLM")[0]
     assert clm[5] == "11:B:7"
-    assert "REF*F8*P0001-20261130-3-1~" in text
+    assert "REF*F8*22126300012345~" in text and "RP0000000003" not in text
     assert_valid_837(tmp_path / "r.837")
+    without = replace(replacement, payer_claim_control_number="")
+    with (
+        (tmp_path / "r.broken").open("w", encoding="ascii") as out,
+        pytest.raises(ValueError, match="needs REF\\*F8"),
+    ):
+        write_837p(out, [without], sample_settings().billing, CONTROL, CLOCK)
 
 
 def test_thousand_claims_split_over_transactions_stay_valid(tmp_path: Path) -> None:
@@ -155,3 +169,57 @@ def test_a_payer_missing_from_settings_is_never_written_as_medicare(tmp_path: Pa
         pytest.raises(ValueError, match="payer AETNA is not configured in billing.payers"),
     ):
         write_837p(out, claims, settings.billing, CONTROL, CLOCK)
+
+
+# --- a second validator and rpmpipe's own semantic checks ---------------------------------
+
+SEMANTIC_BREAKS = {
+    "total_not_sum_of_lines": ("CLM*RP0000000007*140*", "CLM*RP0000000007*150*", "not the sum"),
+    "pointer_out_of_range": ("SV1*HC:99454*47*UN*1***1~", "SV1*HC:99454*47*UN*1***2~", "pointer"),
+    "npi_check_digit": ("XX*1987654328~", "XX*1987654321~", "check digit"),
+    "not_an_mbi_for_mb": ("MI*1EG4TE5MK73~", "MI*123456789A~", "not an MBI"),
+    "five_digit_billing_zip": ("N4*SPRINGFIELD*IL*627010001~", "N4*SPRINGFIELD*IL*62701~", "ZIP+4"),
+    "po_box_billing_address": ("N3*100 MAIN ST~", "N3*PO BOX 12~", "PO box"),
+    "long_claim_id": ("CLM*RP0000000008*", "CLM*P0002-20261115-7-2XYZ*", "CLM01 is 21"),
+    "duplicate_claim_id": ("CLM*RP0000000008*", "CLM*RP0000000007*", "not unique"),
+    "repeated_line_control": ("REF*6R*RP0000000008-2~", "REF*6R*RP0000000008-1~", "repeat"),
+    "no_rendering_person": ("NM1*82*1*CURIE*MARIE****XX*1456789019~\n", "", "rendering provider"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEMANTIC_BREAKS))
+def test_semantic_checks_reject_what_a_payer_would(name: str, tmp_path: Path) -> None:
+    from rpmpipe.billing_export.claim_checks import check_837p
+
+    good = (GOLDEN / "claims.837").read_text(encoding="ascii")
+    assert check_837p(good) == []
+    old, new, expected = SEMANTIC_BREAKS[name]
+    assert old in good
+    broken = good.replace(old, new, 1)
+    problems = check_837p(broken)
+    assert any(expected in p for p in problems), problems
+    path = tmp_path / f"{name}.broken"
+    path.write_text(broken, encoding="ascii")
+    assert not validate_837(path).ok
+
+
+def test_claim_ids_must_be_unique_across_the_files_checked_together() -> None:
+    from rpmpipe.billing_export.claim_checks import check_837p
+
+    good = (GOLDEN / "claims.837").read_text(encoding="ascii")
+    seen: set[str] = set()
+    assert check_837p(good, seen) == []
+    assert any("not unique" in p for p in check_837p(good, seen))
+
+
+def test_x12sdk_reads_the_golden_file_and_rejects_a_total_that_disagrees(tmp_path: Path) -> None:
+    from x12_validation import x12sdk_errors
+
+    assert x12sdk_errors(GOLDEN / "claims.837") == []
+    path = tmp_path / "total.broken"
+    path.write_text(
+        (GOLDEN / "claims.837")
+        .read_text()
+        .replace("CLM*RP0000000007*140*", "CLM*RP0000000007*141*")
+    )
+    assert x12sdk_errors(path)

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from billing_identity import OTHER_ORGANISATION_NPI, write_billing_toml
 from sqlalchemy import Engine, select, update
 from test_metrics_job import seed_registry, write_readings
 from typer.testing import CliRunner
@@ -109,9 +110,13 @@ def test_schedule_run_now_runs_once_and_writes_job_runs(tmp_path: Path, database
     seed_registry(engine)
     data = tmp_path / "data"
     write_readings(data / "readings")
-    result = CliRunner().invoke(
-        app, ["--data-dir", str(data), "--database-url", database_url, "schedule", "--run-now"]
+    config = write_billing_toml(
+        tmp_path / "rpmpipe.toml",
+        provider_npi=OTHER_ORGANISATION_NPI,
+        rendering_npi="1234567893",  # the seed enrollments' ordering NPI
     )
+    command = ["--config", str(config), "--data-dir", str(data), "--database-url", database_url]
+    result = CliRunner().invoke(app, [*command, "schedule", "--run-now"])
     assert result.exit_code == 0, result.output
     assert "succeeded" in result.output
     with engine.connect() as conn:
@@ -123,9 +128,7 @@ def test_schedule_run_now_runs_once_and_writes_job_runs(tmp_path: Path, database
     assert len(persisted) > 0
 
     # The same day again: nothing new is exported and the records stay as they were.
-    again = CliRunner().invoke(
-        app, ["--data-dir", str(data), "--database-url", database_url, "schedule", "--run-now"]
-    )
+    again = CliRunner().invoke(app, [*command, "schedule", "--run-now"])
     assert again.exit_code == 0, again.output
     with engine.connect() as conn:
         runs = conn.execute(select(JobRun.__table__).order_by(JobRun.id)).all()

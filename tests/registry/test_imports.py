@@ -345,3 +345,30 @@ def test_a_serial_number_names_one_device_and_a_clash_writes_nothing(
     assert caught.value.row == len(rows) + 1
     assert "SN-" not in str(caught.value)  # a serial number is an identifier: never echoed
     assert serials(engine) == {"BP-1": "SN-44107"}
+
+
+@pytest.mark.parametrize("member_id", ["1EG4*TE5MK72", "1EG4TE5:MK72", "1EG4~TE5MK72", "1EG4^TE5"])
+def test_a_member_id_with_an_x12_separator_is_refused_naming_the_row(
+    engine: Engine, tmp_path: Path, member_id: str
+) -> None:
+    rows = patients(3)
+    rows[2]["member_id"] = member_id
+    with pytest.raises(RegistryImportError) as err:
+        import_csv(engine, "patients", write_csv(tmp_path / "p.csv", "patients", rows))
+    assert (err.value.row, err.value.field) == (4, "member_id")
+    assert "X12 separator" in str(err.value) and member_id not in str(err.value)
+    assert count(engine, Patient) == 0
+
+
+def test_a_medicare_patient_without_an_mbi_is_imported_with_a_warning_naming_the_row(
+    engine: Engine, tmp_path: Path
+) -> None:
+    rows = [dict(PATIENT, patient_id=f"P-{i}") for i in range(3)]
+    rows[1]["member_id"] = "123456789A"  # an old HICN-style number
+    rows[2].update(payer_id="AETNA", member_id="W123456789")  # not Medicare: no MBI needed
+    path = write_csv(tmp_path / "p.csv", "patients", rows)
+    result = import_csv(engine, "patients", path, medicare_payers={"MEDICARE"})
+    assert result.inserted == 3
+    [warning] = result.warnings
+    assert warning.startswith(f"{path}, row 3, field 'member_id': not a Medicare Beneficiary")
+    assert "123456789A" not in warning

@@ -77,3 +77,25 @@ def test_demo_cli_prints_the_summary_and_reruns_in_place(tmp_path: Path) -> None
         assert (out / MARKER).exists()
     runs = [p for p in (out / "exports").iterdir() if p.is_dir()]
     assert len(runs) == 1  # the rerun replaced the old output
+
+
+def test_demo_settings_show_every_billing_key_with_a_comment(tmp_path: Path) -> None:
+    import dataclasses
+
+    from rpmpipe.app.demo_settings import DEMO_BILLING_TOML, demo_billing, write_demo_settings
+    from rpmpipe.settings import BillingSettings, PayerSettings
+
+    lines = DEMO_BILLING_TOML.splitlines()
+    tables = {"charges", "modifiers", "payers", "rendering_providers", "rendering_taxonomies"}
+    for f in dataclasses.fields(BillingSettings):
+        if f.name in tables - {"rendering_providers", "rendering_taxonomies", "payers"}:
+            continue  # the charge master and modifiers keep their defaults
+        shown = [
+            ln for ln in lines if ln.lstrip("# ").startswith((f"{f.name} ", f"[billing.{f.name}"))
+        ]
+        assert shown, f"demo settings lack billing.{f.name}"
+        assert "#" in shown[0], f"billing.{f.name} has no comment"
+    for f in dataclasses.fields(PayerSettings):
+        assert any(ln.lstrip("# ").startswith(f"{f.name} ") for ln in lines), f.name
+    billing = demo_billing(write_demo_settings(tmp_path))
+    assert billing.missing_identity() == [] and billing.usage == "T"

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 import paho.mqtt.client as mqtt
 import pytest
+from billing_identity import OTHER_ORGANISATION_NPI, with_identity
 from sqlalchemy import Engine
 
 from rpmpipe.billing_export.export import run_export
@@ -43,7 +44,7 @@ PHI = {
     "address1": "4417 Wolfsbane Hollow Rd",
     "city": "Pennyroyal",
     "zip": "59873",
-    "member_id": "7QX4MK2ZP91",
+    "member_id": "7QX4MK2RP91",  # an MBI: Medicare claims need one
     "mrn": "MRN88231774",
 }
 # The same facts as the 837P and the charge CSV spell them.
@@ -180,7 +181,8 @@ def _ingest(settings: Settings, engine: Engine, payloads: list[bytes]) -> None:
 def test_whole_scenario_at_debug_logs_no_phi(
     stack: Any, fmt: str, tmp_path: Path, captured_logs: io.StringIO
 ) -> None:
-    settings: Settings = stack.settings
+    # The seed enrollment is ordered under 1234567893: a practitioner of the clinic.
+    settings: Settings = with_identity(stack.settings, OTHER_ORGANISATION_NPI, "1234567893")
     configure_logging("DEBUG", fmt, stream=captured_logs)
     engine = open_registry(settings.effective_database_url)
     try:
@@ -211,7 +213,7 @@ def test_data_and_export_files_are_private(
     stack: Any, tmp_path: Path, captured_logs: io.StringIO
 ) -> None:
     """Readings, quarantine and export files are 0600 in 0700 directories."""
-    settings: Settings = stack.settings
+    settings: Settings = with_identity(stack.settings, OTHER_ORGANISATION_NPI, "1234567893")
     configure_logging("WARNING", "json", stream=captured_logs)
     engine = open_registry(settings.effective_database_url)
     try:

@@ -38,8 +38,11 @@ def export(
 ) -> None:
     """Write the charge CSV and X12 837P of every final, billable line not yet exported.
 
-    One run directory holds charges.csv, claims.837 and manifest.json; every line is recorded
-    in the export ledger so it is never billed twice. Changes to already exported periods go to
+    One run directory holds charges.csv, one .837 per receiver (claims.837 for
+    billing.receiver_id, claims-RECEIVER.837 for a payer with its own receiver) and
+    manifest.json; every line is recorded in the export ledger so it is never billed twice.
+    The summary says whether the files are a test (ISA15 T) or production (P). The billing
+    identity (billing.provider_npi and the rest) must be set: there is no built-in one. Changes to already exported periods go to
     corrections.csv. AS_OF may not be later than today in the organisation's time zone.
 
     Lines that cannot go on a valid claim yet (e.g. an ordering NPI without a name in
@@ -76,6 +79,9 @@ def export(
         typer.echo("nothing new to export")
     else:
         typer.echo(f"run dir:      {result.run_dir}")
+        typer.echo(f"usage:        {_usage(result.usage)}")
+        if result.claims_files:
+            typer.echo(f"837 files:    {', '.join(result.claims_files)}")
         typer.echo(f"claims:       {result.claims}")
         typer.echo(f"lines:        {result.lines}")
         typer.echo(f"total charge: {result.total_charge:.2f}")
@@ -85,6 +91,12 @@ def export(
         typer.echo(held_summary(result.held_back))
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
+
+
+def _usage(usage: str) -> str:
+    if usage == "P":
+        return "production (ISA15 P): these claims are real"
+    return "test (ISA15 T): a receiver will not adjudicate these claims"
 
 
 def held_summary(held: Sequence[Held]) -> str:

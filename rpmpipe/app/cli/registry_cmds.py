@@ -44,14 +44,28 @@ def _make_import(kind: str) -> None:
         started = time.perf_counter()
         try:
             engine = open_registry(settings.effective_database_url)
+            medicare = {
+                key
+                for key, payer in settings.billing.payers.items()
+                if payer.claim_filing_indicator == "MB"
+            }
             with progress_bar(f"checking {kind}") as bar:
-                result = import_csv(engine, kind, file, now=datetime.now(UTC), progress=bar)
+                result = import_csv(
+                    engine,
+                    kind,
+                    file,
+                    now=datetime.now(UTC),
+                    progress=bar,
+                    medicare_payers=medicare,
+                )
         except RpmpipeError as exc:
             raise fail(f"{exc}\nnothing from {file} was written", exc.exit_code) from None
         typer.echo(
             f"{kind}: {result.rows} rows ({result.inserted} new, {result.updated} updated, "
             f"{result.unchanged} unchanged) in {time.perf_counter() - started:.2f}s"
         )
+        for warning in result.warnings:
+            typer.echo(f"warning: {warning}", err=True)
 
     command.__doc__ = f"Import {kind} from FILE.csv. Columns: {columns}."
     import_app.command(kind)(command)

@@ -1,0 +1,65 @@
+"""CSV cells that a spreadsheet opens as text, never as a formula (OWASP "CSV injection").
+
+Every CSV rpmpipe writes (charges, corrections, metrics, broker credentials) goes through this
+module. A cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return would
+be run as a formula by Excel, LibreOffice or Google Sheets (``=HYPERLINK(...)``,
+``+cmd|' /C calc'!A0``); such a cell gets a leading single quote, as OWASP recommends, and the
+csv module quotes it. Plain numbers (``-2.50``) are left as they are: they are not formulas.
+The 837P is not a spreadsheet and keeps the real value.
+
+rpmpipe's own readers of its CSVs undo the quote with :func:`restore_cell`.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+
+
+def _is_formula(value: str) -> bool:
+    return bool(value) and value[0] in FORMULA_TRIGGERS and not _PLAIN_NUMBER.match(value)
+
+
+def neutralise_cell(value: str) -> str:
+    """``value`` made safe to open in a spreadsheet (a leading ``'`` before a formula).
+
+    A value that already starts with quotes before a formula gets one more, so that
+    :func:`restore_cell` always gives back exactly the value.
+    """
+    if _is_formula(value.lstrip("'")):
+        return "'" + value
+    return value
+
+
+def restore_cell(value: str) -> str:
+    """The value :func:`neutralise_cell` was given (for rpmpipe reading its own CSVs)."""
+    if value[:1] == "'" and _is_formula(value.lstrip("'")):
+        return value[1:]
+    return value
+
+
+def csv_field(text: str) -> str:
+    """One neutralised CSV field with RFC 4180 quoting, only when needed.
+
+    For writers that build lines themselves (the csv module scans every character of every
+    field, which dominates on long evidence lists).
+    """
+    text = neutralise_cell(text)
+    if "," in text or '"' in text or "\n" in text or "\r" in text:
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+class SafeCsvWriter:
+    """``csv.writer`` whose every cell is neutralised first (``\\n`` line endings)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._writer = csv.writer(out, lineterminator="\n")
+
+    def writerow(self, row: Iterable[Any]) -> None:
+        self._writer.writerow([neutralise_cell(v if isinstance(v, str) else str(v)) for v in row])

