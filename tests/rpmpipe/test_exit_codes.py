@@ -122,7 +122,7 @@ def test_an_unreachable_database_exits_4_with_one_line_naming_the_host(
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1, result.stderr
     assert "registry database unavailable" in errors[0]
-    assert "127.0.0.1:1/registry" in errors[0]
+    assert "rpmpipe@127.0.0.1:1/registry" in errors[0]  # user and host, no password at all
     assert "s3cret-pw" not in result.output
     assert (
         "Traceback" not in result.output

@@ -47,7 +47,7 @@ def _first_line(text: str) -> str:
 def database_where(url: str) -> str:
     """The registry's address for a message: scheme, user, host, port and database, no password."""
     try:
-        from sqlalchemy.engine import make_url
+        from sqlalchemy.engine import URL, make_url
 
         parsed = make_url(url)
     except Exception:  # noqa: BLE001 - an unparseable URL is reported elsewhere
@@ -56,7 +56,14 @@ def database_where(url: str) -> str:
         return redact_url(url)
     if parsed.get_backend_name() == "sqlite":
         return f"sqlite file {parsed.database}"
-    return str(parsed.set(password=None).render_as_string(hide_password=True))
+    bare = URL.create(
+        parsed.drivername,
+        username=parsed.username,
+        host=parsed.host,
+        port=parsed.port,
+        database=parsed.database,
+    )
+    return str(bare.render_as_string(hide_password=True))
 
 
 def _database_error(exc: BaseException) -> bool:
