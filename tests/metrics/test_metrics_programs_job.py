@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from billing_identity import OTHER_ORGANISATION_NPI, with_identity
 from sqlalchemy import Engine, update
 from x12_validation import assert_valid_837
 
@@ -270,7 +271,9 @@ def test_99091_from_physician_data_review_is_held_beside_99457_unless_the_payer_
 def test_export_carries_every_program_and_its_837p_passes_pyx12(
     world: tuple[Settings, Engine], tmp_path: Path
 ) -> None:
-    settings, engine = world
+    plain, engine = world
+    # The enrollments are ordered by a practitioner (NPI), the clinic bills under its own.
+    settings = with_identity(plain, provider_npi=OTHER_ORGANISATION_NPI, rendering_npi=NPI)
     job.compute_and_persist(settings, engine, AS_OF, CLOCK)
     result = run_export(settings, engine, AS_OF, tmp_path / "out", now=CLOCK)
     assert result.run_dir is not None
