@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from rpmpipe.errors import DecodeError, RegistryImportError
+from rpmpipe.errors import DecodeError, RegistryImportError, ServiceUnavailable
 from rpmpipe.ingest.pipeline import BACKFILL_TOPIC, IngestPipeline, Message
 from rpmpipe.ingest.validation import check_device_id
 from rpmpipe.logs import get_logger
@@ -66,6 +66,14 @@ def backfill_file(
 
     def flush() -> None:
         outcome = pipeline.handle(batch)
+        if outcome.pending:
+            lines = ", ".join(str(numbers[i]) for i in outcome.pending[:5])
+            raise ServiceUnavailable(
+                f"the registry database is unavailable ({outcome.pending_error}); lines "
+                f"{lines}{', ...' if len(outcome.pending) > 5 else ''} were not stored: rerun "
+                "the import once it is back (stored lines are not stored twice)",
+                service="database",
+            )
         summary.stored += outcome.stored
         summary.duplicates += outcome.duplicates
         summary.quarantined.update(outcome.quarantined)

@@ -18,7 +18,14 @@ import pyarrow.parquet as pq
 
 from rpmpipe.files import atomic_write, fsync_dir, private_dir
 
-__all__ = ["ensure_dir", "fsync_dir", "parquet_files", "unique_name", "write_parquet_atomic"]
+__all__ = [
+    "ensure_dir",
+    "fsync_dir",
+    "parquet_files",
+    "remove_stale_temp_files",
+    "unique_name",
+    "write_parquet_atomic",
+]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _sequence = itertools.count()
@@ -62,3 +69,55 @@ def parquet_files(directory: Path) -> list[Path]:
         for n in sorted(names)
         if n.endswith(".parquet") and not n.startswith((".", "_"))
     ]
+
+
+# A temp file this old is no write in progress (a write takes well under a second).
+STALE_TEMP_SECONDS = 600.0
+_TEMP = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
+_WRITER_PID = re.compile(r"\.part-.+?-(\d+)-[0-9a-f]+-\d{6}\.parquet\.")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # called at start-up, before this process writes: an earlier life's
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temp_files(root: Path, now: float | None = None) -> int:
+    """Delete temp files left under ``root`` by a killed writer; returns how many.
+
+    A temp file is left behind when a writer is killed between creating it and renaming it.
+    One whose writer process is gone, or older than :data:`STALE_TEMP_SECONDS`, is removed;
+    one of a live writer (another ingest process of a shared group) is left alone. Call it at
+    start-up, before this process writes (a file named with this pid is an earlier life's).
+    """
+    clock = time.time() if now is None else now
+    removed = 0
+    try:
+        dirs = [root, *(p for p in root.iterdir() if p.is_dir())]
+    except FileNotFoundError:
+        return 0
+    for directory in dirs:
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            continue
+        for n in names:
+            if not _TEMP.fullmatch(n):
+                continue
+            path = directory / n
+            m = _WRITER_PID.match(n)
+            try:
+                old = clock - path.stat().st_mtime >= STALE_TEMP_SECONDS
+            except FileNotFoundError:
+                continue
+            if old or (m is not None and not _pid_alive(int(m.group(1)))):
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed

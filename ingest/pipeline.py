@@ -3,6 +3,13 @@
 Used by the MQTT subscriber, the JSONL backfill and the quarantine replay, so all three apply
 the same validation and the same exactly-once store. :meth:`IngestPipeline.handle` returns
 only after everything of the batch is durably written; the caller then acknowledges.
+
+Failures are split the way :func:`rpmpipe.errors.is_transient` draws them. A transient one in
+the readings or quarantine write (a full disk) raises, and the caller retries the batch. An
+activity whose registry write meets an outage is *pending*: its message is named in
+:attr:`BatchOutcome.pending` and must not be acknowledged, while the readings of the batch are
+stored and acknowledged as usual. Anything a message causes (a decoder or registry error other
+than an outage) quarantines that message as ``internal_error`` with the exception type.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from typing import NamedTuple
 
 from sqlalchemy import Engine, select
 
-from rpmpipe.errors import DecodeError
+from rpmpipe.errors import DecodeError, is_transient
 from rpmpipe.ingest.activities import ActivityItem, activity_items, store_activities
 from rpmpipe.ingest.decoders import decode
 from rpmpipe.ingest.quarantine import QuarantineEntry, QuarantineStore
@@ -47,6 +54,15 @@ class BatchOutcome:
     entries: list[QuarantineEntry] = field(default_factory=list)
     # (message index in the batch, reason code) per quarantine entry, in entry order.
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    # Indices of messages whose activities wait for the database: do not acknowledge them.
+    pending: list[int] = field(default_factory=list)
+    # Why they wait (an exception type and, for the record, whether the database answered).
+    pending_error: str = ""
+
+
+def internal_reason(exc: BaseException, where: str) -> str:
+    """The quarantine sentence for an unexpected error: the type only (a message may be PHI)."""
+    return f"{type(exc).__name__} while {where}"
 
 
 def topic_device(topic: str, topic_root: str) -> tuple[str, str | None]:
@@ -82,6 +98,7 @@ class KnownDevices:
         self._fresh_in_batch = False
 
     def refresh(self) -> None:
+        """Re-read the registry's device ids; raises on a database outage (ids kept)."""
         with self._engine.connect() as conn:
             rows = conn.execute(select(Device.device_id, Device.serial_number)).all()
         self._ids = frozenset(device_id for device_id, _ in rows)
@@ -115,7 +132,9 @@ class IngestPipeline:
         self.settings = settings
         self.engine = engine
         self.sink = ReadingSink(settings.readings_dir, writer_id)
-        self.quarantine = QuarantineStore(settings.quarantine_dir, writer_id)
+        self.quarantine = QuarantineStore(
+            settings.quarantine_dir, writer_id, settings.broker.message_size_limit
+        )
         self.devices = KnownDevices(engine, device_refresh)
         self.clock_skew = timedelta(minutes=settings.rules.clock_skew_minutes)
 
@@ -131,6 +150,8 @@ class IngestPipeline:
         # One activity per batch, so a bad one (found only by the registry) fails alone.
         activity_batches: list[list[dict[str, str]]] = []
         activity_origins: list[tuple[Message, ActivityItem]] = []
+        pending: set[int] = set()
+        pending_error = ""
 
         def reject(m: Message, code: str, reason: str, payload: bytes | None = None) -> None:
             text = f"{m.label}: {reason}" if m.label else reason
@@ -157,22 +178,39 @@ class IngestPipeline:
                 except DecodeError as exc:
                     reject(m, exc.code, exc.detail)
                     continue
+                except Exception as exc:  # noqa: BLE001 - terminal: this message caused it
+                    reject(m, "internal_error", internal_reason(exc, "reading the activity"))
+                    continue
                 for r in bad:
                     reject(m, r.code, r.reason, r.item)
                 for a in good:
                     activity_batches.append([a.row])
                     activity_origins.append((m, a))
                 continue
-            if device is not None and device not in self.devices:
-                reject(m, "unknown_device", "the topic's device is not in the registry")
+            try:
+                if device is not None and device not in self.devices:
+                    reject(m, "unknown_device", "the topic's device is not in the registry")
+                    continue
+                unknown_ids: set[str] = set()
+                decoded = decode(
+                    device, m.payload, m.received_at, self.clock_skew, self.devices.resolve
+                )
+                if device is None:
+                    unknown_ids = {
+                        r.device_id for r in decoded.readings if r.device_id not in self.devices
+                    }
+            except Exception as exc:
+                if is_transient(exc):
+                    # The registry is away and the device is not known yet: wait for it.
+                    pending.add(index_of[id(m)])
+                    pending_error = pending_error or type(exc).__name__
+                    continue
+                reject(m, "internal_error", internal_reason(exc, "decoding the payload"))
                 continue
-            decoded = decode(
-                device, m.payload, m.received_at, self.clock_skew, self.devices.resolve
-            )
             for r in decoded.rejects:
                 reject(m, r.code, r.reason, r.item)
             if device is None:  # a backfill line names its devices itself
-                unknown = {r.device_id for r in decoded.readings if r.device_id not in self.devices}
+                unknown = unknown_ids
                 if unknown:
                     reject(
                         m,
@@ -188,19 +226,90 @@ class IngestPipeline:
             result = self.sink.write(readings)
             outcome.stored, outcome.duplicates = result.stored, result.duplicates
         if activity_batches:
-            committed, failed = store_activities(
-                self.engine,
+            outcome.activities, waiting = self._store_activities(
                 activity_batches,
-                source=activity_origins[0][0].source,
+                activity_origins,
+                reject,
                 now=max(m.received_at for m, _ in activity_origins),
             )
-            outcome.activities = committed
-            for index, code, reason in failed:
-                m, a = activity_origins[index]
-                reject(m, code, f"{a.where}: {reason}" if a.where else reason, a.item)
+            for m, error in waiting:
+                pending.add(index_of[id(m)])
+                pending_error = pending_error or error
         if entries:
             self.quarantine.add(entries)
             outcome.quarantined.update(e.reason_code for e in entries)
             outcome.entries = entries
             outcome.rejected = rejected
+        outcome.pending = sorted(pending)
+        outcome.pending_error = pending_error
         return outcome
+
+    def _store_activities(
+        self,
+        batches: list[list[dict[str, str]]],
+        origins: list[tuple[Message, ActivityItem]],
+        reject: Callable[[Message, str, str, bytes | None], None],
+        now: datetime,
+    ) -> tuple[int, list[tuple[Message, str]]]:
+        """Commit the activities; (committed, [(message, error type)] waiting for the database).
+
+        All at once first; on an unexpected error each activity alone, so that one poison
+        activity is quarantined (``internal_error``) and an outage holds back only activities.
+        """
+        source = origins[0][0].source
+
+        def record(failed: list[tuple[int, str, str]], offset: int) -> None:
+            for index, code, reason in failed:
+                m, a = origins[offset + index]
+                reject(m, code, f"{a.where}: {reason}" if a.where else reason, a.item)
+
+        try:
+            committed, failed = store_activities(self.engine, batches, source=source, now=now)
+        except Exception:  # noqa: BLE001, S110 - sorted out one activity at a time below
+            pass
+        else:
+            record(failed, 0)
+            return committed, []
+        committed = 0
+        waiting: list[tuple[Message, str]] = []
+        for i, rows in enumerate(batches):
+            m, a = origins[i]
+            if any(w is m for w, _ in waiting):
+                continue  # the message waits anyway; its other activities come back with it
+            try:
+                n, failed = store_activities(self.engine, [rows], source=source, now=now)
+            except Exception as exc:
+                if is_transient(exc):
+                    waiting.append((m, type(exc).__name__))
+                    continue
+                where = f"storing activity {a.where}" if a.where else "storing the activity"
+                reject(m, "internal_error", internal_reason(exc, where), a.item)
+                continue
+            committed += n
+            record(failed, i)
+        return committed, waiting
+
+    def registry_reachable(self) -> bool:
+        """Whether the registry answers a trivial query now (tells an outage from a poison)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(1))
+        except Exception:  # noqa: BLE001 - any failure means "not now"
+            return False
+        return True
+
+    def quarantine_internal(self, message: Message, reason: str) -> None:
+        """Quarantine ``message`` whole as ``internal_error`` (terminal; the caller acks it)."""
+        text = f"{message.label}: {reason}" if message.label else reason
+        self.quarantine.add(
+            [
+                QuarantineEntry(
+                    message.topic,
+                    message.payload,
+                    "internal_error",
+                    text,
+                    message.received_at,
+                    message.source,
+                )
+            ]
+        )

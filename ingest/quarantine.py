@@ -1,7 +1,10 @@
 """Quarantine: payloads that could not become readings, kept with their reason, never dropped.
 
 ``<data>/quarantine/*.parquet`` (flat: the set is small and read whole). ``quarantine_id`` is a
-hash of topic and payload, so a redelivered bad message is recorded once.
+hash of topic and payload, so a redelivered bad message is recorded once. A payload larger than
+the store's ``max_payload_bytes`` (``broker.message_size_limit``) is never kept whole: its first
+:data:`KEPT_BYTES` bytes are, with the whole payload's size and SHA-256, so a flood of huge
+payloads cannot fill the data disk.
 """
 
 from __future__ import annotations
@@ -39,18 +42,33 @@ class QuarantineEntry:
         return digest.hexdigest()[:32]
 
 
-def quarantine_table(entries: Sequence[QuarantineEntry]) -> pa.Table:
+# What is kept of an oversized payload (enough to see what it was).
+KEPT_BYTES = 4096
+
+
+def quarantine_table(
+    entries: Sequence[QuarantineEntry], max_payload_bytes: int | None = None
+) -> pa.Table:
+    """The entries as a table; payloads over ``max_payload_bytes`` are cut to their start."""
+
+    def oversized(e: QuarantineEntry) -> bool:
+        return max_payload_bytes is not None and len(e.payload) > max_payload_bytes
+
     return pa.Table.from_pydict(
         {
             "quarantine_id": [e.quarantine_id for e in entries],
             "topic": [e.topic for e in entries],
-            "payload": [e.payload for e in entries],
+            "payload": [e.payload[:KEPT_BYTES] if oversized(e) else e.payload for e in entries],
             "reason_code": [e.reason_code for e in entries],
             "reason": [e.reason for e in entries],
             "received_at": [e.received_at for e in entries],
             "source": [e.source for e in entries],
             "last_reason_code": [None] * len(entries),
             "last_reason": [None] * len(entries),
+            "payload_size": [len(e.payload) if oversized(e) else None for e in entries],
+            "payload_sha256": [
+                hashlib.sha256(e.payload).hexdigest() if oversized(e) else None for e in entries
+            ],
         },
         schema=QUARANTINE_SCHEMA,
     )
@@ -82,9 +100,12 @@ def read_quarantine(directory: Path) -> pa.Table:
 class QuarantineStore:
     """Appends quarantine records once per quarantine_id, atomically and durably."""
 
-    def __init__(self, directory: Path, writer_id: str) -> None:
+    def __init__(
+        self, directory: Path, writer_id: str, max_payload_bytes: int | None = None
+    ) -> None:
         self.directory = directory
         self.writer_id = writer_id
+        self.max_payload_bytes = max_payload_bytes
         self._ids: set[str] = set()
         self._files_seen: set[str] = set()
         self._lock = threading.Lock()
@@ -113,7 +134,8 @@ class QuarantineStore:
                 return 0
             name = unique_name(self.writer_id)
             try:
-                write_parquet_atomic(quarantine_table(fresh), self.directory, name)
+                table = quarantine_table(fresh, self.max_payload_bytes)
+                write_parquet_atomic(table, self.directory, name)
             except BaseException:
                 self._ids.difference_update(e.quarantine_id for e in fresh)
                 raise

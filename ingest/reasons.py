@@ -15,10 +15,12 @@ REASON_CODES: dict[str, str] = {
         "(registered: no result yet)"
     ),
     "bad_time": "a time is not an ISO 8601 date-time or is out of range",
+    "conflicting_duplicate": "a reading id already stored for the device with other values",
     "bad_value": "a measurement or flag has the wrong JSON type",
     "decoder_error": "the payload could not be decoded (unexpected shape)",
     "device_mismatch": "the payload's device differs from the topic's device",
     "empty_batch": "the payload holds no readings or activities",
+    "internal_error": "handling the message failed with an unexpected error (its type is named)",
     "implausible_value": "a measurement is outside the physiologic range",
     "missing_field": "a required field is absent",
     "naive_time": "a time has no UTC offset, or is a date without a time of day",

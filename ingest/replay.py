@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from rpmpipe.errors import ServiceUnavailable
 from rpmpipe.ingest.pipeline import IngestPipeline, Message
 from rpmpipe.ingest.quarantine import read_quarantine
 from rpmpipe.logs import get_logger
@@ -39,13 +40,26 @@ def replay(
     pipeline = IngestPipeline(settings, engine, "replay", device_refresh=0.0)
     stored = duplicates = 0
     failing: dict[str, tuple[str, str]] = {}
-    considered = {r["quarantine_id"] for r in rows}
+    # Only the start of an oversized payload was kept: it cannot be replayed.
+    cut = [r for r in rows if r.get("payload_size") is not None]
+    for r in cut:
+        failing[r["quarantine_id"]] = (
+            r["reason_code"],
+            f"only the first {len(r['payload'])} of {r['payload_size']} bytes were kept",
+        )
+    rows = [r for r in rows if r.get("payload_size") is None]
+    considered = {r["quarantine_id"] for r in rows} | failing.keys()
     for i in range(0, len(rows), batch_size):
         chunk = rows[i : i + batch_size]
         messages = [
             Message(r["topic"], r["payload"], r["received_at"], source=r["source"]) for r in chunk
         ]
         outcome = pipeline.handle(messages)
+        if outcome.pending:
+            raise ServiceUnavailable(
+                f"the registry database is unavailable ({outcome.pending_error}); "
+                "rerun the replay once it is back"
+            )
         stored += outcome.stored
         duplicates += outcome.duplicates
         for e in outcome.entries:
@@ -53,7 +67,7 @@ def replay(
                 failing[e.quarantine_id] = (e.reason_code, e.reason)
     done = considered - failing.keys()
     pipeline.quarantine.remove(done, failing)
-    summary = ReplaySummary(len(rows), stored, duplicates, len(done), len(failing))
+    summary = ReplaySummary(len(considered), stored, duplicates, len(done), len(failing))
     log.info(
         "quarantine_replayed",
         considered=summary.considered,

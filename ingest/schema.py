@@ -45,6 +45,10 @@ QUARANTINE_SCHEMA = pa.schema(
         # reason_code/reason always keep the first failure. Null in files written before.
         pa.field("last_reason_code", pa.string()),
         pa.field("last_reason", pa.string()),
+        # Set when only the first bytes of an oversized payload are kept: the whole payload's
+        # size and SHA-256 (hex). Null when ``payload`` is whole (and in older files).
+        pa.field("payload_size", pa.int64()),
+        pa.field("payload_sha256", pa.string()),
     ]
 )
 

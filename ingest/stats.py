@@ -24,6 +24,8 @@ class StatsSnapshot:
     subscribed: int = 0  # subscriptions confirmed by the broker (once per connection)
     connected: bool = False
     write_errors: int = 0
+    # The broker's own count of messages it dropped for full queues (None: not reported).
+    broker_dropped: int | None = None
 
     @property
     def quarantined_total(self) -> int:
@@ -40,6 +42,7 @@ class IngestStats:
         self._flush_total = 0.0
         self._flush_max = 0.0
         self._connected = False
+        self._broker_dropped: int | None = None
         # Incremented by paho's network thread alone, once per message: a plain attribute
         # keeps the lock off the hottest path (int increments are atomic under the GIL).
         self.received = 0
@@ -57,6 +60,10 @@ class IngestStats:
             self._counts["flushes"] += 1
             self._flush_total += seconds
             self._flush_max = max(self._flush_max, seconds)
+
+    def set_broker_dropped(self, n: int) -> None:
+        with self._lock:
+            self._broker_dropped = n
 
     def set_connected(self, connected: bool) -> None:
         with self._lock:
@@ -81,6 +88,7 @@ class IngestStats:
                 subscribed=c["subscribed"],
                 connected=self._connected,
                 write_errors=c["write_errors"],
+                broker_dropped=self._broker_dropped,
             )
 
 
@@ -128,6 +136,14 @@ def prometheus_text(s: StatsSnapshot) -> str:
     metric(
         "connected", "gauge", "1 while connected to the broker.", [("", 1 if s.connected else 0)]
     )
+    if s.broker_dropped is not None:
+        metric(
+            "broker_dropped_messages",
+            "gauge",
+            "Messages the broker dropped for full queues since it started "
+            "($SYS/broker/publish/messages/dropped); above 0 means readings were lost there.",
+            [("", s.broker_dropped)],
+        )
     return "\n".join(lines) + "\n"
 
 

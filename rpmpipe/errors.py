@@ -19,6 +19,11 @@
 Every error has a ``code`` (a short snake_case word callers branch on, never the message
 text) and ``fields`` (ids, paths, setting names: never PHI). ``exit_code`` is the command's
 exit status when the error reaches the command line (see ``rpmpipe.app.cli.exits``).
+
+Outside the tree, :func:`is_transient` tells the two kinds of failure apart at the edges:
+``OSError`` (a full or unwritable disk, a refused socket) and a lost or refused database
+connection are transient (retry with backoff); everything else a message can cause (a value
+out of range, a constraint, a bug) is terminal (quarantine the message, acknowledge, go on).
 """
 
 from __future__ import annotations
@@ -120,6 +125,31 @@ class ServiceUnavailable(TransientError):
     """
 
     default_code = "unavailable"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is an outage worth retrying rather than something a message caused.
+
+    ``OSError`` and SQLAlchemy's ``OperationalError``/``InterfaceError``/``DisconnectionError``
+    (connection refused, lost, database locked or restarting), and any exception chained from
+    one (``raise ... from``), are transient; a SQLAlchemy error whose connection was invalidated is too.
+    """
+    from sqlalchemy import exc as sa
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TransientError | OSError):
+            return True
+        if isinstance(current, sa.OperationalError | sa.InterfaceError | sa.DisconnectionError):
+            return True
+        if isinstance(current, sa.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, sa.TimeoutError):  # no pooled connection in time
+            return True
+        current = current.__cause__
+    return False
 
 
 class ExportError(RpmpipeError):

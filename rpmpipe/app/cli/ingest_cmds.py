@@ -16,7 +16,13 @@ import typer
 
 from rpmpipe.app.cli.common import fail, settings_of
 from rpmpipe.app.cli.progress import progress_bar
-from rpmpipe.errors import RpmpipeError, UsageError
+from rpmpipe.errors import (
+    EXIT_UNAVAILABLE,
+    RpmpipeError,
+    ServiceUnavailable,
+    UsageError,
+    is_transient,
+)
 
 # Quarantined lines listed by `import readings`; the rest are counted (see quarantine list).
 MAX_LINES_SHOWN = 20
@@ -52,19 +58,40 @@ def ingest(
             "--metrics-port", help="Serve Prometheus counters on http://127.0.0.1:PORT/metrics."
         ),
     ] = None,
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once",
+            help="Drain what the broker has queued, then exit 0 (exit 4 if it refuses us).",
+        ),
+    ] = False,
 ) -> None:
     """Subscribe to device readings and care activity and store them, exactly once.
 
     Messages are acknowledged only after their readings (or quarantine records) are durably
-    on disk. SIGTERM or Ctrl-C flushes, acknowledges, disconnects and exits 0.
+    on disk. SIGTERM or Ctrl-C flushes, acknowledges, disconnects and exits 0. Before
+    subscribing it checks that the data dir is writable, the registry answers and the broker
+    accepts CONNECT; if not, it prints one line and exits 4 (a service unavailable), as it
+    does when its session is taken over repeatedly by another client with its client id.
     """
     from rpmpipe.ingest.stats import serve_metrics
-    from rpmpipe.ingest.subscriber import IngestService
+    from rpmpipe.ingest.subscriber import IngestService, database_where
     from rpmpipe.registry.db import open_registry
 
     settings = settings_of(ctx)
     try:
         engine = open_registry(settings.effective_database_url)
+    except RpmpipeError as exc:
+        raise fail(str(exc)) from None
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        where = database_where(settings.effective_database_url)
+        raise fail(
+            f"the registry database {where} is unavailable ({type(exc).__name__})",
+            EXIT_UNAVAILABLE,
+        ) from None
+    try:
         service = IngestService(settings, engine, client_id=client_id, shared_group=shared_group)
     except RpmpipeError as exc:
         raise fail(str(exc), exc.exit_code) from None
@@ -82,7 +109,9 @@ def ingest(
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
     try:
-        service.run(stop)
+        service.run(stop, once=once)
+    except ServiceUnavailable as exc:
+        raise fail(str(exc), EXIT_UNAVAILABLE) from None
     finally:
         if server is not None:
             server.shutdown()
@@ -149,6 +178,8 @@ def quarantine_list(
     """List quarantined payloads: id, received time, reason code and reason (never the payload).
 
     The reason is the first failure; a replay that failed again adds its own, as the latest.
+    Topics are shown by kind only (readings, activities, backfill, other): a topic is chosen
+    by the sender and can carry PHI.
     """
     from rpmpipe.ingest.quarantine import read_quarantine
 
@@ -164,6 +195,9 @@ def quarantine_list(
         table = table.filter(pc.equal(table.column("reason_code"), reason))
     table = table.sort_by([("received_at", "ascending"), ("quarantine_id", "ascending")])
     rows = table.to_pylist()
+    root = settings.broker.topic_root
+    for row in rows:  # a topic is chosen by the sender and can carry PHI: show its kind only
+        row["topic_kind"] = _topic_kind(row.pop("topic"), root)
     if output == "json":
         shown = []
         for row in rows:
@@ -181,11 +215,20 @@ def quarantine_list(
         )
         typer.echo(
             f"{r['quarantine_id']}  {r['received_at'].isoformat(timespec='seconds')}  "
-            f"{r['reason_code']:<18} {r['reason']}  [{r['topic']}]{latest}"
+            f"{r['reason_code']:<18} {r['reason']}  [{r['topic_kind']}]{latest}"
         )
     counts = Counter(r["reason_code"] for r in rows)
     summary = ", ".join(f"{code}: {n}" for code, n in sorted(counts.items())) or "empty"
     typer.echo(f"{len(rows)} quarantined ({summary})")
+
+
+def _topic_kind(topic: str, topic_root: str) -> str:
+    from rpmpipe.ingest.pipeline import topic_device
+
+    kind, _device = topic_device(topic, topic_root)
+    return {"reading": "readings", "activity": "activities"}.get(kind, kind).replace(
+        "unknown", "other topic"
+    )
 
 
 @quarantine_app.command("replay")
