@@ -12,6 +12,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from rpmpipe.errors import ConfigError
 from rpmpipe.settings import BrokerSettings
 
+# Mosquitto's count of PUBLISH messages it dropped for full queues (max_queued_messages) since
+# it started, published every sys_interval seconds.
+BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
+
 
 @dataclass(frozen=True)
 class BrokerAddress:

@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import os
 import re
+import sys
 import tomllib
 import types
 import typing
@@ -71,6 +72,8 @@ class BrokerSettings:
     client_id: str = "rpmpipe-ingest"
     username: str = ""
     password: str = ""
+    # A file holding the password (its first line): keeps it out of `ps` and the environment.
+    password_file: str = ""
     ca: str = ""
     certfile: str = ""
     keyfile: str = ""
@@ -82,6 +85,9 @@ class BrokerSettings:
     batch_size: int = 2000
     flush_seconds: float = 1.0
     keepalive_seconds: int = 30
+    # Largest PUBLISH payload the broker accepts (broker-config's message_size_limit); larger
+    # payloads are refused by the broker, and quarantine keeps only the first bytes of one.
+    message_size_limit: int = 262_144
 
 
 @dataclass(frozen=True)
@@ -320,6 +326,8 @@ class BillingSettings:
 class Settings:
     data_dir: Path = Path("rpmpipe-data")
     database_url: str = ""  # empty: SQLite file under data_dir
+    # A file holding the database URL (its first line), for a URL with a password in it.
+    database_url_file: str = ""
     log_level: str = "INFO"
     log_format: str = "auto"  # text lines when stderr is a terminal, else JSON; or "json", "text"
     organization_timezone: str = "America/New_York"
@@ -436,7 +444,8 @@ def load_settings(
         if value is not None:
             put(dotted, value, "command line")
 
-    settings = _build(raw, source_of)
+    settings = _secrets_from_files(_build(raw, source_of))
+    _warn_password_on_command_line(raw, source_of)
     try:
         _check(settings)
     except ConfigError as exc:
@@ -508,6 +517,49 @@ def _closest_variable(name: str, known: Iterable[str]) -> str:
 def _closest(name: str, candidates: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
     return f"; did you mean {close[0]}?" if close else ""
+
+
+def _first_line(setting: str, path: str) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"setting '{setting}': cannot read {path}: {exc.strerror or type(exc).__name__}"
+        ) from None
+    line = text.splitlines()[0].strip() if text.strip() else ""
+    if not line:
+        raise ConfigError(f"setting '{setting}': {path} is empty")
+    return line
+
+
+def _secrets_from_files(s: Settings) -> Settings:
+    """Fill ``broker.password`` and ``database_url`` from their ``*_file`` settings."""
+    if s.broker.password_file:
+        password = _first_line("broker.password_file", s.broker.password_file)
+        s = s.replace(broker=dataclasses.replace(s.broker, password=password))
+    if s.database_url_file:
+        s = s.replace(database_url=_first_line("database_url_file", s.database_url_file))
+    return s
+
+
+def _warn_password_on_command_line(raw: Mapping[str, Any], source_of: Mapping[str, str]) -> None:
+    """Say so when a flag carries a password: every user of the machine sees it in ``ps``."""
+    for dotted, remedy in (
+        ("broker.url", "RPMPIPE_BROKER_PASSWORD_FILE"),
+        ("broker.password", "RPMPIPE_BROKER_PASSWORD_FILE"),
+        ("database_url", "RPMPIPE_DATABASE_URL_FILE"),
+    ):
+        if source_of.get(dotted) != "command line":
+            continue
+        head, _, tail = dotted.partition(".")
+        value = raw.get(head, {}).get(tail) if tail else raw.get(head)
+        if not isinstance(value, str) or not value:
+            continue
+        if tail == "password" or urlsplit(value).password:
+            sys.stderr.write(
+                f"warning: a password is on the command line ({dotted}); other users can "
+                f"read it with ps: put it in a file named by {remedy} instead\n"
+            )
 
 
 def _build(raw: Mapping[str, Any], source_of: Mapping[str, str]) -> Settings:

@@ -8,6 +8,13 @@ Files in the output directory (mode 0700; every file 0600, written atomically):
 - ``passwd``           Mosquitto ``$7$`` password hashes
 - ``acl``              per-user topic rights
 - ``credentials.csv``  ``role,username,password`` in clear: hand out, then guard or delete
+- ``persistence/``     the broker's store of queued messages
+
+Run as root with ``run_as`` (the broker's user), root keeps owning the directory and every
+secret: the broker's user can read exactly what Mosquitto reads (config, passwd, acl, ca.crt,
+server certificate and key: group-readable, 0640) and write only ``persistence/``. A
+compromised broker can therefore neither replace ``credentials.csv`` (which reruns trust) nor
+the pinned ``ca.crt``.
 
 ``credentials.csv`` is the source of truth on reruns: passwords in it are kept, devices new
 in the registry get one, devices gone from the registry lose theirs.
@@ -32,10 +39,13 @@ from rpmpipe.logs import get_logger
 from rpmpipe.registry.models import Device
 from rpmpipe.security import certs
 from rpmpipe.security.mosquitto import (
+    MIN_QUEUED_MESSAGES,
     SALT_BYTES,
     Credential,
+    ingest_usernames,
     parse_credentials_csv,
     plan_credentials,
+    queue_limit,
     render_acl,
     render_credentials_csv,
     render_mosquitto_conf,
@@ -84,10 +94,24 @@ def write_broker_config(
     port: int,
     now: datetime,
     run_as: str = "",
+    *,
+    message_size_limit: int = 262_144,
+    ingest_workers: int = 1,
+    readings_per_device_day: int = 48,
+    min_queued_messages: int = MIN_QUEUED_MESSAGES,
 ) -> BrokerConfigResult:
     """Write (or update) the Mosquitto configuration for ``device_ids`` into ``out_dir``."""
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port: {port} is not a TCP port")
+    if not 1 <= ingest_workers <= 64:
+        raise ConfigError(f"--ingest-workers: {ingest_workers} is not between 1 and 64")
+    if message_size_limit < 1024:
+        raise ConfigError(
+            f"setting 'broker.message_size_limit': {message_size_limit} bytes is too small"
+        )
+    if readings_per_device_day < 1:
+        raise ConfigError("--readings-per-device-day: must be at least 1")
+    device_ids = list(device_ids)
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     private_dir(out_dir)
@@ -96,7 +120,7 @@ def write_broker_config(
     creds_path = out_dir / "credentials.csv"
     old_text = _read(creds_path)
     existing = parse_credentials_csv(old_text.decode("utf-8"), str(creds_path)) if old_text else []
-    credentials = plan_credentials(existing, device_ids, _fresh_passwords())
+    credentials = plan_credentials(existing, device_ids, _fresh_passwords(), ingest_workers)
     old_devices = {c.username for c in existing if c.role == "device"}
     new_devices = {c.username for c in credentials if c.role == "device"}
 
@@ -106,8 +130,18 @@ def write_broker_config(
     write_private(creds_path, render_credentials_csv(credentials).encode())
     salts = {c.username: secrets.token_bytes(SALT_BYTES) for c in credentials}
     write_private(out_dir / "passwd", render_password_file(credentials, salts).encode())
-    write_private(out_dir / "acl", render_acl(topic_root, sorted(new_devices)).encode())
-    write_private(out_dir / "mosquitto.conf", render_mosquitto_conf(out_dir, port, run_as).encode())
+    acl = render_acl(topic_root, sorted(new_devices), ingest_usernames(ingest_workers))
+    write_private(out_dir / "acl", acl.encode())
+    conf = render_mosquitto_conf(
+        out_dir,
+        port,
+        run_as,
+        message_size_limit=message_size_limit,
+        max_queued_messages=queue_limit(
+            len(new_devices), readings_per_device_day, min_queued_messages
+        ),
+    )
+    write_private(out_dir / "mosquitto.conf", conf.encode())
     _hand_over(out_dir, run_as)
 
     result = BrokerConfigResult(
@@ -136,9 +170,12 @@ BROKER_FILES = ("mosquitto.conf", "passwd", "acl", "ca.crt", "server.crt", "serv
 
 
 def _hand_over(out_dir: Path, run_as: str) -> None:
-    """Give the broker user its files when we run as root (Mosquitto drops to that user).
+    """Let the broker user read its files when we run as root (Mosquitto drops to that user).
 
-    Without root, Mosquitto ignores ``user`` and runs as whoever starts it, who owns the files.
+    Root keeps owning the directory and every file; the broker's group may enter the directory
+    and read :data:`BROKER_FILES` (0640), and the broker's user owns ``persistence/`` (0700),
+    the only place it writes. ``credentials.csv`` and ``ca.key`` stay 0600 root. Without root,
+    Mosquitto ignores ``user`` and runs as whoever starts it, who owns the files.
     """
     if not run_as or os.geteuid() != 0 or run_as == "root":
         return
@@ -146,8 +183,19 @@ def _hand_over(out_dir: Path, run_as: str) -> None:
         entry = pwd.getpwnam(run_as)
     except KeyError:
         raise ConfigError(f"--run-as: no user named {run_as!r} on this machine") from None
-    for path in (out_dir, out_dir / "persistence", *(out_dir / n for n in BROKER_FILES)):
-        os.chown(path, entry.pw_uid, entry.pw_gid)
+    os.chown(out_dir, 0, entry.pw_gid)
+    os.chmod(out_dir, 0o750)  # noqa: S103 - root:broker-group, the group may only enter
+    for path in (out_dir / n for n in BROKER_FILES):
+        os.chown(path, 0, entry.pw_gid)
+        os.chmod(path, 0o640)
+    for path in (out_dir / n for n in ("credentials.csv", "ca.key")):
+        os.chown(path, 0, 0)
+        os.chmod(path, 0o600)
+    persistence = out_dir / "persistence"
+    os.chown(persistence, entry.pw_uid, entry.pw_gid)
+    os.chmod(persistence, 0o700)
+    for child in persistence.iterdir():
+        os.chown(child, entry.pw_uid, entry.pw_gid)
 
 
 def _write_certificates(out_dir: Path, now: datetime) -> tuple[bool, bool]:

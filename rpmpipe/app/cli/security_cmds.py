@@ -31,6 +31,23 @@ def broker_config(
             ),
         ),
     ] = "mosquitto",
+    ingest_workers: Annotated[
+        int,
+        typer.Option(
+            "--ingest-workers",
+            help=(
+                "Broker users for ingest: 'ingest', 'ingest-2', ... A client's id is its "
+                "username, so each worker of a --shared-group needs its own user."
+            ),
+        ),
+    ] = 1,
+    readings_per_device_day: Annotated[
+        int,
+        typer.Option(
+            "--readings-per-device-day",
+            help="Sizes the broker's offline queue: devices x this (a day of readings).",
+        ),
+    ] = 48,
 ) -> None:
     """Write a Mosquitto 2 configuration for every device in the registry."""
     settings = settings_of(ctx)
@@ -44,7 +61,15 @@ def broker_config(
         finally:
             engine.dispose()
         result = write_broker_config(
-            out, devices, settings.broker.topic_root, port, datetime.now(UTC), run_as=run_as
+            out,
+            devices,
+            settings.broker.topic_root,
+            port,
+            datetime.now(UTC),
+            run_as=run_as,
+            message_size_limit=settings.broker.message_size_limit,
+            ingest_workers=ingest_workers,
+            readings_per_device_day=readings_per_device_day,
         )
     except RpmpipeError as exc:
         raise fail(str(exc), exc.exit_code) from None
@@ -75,7 +100,10 @@ BROKER_CONFIG_HELP = (
     "The broker gets a TLS-only listener on 127.0.0.1 (a private CA and a server certificate "
     "for 127.0.0.1 and localhost), no anonymous access, a hashed password file and an ACL: "
     "each device may only publish to ROOT/devices/DEVICE_ID/readings, the 'ingest' user may "
-    "only read ROOT/#, and 'care-app' may only publish to ROOT/activities.\n\n"
+    "only read ROOT/#, and 'care-app' may only publish to ROOT/activities. A client's id is "
+    "its username (no credential can take over another's session), retained messages are "
+    "refused, payloads over broker.message_size_limit are refused, and the queue is saved "
+    "to disk every second.\n\n"
     "OUT/credentials.csv (role,username,password) holds the clear-text passwords to hand out. "
     "Rerunning keeps the CA and every password already issued, adds new devices and drops "
     "devices no longer registered. To rotate a password, delete its row and rerun; then "
