@@ -20,8 +20,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Engine, Table, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from rpmpipe.errors import RegistryImportError
+from rpmpipe.errors import RegistryImportError, is_transient
 from rpmpipe.identifiers import has_x12_separator, is_mbi
 from rpmpipe.logs import get_logger
 from rpmpipe.records import ACTIVITY_KINDS, EARLIEST_DATA_TIME, PERFORMERS, PROGRAMS
@@ -509,6 +510,9 @@ def import_rows(
             progress(number - first_row, total)
         if None in row:  # csv.DictReader puts surplus cells under the None key
             raise RegistryImportError(source, number, None, "more cells than header columns")
+        for field, cell in row.items():
+            if isinstance(cell, str) and "\x00" in cell:
+                raise RegistryImportError(source, number, field, "the cell holds a NUL byte")
         try:
             values = spec.parse(row)
             if now is not None and kind == "activities":
@@ -526,6 +530,65 @@ def import_rows(
         parsed[key] = (number, values)
 
     table: Table = spec.model.__table__  # type: ignore[assignment]
+    # A concurrent import of the same rows can win the race between our read and our insert
+    # (a unique key): the second attempt reads its rows and has nothing left to insert.
+    for attempt in (1, 2):
+        try:
+            inserts, updates = _write(engine, spec, table, parsed, kind, source)
+            break
+        except IntegrityError as exc:
+            if attempt == 2:
+                raise RegistryImportError(
+                    source,
+                    0,
+                    None,
+                    "another import changed the same rows at the same time and the database "
+                    f"refused ours ({type(exc.orig).__name__}); rerun the import",
+                ) from None
+        except DBAPIError as exc:
+            if is_transient(exc):
+                raise
+            raise RegistryImportError(
+                source, 0, None, f"the database refused the rows ({type(exc.orig).__name__})"
+            ) from None
+    warnings = tuple(
+        f"{source}, row {number}, field 'member_id': not a Medicare Beneficiary Identifier "
+        f"(MBI) although payer {values['payer_id']} is billed as Medicare Part B (MB); "
+        "this patient's claims will be held until it is fixed"
+        for number, values in sorted(parsed.values(), key=lambda item: item[0])
+        if kind == "patients"
+        and values["payer_id"] in medicare_payers
+        and not is_mbi(values["member_id"])
+    )
+    result = ImportResult(
+        kind,
+        len(parsed),
+        len(inserts),
+        len(updates),
+        len(parsed) - len(inserts) - len(updates),
+        warnings,
+    )
+    log.info(
+        "registry_import",
+        kind=kind,
+        rows=result.rows,
+        inserted=result.inserted,
+        updated=result.updated,
+        unchanged=result.unchanged,
+        warnings=len(warnings),
+    )
+    return result
+
+
+def _write(
+    engine: Engine,
+    spec: ImportKind,
+    table: Table,
+    parsed: Mapping[tuple[Any, ...], tuple[int, dict[str, Any]]],
+    kind: str,
+    source: str,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One transaction: read what exists, insert the new rows, update the changed ones."""
     with engine.begin() as conn:
         existing: dict[tuple[Any, ...], dict[str, Any]] = {}
         key_cols = [table.c[k] for k in spec.key]
@@ -560,33 +623,7 @@ def import_rows(
             _check_overlaps(conn, parsed, source)
         if kind == "devices":
             _check_serial_numbers(conn, parsed, source)
-    warnings = tuple(
-        f"{source}, row {number}, field 'member_id': not a Medicare Beneficiary Identifier "
-        f"(MBI) although payer {values['payer_id']} is billed as Medicare Part B (MB); "
-        "this patient's claims will be held until it is fixed"
-        for number, values in sorted(parsed.values(), key=lambda item: item[0])
-        if kind == "patients"
-        and values["payer_id"] in medicare_payers
-        and not is_mbi(values["member_id"])
-    )
-    result = ImportResult(
-        kind,
-        len(parsed),
-        len(inserts),
-        len(updates),
-        len(parsed) - len(inserts) - len(updates),
-        warnings,
-    )
-    log.info(
-        "registry_import",
-        kind=kind,
-        rows=result.rows,
-        inserted=result.inserted,
-        updated=result.updated,
-        unchanged=result.unchanged,
-        warnings=len(warnings),
-    )
-    return result
+    return inserts, updates
 
 
 def _spec(kind: str) -> ImportKind:
