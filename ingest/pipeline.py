@@ -143,6 +143,7 @@ class IngestPipeline:
         root = self.settings.broker.topic_root
         self.devices.begin_batch()
         readings: list[Reading] = []
+        origin: dict[int, Message] = {}  # id(reading) -> the message it came in
         entries: list[QuarantineEntry] = []
         rejected: list[tuple[int, str]] = []
         # By identity: callers build one Message per payload, so this finds its position.
@@ -217,14 +218,18 @@ class IngestPipeline:
                         "unknown_device",
                         f"{len(unknown)} device(s) of the line are not in the registry",
                     )
-                readings.extend(r for r in decoded.readings if r.device_id not in unknown)
+                kept = [r for r in decoded.readings if r.device_id not in unknown]
             else:
-                readings.extend(decoded.readings)
+                kept = list(decoded.readings)
+            readings.extend(kept)
+            origin.update((id(r), m) for r in kept)
 
         outcome = BatchOutcome()
         if readings:
             result = self.sink.write(readings)
             outcome.stored, outcome.duplicates = result.stored, result.duplicates
+            for c in result.conflicts:  # a reading id reused with another time: never stored
+                reject(origin[id(c.reading)], "conflicting_duplicate", c.reason)
         if activity_batches:
             outcome.activities, waiting = self._store_activities(
                 activity_batches,

@@ -4,20 +4,36 @@ Exactly-once rests on ``Reading.dedup_key``: a batch drops keys seen earlier in 
 keys already stored in the partition. The stored keys of a partition are loaded the first time
 a batch touches it and topped up from files that appeared since (another process, a restart,
 a compaction), so redelivery after a crash or to another shared-subscription member is caught.
+
+Writers of one store take turns: every batch is checked and written holding an exclusive lock
+on ``readings/.write.lock`` (``flock``, released by the kernel if the writer dies), so two
+ingest workers of a shared group, or ingest and an import, never both store the same reading.
+
+A reading id names one reading of its device across the whole store, whatever its date:
+``readings/_reading_ids.sqlite3`` (hidden from readers by its ``_`` prefix) holds each stored
+``(device_id, reading_id)`` with its ``measured_at``. A resend of an id with another time is
+refused as conflicting (the caller quarantines it, ``conflicting_duplicate``) rather than stored
+under a second date. The index is written after the Parquet file; files it has not seen (a
+writer killed in between, a compaction, a store written before the index) are indexed when a
+sink opens the store.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from rpmpipe.ingest.files import parquet_files, unique_name, write_parquet_atomic
+from rpmpipe.ingest.files import ensure_dir, parquet_files, unique_name, write_parquet_atomic
 from rpmpipe.ingest.schema import readings_table
 from rpmpipe.records import Reading
 
@@ -33,10 +49,123 @@ class _PartitionKeys:
 
 
 @dataclass(frozen=True, slots=True)
+class Conflict:
+    """A reading whose id its device already used for a reading measured at another time."""
+
+    reading: Reading
+    stored_measured_at: datetime
+
+    @property
+    def reason(self) -> str:
+        r = self.reading
+        return (
+            f"reading id {r.reading_id} of device {r.device_id} is already stored measured at "
+            f"{self.stored_measured_at.isoformat()}; this copy says {r.measured_at.isoformat()}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class WriteResult:
     stored: int
     duplicates: int
     files: tuple[Path, ...]
+    conflicts: tuple[Conflict, ...] = ()
+
+
+LOCK_NAME = ".write.lock"
+INDEX_NAME = "_reading_ids.sqlite3"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(t: datetime) -> int:
+    delta = t - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _from_micros(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+class ReadingIdIndex:
+    """``(device_id, reading_id) -> measured_at`` for every stored reading that has an id.
+
+    Use only while holding the store's write lock (one writer at a time).
+    """
+
+    def __init__(self, readings_dir: Path) -> None:
+        ensure_dir(readings_dir)
+        path = readings_dir / INDEX_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # PHI-adjacent: private like the rest
+        os.close(fd)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS ids (device_id TEXT NOT NULL, reading_id TEXT NOT NULL, "
+            "measured_at INTEGER NOT NULL, PRIMARY KEY (device_id, reading_id)) WITHOUT ROWID"
+        )
+        self._db.execute("CREATE TABLE IF NOT EXISTS files (name TEXT PRIMARY KEY) WITHOUT ROWID")
+        self.readings_dir = readings_dir
+
+    def close(self) -> None:
+        self._db.close()
+
+    def lookup(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], datetime]:
+        found: dict[tuple[str, str], datetime] = {}
+        for i in range(0, len(keys), 400):
+            chunk = keys[i : i + 400]
+            marks = ",".join("(?,?)" for _ in chunk)
+            flat = [v for k in chunk for v in k]
+            rows = self._db.execute(
+                f"SELECT device_id, reading_id, measured_at FROM ids "  # noqa: S608 - placeholders
+                f"WHERE (device_id, reading_id) IN (VALUES {marks})",
+                flat,
+            )
+            for device_id, reading_id, us in rows:
+                found[(device_id, reading_id)] = _from_micros(us)
+        return found
+
+    def add(self, rows: Iterable[tuple[str, str, int]], files: Iterable[str]) -> None:
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany("INSERT OR IGNORE INTO ids VALUES (?, ?, ?)", rows)
+            self._db.executemany("INSERT OR IGNORE INTO files VALUES (?)", ((f,) for f in files))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def catch_up(self) -> int:
+        """Index the store's files the index has not seen; returns how many."""
+        known = {name for (name,) in self._db.execute("SELECT name FROM files")}
+        new: list[Path] = []
+        for partition in sorted(self.readings_dir.glob("date=*")):
+            new.extend(
+                p for p in parquet_files(partition) if f"{partition.name}/{p.name}" not in known
+            )
+        for path in new:
+            try:
+                table = pq.read_table(path, columns=["device_id", "reading_id", "measured_at"])
+            except FileNotFoundError:
+                continue  # compacted away meanwhile: its rows are in the merged file
+            devices = table.column("device_id").to_pylist()
+            ids = table.column("reading_id").to_pylist()
+            times = table.column("measured_at").cast("int64").to_pylist()
+            rows = [(d, r, t) for d, r, t in zip(devices, ids, times, strict=True) if r]
+            self.add(rows, [f"{path.parent.name}/{path.name}"])
+        return len(new)
+
+
+@contextmanager
+def store_lock(readings_dir: Path) -> Iterator[None]:
+    """Hold the store's write lock (exclusive, across processes) for the block."""
+    ensure_dir(readings_dir)
+    fd = os.open(readings_dir / LOCK_NAME, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def read_keys(paths: Iterable[Path], vanished: set[str] | None = None) -> set[str]:
@@ -65,6 +194,14 @@ class ReadingSink:
         self._max = max_cached_partitions
         self._cache: OrderedDict[str, _PartitionKeys] = OrderedDict()
         self._lock = threading.Lock()
+        self._index: ReadingIdIndex | None = None
+
+    def _ids(self) -> ReadingIdIndex:
+        """The reading-id index, caught up with the store on first use (lock held)."""
+        if self._index is None:
+            self._index = ReadingIdIndex(self.readings_dir)
+            self._index.catch_up()
+        return self._index
 
     def _known(self, partition: str) -> _PartitionKeys:
         entry = self._cache.get(partition)
@@ -89,15 +226,22 @@ class ReadingSink:
             # visible before it hides the inputs, so listing again finds the vanished keys.
 
     def write(self, readings: Sequence[Reading]) -> WriteResult:
-        """Store the readings not stored before; one file per touched partition."""
-        by_partition: dict[str, list[Reading]] = {}
-        for r in readings:
-            by_partition.setdefault(
-                partition_name(r.measured_at.astimezone(UTC).date()), []
-            ).append(r)
-        stored = duplicates = 0
-        files: list[Path] = []
-        with self._lock:
+        """Store the readings not stored before; one file per touched partition.
+
+        A reading whose id its device already used with another ``measured_at`` is not
+        stored: it comes back in :attr:`WriteResult.conflicts`.
+        """
+        with self._lock, store_lock(self.readings_dir):
+            index = self._ids()
+            readings, conflicts = self._without_conflicts(index, readings)
+            by_partition: dict[str, list[Reading]] = {}
+            for r in readings:
+                by_partition.setdefault(
+                    partition_name(r.measured_at.astimezone(UTC).date()), []
+                ).append(r)
+            stored = duplicates = 0
+            files: list[Path] = []
+            indexed: list[tuple[str, str, int]] = []
             for partition, rows in sorted(by_partition.items()):
                 known = self._known(partition)
                 fresh: list[Reading] = []
@@ -121,4 +265,33 @@ class ReadingSink:
                 known.files_seen.add(name)
                 stored += len(fresh)
                 files.append(path)
-        return WriteResult(stored, duplicates, tuple(files))
+                indexed += [
+                    (r.device_id, r.reading_id, _micros(r.measured_at))
+                    for r in fresh
+                    if r.reading_id
+                ]
+            if files:
+                index.add(indexed, (f"{p.parent.name}/{p.name}" for p in files))
+        return WriteResult(stored, duplicates, tuple(files), tuple(conflicts))
+
+    @staticmethod
+    def _without_conflicts(
+        index: ReadingIdIndex, readings: Sequence[Reading]
+    ) -> tuple[list[Reading], list[Conflict]]:
+        keys = list({(r.device_id, r.reading_id) for r in readings if r.reading_id})
+        if not keys:
+            return list(readings), []
+        stored = index.lookup(keys)
+        kept: list[Reading] = []
+        conflicts: list[Conflict] = []
+        for r in readings:
+            if r.reading_id:
+                key = (r.device_id, r.reading_id)
+                first = stored.get(key)
+                if first is None:
+                    stored[key] = r.measured_at  # the first of the batch wins
+                elif first != r.measured_at:
+                    conflicts.append(Conflict(r, first))
+                    continue
+            kept.append(r)
+        return kept, conflicts

@@ -3,6 +3,13 @@
 Works on the ingest layout (``<data>/readings/date=YYYY-MM-DD/*.parquet``) and on any Parquet
 dataset with the storage contract's columns written by another tool (with or without the
 ``date`` partition, timestamps naive-UTC or tz-aware, flags absent or present).
+
+Each reading is read once. A directory holding one file (a compacted day) holds each
+``dedup_key`` once: ingest's writers check before they write, and compaction merges without
+copies. A directory holding several files (an open day still being written, or a day whose
+compaction was killed after writing the merged file and before hiding its inputs) is read
+with its ``dedup_key`` and ``received_at`` and keeps the first received copy of each key, so a
+reader never sees a reading twice, with any number of ingest workers, at any moment.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -95,12 +103,45 @@ def reading_batches(
     parquet = ds.ParquetFileFormat(
         read_options=ds.ParquetReadOptions(dictionary_columns=["device_id", "type"])
     )
-    dataset = ds.dataset([str(f) for f in files], schema=schema, format=parquet)
-    scanner = dataset.scanner(
-        columns=schema.names,
-        batch_size=BATCH_ROWS,
-        use_threads=True,
-        batch_readahead=2,
-        fragment_readahead=2,
+    by_dir: dict[Path, list[Path]] = {}
+    for f in files:
+        by_dir.setdefault(f.parent, []).append(f)
+    found = pq.read_schema(files[0])
+    if "dedup_key" in found.names:
+        alone = [fs[0] for fs in by_dir.values() if len(fs) == 1]
+        shared = [fs for fs in by_dir.values() if len(fs) > 1]
+    else:  # another tool's dataset, without ingest's identity column: read as it is
+        alone, shared = files, []
+    if alone:
+        dataset = ds.dataset([str(f) for f in alone], schema=schema, format=parquet)
+        scanner = dataset.scanner(
+            columns=schema.names,
+            batch_size=BATCH_ROWS,
+            use_threads=True,
+            batch_readahead=2,
+            fragment_readahead=2,
+        )
+        yield from scanner.to_batches()
+    for group in shared:
+        yield from _once_each(group, schema, found, parquet)
+
+
+def _once_each(
+    files: list[Path], schema: pa.Schema, found: pa.Schema, parquet: ds.ParquetFileFormat
+) -> Iterator[pa.RecordBatch]:
+    """The rows of ``files`` (one directory) once per ``dedup_key``: the first received."""
+    extra = [found.field("dedup_key")]
+    if "received_at" in found.names:
+        extra.append(found.field("received_at"))
+    full = pa.schema([*schema, *extra])
+    table = ds.dataset([str(f) for f in files], schema=full, format=parquet).to_table(
+        columns=full.names
     )
-    yield from scanner.to_batches()
+    if "received_at" in full.names:
+        table = table.sort_by([("received_at", "ascending")])
+    table = table.append_column("_row", pa.array(range(table.num_rows), pa.int64()))
+    first = table.group_by("dedup_key", use_threads=False).aggregate([("_row", "min")])
+    keep = first.column("_row_min")
+    if len(keep) != table.num_rows:
+        table = table.take(pc.take(keep, pc.sort_indices(keep)))  # first copies, in order
+    yield from table.select(schema.names).to_batches(BATCH_ROWS)
