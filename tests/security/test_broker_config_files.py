@@ -167,7 +167,8 @@ def test_acl_gives_each_device_only_its_own_readings_topic() -> None:
     acl = render_acl("root", ["BP-1", "SC-2"])
     blocks = [b.strip().splitlines() for b in acl.split("\n\n")[1:]]
     assert blocks == [
-        ["user ingest", "topic read root/#"],
+        # ingest also reads the broker's dropped-message counter (a full queue is visible).
+        ["user ingest", "topic read root/#", "topic read $SYS/broker/publish/messages/dropped"],
         ["user care-app", "topic write root/activities"],
         ["user BP-1", "topic write root/devices/BP-1/readings"],
         ["user SC-2", "topic write root/devices/SC-2/readings"],
