@@ -534,7 +534,7 @@ def import_rows(
     # (a unique key): the second attempt reads its rows and has nothing left to insert.
     for attempt in (1, 2):
         try:
-            inserts, updates = _write(engine, spec, table, parsed, kind, source)
+            inserts, updates = _write(engine, spec, table, parsed, kind, source, now)
             break
         except IntegrityError as exc:
             if attempt == 2:
@@ -587,6 +587,7 @@ def _write(
     parsed: Mapping[tuple[Any, ...], tuple[int, dict[str, Any]]],
     kind: str,
     source: str,
+    now: datetime | None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """One transaction: read what exists, insert the new rows, update the changed ones."""
     with engine.begin() as conn:
