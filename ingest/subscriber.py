@@ -573,9 +573,12 @@ class IngestService:
         try:
             self.pipeline.devices.refresh()
         except Exception as exc:
+            where = database_where(self.settings.effective_database_url)
             raise ServiceUnavailable(
-                f"the registry database {database_where(self.settings.effective_database_url)} "
-                f"is unavailable ({type(exc).__name__}); ingest needs it to check devices"
+                f"registry database unavailable ({where}): {type(exc).__name__}; ingest needs "
+                "it to check devices",
+                service="database",
+                where=where,
             ) from None
         address = parse_broker(self.settings.broker)
         where = f"{address.host}:{address.port}"
