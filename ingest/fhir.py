@@ -44,8 +44,7 @@ UCUM = "http://unitsofmeasure.org"
 BP_PANEL = frozenset({"85354-9", "55284-4", "mdc:150020"})
 SYSTOLIC = ("8480-6", "mdc:150021")
 DIASTOLIC = ("8462-4", "mdc:150022")
-HEART_RATE_ORDER = ("8867-4", "mdc:149546", "mdc:147842", "mdc:149530")
-HEART_RATE = frozenset(HEART_RATE_ORDER)
+HEART_RATE = frozenset({"8867-4", "mdc:149546", "mdc:147842", "mdc:149530"})
 BODY_WEIGHT = frozenset({"29463-7", "mdc:188736"})
 SPO2 = frozenset({"59408-5", "2708-6", "mdc:150456"})
 GLUCOSE = frozenset(
@@ -376,9 +375,12 @@ def observation_fields(
                 "the blood pressure panel lacks a systolic (8480-6) or diastolic (8462-4) "
                 "component",
             )
-        pulse = None
-        if not HEART_RATE.isdisjoint(parts):
-            pulse = next(parts[c] for c in HEART_RATE_ORDER if c in parts)
+        pulse = (
+            parts.get("8867-4")
+            or parts.get("mdc:149546")
+            or parts.get("mdc:147842")
+            or parts.get("mdc:149530")
+        )
         return Fields(
             type="blood_pressure",
             systolic_mmhg=_pressure(systolic, "systolic"),
