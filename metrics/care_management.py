@@ -29,12 +29,19 @@ from rpmpipe.metrics.programs import (
     ProgramRules,
     care_plan_state,
     chronic_conditions,
-    eligibility_reason,
     has_behavioral_diagnosis,
     interpretation_line,
     monthly_level,
     program_rules_for,
     time_lines,
+)
+from rpmpipe.metrics.reasons import (
+    eligibility_reason,
+    held_reason,
+    interpretation_reason,
+    level_reason,
+    month_open,
+    period_open,
     time_reason,
 )
 from rpmpipe.records import EngagementRecord, ServiceLine
@@ -159,11 +166,8 @@ def _month_outcome(
     if rs.levels:
         qmb = facts.qmb.get(m.enrollment.patient_id)
         code = monthly_level(rs, chronic, qmb)
-        qmb_text = "not on file" if qmb is None else ("yes" if qmb else "no")
-        text = f"{chronic} chronic condition(s), QMB status {qmb_text}"
-        if code is None:
-            return (), f"{text}: no APCM level applies"
-        return (ServiceLine(code, 1, dos),), f"{text} (billed {code})"
+        lines = () if code is None else (ServiceLine(code, 1, dos),)
+        return lines, level_reason(chronic, qmb, code)
     caps = {"max_99439_units": rules.max_99439_units, "max_99458_units": rules.max_99458_units}
     t = m.time
     outcome = time_lines(rs, t.minutes, t.interactive_communications, changed, dos, caps)
@@ -182,7 +186,7 @@ def month_record(
     lines, reason = _month_outcome(rs, m, dos, facts, rules)
     final = as_of > end
     if not final:
-        lines, reason = (), f"month open until {end.isoformat()}: {reason}"
+        lines, reason = (), month_open(end, reason)
     return EngagementRecord(
         patient_id=m.enrollment.patient_id,
         program=m.enrollment.program,
@@ -271,10 +275,9 @@ def _interpretation_record(
     assert rs is not None  # RPM has rules for every date
     outcome = interpretation_line(rs, minutes, dos)
     final = as_of > end
-    text = f"{_num(minutes)} physician/QHP minutes of data interpretation"
-    reason = f"{text} (billed 99091)" if outcome.lines else f"{text}, 30 needed for 99091"
+    reason = interpretation_reason(minutes, bool(outcome.lines))
     if not final:
-        reason = f"period open until {end.isoformat()}: {reason}"
+        reason = period_open(end, reason)
     lines = outcome.lines if final else ()
     return EngagementRecord(
         patient_id=e.patient_id,
@@ -291,10 +294,6 @@ def _interpretation_record(
         ordering_npi=e.ordering_npi,
         episode_start=e.start_date,
     )
-
-
-def _num(value: Decimal) -> str:
-    return str(int(value)) if value == value.to_integral_value() else format(value.normalize(), "f")
 
 
 def compute_care_management(
@@ -351,6 +350,6 @@ def apply_exclusions(
         for k, why in held_reasons(claims, allow).items():
             r = out[indexes[k]]
             out[indexes[k]] = replace(
-                r, status="not_billable", lines=(), reason=f"held: {why}; {r.reason}"
+                r, status="not_billable", lines=(), reason=held_reason(why, r.reason)
             )
     return out

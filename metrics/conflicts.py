@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from rpmpipe.metrics.reasons import bundled_into, never_together, not_with_99457
+
 
 @dataclass(frozen=True, slots=True)
 class Claim:
@@ -57,11 +59,7 @@ def held_reasons(claims: Sequence[Claim], allow_99091_with_99457: bool) -> dict[
         for j in blockers(i):
             o = claims[j]
             if o.program == "APCM" and o.practitioner == c.practitioner and _same_month(c, o):
-                code = min(o.codes)
-                held[i] = (
-                    f"{c.program} is bundled into APCM {code} billed by the same practitioner "
-                    f"for {o.period_end:%Y-%m}"
-                )
+                held[i] = bundled_into(c.program, min(o.codes), o.period_end)
                 break
     same_month = "in the same month by the same practitioner"
     _later_held(claims, live, held, ("CCM", "PCM"), _same_practitioner_month, same_month)
@@ -74,11 +72,7 @@ def held_reasons(claims: Sequence[Claim], allow_99091_with_99457: bool) -> dict[
             for j in blockers(i):
                 o = claims[j]
                 if "99457" in o.codes and _overlap(c, o):
-                    held[i] = (
-                        f"99091 is not billed with 99457 ({o.period_start.isoformat()} to "
-                        f"{o.period_end.isoformat()}) for this payer "
-                        "(setting billing.payers.<payer>.bill_99091_with_99457)"
-                    )
+                    held[i] = not_with_99457(o.period_start, o.period_end)
                     break
     return held
 
@@ -105,9 +99,7 @@ def _later_held(
             if j == i or j in held or o.program not in pair or o.program == c.program:
                 continue
             if clash(c, o) and _later(c, o):
-                held[i] = (
-                    f"{pair[0]} and {pair[1]} are never billed for one patient {words}: "
-                    f"{c.program} (enrolled {c.enrolled_on.isoformat()}) is held for "
-                    f"{o.program} (enrolled {o.enrolled_on.isoformat()})"
+                held[i] = never_together(
+                    pair, words, c.program, c.enrolled_on, o.program, o.enrolled_on
                 )
                 break

@@ -18,6 +18,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from rpmpipe.metrics.episodes import Episode
 from rpmpipe.metrics.snapshot import RegistrySnapshot
 from rpmpipe.records import READING_TYPES
 
@@ -548,3 +549,27 @@ def _set_aside(
     return {
         p: tuple(sorted(v, key=lambda x: (x.day, x.cause, x.device_id))) for p, v in out.items()
     }
+
+
+def days_with_data(found: PatientDays, patient_id: str, first: date, last: date) -> list[date]:
+    """The patient's days with data (from assigned devices) on ``first .. last``."""
+    if len(found.day) == 0 or last < first:
+        return []
+    at = found.index.position().get(patient_id)
+    if at is None:
+        return []
+    keys = found.keys
+    lo_key, hi_key = found.key(at, day_number(first)), found.key(at, day_number(last))
+    a, b = np.searchsorted(keys, [lo_key, hi_key + 1])
+    return [from_day_number(int(d)) for d in found.day[a:b].tolist()]
+
+
+def days_before_consent(found: PatientDays, episode: Episode, as_of: date) -> list[date]:
+    """Days with data of the patient inside the episode but before its consent date."""
+    consent = episode.consent_date
+    if consent is None or consent <= episode.start_date:
+        return []
+    hi = min(consent - timedelta(days=1), as_of)
+    if episode.end_date is not None:
+        hi = min(hi, episode.end_date)
+    return days_with_data(found, episode.patient_id, episode.start_date, hi)

@@ -1,8 +1,11 @@
 """Engagement records from plain values: readings, registry snapshot, activities, as-of date.
 
-Counting is vectorised (:mod:`metrics.days`); the rules (:mod:`metrics.rules`) then turn
-each supply period, management month and setup episode into one ``EngagementRecord`` with a
-status, a reason a biller understands, service lines and the evidence behind them.
+Counting is vectorised (:mod:`metrics.days`); the supply periods of nearly every episode are
+one table of columns (:mod:`metrics.periods`), and the rules (:mod:`metrics.rules`) turn each
+supply period, management month and setup episode into one ``EngagementRecord`` with a status,
+a reason a biller understands (:mod:`metrics.reasons`), service lines and the evidence behind
+them. :func:`prepare` is shared by the record rendering here and the CSV rendering
+(:mod:`metrics.csv_bulk`).
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from __future__ import annotations
 import calendar
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -24,28 +28,50 @@ from rpmpipe.metrics.days import (
     IntArray,
     PatientDays,
     SetAside,
-    day_number,
+    days_before_consent,
+    days_with_data,
     from_day_number,
     patient_days,
 )
 from rpmpipe.metrics.episodes import Episode, episodes_of
 from rpmpipe.metrics.minutes import MonthMinutes, monthly_minutes
+from rpmpipe.metrics.periods import (
+    PeriodTable,
+    period_table,
+    records_of,
+    spaced_supply_dos,
+    supply_forecast,
+)
+from rpmpipe.metrics.reasons import (
+    NO_DEVICE,
+    management_reason,
+    month_open,
+    no_device_reason,
+    no_supply_reason,
+    not_counted_entries,
+    not_counted_note,
+    outside_enrollment_reason,
+    pending_supply_reason,
+    plural,
+    setup_billed_reason,
+    setup_not_yet_reason,
+    setup_pending_reason,
+    supply_reason,
+    with_note,
+)
 from rpmpipe.metrics.report import format_minutes
-from rpmpipe.metrics.rules import RuleSet, Tier, management_lines, rule_set_for, supply_code
+from rpmpipe.metrics.rules import RuleSet, management_lines, rule_set_for, supply_code
 from rpmpipe.metrics.snapshot import Enrollment, RegistrySnapshot
 from rpmpipe.records import Activity, EngagementRecord, ServiceLine
 from rpmpipe.settings import RuleSettings
 
+__all__ = ["NO_DEVICE", "plural"]  # re-exported for callers that word around records
 PROGRAM = "RPM"
 _NO_CONSENT = OPEN_END + 1
 
 
 def month_end(day: date) -> date:
     return day.replace(day=calendar.monthrange(day.year, day.month)[1])
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 class _Period(NamedTuple):
@@ -63,6 +89,55 @@ def rpm_enrollments(snapshot: RegistrySnapshot) -> list[Enrollment]:
     )
 
 
+@dataclass
+class Prepared:
+    """What both renderings start from: the days, episodes, management months, the table of
+    supply periods, and the days of the episodes outside it."""
+
+    found: PatientDays
+    episodes: list[Episode]
+    months: dict[str, list[EngagementRecord]]
+    table: PeriodTable | None
+    rest: dict[int, EpisodeDays]
+
+    def by_patient(self) -> list[tuple[str, list[int]]]:
+        """Patients in order with their episodes (by index); patients with months only too."""
+        found: dict[str, list[int]] = {}
+        for i, episode in enumerate(self.episodes):
+            found.setdefault(episode.patient_id, []).append(i)
+        return [(pid, found.get(pid, [])) for pid in sorted(found.keys() | self.months.keys())]
+
+
+def prepare(
+    readings: pa.Table | Iterable[pa.RecordBatch],
+    snapshot: RegistrySnapshot,
+    activities: Iterable[Activity],
+    as_of: date,
+    rules: RuleSettings,
+    org_zone: str,
+) -> Prepared:
+    """One scan of the readings and one pass over the activities. Episodes of one open
+    enrollment with rolling periods (nearly all) go into the table; the others keep their
+    days for :func:`supply_and_setup`."""
+    found = patient_days(readings, snapshot, as_of, org_zone)
+    enrollments = rpm_enrollments(snapshot)
+    episodes = episodes_of(enrollments, rules.episode_gap_days)
+    ep, day = episode_day_numbers(found, enrollments)
+    months = management_records(activities, snapshot, as_of, org_zone, rules, episodes)
+    in_table = np.zeros(len(enrollments), np.bool_)
+    if rules.supply_period == "rolling_30":
+        for episode in episodes:
+            if len(episode.enrollments) == 1 and episode.enrollments[0].end_date is None:
+                in_table[episode.positions[0]] = True
+    keep = in_table[ep] if len(ep) else np.zeros(0, np.bool_)
+    rest: dict[int, EpisodeDays] = {}
+    if not bool(keep.all()):
+        rest = episode_days_of(ep[~keep], day[~keep], enrollments, episodes)
+        ep, day = ep[keep], day[keep]
+    table = period_table(ep, day, enrollments, as_of, rules, found)
+    return Prepared(found, episodes, months, table, rest)
+
+
 def compute_engagement(
     readings: pa.Table | Iterable[pa.RecordBatch],
     snapshot: RegistrySnapshot,
@@ -77,19 +152,17 @@ def compute_engagement(
     the management months. A record is final when ``as_of`` is past its last day; before
     that it is ``pending``.
     """
-    found = patient_days(readings, snapshot, as_of, org_zone)
-    enrollments = rpm_enrollments(snapshot)
-    episodes = episodes_of(enrollments, rules.episode_gap_days)
-    days_of = episode_days(found, enrollments, episodes)
-    months = management_records(activities, snapshot, as_of, org_zone, rules, episodes)
+    work = prepare(readings, snapshot, activities, as_of, rules, org_zone)
+    in_table = records_of(work.table) if work.table is not None else {}
     records: list[EngagementRecord] = []
-    by_patient: dict[str, list[int]] = {}
-    for i, episode in enumerate(episodes):
-        by_patient.setdefault(episode.patient_id, []).append(i)
-    for pid in sorted(by_patient.keys() | months.keys()):
-        for i in by_patient.get(pid, ()):
-            records.extend(episode_records(episodes[i], days_of.get(i), found, as_of, rules))
-        records.extend(months.pop(pid, ()))
+    for pid, indexes in work.by_patient():
+        for i in indexes:
+            episode = work.episodes[i]
+            rows = in_table.get(episode.positions[0])
+            if rows is None:
+                rows = episode_records(episode, work.rest.get(i), work.found, as_of, rules)
+            records.extend(rows)
+        records.extend(work.months.pop(pid, ()))
     return records
 
 
@@ -150,14 +223,6 @@ class EpisodeDays(NamedTuple):
 
     dates: tuple[date, ...]
     owners: tuple[Enrollment, ...]
-
-
-def episode_days(
-    found: PatientDays, enrollments: Sequence[Enrollment], episodes: Sequence[Episode]
-) -> dict[int, EpisodeDays]:
-    """For each episode (by position), the sorted local dates it counts."""
-    ep, day = episode_day_numbers(found, enrollments)
-    return episode_days_of(ep, day, enrollments, episodes)
 
 
 def episode_days_of(
@@ -291,164 +356,10 @@ def _periods(
     return periods
 
 
-SUPPLY_DOS_SPACING = timedelta(days=30)
-
-
 def _supply_dos(period: _Period, rules: RuleSettings) -> date:
     if rules.supply_date_of_service == "last_reading_day" and period.days:
         return period.days[-1]
     return period.end
-
-
-def spaced_supply_dos(dos: date, prior: date | None, period_end: date) -> date:
-    """A supply line's date of service at least 30 days after the patient's previous one.
-
-    NGS: "the date of service for each instance thereafter would be 30 days from the prior
-    date of billing". With ``last_reading_day`` the last reading of a period can come early
-    (March 30, then April 10); the date then moves to 30 days after the prior one, which in
-    back-to-back 30-day periods is never after the period's end. Both paths use this.
-    """
-    if prior is None:
-        return dos
-    return min(max(dos, prior + SUPPLY_DOS_SPACING), period_end)
-
-
-def _forecast(
-    period: _Period, end_date: date | None, as_of: date, full_days: int
-) -> dict[str, object]:
-    """Days so far, days still possible, and whether the full supply code is within reach.
-
-    ``at_risk``: the full code is not yet earned and the pace so far, kept up to the end of
-    the period, falls short of it.
-    """
-    last_possible = period.end
-    if end_date is not None:
-        last_possible = min(last_possible, end_date)
-    so_far = len(period.days)
-    remaining = (last_possible - as_of).days
-    if remaining < 0:
-        remaining = 0
-    elapsed = ((as_of if as_of < last_possible else last_possible) - period.start).days + 1
-    if elapsed < 1:
-        elapsed = 1
-    projected = so_far + so_far / elapsed * remaining
-    return {
-        "days_so_far": so_far,
-        "days_still_possible": remaining,
-        "can_reach_16": so_far + remaining >= full_days,
-        "at_risk": so_far < full_days and projected < full_days,
-    }
-
-
-@cache
-def pending_supply_reason(rs: RuleSet, days: int, end: date, still: int) -> str:
-    """The reason of an open supply period with ``days`` so far and ``still`` days possible
-    (both paths word it here)."""
-    full = rs.supply_full_days
-    code = supply_code(rs, days)
-    text = f"period open until {end.isoformat()}: {plural(days, 'day')} with data so far, "
-    if days >= full:
-        return f"{text}{code} reached"
-    # A short supply code already earned (99445 in CY2026) is worth telling the biller.
-    reached = f"{code} reached; " if code else ""
-    return f"{text}{reached}{full} needed for 99454; {still} days still possible"
-
-
-_WHY = {
-    "unassigned": "it was not assigned to this patient",
-    "manual_entry": "entered manually",
-    "clock_suspect": "timed over 10 minutes after receipt (clock error)",
-}
-_MOST_NOTES = 3
-
-
-def _dates_text(days: Sequence[date]) -> str:
-    if len(days) == 1:
-        return days[0].isoformat()
-    return f"{days[0].isoformat()} to {days[-1].isoformat()}"
-
-
-def not_counted_note(
-    set_aside: Sequence[SetAside],
-    first: date,
-    last: date,
-    before_consent: Sequence[date] = (),
-    consent: date | None = None,
-) -> str:
-    """Why readings of the patient's devices on ``first .. last`` did not count, with counts
-    and dates, e.g. "20 readings from BP-R6 on 20 days it was not assigned to this patient
-    (2026-09-03 to 2026-09-22)"; empty when nothing was set aside. Shared by both paths."""
-    groups: dict[tuple[str, str], tuple[int, list[date]]] = {}
-    for s in set_aside:
-        if first <= s.day <= last:
-            n, days = groups.get((s.cause, s.device_id), (0, []))
-            if not days or days[-1] != s.day:
-                days.append(s.day)
-            groups[(s.cause, s.device_id)] = (n + s.readings, days)
-    notes = []
-    for (cause, device), (n, days) in sorted(groups.items(), key=lambda g: g[1][1][0]):
-        reading = plural(n, "reading")
-        on = plural(len(days), "day")
-        if cause == "unassigned":
-            text = f"{reading} from {device} on {on} {_WHY[cause]}"
-        else:
-            text = f"{reading} from {device} {_WHY[cause]} on {on}"
-        notes.append(f"{text} ({_dates_text(days)})")
-    inside = [d for d in before_consent if first <= d <= last]
-    if inside and consent is not None:
-        notes.insert(
-            0,
-            f"readings on {plural(len(inside), 'day')} before consent on "
-            f"{consent.isoformat()} ({_dates_text(inside)})",
-        )
-    if not notes:
-        return ""
-    more = len(notes) - _MOST_NOTES
-    shown = ", ".join(notes[:_MOST_NOTES])
-    return f"not counted: {shown}" + (f", and {more} more" if more > 0 else "")
-
-
-def with_note(reason: str, note: str) -> str:
-    return f"{reason}; {note}" if note else reason
-
-
-def days_before_consent(found: PatientDays, episode: Episode, as_of: date) -> list[date]:
-    """Days with data of the patient inside the episode but before its consent date."""
-    consent = episode.consent_date
-    if consent is None or consent <= episode.start_date:
-        return []
-    hi = min(consent - timedelta(days=1), as_of)
-    if episode.end_date is not None:
-        hi = min(hi, episode.end_date)
-    return days_with_data(found, episode.patient_id, episode.start_date, hi)
-
-
-def days_with_data(found: PatientDays, patient_id: str, first: date, last: date) -> list[date]:
-    """The patient's days with data (from assigned devices) on ``first .. last``."""
-    if len(found.day) == 0 or last < first:
-        return []
-    at = found.index.position().get(patient_id)
-    if at is None:
-        return []
-    keys = found.keys
-    lo_key, hi_key = found.key(at, day_number(first)), found.key(at, day_number(last))
-    a, b = np.searchsorted(keys, [lo_key, hi_key + 1])
-    return [from_day_number(int(d)) for d in found.day[a:b].tolist()]
-
-
-@cache
-def supply_reason(rs: RuleSet, days: int, code: str | None) -> str:
-    full = rs.supply_full_days
-    text = f"{plural(days, 'day')} with data"
-    if code is None:
-        if rs.supply_min_days < full:
-            return (
-                f"{text}, {rs.supply_min_days} needed for the short supply code, {full} for 99454"
-            )
-        return f"{text}, {full} needed for 99454"
-    if days < full:
-        return f"{text}, {full} needed for 99454 (billed {code})"
-    return f"{text} (billed {code})"
 
 
 def _owner(
@@ -482,48 +393,8 @@ def supply_and_setup(
         return []
     end_date = episode.end_date
     last = as_of if end_date is None else min(as_of, end_date)
-    pid = episode.patient_id
-    first = episode.enrollments[0]
     if episode.consent_date is None or not days:
-        ended = end_date is not None and end_date < as_of
-        would: list[date] = []
-        if episode.consent_date is None:
-            reason = "no consent on file"
-            if found is not None:
-                would = days_with_data(found, pid, episode.start_date, last)
-            if would:
-                reason += (
-                    f": {plural(len(would), 'day')} with data would count once consent is on file"
-                )
-        elif ended:
-            reason = "no qualifying readings during the enrollment"
-        else:
-            since = episode.start_date.isoformat()
-            reason = f"no qualifying readings since the enrollment start {since}"
-        if episode.consent_date is not None:
-            reason = with_note(
-                reason,
-                not_counted_note(
-                    set_aside, episode.start_date, last, before_consent, episode.consent_date
-                ),
-            )
-        rs = rule_set_for(PROGRAM, last)
-        return [
-            EngagementRecord(
-                patient_id=pid,
-                program=PROGRAM,
-                kind="device_supply",
-                period_start=episode.start_date,
-                period_end=last,
-                status="not_billable" if episode.consent_date is None or ended else "pending",
-                reason=reason,
-                rule_set=rs.name,
-                transmission_days=len(would),
-                evidence_dates=tuple(would),
-                ordering_npi=episode.enrollment_on(last).ordering_npi,
-                episode_start=episode.start_date,
-            )
-        ]
+        return [_no_data_record(episode, as_of, last, set_aside, before_consent, found)]
     records: list[EngagementRecord] = []
     setup: EngagementRecord | None = None
     probe_rs = rule_set_for(PROGRAM, days[0])
@@ -535,26 +406,13 @@ def supply_and_setup(
         if supply_code(rule_set_for(PROGRAM, dos), n):
             dos = spaced_supply_dos(dos, prior, period.end)
         rs = rule_set_for(PROGRAM, dos)
-        code = supply_code(rs, n)
-        if code:
+        if supply_code(rs, n):
             prior = dos
-        final = as_of > period.end
         npi = _owner(episode, period, owners, at).ordering_npi
         at += n
-        forecast = None
-        if final:
-            status = "billable" if code else "not_billable"
-            reason = supply_reason(rs, n, code)
-            lines: tuple[ServiceLine, ...] = (ServiceLine(code, 1, dos),) if code else ()
-        else:
-            status = "pending"
-            forecast = _forecast(period, end_date, as_of, rs.supply_full_days)
-            lines = ()
-            still = forecast["days_still_possible"]
-            assert isinstance(still, int)
-            reason = pending_supply_reason(rs, n, period.end, still)
+        record = _period_record(episode, period, rs, dos, npi, as_of)
         if (
-            status != "billable"
+            record.status != "billable"
             and n < rs.supply_full_days  # an open period with 99454 reached lacks nothing
             and (set_aside or (before_consent and not records))
         ):
@@ -564,48 +422,108 @@ def supply_and_setup(
             note = not_counted_note(
                 set_aside, noted_from, period.end, before_consent, episode.consent_date
             )
-            reason = with_note(reason, note)
-        records.append(
-            EngagementRecord(
-                patient_id=pid,
-                program=PROGRAM,
-                kind="device_supply",
-                period_start=period.start,
-                period_end=period.end,
-                status=status,
-                reason=reason,
-                rule_set=rs.name,
-                transmission_days=n,
-                lines=lines,
-                evidence_dates=period.days,
-                forecast=forecast,
-                ordering_npi=npi,
-                episode_start=episode.start_date,
-            )
-        )
+            record = replace(record, reason=with_note(record.reason, note))
+        records.append(record)
         # Setup goes with the first period that bills a supply code: never alone.
-        if setup is None and n >= rs.setup_min_days and code is not None:
-            setup = _setup_record(pid, period, rs, dos, final, npi, episode.start_date)
-    if setup is None:
-        # No period has qualified yet: say so on the latest period.
-        current = records[-1]
-        rs = rule_set_for(PROGRAM, current.period_end)
-        ended = current.status != "pending"
-        setup = EngagementRecord(
-            patient_id=pid,
-            program=PROGRAM,
-            kind="setup",
-            period_start=current.period_start,
-            period_end=current.period_end,
-            status="not_billable" if ended else "pending",
-            reason=f"no supply period has reached {rs.setup_min_days} days with data yet",
-            rule_set=rs.name,
-            transmission_days=current.transmission_days,
-            evidence_dates=current.evidence_dates,
-            ordering_npi=current.ordering_npi or first.ordering_npi,
-            episode_start=episode.start_date,
+        if setup is None and n >= rs.setup_min_days and supply_code(rs, n) is not None:
+            final = as_of > period.end
+            setup = _setup_record(
+                episode.patient_id, period, rs, dos, final, npi, episode.start_date
+            )
+    return [setup or _setup_not_yet(episode, records[-1]), *records]
+
+
+def _no_data_record(
+    episode: Episode,
+    as_of: date,
+    last: date,
+    set_aside: Sequence[SetAside],
+    before_consent: Sequence[date],
+    found: PatientDays | None,
+) -> EngagementRecord:
+    """The one record of an episode without consent or without a day with data."""
+    end_date = episode.end_date
+    ended = end_date is not None and end_date < as_of
+    would: list[date] = []
+    if episode.consent_date is None and found is not None:
+        would = days_with_data(found, episode.patient_id, episode.start_date, last)
+    reason = no_supply_reason(episode.consent_date, ended, episode.start_date, len(would))
+    if episode.consent_date is not None:
+        note = not_counted_note(
+            set_aside, episode.start_date, last, before_consent, episode.consent_date
         )
-    return [setup, *records]
+        reason = with_note(reason, note)
+    return EngagementRecord(
+        patient_id=episode.patient_id,
+        program=PROGRAM,
+        kind="device_supply",
+        period_start=episode.start_date,
+        period_end=last,
+        status="not_billable" if episode.consent_date is None or ended else "pending",
+        reason=reason,
+        rule_set=rule_set_for(PROGRAM, last).name,
+        transmission_days=len(would),
+        evidence_dates=tuple(would),
+        ordering_npi=episode.enrollment_on(last).ordering_npi,
+        episode_start=episode.start_date,
+    )
+
+
+def _period_record(
+    episode: Episode, period: _Period, rs: RuleSet, dos: date, npi: str, as_of: date
+) -> EngagementRecord:
+    """A supply period's record: billed when over and a code is earned, else why not."""
+    n = len(period.days)
+    code = supply_code(rs, n)
+    forecast = None
+    lines: tuple[ServiceLine, ...] = ()
+    if as_of > period.end:
+        status = "billable" if code else "not_billable"
+        reason = supply_reason(rs, n, code)
+        lines = (ServiceLine(code, 1, dos),) if code else ()
+    else:
+        status = "pending"
+        forecast = supply_forecast(
+            period.start, period.end, n, episode.end_date, as_of, rs.supply_full_days
+        )
+        still = forecast["days_still_possible"]
+        assert isinstance(still, int)
+        reason = pending_supply_reason(rs, n, period.end, still)
+    return EngagementRecord(
+        patient_id=episode.patient_id,
+        program=PROGRAM,
+        kind="device_supply",
+        period_start=period.start,
+        period_end=period.end,
+        status=status,
+        reason=reason,
+        rule_set=rs.name,
+        transmission_days=n,
+        lines=lines,
+        evidence_dates=period.days,
+        forecast=forecast,
+        ordering_npi=npi,
+        episode_start=episode.start_date,
+    )
+
+
+def _setup_not_yet(episode: Episode, current: EngagementRecord) -> EngagementRecord:
+    """No period has qualified for setup yet: said on the latest period."""
+    rs = rule_set_for(PROGRAM, current.period_end)
+    return EngagementRecord(
+        patient_id=episode.patient_id,
+        program=PROGRAM,
+        kind="setup",
+        period_start=current.period_start,
+        period_end=current.period_end,
+        status="not_billable" if current.status != "pending" else "pending",
+        reason=setup_not_yet_reason(rs),
+        rule_set=rs.name,
+        transmission_days=current.transmission_days,
+        evidence_dates=current.evidence_dates,
+        ordering_npi=current.ordering_npi or episode.enrollments[0].ordering_npi,
+        episode_start=episode.start_date,
+    )
 
 
 def _setup_record(
@@ -625,12 +543,7 @@ def _setup_record(
         period_start=period.start,
         period_end=period.end,
         status="billable" if final else "pending",
-        reason=(
-            f"first supply period with {rs.setup_min_days}+ days ({plural(n, 'day')}), "
-            "billed once per episode"
-            if final
-            else f"setup qualifies; billed with the supply period ending {period.end.isoformat()}"
-        ),
+        reason=setup_billed_reason(rs, n) if final else setup_pending_reason(period.end),
         rule_set=rs.name,
         transmission_days=n,
         lines=(ServiceLine(rs.setup_code, 1, dos),) if final else (),
@@ -643,46 +556,6 @@ def _setup_record(
 # --- management months -----------------------------------------------------------------------
 
 
-@cache
-def _lowest_tier(rs: RuleSet) -> Tier:
-    return min(rs.management_tiers, key=lambda t: t.minimum)
-
-
-@cache
-def _top_tier(rs: RuleSet) -> Tier:
-    return max(rs.management_tiers, key=lambda t: t.minimum)
-
-
-def _management_reason(
-    rs: RuleSet,
-    minutes: Decimal,
-    communications: int,
-    lines: tuple[ServiceLine, ...],
-    cap: int,
-    verb: str = "billed",
-) -> str:
-    text = f"{format_minutes(minutes)} minutes"
-    if rs.requires_interactive and communications == 0:
-        return f"{text}, no interactive communication this month"
-    if not lines:
-        lowest = _lowest_tier(rs)
-        return f"{text}, {format_minutes(lowest.minimum)} needed for {lowest.code}"
-    billed = " + ".join(
-        line.code if line.units == 1 else f"{line.units}x {line.code}" for line in lines
-    )
-    top = _top_tier(rs)
-    comms = plural(communications, "interactive communication")
-    if lines[0].code != top.code:
-        needed = format_minutes(top.minimum)
-        return f"{text} with {comms}, {needed} needed for {top.code} ({verb} {billed})"
-    add = rs.add_on
-    if add is not None and cap >= 0:
-        uncapped = int((minutes - top.minimum) // add.step)
-        if uncapped > cap:
-            return f"{text} with {comms} ({verb} {billed}; {add.code} capped at {cap} units)"
-    return f"{text} with {comms} ({verb} {billed})"
-
-
 @lru_cache(maxsize=1 << 14)
 def _management_outcome(
     minutes: Decimal, communications: int, end: date, final: bool, cap: int
@@ -693,24 +566,13 @@ def _management_outcome(
     lines = management_lines(rs, minutes, communications, end, cap)
     if final:
         status = "billable" if lines else "not_billable"
-        reason = _management_reason(rs, minutes, communications, lines, cap)
+        reason = management_reason(rs, minutes, communications, lines, cap)
     else:
         status = "pending"
-        so_far = _management_reason(rs, minutes, communications, lines, cap, "so far")
-        reason = f"month open until {end.isoformat()}: {so_far}"
+        so_far = management_reason(rs, minutes, communications, lines, cap, "so far")
+        reason = month_open(end, so_far)
         lines = ()
     return rs.name, status, reason, lines
-
-
-NO_DEVICE = "no device assigned to the patient this month"
-
-
-def _not_counted_activities(m: MonthMinutes) -> str:
-    if not m.not_counted:
-        return ""
-    shown = ", ".join(f"{aid} ({why})" for aid, why in m.not_counted[:_MOST_NOTES])
-    more = len(m.not_counted) - _MOST_NOTES
-    return f"not counted: {shown}" + (f", and {more} more" if more > 0 else "")
 
 
 def management(
@@ -728,22 +590,19 @@ def management(
     if m.enrollment is None and m.activity_ids:
         # Time outside a consented enrollment: what would count, and why it does not.
         rule_set = rule_set_for(PROGRAM, end).name
-        if m.blocked == "no consent on file":
-            reason = f"no consent on file: {minutes} would count once consent is on file"
-        else:
-            reason = f"{m.blocked} ({minutes} not counted)"
+        reason = outside_enrollment_reason(m.blocked, minutes)
         status = "not_billable" if final else "pending"
     elif not m.device_assigned and m.activity_ids:
         rule_set = rule_set_for(PROGRAM, end).name
-        reason = f"{NO_DEVICE} ({minutes}; management presumes monitoring)"
+        reason = no_device_reason(minutes)
         status = "not_billable" if final else "pending"
     else:
         rule_set, status, reason, lines = _management_outcome(
             m.minutes, m.interactive_communications, end, final, rules.max_99458_units
         )
     if status == "pending" and not reason.startswith("month open"):
-        reason = f"month open until {end.isoformat()}: {reason}"
-    reason = with_note(reason, _not_counted_activities(m))
+        reason = month_open(end, reason)
+    reason = with_note(reason, not_counted_entries(m.not_counted))
     owner = m.enrollment
     if owner is None and episode is not None:
         owner = episode.enrollment_on(end)

@@ -152,36 +152,73 @@ def monthly_minutes(
     and minutes under another id, is named and not added), in the month of its local start
     date, only inside an enrollment of ``program`` with consent on file by that date.
     """
-    by_patient: dict[str, list[Enrollment]] = {}
-    for e in snapshot.enrollments:
-        if e.program == program:
-            by_patient.setdefault(e.patient_id, []).append(e)
-    for enrollments in by_patient.values():
-        enrollments.sort(key=lambda e: e.start_date)
-    devices: dict[str, list[Assignment]] = {}
-    for held in snapshot.assignments:
-        devices.setdefault(held.patient_id, []).append(held)
-    zones: dict[str, ZoneInfo] = {}
-    seen: set[str] = set()
-    first_of: dict[tuple[str, str, datetime, Decimal], str] = {}
-    months: dict[tuple[str, date], _Month] = {}
-    entries: dict[str, list[tuple[int, int, bool, date]]] = {}
-    would: dict[str, list[tuple[int, int, bool, date]]] = {}
-    as_of_month = as_of.replace(day=1)
+    tally = _Tally(snapshot, as_of, org_zone, program, secure_message_interactive)
+    for a in sorted(activities, key=lambda a: a.activity_id):
+        tally.add(a, max_activity_minutes)
+    return tally.results()
 
-    def month_of(pid: str, month: date) -> _Month:
-        m = months.get((pid, month))
+
+class _Tally:
+    """Care time entries sorted into patient-months: counted, would count, or named why not."""
+
+    def __init__(
+        self,
+        snapshot: RegistrySnapshot,
+        as_of: date,
+        org_zone: str,
+        program: str,
+        secure_message_interactive: bool,
+    ) -> None:
+        self.by_patient: dict[str, list[Enrollment]] = {}
+        for e in snapshot.enrollments:
+            if e.program == program:
+                self.by_patient.setdefault(e.patient_id, []).append(e)
+        for enrollments in self.by_patient.values():
+            enrollments.sort(key=lambda e: e.start_date)
+        self.devices: dict[str, list[Assignment]] = {}
+        for held in snapshot.assignments:
+            self.devices.setdefault(held.patient_id, []).append(held)
+        self.snapshot, self.as_of, self.org_zone = snapshot, as_of, org_zone
+        self.secure = secure_message_interactive
+        self.zones: dict[str, ZoneInfo] = {}
+        self.seen: set[str] = set()
+        self.first_of: dict[tuple[str, str, datetime, Decimal], str] = {}
+        self.months: dict[tuple[str, date], _Month] = {}
+        self.entries: dict[str, list[tuple[int, int, bool, date]]] = {}
+        self.would: dict[str, list[tuple[int, int, bool, date]]] = {}
+
+    def month_of(self, pid: str, month: date) -> _Month:
+        m = self.months.get((pid, month))
         if m is None:
-            m = months[(pid, month)] = _Month([], [], [], [], 0, 0, None, "", [], [])
+            m = self.months[(pid, month)] = _Month([], [], [], [], 0, 0, None, "", [], [])
         return m
 
-    for a in sorted(activities, key=lambda a: a.activity_id):
-        if a.activity_id in seen:
-            continue
-        seen.add(a.activity_id)
+    def _local_day(self, a: Activity) -> date:
+        zone_name = self.snapshot.zone_of(a.patient_id, self.org_zone)
+        zone = self.zones.get(zone_name) or self.zones.setdefault(zone_name, ZoneInfo(zone_name))
+        return a.started_at.astimezone(zone).date()
+
+    def _left_out(self, a: Activity, max_activity_minutes: Decimal) -> str:
+        """Why an entry of a month counts not at all ("" when it may count)."""
+        if a.voided_reason is not None:
+            return f"voided: {a.voided_reason}"
+        if a.minutes > max_activity_minutes:
+            return (
+                f"held for review: {format_minutes(a.minutes)} minutes in one entry, over the "
+                f"{format_minutes(max_activity_minutes)} allowed"
+            )
+        original = self.first_of.get((a.patient_id, a.staff_id, a.started_at, a.minutes))
+        if original is not None:
+            return f"exact duplicate of {original}"
+        return ""
+
+    def add(self, a: Activity, max_activity_minutes: Decimal) -> None:
+        if a.activity_id in self.seen:
+            return
+        self.seen.add(a.activity_id)
         if not EARLIEST_ACTIVITY <= a.started_at < LATEST_ACTIVITY:
             # No month can hold it: said on the patient's month of the as-of date.
-            month_of(a.patient_id, as_of_month).not_counted.append(
+            self.month_of(a.patient_id, self.as_of.replace(day=1)).not_counted.append(
                 (
                     a.activity_id,
                     f"impossible start {a.started_at.isoformat()} (outside "
@@ -189,87 +226,64 @@ def monthly_minutes(
                     f"{(LATEST_ACTIVITY.date() - timedelta(days=1)).isoformat()})",
                 )
             )
-            continue
-        zone_name = snapshot.zone_of(a.patient_id, org_zone)
-        zone = zones.get(zone_name) or zones.setdefault(zone_name, ZoneInfo(zone_name))
-        local_day = a.started_at.astimezone(zone).date()
-        if local_day > as_of:
-            continue
-        entry_month = month_of(a.patient_id, local_day.replace(day=1))
-        if a.voided_reason is not None:
-            entry_month.not_counted.append((a.activity_id, f"voided: {a.voided_reason}"))
-            continue
-        if a.minutes > max_activity_minutes:
-            entry_month.not_counted.append(
-                (
-                    a.activity_id,
-                    f"held for review: {format_minutes(a.minutes)} minutes in one entry, over the "
-                    f"{format_minutes(max_activity_minutes)} allowed",
-                )
-            )
-            continue
-        same = (a.patient_id, a.staff_id, a.started_at, a.minutes)
-        original = first_of.get(same)
-        if original is not None:
-            entry_month.not_counted.append((a.activity_id, f"exact duplicate of {original}"))
-            continue
-        first_of[same] = a.activity_id
+            return
+        local_day = self._local_day(a)
+        if local_day > self.as_of:
+            return
+        key = local_day.replace(day=1)
+        entry_month = self.month_of(a.patient_id, key)
+        why = self._left_out(a, max_activity_minutes)
+        if why:
+            entry_month.not_counted.append((a.activity_id, why))
+            return
+        self.first_of[(a.patient_id, a.staff_id, a.started_at, a.minutes)] = a.activity_id
         start = _micros(a.started_at)
         interval = (start, start + int(a.minutes * _MICROS_PER_MINUTE))
-        interactive = is_interactive(a, secure_message_interactive)
-        enrollments = by_patient.get(a.patient_id, [])
+        interactive = is_interactive(a, self.secure)
+        enrollments = self.by_patient.get(a.patient_id, [])
         enrollment = _enrollment_on(enrollments, local_day)
-        key = local_day.replace(day=1)
         if enrollment is None:
             entry_month.would_ids.append(a.activity_id)
             entry_month.would_communications += int(interactive)
-            why = _why_outside(enrollments, local_day)
-            entry_month.outside.append((a.activity_id, why))
+            outside = _why_outside(enrollments, local_day)
+            entry_month.outside.append((a.activity_id, outside))
             if not entry_month.blocked:
-                entry_month.blocked = why
-            would.setdefault(a.patient_id, []).append((*interval, interactive, key))
-            continue
+                entry_month.blocked = outside
+            self.would.setdefault(a.patient_id, []).append((*interval, interactive, key))
+            return
         if entry_month.enrollment is None:
             entry_month.enrollment = enrollment
         entry_month.ids.append(a.activity_id)
         entry_month.communications += int(interactive)
-        entries.setdefault(a.patient_id, []).append((*interval, interactive, key))
-    counted_shares = {p: _union_shares(v) for p, v in entries.items()}
-    would_shares = {p: _union_shares(v) for p, v in would.items()}
-    out: list[MonthMinutes] = []
-    for (pid, month), m in sorted(months.items()):
-        end = _month_end(month)
-        assigned = _has_device(devices.get(pid, ()), month, end)
-        if m.enrollment is not None or not m.would_ids:
-            total, inter = counted_shares.get(pid, {}).get(month, (0, 0))
+        self.entries.setdefault(a.patient_id, []).append((*interval, interactive, key))
+
+    def results(self) -> list[MonthMinutes]:
+        counted_shares = {p: _union_shares(v) for p, v in self.entries.items()}
+        would_shares = {p: _union_shares(v) for p, v in self.would.items()}
+        out: list[MonthMinutes] = []
+        for (pid, month), m in sorted(self.months.items()):
+            assigned = _has_device(self.devices.get(pid, ()), month, _month_end(month))
+            counted = m.enrollment is not None or not m.would_ids
+            shares = counted_shares if counted else would_shares
+            total, inter = shares.get(pid, {}).get(month, (0, 0))
+            if counted:
+                blocked = "" if m.enrollment is not None else "no time entry counts this month"
+                ids, talks, not_counted = m.ids, m.communications, m.not_counted + m.outside
+            else:
+                blocked = m.blocked
+                ids, talks, not_counted = m.would_ids, m.would_communications, m.not_counted
             out.append(
                 MonthMinutes(
                     pid,
                     month,
                     _to_minutes(total),
-                    m.communications,
-                    tuple(sorted(m.ids)),
-                    m.enrollment,
+                    talks,
+                    tuple(sorted(ids)),
+                    m.enrollment if counted else None,
                     _to_minutes(inter),
-                    tuple(sorted(m.not_counted + m.outside)),
-                    "" if m.enrollment is not None else "no time entry counts this month",
+                    tuple(sorted(not_counted)),
+                    blocked,
                     assigned,
                 )
             )
-            continue
-        total, inter = would_shares.get(pid, {}).get(month, (0, 0))
-        out.append(
-            MonthMinutes(
-                pid,
-                month,
-                _to_minutes(total),
-                m.would_communications,
-                tuple(sorted(m.would_ids)),
-                None,
-                _to_minutes(inter),
-                tuple(sorted(m.not_counted)),
-                m.blocked,
-                assigned,
-            )
-        )
-    return out
+        return out

@@ -397,24 +397,6 @@ def care_plan_state(
     return CarePlanState(on_file, on_file and changed)
 
 
-def eligibility_reason(
-    rs: ProgramRules, chronic: int, behavioral: bool, care_plan: CarePlanState
-) -> str | None:
-    """Why the patient cannot bill the program this month, or None when eligible."""
-    need = rs.eligibility
-    if chronic < need.min_chronic:
-        word = "condition" if need.min_chronic == 1 else "conditions"
-        return (
-            f"{chronic} chronic condition(s) on file, {rs.program} needs "
-            f"{need.min_chronic} or more chronic {word}"
-        )
-    if need.needs_behavioral_diagnosis and not behavioral:
-        return f"no behavioral health diagnosis (ICD-10 chapter F) on file for {rs.program}"
-    if need.needs_care_plan and not care_plan.on_file:
-        return f"no {rs.program} care plan established and shared with the patient by month end"
-    return None
-
-
 # --- time codes -----------------------------------------------------------------------------
 
 
@@ -500,39 +482,6 @@ def time_lines(
             check_exclusive(rs, outcome.lines)
             return outcome
     return NOTHING
-
-
-def time_reason(
-    rs: ProgramRules,
-    minutes: CareMinutes,
-    interactive_communications: int,
-    outcome: TimeOutcome,
-) -> str:
-    """What a biller reads for a month of program time: what was billed or what is missing."""
-    text = f"{_minutes_text(minutes.total)} minutes of {rs.program} time"
-    if outcome.lines:
-        billed = " + ".join(
-            line.code if line.units == 1 else f"{line.units}x {line.code}" for line in outcome.lines
-        )
-        return f"{text} (billed {billed})"
-    needs_talk = [t for t in rs.tracks if t.needs_interactive]
-    if needs_talk and len(needs_talk) == len(rs.tracks) and interactive_communications < 1:
-        return f"{text}, no interactive communication this month"
-    wants = []
-    for track in rs.tracks:
-        low = track.lowest
-        who = "physician/QHP " if track.performers == PHYSICIAN else ""
-        extra = (
-            ", care plan established or revised this month" if track.needs_care_plan_change else ""
-        )
-        wants.append(f"{_minutes_text(low.minimum)} {who}minutes for {low.code}{extra}")
-    return f"{text}, " + "; ".join(wants) + " needed"
-
-
-def _minutes_text(value: Decimal) -> str:
-    if value == value.to_integral_value():
-        return str(int(value))
-    return format(value.normalize(), "f")
 
 
 def interpretation_line(

@@ -1,4 +1,5 @@
-"""The bulk CSV path (``rpmpipe metrics --format csv``) writes exactly the record path's bytes."""
+"""The two renderings of one computation agree: the CSV text (``rpmpipe metrics --format csv``)
+is byte for byte the CSV of the records (``--format json``)."""
 
 from __future__ import annotations
 
@@ -131,7 +132,7 @@ def _varied_world() -> World:
 
 @pytest.mark.parametrize("rules", RULES)
 @pytest.mark.parametrize("as_of", [date(2026, 1, 10), date(2026, 3, 31), date(2026, 4, 25)])
-def test_bulk_csv_is_byte_identical_to_the_record_path(
+def test_csv_rendering_is_byte_identical_to_the_records_rendering(
     rules: dict[str, object], as_of: date
 ) -> None:
     expected, got, counts = _both(_varied_world(), as_of, **rules)
@@ -164,7 +165,7 @@ def test_bulk_csv_of_an_empty_world_is_the_header() -> None:
     as_of=st.integers(0, 180),
     dos=st.sampled_from(["period_end", "last_reading_day"]),
 )
-def test_bulk_csv_matches_the_record_path_on_random_worlds(
+def test_csv_and_records_renderings_agree_on_random_worlds(
     patients: list[tuple[str, int, list[int], int, int | None, int, list[int], int]],
     as_of: int,
     dos: str,

@@ -17,15 +17,14 @@ from rpmpipe.metrics.programs import (
     ProgramRules,
     care_plan_state,
     chronic_conditions,
-    eligibility_reason,
     has_behavioral_diagnosis,
     interpretation_line,
     monthly_level,
     program_rules_for,
     supply_line_code,
     time_lines,
-    time_reason,
 )
+from rpmpipe.metrics.reasons import eligibility_reason, time_reason
 
 D25 = date(2025, 6, 30)
 D26 = date(2026, 6, 30)
