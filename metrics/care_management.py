@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from rpmpipe.metrics.care_time import (
@@ -25,6 +26,7 @@ from rpmpipe.metrics.care_time import (
 )
 from rpmpipe.metrics.conflicts import Claim, held_reasons
 from rpmpipe.metrics.programs import (
+    CareMinutes,
     CarePlanVersion,
     ProgramRules,
     care_plan_state,
@@ -143,17 +145,23 @@ class _Month:
     time: ProgramMonth
 
 
+@lru_cache(maxsize=1 << 14)
+def _conditions(codes: tuple[str, ...], non_chronic_chapters: str) -> tuple[int, bool]:
+    """(chronic conditions, a behavioural diagnosis) of a patient's codes (they repeat)."""
+    return chronic_conditions(codes, non_chronic_chapters), has_behavioral_diagnosis(codes)
+
+
 def _eligibility(
     rs: ProgramRules, m: _Month, facts: CareFacts, rules: RuleSettings
 ) -> tuple[str | None, int, bool]:
     """(why not eligible or None, chronic conditions, care plan changed this month)."""
     pid = m.enrollment.patient_id
-    codes = facts.icd10.get(pid, ())
+    codes = tuple(facts.icd10.get(pid, ()))
     plans = care_plan_state(
         facts.care_plans.get((pid, m.enrollment.program), ()), m.month, month_end(m.month)
     )
-    chronic = chronic_conditions(codes, rules.non_chronic_icd10_chapters)
-    why = eligibility_reason(rs, chronic, has_behavioral_diagnosis(codes), plans)
+    chronic, behavioral = _conditions(codes, rules.non_chronic_icd10_chapters)
+    why = eligibility_reason(rs, chronic, behavioral, plans)
     return why, chronic, plans.changed_this_month
 
 
@@ -168,10 +176,31 @@ def _month_outcome(
         code = monthly_level(rs, chronic, qmb)
         lines = () if code is None else (ServiceLine(code, 1, dos),)
         return lines, level_reason(chronic, qmb, code)
-    caps = {"max_99439_units": rules.max_99439_units, "max_99458_units": rules.max_99458_units}
     t = m.time
-    outcome = time_lines(rs, t.minutes, t.interactive_communications, changed, dos, caps)
-    return outcome.lines, time_reason(rs, t.minutes, t.interactive_communications, outcome)
+    return _time_outcome(
+        rs,
+        t.minutes,
+        t.interactive_communications,
+        changed,
+        dos,
+        (rules.max_99439_units, rules.max_99458_units),
+    )
+
+
+@lru_cache(maxsize=1 << 14)
+def _time_outcome(
+    rs: ProgramRules,
+    minutes: CareMinutes,
+    talks: int,
+    changed: bool,
+    dos: date,
+    caps: tuple[int, int],
+) -> tuple[tuple[ServiceLine, ...], str]:
+    """A month's time lines and reason: a pure function of values that repeat across
+    patients."""
+    limits = {"max_99439_units": caps[0], "max_99458_units": caps[1]}
+    outcome = time_lines(rs, minutes, talks, changed, dos, limits)
+    return outcome.lines, time_reason(rs, minutes, talks, outcome)
 
 
 def month_record(
@@ -207,12 +236,16 @@ def month_record(
 
 
 def _months_of(
-    entries: Sequence[TimeEntry], facts: CareFacts, as_of: date, zone_of: Callable[[str], str]
+    entries: Sequence[TimeEntry],
+    counted: Mapping[str, Decimal],
+    facts: CareFacts,
+    as_of: date,
+    zone_of: Callable[[str], str],
 ) -> list[_Month]:
     """Program months with time (CCM, PCM, BHI, RTM), and every enrolled month of APCM."""
     by_key = facts.enrollments_of()
     months: list[_Month] = []
-    for (pid, program, month), time in program_months(entries, zone_of).items():
+    for (pid, program, month), time in program_months(entries, zone_of, counted).items():
         if program not in TIME_PROGRAMS:
             continue
         owner = _owner(by_key.get((pid, program), ()), month, month_end(month))
@@ -240,6 +273,7 @@ def _apcm_months(e: ProgramEnrollment, as_of: date) -> Iterable[date]:
 
 def interpretation_records(
     entries: Sequence[TimeEntry],
+    counted: Mapping[str, Decimal],
     facts: CareFacts,
     as_of: date,
     zone_of: Callable[[str], str],
@@ -247,7 +281,6 @@ def interpretation_records(
     """99091 per 30-day period of an RPM enrollment (from its consent-aware start), for the
     physician's data-review time."""
     by_key = facts.enrollments_of()
-    counted = counted_minutes(entries)
     sums: dict[tuple[ProgramEnrollment, date], tuple[Decimal, list[str]]] = {}
     for e in entries:
         if not is_interpretation(e):
@@ -311,12 +344,13 @@ def compute_care_management(
     def zone_of(pid: str) -> str:
         return facts.zone_of(pid, org_zone)
 
+    counted = counted_minutes(entries)
     records = [
         r
-        for m in _months_of(entries, facts, as_of, zone_of)
+        for m in _months_of(entries, counted, facts, as_of, zone_of)
         if (r := month_record(m, facts, as_of, rules)) is not None
     ]
-    records.extend(interpretation_records(entries, facts, as_of, zone_of))
+    records.extend(interpretation_records(entries, counted, facts, as_of, zone_of))
     return sorted(records, key=lambda r: (r.patient_id, r.program, r.kind, r.period_start))
 
 

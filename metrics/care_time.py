@@ -16,9 +16,9 @@ start, split by who performed them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from zoneinfo import ZoneInfo
 
@@ -26,7 +26,6 @@ from rpmpipe.metrics.minutes import EARLIEST_ACTIVITY, LATEST_ACTIVITY, is_inter
 from rpmpipe.metrics.programs import CareMinutes
 from rpmpipe.records import Activity
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROS_PER_MINUTE = 60_000_000
 INTERPRETATION_KIND = "data_review"
 _CENT = Decimal("0.01")
@@ -57,7 +56,8 @@ class ProgramMonth:
 
 
 def _micros(value: datetime) -> int:
-    return (value - _EPOCH) // timedelta(microseconds=1)
+    # A float timestamp is exact to well under a microsecond for any date we store.
+    return round(value.timestamp() * 1_000_000)
 
 
 def _pool(entry: TimeEntry) -> str:
@@ -129,17 +129,23 @@ def is_interpretation(entry: TimeEntry) -> bool:
 
 
 def program_months(
-    entries: Iterable[TimeEntry], zone_of: Callable[[str], str]
+    entries: Iterable[TimeEntry],
+    zone_of: Callable[[str], str],
+    counted: Mapping[str, Decimal] | None = None,
 ) -> dict[tuple[str, str, date], ProgramMonth]:
     """(patient, program, first day of local month) -> counted minutes by performer.
 
     99091 interpretation time is left out (it is counted per 30-day period, never as
-    treatment-management time).
+    treatment-management time). ``counted``: the :func:`counted_minutes` of ``entries``
+    when they are already :func:`trim_across_programs`'d.
     """
     originals = list(entries)
     began = {e.activity_id: e.started_at for e in reversed(originals)}  # first of a repeat
-    items = trim_across_programs(originals)
-    counted = counted_minutes(items)
+    if counted is None:
+        items = trim_across_programs(originals)
+        counted = counted_minutes(items)
+    else:
+        items = originals
     zones: dict[str, ZoneInfo] = {}
     months: dict[tuple[str, str, date], ProgramMonth] = {}
     seen: set[str] = set()
