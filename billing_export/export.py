@@ -46,12 +46,23 @@ from decimal import Decimal
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sqlalchemy import Engine
 
 from rpmpipe import __version__
 from rpmpipe.asof import check_as_of
+from rpmpipe.billing_export.audit_run import audit_lines, hold_undocumented
 from rpmpipe.billing_export.charge_csv import write_charge_csv, write_corrections_csv
 from rpmpipe.billing_export.claims import Claim, Receiver, claims_file_for
+from rpmpipe.billing_export.evidence import (
+    EVIDENCE_CSV,
+    EVIDENCE_PARQUET,
+    LineEvidence,
+    evidence_table,
+    write_evidence_csv,
+)
+from rpmpipe.billing_export.evidence_load import collect_evidence
 from rpmpipe.billing_export.holds import Held, group_held
 from rpmpipe.billing_export.ledger import (
     Allocation,
@@ -143,6 +154,9 @@ def run_export(
             ledger = load_ledger(conn)
             patients = load_patients(conn, {r.patient_id for r in records} | _ids(ledger))
         work = select_work(records, ledger, patients, billing, as_of=as_of)
+        if billing.audit_before_export and work.originals:
+            audits = audit_lines(engine, settings.readings_dir, work.originals, patients, billing)
+            work = hold_undocumented(work, audits)
         plan = (
             build_plan(work, patients, billing, first_claim_number=1)
             if not work.is_empty
@@ -184,7 +198,10 @@ def run_export(
         if final.exists():
             raise ExportError(f"run directory {final} already exists")
         private_dir(partial)
-        _write_run_files(partial, plan, settings, RunHeader(run_id, as_of, now, interchanges))
+        evidence = collect_evidence(engine, settings.readings_dir, plan.claims, run_id)
+        _write_run_files(
+            partial, plan, settings, RunHeader(run_id, as_of, now, interchanges), evidence
+        )
         if _after_files:
             _after_files(partial)
 
@@ -362,7 +379,13 @@ class RunHeader:
     interchanges: tuple[Interchange, ...] = ()
 
 
-def _write_run_files(run_dir: Path, plan: ExportPlan, settings: Settings, run: RunHeader) -> None:
+def _write_run_files(
+    run_dir: Path,
+    plan: ExportPlan,
+    settings: Settings,
+    run: RunHeader,
+    evidence: list[LineEvidence],
+) -> None:
     billing, now, interchanges = settings.billing, run.created_at, run.interchanges
     # The interchange's dates and times (ISA09/10, GS04/05, BHT04/05) are the organisation's.
     local = now.astimezone(settings.org_zone)
@@ -370,6 +393,13 @@ def _write_run_files(run_dir: Path, plan: ExportPlan, settings: Settings, run: R
     if plan.claims:
         files[CHARGES] = _write_atomic(
             run_dir / CHARGES, "utf-8", lambda f: write_charge_csv(f, plan.claims, billing)
+        )
+        # The evidence behind every line, frozen with the run (never rewritten later).
+        files[EVIDENCE_PARQUET] = _write_parquet_atomic(
+            run_dir / EVIDENCE_PARQUET, evidence_table(evidence)
+        )
+        files[EVIDENCE_CSV] = _write_atomic(
+            run_dir / EVIDENCE_CSV, "utf-8", lambda f: write_evidence_csv(f, evidence)
         )
     for i in interchanges:
         files[i.file_name] = _write_atomic(
@@ -420,6 +450,20 @@ def _write_run_files(run_dir: Path, plan: ExportPlan, settings: Settings, run: R
     }
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     _write_atomic(run_dir / MANIFEST, "utf-8", lambda f: f.write(text))
+
+
+def _write_parquet_atomic(path: Path, table: pa.Table) -> str:
+    """Write a Parquet table atomically (0600); return its sha256."""
+    atomic_write(path, lambda raw: pq.write_table(table, raw, compression="zstd"))
+    return _sha256(path)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as check:
+        for chunk in iter(lambda: check.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _write_atomic(path: Path, encoding: str, produce: Callable[[TextIO], object]) -> str:

@@ -17,10 +17,12 @@ from sqlalchemy import Engine
 
 from rpmpipe.errors import DecodeError, RegistryImportError
 from rpmpipe.ingest.decoders import MAX_PAYLOAD_BYTES, Reject, item_bytes, load_json
+from rpmpipe.ingest.questionnaire import is_questionnaire_response, questionnaire_row
 from rpmpipe.registry.imports import KINDS, import_rows
 
 ACTIVITY_COLUMNS = KINDS["activities"].columns
-OPTIONAL_COLUMNS = KINDS["activities"].optional  # program, performer
+# Optional plain fields; goals_reviewed, pro and note_ref are read by _engagement_cells.
+OPTIONAL_COLUMNS = ("program", "performer")
 
 
 def _cell(value: object) -> str:
@@ -70,12 +72,34 @@ def activity_items(payload: bytes) -> tuple[list[ActivityItem], list[Reject]]:
 def _row(item: object) -> dict[str, str]:
     if not isinstance(item, dict):
         raise DecodeError("bad_activity", "an activity is not a JSON object")
+    if is_questionnaire_response(item):
+        return questionnaire_row(item)
     missing = [c for c in ACTIVITY_COLUMNS if item.get(c) is None]
     if missing:
         raise DecodeError("missing_field", f"the activity has no {missing[0]}")
     row = {c: _cell(item[c]) for c in ACTIVITY_COLUMNS}
     row.update({c: _cell(item[c]) for c in OPTIONAL_COLUMNS if item.get(c) is not None})
-    return row
+    return row | _engagement_cells(item)
+
+
+def _engagement_cells(item: dict[str, object]) -> dict[str, str]:
+    """The optional ``goals_reviewed`` (array of ids), ``pro`` ({instrument, score}) and
+    ``note_ref`` of an activity payload, as registry import cells."""
+    cells: dict[str, str] = {}
+    goals = item.get("goals_reviewed")
+    if goals is not None:
+        if not isinstance(goals, list) or not all(isinstance(g, str | int) for g in goals):
+            raise DecodeError("bad_activity", "goals_reviewed must be an array of goal ids")
+        cells["goals_reviewed"] = ";".join(str(g) for g in goals)
+    pro = item.get("pro")
+    if pro is not None:
+        if not isinstance(pro, dict) or "instrument" not in pro or "score" not in pro:
+            raise DecodeError("bad_activity", "pro must be an object with instrument and score")
+        cells["pro_instrument"] = _cell(pro["instrument"])
+        cells["pro_score"] = _cell(pro["score"])
+    if item.get("note_ref") is not None:
+        cells["note_ref"] = _cell(item["note_ref"])
+    return cells
 
 
 def _code(exc: RegistryImportError) -> str:

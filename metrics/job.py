@@ -129,10 +129,16 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def compute(settings: Settings, engine: Engine, as_of: date) -> list[EngagementRecord]:
-    """All engagement records as of ``as_of`` from the registry and the readings dataset."""
+def compute(
+    settings: Settings, engine: Engine, as_of: date, known_at: datetime | None = None
+) -> list[EngagementRecord]:
+    """All engagement records as of ``as_of`` from the registry and the readings dataset.
+
+    ``known_at`` reproduces what a run at that time knew: readings received by then, and
+    activities that had started by then (the registry does not keep when they arrived).
+    """
     with gc_paused():
-        return _compute(settings, engine, as_of)
+        return _compute(settings, engine, as_of, known_at)
 
 
 @dataclass(frozen=True)
@@ -145,11 +151,15 @@ class _Inputs:
     rpm_activities: list[Activity]
 
 
-def _inputs(settings: Settings, engine: Engine, as_of: date) -> _Inputs:
+def _inputs(
+    settings: Settings, engine: Engine, as_of: date, known_at: datetime | None = None
+) -> _Inputs:
     snapshot = load_registry_snapshot(engine)
     check_readings_store(settings, snapshot)
     facts = load_care_facts(engine)
     activities = load_all_activities(engine)
+    if known_at is not None:
+        activities = [a for a in activities if a.started_at <= known_at]
     rules = settings.rules
     live = [
         entry_of(a, rules.secure_message_interactive)
@@ -168,11 +178,13 @@ def _payers_allowing_99091(settings: Settings) -> frozenset[str]:
     )
 
 
-def _rpm_records(settings: Settings, inputs: _Inputs, as_of: date) -> list[EngagementRecord]:
+def _rpm_records(
+    settings: Settings, inputs: _Inputs, as_of: date, known_at: datetime | None = None
+) -> list[EngagementRecord]:
     starts = [e.start_date for e in inputs.snapshot.enrollments if e.program == PROGRAM]
     if not starts:
         return []
-    batches = reading_batches(settings.readings_dir, min(starts), as_of)
+    batches = reading_batches(settings.readings_dir, min(starts), as_of, known_at)
     return compute_engagement(
         batches,
         inputs.snapshot,
@@ -193,14 +205,16 @@ def _log_computed(as_of: date, records: int, billable: int, pending: int) -> Non
     )
 
 
-def _compute(settings: Settings, engine: Engine, as_of: date) -> list[EngagementRecord]:
-    inputs = _inputs(settings, engine, as_of)
+def _compute(
+    settings: Settings, engine: Engine, as_of: date, known_at: datetime | None = None
+) -> list[EngagementRecord]:
+    inputs = _inputs(settings, engine, as_of, known_at)
     care = compute_care_management(
         inputs.entries, inputs.facts, as_of, settings.rules, settings.organization_timezone
     )
     # RPM's records (grouped by patient), then the other programs' (by patient and program).
     records = apply_exclusions(
-        [*_rpm_records(settings, inputs, as_of), *care],
+        [*_rpm_records(settings, inputs, as_of, known_at), *care],
         inputs.facts,
         _payers_allowing_99091(settings),
     )

@@ -15,7 +15,7 @@ reader never sees a reading twice, with any number of ingest workers, at any mom
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -89,12 +89,13 @@ def _schema(first_file: Path) -> pa.Schema:
 
 
 def reading_batches(
-    readings_dir: Path, first_day: date, last_day: date
+    readings_dir: Path, first_day: date, last_day: date, known_at: datetime | None = None
 ) -> Iterator[pa.RecordBatch]:
     """Batches of readings stored on ``first_day - 1 .. last_day + 1`` (only needed columns).
 
     The partition day is a UTC date; a day of margin on each side covers every zone offset.
-    Missing directory or no files: no batches.
+    Missing directory or no files: no batches. With ``known_at``, only readings received by
+    then (``received_at``): what a run at that time could see.
     """
     files = reading_files(readings_dir, first_day - timedelta(days=1), last_day + timedelta(days=1))
     if not files:
@@ -107,15 +108,22 @@ def reading_batches(
     for f in files:
         by_dir.setdefault(f.parent, []).append(f)
     found = pq.read_schema(files[0])
+    known = None
+    if known_at is not None:
+        if "received_at" not in found.names:
+            raise ValueError(f"readings file {files[0]} has no received_at for --known-at")
+        known = ds.field("received_at") <= pa.scalar(known_at, found.field("received_at").type)
     if "dedup_key" in found.names:
         alone = [fs[0] for fs in by_dir.values() if len(fs) == 1]
         shared = [fs for fs in by_dir.values() if len(fs) > 1]
     else:  # another tool's dataset, without ingest's identity column: read as it is
         alone, shared = files, []
     if alone:
-        dataset = ds.dataset([str(f) for f in alone], schema=schema, format=parquet)
+        read = schema if known is None else schema.append(found.field("received_at"))
+        dataset = ds.dataset([str(f) for f in alone], schema=read, format=parquet)
         scanner = dataset.scanner(
             columns=schema.names,
+            filter=known,
             batch_size=BATCH_ROWS,
             use_threads=True,
             batch_readahead=2,
@@ -123,11 +131,15 @@ def reading_batches(
         )
         yield from scanner.to_batches()
     for group in shared:
-        yield from _once_each(group, schema, found, parquet)
+        yield from _once_each(group, schema, found, parquet, known)
 
 
 def _once_each(
-    files: list[Path], schema: pa.Schema, found: pa.Schema, parquet: ds.ParquetFileFormat
+    files: list[Path],
+    schema: pa.Schema,
+    found: pa.Schema,
+    parquet: ds.ParquetFileFormat,
+    known: ds.Expression | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """The rows of ``files`` (one directory) once per ``dedup_key``: the first received."""
     extra = [found.field("dedup_key")]
@@ -135,7 +147,7 @@ def _once_each(
         extra.append(found.field("received_at"))
     full = pa.schema([*schema, *extra])
     table = ds.dataset([str(f) for f in files], schema=full, format=parquet).to_table(
-        columns=full.names
+        columns=full.names, filter=known
     )
     if "received_at" in full.names:
         table = table.sort_by([("received_at", "ascending")])

@@ -14,7 +14,8 @@
      │                             carries a reason code such as ``bad_json`` or ``unknown_device``
      ├── TransientError            the broker or database is away (retry with backoff; exit 4)
      │    └── ServiceUnavailable   a service or the disk cannot be used: says what and where
-     └── ExportError               an export cannot be written as asked (e.g. missing claim data)
+     ├── ExportError               an export cannot be written as asked (e.g. missing claim data)
+     └── RemitError                an 835 remittance file cannot be read (names the file)
 
 Every error has a ``code`` (a short snake_case word callers branch on, never the message
 text) and ``fields`` (ids, paths, setting names: never PHI). ``exit_code`` is the command's
@@ -156,3 +157,9 @@ class ExportError(RpmpipeError):
     """An export that cannot be produced as asked."""
 
     default_code = "export_failed"
+
+
+class RemitError(RpmpipeError):
+    """An 835 remittance file that cannot be read; nothing of it is recorded."""
+
+    default_code = "bad_remittance"

@@ -7,7 +7,17 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 READING_TYPES = ("blood_pressure", "body_weight", "spo2", "blood_glucose", "heart_rate")
-ACTIVITY_KINDS = ("phone_call", "video_visit", "secure_message", "data_review", "care_plan_update")
+ACTIVITY_KINDS = (
+    "phone_call",
+    "video_visit",
+    "secure_message",
+    "data_review",
+    "care_plan_update",
+    "portal_message",
+    "questionnaire",
+)
+# A questionnaire records a patient-reported outcome; it may carry no staff time (0 minutes).
+UNTIMED_KINDS = ("questionnaire",)
 STATUSES = ("billable", "pending", "not_billable")
 RECORD_KINDS = ("device_supply", "treatment_management", "setup", "data_interpretation")
 # Care-management programs a patient may be enrolled in, and who performs care time.
@@ -74,6 +84,10 @@ class Activity:
     performer: str = "clinical_staff"  # or "physician" (physician/QHP personally)
     # Set when the entry was voided (kept with who, when and why; it no longer counts).
     voided_reason: str | None = None
+    goals_reviewed: tuple[str, ...] = ()  # care-plan goal ids discussed
+    pro_instrument: str = ""  # a patient-reported outcome, e.g. "PHQ-9" ...
+    pro_score: Decimal | None = None  # ... and its score
+    note_ref: str = ""  # the EHR note that documents the activity
 
     def __post_init__(self) -> None:
         _require_aware("started_at", self.started_at)
@@ -83,8 +97,11 @@ class Activity:
             raise ValueError(f"unknown program {self.program!r}")
         if self.performer not in PERFORMERS:
             raise ValueError(f"unknown performer {self.performer!r}")
-        if self.minutes <= 0 or self.minutes > 24 * 60:
+        least = Decimal(0) if self.kind in UNTIMED_KINDS else Decimal("0.01")
+        if self.minutes < least or self.minutes > 24 * 60:
             raise ValueError(f"minutes must be between 0 and 1440, got {self.minutes}")
+        if (self.pro_score is None) != (not self.pro_instrument):
+            raise ValueError("a patient-reported outcome needs both its instrument and score")
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,6 +189,8 @@ class PayerSettings:
     # Send frequency-7 (replacement) and -8 (void) claims for this payer? Empty: as
     # billing.replacement_claims, except Medicare Part B (MB), which reopens claims instead.
     replacement_claims: bool | None = None
+    # Documentation this payer requires beyond the program's, e.g. "pro, goal_review".
+    audit_requires: str = ""
 
     def __post_init__(self) -> None:
         _no_separators("billing.payers.*.payer_id", self.payer_id, 80)
@@ -260,6 +262,10 @@ class BillingSettings:
     rendering_providers: Mapping[str, str] = field(default_factory=dict)
     # NPI -> taxonomy code of a rendering provider (PRV*PE in 2310B), optional.
     rendering_taxonomies: Mapping[str, str] = field(default_factory=dict)
+    # Hold lines whose documentation is incomplete (consent, order, contacts, time log, ...).
+    audit_before_export: bool = True
+    # A Jinja2 letter template replacing the built-in appeal letter ("" = built-in).
+    appeal_template: str = ""
 
     def __post_init__(self) -> None:
         if self.provider_entity not in PROVIDER_ENTITIES:

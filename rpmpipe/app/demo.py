@@ -19,6 +19,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from sqlalchemy import Engine
+
 from rpmpipe.app.cycle import run_billing_cycle
 from rpmpipe.app.demo_settings import DEMO_SETTINGS_NAME, demo_billing, write_demo_settings
 from rpmpipe.asof import today_in
@@ -87,6 +89,7 @@ class DemoSummary:
     total_charge: Decimal
     seconds: float
     per_patient: tuple[PatientRow, ...] = field(default=())
+    appeal_packet: Path | None = None  # one packet for a demo claim, as if denied CO-16/N29
 
 
 def prepare_out_dir(out: Path) -> None:
@@ -187,10 +190,37 @@ def run_demo(
     records, result = list(cycle.records), cycle.export
     progress(f"computed {len(records)} engagement records as of {as_of}")
     progress(f"exported {result.lines} lines in {result.claims} claims to {result.run_dir}")
+    packet = _demo_appeal(settings, engine, out, as_of)
+    if packet is not None:
+        progress(f"wrote an appeal packet for a demo claim: {packet}")
 
-    return _summarise(
+    summary = _summarise(
         out, as_of, fleet, stats, published.messages, records, result, time.monotonic() - started
     )
+    return replace(summary, appeal_packet=packet)
+
+
+def _demo_appeal(settings: Settings, engine: Engine, out: Path, as_of: date) -> Path | None:
+    """An appeal packet for the first management claim, answering a CO-16 / N29 denial."""
+    from sqlalchemy import select
+
+    from rpmpipe.billing_export.denials import build_packet, write_packet
+    from rpmpipe.registry.models import ExportLedgerEntry
+
+    e = ExportLedgerEntry
+    with engine.connect() as conn:
+        claim_id = conn.execute(
+            select(e.claim_id)
+            .where(e.line_kind == "original")
+            .order_by((e.record_kind != "treatment_management"), e.id)
+            .limit(1)
+        ).scalar()
+    if claim_id is None:
+        return None
+    packet = build_packet(engine, out / "exports", settings.billing, claim_id, as_of, "CO-16")
+    packet = replace(packet, denial=replace(packet.denial, remarks=("N29",)))
+    pdf, _html = write_packet(packet, out / "appeals", None)
+    return pdf
 
 
 def _wait(condition: Callable[[], bool], timeout: float, message: str) -> None:

@@ -109,6 +109,9 @@ def render_summary(s: DemoSummary) -> str:
         add(f"          {s.export_dir}/charges.csv")
         add(f"          {s.export_dir}/claims.837")
         add(f"          {s.export_dir}/manifest.json")
+        add(f"          {s.export_dir}/evidence.parquet")
+    if s.appeal_packet is not None:
+        add(f"  appeal packet (a demo claim as if denied CO-16/N29): {s.appeal_packet}")
     else:
         add("  export: nothing billable to export")
     add(f"  readings: {s.out}/data/readings/   quarantine: {s.out}/data/quarantine/")

@@ -25,7 +25,13 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from rpmpipe.errors import RegistryImportError, is_transient
 from rpmpipe.identifiers import has_x12_separator, is_mbi
 from rpmpipe.logs import get_logger
-from rpmpipe.records import ACTIVITY_KINDS, EARLIEST_DATA_TIME, PERFORMERS, PROGRAMS
+from rpmpipe.records import (
+    ACTIVITY_KINDS,
+    EARLIEST_DATA_TIME,
+    PERFORMERS,
+    PROGRAMS,
+    UNTIMED_KINDS,
+)
 from rpmpipe.registry.models import (
     Base,
     CareActivity,
@@ -277,7 +283,10 @@ def _activity(row: Mapping[str, str]) -> dict[str, Any]:
         minutes = Decimal(raw)
     except InvalidOperation:
         raise _BadField("minutes", f"{raw!r} is not a number") from None
-    if not minutes.is_finite() or minutes <= 0 or minutes > 1440:
+    kind = _choice(row, "kind", ACTIVITY_KINDS)
+    if not minutes.is_finite() or minutes > 1440 or minutes < 0:
+        raise _BadField("minutes", "must be more than 0 and at most 1440")
+    if minutes == 0 and kind not in UNTIMED_KINDS:
         raise _BadField("minutes", "must be more than 0 and at most 1440")
     if minutes != minutes.quantize(Decimal("0.01")):
         raise _BadField("minutes", "has more than two decimal places")
@@ -287,13 +296,14 @@ def _activity(row: Mapping[str, str]) -> dict[str, Any]:
         "staff_id": _ident(row, "staff_id"),
         "started_at": _aware_datetime(row, "started_at"),
         "minutes": minutes,
-        "kind": _choice(row, "kind", ACTIVITY_KINDS),
+        "kind": kind,
         "interactive": _bool(row, "interactive"),
         # Optional: an activity without them is RPM time of clinical staff, as before.
         "program": _choice_or(row, "program", PROGRAMS, "RPM"),
         "performer": _choice_or(row, "performer", PERFORMERS, "clinical_staff"),
         # Optional: a reason voids the entry (kept, no longer counted).
         **_void_reason(row),
+        **_engagement_fields(row),
     }
 
 
@@ -321,6 +331,34 @@ def _void_fields(
         values.update(voided_reason=reason, voided_at=now, voided_by=source[-64:])
     elif old is None:
         values.update(voided_reason=None, voided_at=None, voided_by=None)
+
+
+def _engagement_fields(row: Mapping[str, str]) -> dict[str, Any]:
+    """The optional goals_reviewed, pro_instrument + pro_score and note_ref of an activity."""
+    goals = [g.strip() for g in (row.get("goals_reviewed") or "").split(";") if g.strip()]
+    for goal in goals:
+        if not ID_PATTERN.match(goal):
+            raise _BadField("goals_reviewed", f"{goal!r} is not a valid goal id")
+    instrument = _text(row, "pro_instrument", required=False, max_len=32)
+    raw = (row.get("pro_score") or "").strip()
+    score: Decimal | None = None
+    if raw:
+        try:
+            score = Decimal(raw)
+        except InvalidOperation:
+            raise _BadField("pro_score", f"{raw!r} is not a number") from None
+        if not score.is_finite() or abs(score) >= 1_000_000:
+            raise _BadField("pro_score", f"{raw!r} is out of range")
+    if bool(instrument) != (score is not None):
+        missing = "pro_score" if instrument else "pro_instrument"
+        raise _BadField(missing, "is empty: a patient-reported outcome needs both")
+    note = _text(row, "note_ref", required=False, max_len=64)
+    return {
+        "goals_reviewed": ";".join(goals),
+        "pro_instrument": instrument,
+        "pro_score": score,
+        "note_ref": note,
+    }
 
 
 def _care_plan(row: Mapping[str, str]) -> dict[str, Any]:
@@ -415,7 +453,15 @@ KINDS: dict[str, ImportKind] = {
             _activity,
             CareActivity,
             ("activity_id",),
-            optional=("program", "performer", "voided_reason"),
+            optional=(
+                "program",
+                "performer",
+                "voided_reason",
+                "goals_reviewed",
+                "pro_instrument",
+                "pro_score",
+                "note_ref",
+            ),
         ),
         ImportKind(
             "care-plans",

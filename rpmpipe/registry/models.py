@@ -136,6 +136,12 @@ class CareActivity(Base):
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     voided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     voided_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Engagement beyond minutes: care-plan goal ids discussed (';'-separated), a
+    # patient-reported outcome (instrument and score) and the EHR note that documents it.
+    goals_reviewed: Mapped[str] = mapped_column(Text, default="")
+    pro_instrument: Mapped[str] = mapped_column(String(32), default="")
+    pro_score: Mapped[Decimal | None] = mapped_column(Numeric(8, 2), nullable=True)
+    note_ref: Mapped[str] = mapped_column(String(64), default="")
 
 
 class CarePlan(Base):
@@ -273,3 +279,47 @@ class JobRun(Base):
     billable_lines: Mapped[int] = mapped_column(Integer, default=0)
     exported_lines: Mapped[int] = mapped_column(Integer, default=0)
     message: Mapped[str] = mapped_column(Text, default="")
+
+
+class Remittance(Base):
+    """One imported X12 835 file. Its normalised text's digest makes a re-import a no-op."""
+
+    __tablename__ = "remittances"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    file_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    file_name: Mapped[str] = mapped_column(String(200))
+    interchange_control: Mapped[str] = mapped_column(String(9))  # ISA13
+    trace_number: Mapped[str] = mapped_column(String(50), default="")  # TRN02 (check / EFT)
+    payer_name: Mapped[str] = mapped_column(String(60), default="")
+    payment_date: Mapped[date | None] = mapped_column(Date, nullable=True)  # BPR16
+    total_paid: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal(0))
+    claims: Mapped[int] = mapped_column(Integer, default=0)
+    unmatched_claim_ids: Mapped[str] = mapped_column(Text, default="")  # ';'-separated CLP01s
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RemitLine(Base):
+    """One service line of an 835 matched to the export ledger: paid, adjusted or denied."""
+
+    __tablename__ = "remit_lines"
+    __table_args__ = (UniqueConstraint("remittance_id", "claim_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    remittance_id: Mapped[int] = mapped_column(ForeignKey("remittances.id"), index=True)
+    claim_id: Mapped[str] = mapped_column(String(38), index=True)  # CLP01
+    seq: Mapped[int] = mapped_column(Integer)  # the line's place in the 835 claim, from 1
+    claim_status: Mapped[str] = mapped_column(String(2))  # CLP02
+    payer_claim_control: Mapped[str] = mapped_column(String(50), default="")  # CLP07
+    line_control_number: Mapped[str] = mapped_column(String(50), default="")  # REF*6R
+    ledger_id: Mapped[int | None] = mapped_column(ForeignKey("export_ledger.id"), nullable=True)
+    patient_id: Mapped[str] = mapped_column(String(64), default="", index=True)
+    code: Mapped[str] = mapped_column(String(8))
+    date_of_service: Mapped[date | None] = mapped_column(Date, nullable=True)
+    charge: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+    paid: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+    outcome: Mapped[str] = mapped_column(String(16))  # paid | adjusted | denied
+    # "CO-16;CO-45": group and CARC of every adjustment, for filtering; amounts in JSON.
+    denial_codes: Mapped[str] = mapped_column(String(200), default="")
+    adjustments_json: Mapped[str] = mapped_column(Text, default="[]")
+    remark_codes: Mapped[str] = mapped_column(String(200), default="")  # RARCs, ';'-separated

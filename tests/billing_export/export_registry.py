@@ -27,6 +27,9 @@ def export_settings(tmp_path: Path, database_url: str, **overrides: object) -> S
         "data_dir": str(tmp_path / "data"),
         "database_url": database_url,
         **identity_overrides(),  # explicit: the tests do not lean on the default payer
+        # Records here are inserted without the readings and activities behind them; the
+        # documentation audit has its own tests over the whole pipeline (test_audit.py).
+        "billing.audit_before_export": False,
     }
     base.update(overrides)
     return load_settings(None, env={}, overrides=base)

@@ -85,10 +85,17 @@ def test_export_writes_private_files_a_true_manifest_and_the_ledger(
     assert stat.S_IMODE(run.stat().st_mode) == 0o700
     assert stat.S_IMODE(settings.exports_dir.stat().st_mode) == 0o700
     names = sorted(p.name for p in run.iterdir())
-    assert names == ["charges.csv", "claims.837", "manifest.json"]
+    assert names == [
+        "charges.csv",
+        "claims.837",
+        "evidence.csv",
+        "evidence.parquet",
+        "manifest.json",
+    ]
     for p in run.iterdir():
         assert stat.S_IMODE(p.stat().st_mode) == 0o600
     manifest = json.loads((run / "manifest.json").read_text())
+    assert sorted(e["name"] for e in manifest["files"]) == names[:-1]
     for entry in manifest["files"]:
         assert hashlib.sha256((run / entry["name"]).read_bytes()).hexdigest() == entry["sha256"]
     assert manifest["claims"] == 2 and manifest["lines"] == 4

@@ -29,3 +29,13 @@ def test_empty_database_is_migrated_to_head_with_every_table(database_url: str) 
     assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
     open_registry(database_url)  # a second open finds it at head and changes nothing
     assert current_revision(engine) == SCHEMA_HEAD
+
+
+def test_migrated_schema_matches_the_models(database_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    engine = open_registry(database_url)
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    engine.dispose()

@@ -50,6 +50,11 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     statuses = {p.status for p in summary.per_patient}
     assert statuses == {"billable", "not billable"}
     assert any("ingest subscribed" in m for m in messages)
+    # One appeal packet for a demo claim, private, beside the export.
+    assert summary.appeal_packet is not None and summary.appeal_packet.suffix == ".pdf"
+    assert summary.appeal_packet.read_bytes()[:5] == b"%PDF-"
+    assert summary.appeal_packet.stat().st_mode & 0o777 == 0o600
+    assert (summary.export_dir / "evidence.parquet").is_file()
 
 
 def test_demo_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:

@@ -69,6 +69,15 @@ COMMANDS: dict[str, CommandEntry] = {
         "export_cmds",
         "Write the charge CSV and X12 837P of every final, billable line not yet exported.",
     ),
+    "audit": CommandEntry(
+        "evidence_cmds",
+        "Documentation readiness: lines an export would bill, and those it would hold and why.",
+    ),
+    "remit": CommandEntry("evidence_cmds", "Remittance advice (X12 835) from payers."),
+    "denials": CommandEntry("evidence_cmds", "Denied claim lines and their evidence."),
+    "appeal": CommandEntry(
+        "evidence_cmds", "Write an appeal packet (PDF and HTML) for a denied claim."
+    ),
     "schedule": CommandEntry(
         "metrics_cmds", "Run the nightly job: engagement as of yesterday, then the billing export."
     ),

@@ -37,7 +37,8 @@ def demo(
     (a mix of adherent and non-adherent patients) in a SQLite registry, publishes DAYS of
     BP-cuff and scale syncs and care-team activity in accelerated time (with injected faults),
     ingests them over MQTT into OUT/data/readings/ (Parquet), computes engagement as of today,
-    and exports OUT/exports/RUN/ (charges.csv, claims.837, manifest.json).
+    and exports OUT/exports/RUN/ (charges.csv, claims.837, evidence.parquet, manifest.json),
+    then writes an appeal packet for one demo claim to OUT/appeals/.
     """
     from rpmpipe.app.demo import run_demo
     from rpmpipe.app.demo_report import render_summary

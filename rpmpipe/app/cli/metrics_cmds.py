@@ -48,6 +48,15 @@ def metrics(
         bool,
         typer.Option("--save", help="Also persist the final records (what the nightly job does)."),
     ] = False,
+    known_at: Annotated[
+        str | None,
+        typer.Option(
+            "--known-at",
+            help="Only what was known at this time (ISO 8601 with offset, e.g. "
+            "2026-11-02T02:00:00-05:00): readings received by then, activities started by "
+            "then. Reproduces what an earlier run billed. Not with --save.",
+        ),
+    ] = None,
 ) -> None:
     """Engagement records as of a date: days with data per 30-day period, management minutes
     per month, the CMS codes they earn, status and the reason (billable, pending or
@@ -61,11 +70,14 @@ def metrics(
     now = datetime.now(UTC)
     zone = settings.org_zone
     day = parse_day(as_of) if as_of is not None else last_full_day(zone, now)
+    known = _parse_known_at(known_at) if known_at is not None else None
+    if known is not None and save:
+        raise fail("--known-at shows what was known then; it cannot be saved (drop --save)", 2)
     if save:
         check_as_of(day, zone, now)
     elif is_future(day, zone, now):
         typer.echo(f"warning: {future_warning(day, zone, now)}", err=True)
-    if output is OutputFormat.csv and patient is None and not save:
+    if output is OutputFormat.csv and patient is None and not save and known is None:
         # The bulk CSV path: the same bytes without a record object per row.
         import pyarrow as pa
 
@@ -92,7 +104,7 @@ def metrics(
             if save:
                 records = compute_and_persist(settings, engine, day, now)
             else:
-                records = compute(settings, engine, day)
+                records = compute(settings, engine, day, known)
     except ValueError as exc:  # a readings file that is not what it should be
         raise fail(str(exc)) from None
     if patient is not None:
@@ -101,6 +113,16 @@ def metrics(
             raise fail(f"no engagement records for patient {patient} as of {day.isoformat()}")
     with gc_paused():
         _print(records, output, patient, day)
+
+
+def _parse_known_at(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise fail(f"--known-at: expected an ISO 8601 time, got {text!r}", 2) from None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise fail(f"--known-at: {text!r} has no time zone offset (add Z or -05:00)", 2)
+    return value
 
 
 def _print(

@@ -67,7 +67,9 @@ def _make_import(kind: str) -> None:
         for warning in result.warnings:
             typer.echo(f"warning: {warning}", err=True)
 
-    command.__doc__ = f"Import {kind} from FILE.csv. Columns: {columns}."
+    optional = ",".join(KINDS[kind].optional)
+    more = f"; optional: {optional}" if optional else ""
+    command.__doc__ = f"Import {kind} from FILE.csv. Columns: {columns}{more}."
     import_app.command(kind)(command)
 
 

@@ -1,0 +1,595 @@
+"""The evidence behind every exported claim line, frozen with the run that billed it.
+
+Per line (keyed by its line control number): the dates with data and the reading ids and
+devices behind each date, the care activities (start, minutes, kind, performer, staff,
+interactive, goals reviewed, PRO, note), the consent date, enrollment and ordering NPI, the
+rule set and the rpmpipe version. Written once per run as ``evidence.parquet`` (read back by
+appeals) and ``evidence.csv`` (one row per fact, for people); the run's manifest hashes both
+and no later run touches them.
+
+The engagement record already names its dates and activity ids (the metrics stage decided
+which counted); this module only looks up what stands behind them: the readings of the
+patient's assigned devices on those local dates, and the activity rows.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+from zoneinfo import ZoneInfo
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from rpmpipe import __version__
+from rpmpipe.billing_export.claims import Claim
+from rpmpipe.records import READING_TYPES
+
+EVIDENCE_PARQUET = "evidence.parquet"
+EVIDENCE_CSV = "evidence.csv"
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True, slots=True)
+class DayEvidence:
+    """One date with data (patient's zone) and the readings behind it."""
+
+    day: date
+    reading_ids: tuple[str, ...]
+    device_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityEvidence:
+    """One care activity counted for the line (a time-log entry or a contact)."""
+
+    activity_id: str
+    started_at: datetime
+    minutes: Decimal
+    kind: str
+    staff_id: str
+    interactive: bool
+    performer: str = ""
+    goals_reviewed: tuple[str, ...] = ()
+    pro_instrument: str = ""
+    pro_score: Decimal | None = None
+    note_ref: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LineEvidence:
+    """Everything that stood behind one billed line when it was exported."""
+
+    line_control_number: str
+    claim_id: str
+    line_no: int
+    run_id: str
+    patient_id: str
+    program: str
+    record_kind: str
+    code: str
+    units: int
+    charge: Decimal
+    date_of_service: date
+    period_start: date
+    period_end: date
+    rule_set: str
+    transmission_days: int
+    interactive_minutes: Decimal
+    ordering_npi: str
+    consent_date: date | None
+    enrollment_start: date | None
+    enrollment_end: date | None
+    days: tuple[DayEvidence, ...] = ()
+    activities: tuple[ActivityEvidence, ...] = ()
+    # Other activities of the period that document engagement (goals reviewed, PROs) without
+    # being counted for this line (e.g. a questionnaire, or time of another program).
+    documentation: tuple[ActivityEvidence, ...] = ()
+    rpmpipe_version: str = __version__
+
+    @property
+    def interactive_contacts(self) -> tuple[ActivityEvidence, ...]:
+        return tuple(a for a in self.activities if a.interactive)
+
+    @property
+    def minutes(self) -> Decimal:
+        return sum((a.minutes for a in self.activities), Decimal("0.00"))
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentSpan:
+    start: date
+    end: date | None
+    consent_date: date | None
+    ordering_npi: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordEvidence:
+    """What the engagement record names: its dates with data and its activity ids."""
+
+    dates: tuple[date, ...]
+    activity_ids: tuple[str, ...]
+
+
+def line_control_number(claim_id: str, line_no: int) -> str:
+    """The line's key in the evidence: the claim id and the line number."""
+    return f"{claim_id}-{line_no}"
+
+
+def record_evidence(evidence_json: str) -> RecordEvidence:
+    """The engagement record's stored evidence (``{"dates": [...], "activity_ids": [...]}``)."""
+    doc = orjson.loads(evidence_json or "{}")
+    return RecordEvidence(
+        tuple(date.fromisoformat(d) for d in doc.get("dates", [])),
+        tuple(str(a) for a in doc.get("activity_ids", [])),
+    )
+
+
+def enrollment_for(spans: Sequence[EnrollmentSpan], day: date) -> EnrollmentSpan | None:
+    """The enrollment covering ``day``, else the latest that started before it."""
+    started = sorted((s for s in spans if s.start <= day), key=lambda s: s.start)
+    for span in reversed(started):
+        if span.end is None or span.end >= day:
+            return span
+    return started[-1] if started else None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFacts:
+    """What stands behind one engagement record: its days, activities and enrollment."""
+
+    days: tuple[DayEvidence, ...]
+    activities: tuple[ActivityEvidence, ...]
+    enrollment: EnrollmentSpan | None
+    care_plan_on: date | None = None  # the care plan on file for the period (CCM, PCM, APCM)
+    # Every activity of the patient in the period (any program): where PROs and goal
+    # reviews are looked for; ``activities`` are the ones the record counted.
+    period_activities: tuple[ActivityEvidence, ...] = ()
+    zone: str = "UTC"  # the patient's zone: activity dates are local dates
+
+
+RecordKey = tuple[str, str, str, date]
+
+
+def record_facts(
+    keys: Iterable[tuple[RecordKey, date]],
+    records: Mapping[RecordKey, RecordEvidence],
+    enrollments: Mapping[tuple[str, str], Sequence[EnrollmentSpan]],
+    activities: Mapping[str, ActivityEvidence],
+    readings: Mapping[tuple[str, date], tuple[list[str], list[str]]],
+    patient_activities: Mapping[str, Sequence[ActivityEvidence]] | None = None,
+    zones: Mapping[str, str] | None = None,
+) -> dict[RecordKey, RecordFacts]:
+    """The facts of each (record key, period end) (pure: every lookup is passed in)."""
+    out = {}
+    for key, period_end in keys:
+        patient_id, program = key[0], key[1]
+        zone = ZoneInfo((zones or {}).get(patient_id) or "UTC")
+        in_period = tuple(
+            a
+            for a in (patient_activities or {}).get(patient_id, ())
+            if key[3] <= a.started_at.astimezone(zone).date() <= period_end
+        )
+        found = records.get(key, RecordEvidence((), ()))
+        days = []
+        for day in found.dates:
+            ids, devices = readings.get((patient_id, day), ([], []))
+            days.append(DayEvidence(day, tuple(ids), tuple(sorted(set(devices)))))
+        out[key] = RecordFacts(
+            days=tuple(days),
+            activities=tuple(activities[a] for a in found.activity_ids if a in activities),
+            enrollment=enrollment_for(enrollments.get((patient_id, program), ()), period_end),
+            period_activities=in_period,
+            zone=str(zone),
+        )
+    return out
+
+
+def build_line_evidence(
+    claims: Sequence[Claim],
+    run_id: str,
+    facts: Mapping[RecordKey, RecordFacts],
+    line_numbers: Mapping[tuple[str, int], str] | None = None,
+) -> list[LineEvidence]:
+    """One LineEvidence per claim line (pure)."""
+    out = []
+    for claim in claims:
+        for cl in claim.lines:
+            ln = cl.line
+            f = facts.get(ln.record_key, RecordFacts((), (), None))
+            span = f.enrollment
+            lcn = (line_numbers or {}).get((claim.claim_id, cl.line_no)) or line_control_number(
+                claim.claim_id, cl.line_no
+            )
+            out.append(
+                LineEvidence(
+                    line_control_number=lcn,
+                    claim_id=claim.claim_id,
+                    line_no=cl.line_no,
+                    run_id=run_id,
+                    patient_id=ln.patient_id,
+                    program=ln.program,
+                    record_kind=ln.record_kind,
+                    code=ln.code,
+                    units=ln.units,
+                    charge=cl.charge,
+                    date_of_service=ln.date_of_service,
+                    period_start=ln.period_start,
+                    period_end=ln.period_end,
+                    rule_set=ln.rule_set,
+                    transmission_days=ln.transmission_days,
+                    interactive_minutes=ln.interactive_minutes,
+                    ordering_npi=span.ordering_npi if span else ln.rendering_npi,
+                    consent_date=span.consent_date if span else None,
+                    enrollment_start=span.start if span else None,
+                    enrollment_end=span.end if span else None,
+                    days=f.days,
+                    activities=f.activities,
+                    documentation=_documentation(f),
+                )
+            )
+    return out
+
+
+def _documentation(f: RecordFacts) -> tuple[ActivityEvidence, ...]:
+    counted = {a.activity_id for a in f.activities}
+    return tuple(
+        a
+        for a in f.period_activities
+        if a.activity_id not in counted and (a.goals_reviewed or a.pro_instrument)
+    )
+
+
+def facts_of(line: LineEvidence, zone: str) -> RecordFacts:
+    """The facts a frozen evidence line holds, for auditing it again later."""
+    span = (
+        EnrollmentSpan(
+            line.enrollment_start, line.enrollment_end, line.consent_date, line.ordering_npi
+        )
+        if line.enrollment_start is not None
+        else None
+    )
+    return RecordFacts(
+        days=line.days,
+        activities=line.activities,
+        enrollment=span,
+        period_activities=(*line.activities, *line.documentation),
+        zone=zone,
+    )
+
+
+# --- readings behind the dates (I/O) ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AssignmentSpan:
+    device_id: str
+    patient_id: str
+    start: date
+    end: date | None
+
+
+def readings_by_day(
+    readings_dir: Path,
+    wanted: Mapping[str, set[date]],
+    assignments: Iterable[AssignmentSpan],
+    zones: Mapping[str, str],
+) -> dict[tuple[str, date], tuple[list[str], list[str]]]:
+    """(reading ids, device ids) per (patient, local date) of ``wanted``.
+
+    A reading stands behind a date when it is physiologic, transmitted (not manual, clock
+    not suspect), from a device assigned to the patient on that local date, and measured on
+    that date in the patient's zone. Hidden files (dot or underscore names) are never read.
+    """
+    result: dict[tuple[str, date], tuple[list[str], list[str]]] = {}
+    if not readings_dir.is_dir() or not any(wanted.values()):
+        return result
+    by_device: dict[str, list[AssignmentSpan]] = {}
+    for a in assignments:
+        if a.patient_id in wanted:
+            by_device.setdefault(a.device_id, []).append(a)
+    if not by_device:
+        return result
+    days = [d for ds_ in wanted.values() for d in ds_]
+    first = datetime.combine(min(days) - timedelta(days=1), time(), UTC)
+    last = datetime.combine(max(days) + timedelta(days=2), time(), UTC)
+    dataset = ds.dataset(str(readings_dir), format="parquet", partitioning="hive")
+    names = set(dataset.schema.names)
+    columns = [
+        c
+        for c in (
+            "reading_id",
+            "dedup_key",
+            "device_id",
+            "type",
+            "measured_at",
+            "manual_entry",
+            "clock_suspect",
+        )
+        if c in names
+    ]
+    measured = ds.field("measured_at")
+    condition = (
+        ds.field("device_id").isin(sorted(by_device))
+        & (measured >= pa.scalar(first, pa.timestamp("us", "UTC")))
+        & (measured < pa.scalar(last, pa.timestamp("us", "UTC")))
+        & ds.field("type").isin(list(READING_TYPES))
+    )
+    table = dataset.to_table(columns=columns, filter=condition)
+    for flag in ("manual_entry", "clock_suspect"):
+        if flag in table.column_names:
+            table = table.filter(pc.invert(pc.fill_null(table[flag], False)))
+    zone_cache: dict[str, ZoneInfo] = {}
+    for row in table.to_pylist():
+        device = str(row["device_id"])
+        at: datetime = row["measured_at"]
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        for a in by_device.get(device, ()):
+            zone = zone_cache.setdefault(a.patient_id, ZoneInfo(zones.get(a.patient_id) or "UTC"))
+            local = at.astimezone(zone).date()
+            if local < a.start or (a.end is not None and local > a.end):
+                continue
+            if local not in wanted[a.patient_id]:
+                continue
+            ids, devices = result.setdefault((a.patient_id, local), ([], []))
+            ids.append(str(row.get("reading_id") or row.get("dedup_key") or ""))
+            devices.append(device)
+    for ids, devices in result.values():
+        order = sorted(range(len(ids)), key=ids.__getitem__)
+        ids[:] = [ids[i] for i in order]
+        devices[:] = [devices[i] for i in order]
+    return result
+
+
+# --- Parquet and CSV --------------------------------------------------------------------
+
+_DAY = pa.struct(
+    [
+        ("day", pa.date32()),
+        ("reading_ids", pa.list_(pa.string())),
+        ("device_ids", pa.list_(pa.string())),
+    ]
+)
+_ACTIVITY = pa.struct(
+    [
+        ("activity_id", pa.string()),
+        ("started_at", pa.timestamp("us", "UTC")),
+        ("minutes", pa.decimal128(8, 2)),
+        ("kind", pa.string()),
+        ("performer", pa.string()),
+        ("staff_id", pa.string()),
+        ("interactive", pa.bool_()),
+        ("goals_reviewed", pa.list_(pa.string())),
+        ("pro_instrument", pa.string()),
+        ("pro_score", pa.decimal128(8, 2)),
+        ("note_ref", pa.string()),
+    ]
+)
+EVIDENCE_SCHEMA = pa.schema(
+    [
+        ("line_control_number", pa.string()),
+        ("claim_id", pa.string()),
+        ("line_no", pa.int32()),
+        ("run_id", pa.string()),
+        ("patient_id", pa.string()),
+        ("program", pa.string()),
+        ("record_kind", pa.string()),
+        ("code", pa.string()),
+        ("units", pa.int32()),
+        ("charge", pa.decimal128(10, 2)),
+        ("date_of_service", pa.date32()),
+        ("period_start", pa.date32()),
+        ("period_end", pa.date32()),
+        ("rule_set", pa.string()),
+        ("transmission_days", pa.int32()),
+        ("interactive_minutes", pa.decimal128(8, 2)),
+        ("ordering_npi", pa.string()),
+        ("consent_date", pa.date32()),
+        ("enrollment_start", pa.date32()),
+        ("enrollment_end", pa.date32()),
+        ("days", pa.list_(_DAY)),
+        ("activities", pa.list_(_ACTIVITY)),
+        ("documentation", pa.list_(_ACTIVITY)),
+        ("rpmpipe_version", pa.string()),
+    ]
+)
+
+
+def _cents(value: Decimal | None) -> Decimal | None:
+    return None if value is None else value.quantize(Decimal("0.01"))
+
+
+def _activity_row(a: ActivityEvidence) -> dict[str, Any]:
+    return {
+        "activity_id": a.activity_id,
+        "started_at": a.started_at.astimezone(UTC),
+        "minutes": _cents(a.minutes),
+        "kind": a.kind,
+        "performer": a.performer,
+        "staff_id": a.staff_id,
+        "interactive": a.interactive,
+        "goals_reviewed": list(a.goals_reviewed),
+        "pro_instrument": a.pro_instrument,
+        "pro_score": _cents(a.pro_score),
+        "note_ref": a.note_ref,
+    }
+
+
+def _activity_value(a: dict[str, Any]) -> ActivityEvidence:
+    return ActivityEvidence(
+        activity_id=a["activity_id"],
+        started_at=a["started_at"],
+        minutes=a["minutes"],
+        kind=a["kind"],
+        staff_id=a["staff_id"],
+        interactive=a["interactive"],
+        performer=a["performer"],
+        goals_reviewed=tuple(a["goals_reviewed"]),
+        pro_instrument=a["pro_instrument"],
+        pro_score=a["pro_score"],
+        note_ref=a["note_ref"],
+    )
+
+
+def evidence_table(lines: Sequence[LineEvidence]) -> pa.Table:
+    rows: list[dict[str, Any]] = []
+    for e in lines:
+        rows.append(
+            {
+                "line_control_number": e.line_control_number,
+                "claim_id": e.claim_id,
+                "line_no": e.line_no,
+                "run_id": e.run_id,
+                "patient_id": e.patient_id,
+                "program": e.program,
+                "record_kind": e.record_kind,
+                "code": e.code,
+                "units": e.units,
+                "charge": _cents(e.charge),
+                "date_of_service": e.date_of_service,
+                "period_start": e.period_start,
+                "period_end": e.period_end,
+                "rule_set": e.rule_set,
+                "transmission_days": e.transmission_days,
+                "interactive_minutes": _cents(e.interactive_minutes),
+                "ordering_npi": e.ordering_npi,
+                "consent_date": e.consent_date,
+                "enrollment_start": e.enrollment_start,
+                "enrollment_end": e.enrollment_end,
+                "days": [
+                    {
+                        "day": d.day,
+                        "reading_ids": list(d.reading_ids),
+                        "device_ids": list(d.device_ids),
+                    }
+                    for d in e.days
+                ],
+                "activities": [_activity_row(a) for a in e.activities],
+                "documentation": [_activity_row(a) for a in e.documentation],
+                "rpmpipe_version": e.rpmpipe_version,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=EVIDENCE_SCHEMA)
+
+
+def evidence_from_table(table: pa.Table) -> list[LineEvidence]:
+    """LineEvidence values back from an ``evidence.parquet`` table."""
+    out = []
+    for r in table.to_pylist():
+        out.append(
+            LineEvidence(
+                line_control_number=r["line_control_number"],
+                claim_id=r["claim_id"],
+                line_no=r["line_no"],
+                run_id=r["run_id"],
+                patient_id=r["patient_id"],
+                program=r["program"],
+                record_kind=r["record_kind"],
+                code=r["code"],
+                units=r["units"],
+                charge=r["charge"],
+                date_of_service=r["date_of_service"],
+                period_start=r["period_start"],
+                period_end=r["period_end"],
+                rule_set=r["rule_set"],
+                transmission_days=r["transmission_days"],
+                interactive_minutes=r["interactive_minutes"],
+                ordering_npi=r["ordering_npi"],
+                consent_date=r["consent_date"],
+                enrollment_start=r["enrollment_start"],
+                enrollment_end=r["enrollment_end"],
+                days=tuple(
+                    DayEvidence(d["day"], tuple(d["reading_ids"]), tuple(d["device_ids"]))
+                    for d in r["days"]
+                ),
+                activities=tuple(_activity_value(a) for a in r["activities"]),
+                documentation=tuple(_activity_value(a) for a in r["documentation"]),
+                rpmpipe_version=r["rpmpipe_version"],
+            )
+        )
+    return out
+
+
+EVIDENCE_CSV_COLUMNS = (
+    "line_control_number",
+    "claim_id",
+    "line_no",
+    "patient_id",
+    "code",
+    "date_of_service",
+    "fact",
+    "date",
+    "time",
+    "detail",
+    "ids",
+)
+
+
+def safe_cell(value: str) -> str:
+    """A text cell no spreadsheet runs as a formula."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def write_evidence_csv(out: TextIO, lines: Sequence[LineEvidence]) -> int:
+    """One row per fact behind each line (a day with data, an activity, the enrollment)."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EVIDENCE_CSV_COLUMNS)
+    rows = 0
+    for e in lines:
+        head = [e.line_control_number, e.claim_id, str(e.line_no), e.patient_id, e.code]
+        head.append(e.date_of_service.isoformat())
+        facts: list[list[str]] = [
+            [
+                "enrollment",
+                e.enrollment_start.isoformat() if e.enrollment_start else "",
+                "",
+                f"consent {e.consent_date.isoformat() if e.consent_date else 'none'}; ordering "
+                f"NPI {e.ordering_npi}; rule set {e.rule_set}; rpmpipe {e.rpmpipe_version}",
+                "",
+            ]
+        ]
+        for d in e.days:
+            facts.append(
+                [
+                    "day_with_data",
+                    d.day.isoformat(),
+                    "",
+                    f"{len(d.reading_ids)} readings from {', '.join(d.device_ids)}",
+                    ";".join(d.reading_ids),
+                ]
+            )
+        for a in (*e.activities, *e.documentation):
+            detail = [f"{a.minutes:f} min {a.kind}", f"staff {a.staff_id}"]
+            if a.performer:
+                detail.append(a.performer)
+            if a.interactive:
+                detail.append("interactive")
+            if a.goals_reviewed:
+                detail.append("goals " + ",".join(a.goals_reviewed))
+            if a.pro_instrument:
+                detail.append(f"{a.pro_instrument} {a.pro_score}")
+            if a.note_ref:
+                detail.append(f"note {a.note_ref}")
+            started = a.started_at.astimezone(UTC)
+            facts.append(
+                [
+                    "activity",
+                    started.date().isoformat(),
+                    started.strftime("%H:%M:%SZ"),
+                    "; ".join(detail),
+                    a.activity_id,
+                ]
+            )
+        for fact in facts:
+            writer.writerow([safe_cell(v) for v in (*head, *fact)])
+            rows += 1
+    return rows

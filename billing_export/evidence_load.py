@@ -1,0 +1,156 @@
+"""Registry and readings reads behind the evidence of a run's claims (I/O edge)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from rpmpipe.billing_export.claims import Claim
+from rpmpipe.billing_export.evidence import (
+    ActivityEvidence,
+    AssignmentSpan,
+    EnrollmentSpan,
+    LineEvidence,
+    RecordEvidence,
+    RecordFacts,
+    RecordKey,
+    build_line_evidence,
+    readings_by_day,
+    record_evidence,
+    record_facts,
+)
+from rpmpipe.registry.models import (
+    CareActivity,
+    DeviceAssignment,
+    EngagementRow,
+    Enrollment,
+    Patient,
+)
+
+_CHUNK = 5000
+
+
+def collect_facts(
+    engine: Engine, readings_dir: Path, keys: Iterable[tuple[RecordKey, date]]
+) -> dict[RecordKey, RecordFacts]:
+    """The facts behind each (record key, period end), as the registry and readings hold them."""
+    wanted_keys = dict(keys)
+    patients = sorted({k[0] for k in wanted_keys})
+    records: dict[RecordKey, RecordEvidence] = {}
+    enrollments: dict[tuple[str, str], list[EnrollmentSpan]] = {}
+    assignments: list[AssignmentSpan] = []
+    zones: dict[str, str] = {}
+    with engine.connect() as conn:
+        for start in range(0, len(patients), _CHUNK):
+            chunk = patients[start : start + _CHUNK]
+            e = EngagementRow
+            for row in conn.execute(
+                select(e.patient_id, e.program, e.kind, e.period_start, e.evidence_json).where(
+                    e.patient_id.in_(chunk)
+                )
+            ):
+                key = (row.patient_id, row.program, row.kind, row.period_start)
+                if key in wanted_keys:
+                    records[key] = record_evidence(row.evidence_json)
+            for en in conn.execute(
+                select(Enrollment.__table__).where(Enrollment.patient_id.in_(chunk))
+            ):
+                enrollments.setdefault((en.patient_id, en.program), []).append(
+                    EnrollmentSpan(en.start_date, en.end_date, en.consent_date, en.ordering_npi)
+                )
+            for a in conn.execute(
+                select(DeviceAssignment.__table__).where(DeviceAssignment.patient_id.in_(chunk))
+            ):
+                assignments.append(
+                    AssignmentSpan(a.device_id, a.patient_id, a.start_date, a.end_date)
+                )
+            for p in conn.execute(
+                select(Patient.patient_id, Patient.timezone).where(Patient.patient_id.in_(chunk))
+            ):
+                zones[p.patient_id] = p.timezone
+        activity_ids = sorted({a for r in records.values() for a in r.activity_ids})
+        activities = load_activity_evidence(conn, activity_ids)
+        by_patient = _patient_activities(
+            conn, patients, [k[3] for k in wanted_keys], wanted_keys.values()
+        )
+    wanted: dict[str, set[date]] = {}
+    for key, found in records.items():
+        wanted.setdefault(key[0], set()).update(found.dates)
+    readings = readings_by_day(readings_dir, wanted, assignments, zones)
+    return record_facts(
+        wanted_keys.items(), records, enrollments, activities, readings, by_patient, zones
+    )
+
+
+def _patient_activities(
+    conn: Connection, patients: Sequence[str], starts: Iterable[date], ends: Iterable[date]
+) -> dict[str, list[ActivityEvidence]]:
+    """Every activity of ``patients`` between the earliest period start and latest end."""
+    first, last = min(starts, default=None), max(ends, default=None)
+    out: dict[str, list[ActivityEvidence]] = {}
+    if first is None or last is None:
+        return out
+    lo = datetime.combine(first - timedelta(days=1), time(), UTC)
+    hi = datetime.combine(last + timedelta(days=2), time(), UTC)
+    c = CareActivity
+    for start in range(0, len(patients), _CHUNK):
+        rows = conn.execute(
+            select(c.__table__).where(
+                c.patient_id.in_(patients[start : start + _CHUNK]),
+                c.started_at >= lo,
+                c.started_at < hi,
+            )
+        )
+        for row in rows:
+            out.setdefault(row.patient_id, []).append(_activity(row))
+    return out
+
+
+def collect_evidence(
+    engine: Engine,
+    readings_dir: Path,
+    claims: Sequence[Claim],
+    run_id: str,
+    line_numbers: Mapping[tuple[str, int], str] | None = None,
+) -> list[LineEvidence]:
+    """The evidence of every line of ``claims``, as the registry and readings hold it now."""
+    keys = {cl.line.record_key: cl.line.period_end for c in claims for cl in c.lines}
+    facts = collect_facts(engine, readings_dir, keys.items())
+    return build_line_evidence(claims, run_id, facts, line_numbers)
+
+
+def load_activity_evidence(
+    conn: object, activity_ids: Sequence[str]
+) -> dict[str, ActivityEvidence]:
+    """The activity rows behind ``activity_ids``."""
+
+    assert isinstance(conn, Connection)
+    c = CareActivity
+    found: dict[str, ActivityEvidence] = {}
+    for start in range(0, len(activity_ids), _CHUNK):
+        for row in conn.execute(
+            select(c.__table__).where(c.activity_id.in_(activity_ids[start : start + _CHUNK]))
+        ):
+            found[row.activity_id] = _activity(row)
+    return found
+
+
+def _activity(row: Any) -> ActivityEvidence:
+    return ActivityEvidence(
+        activity_id=row.activity_id,
+        started_at=row.started_at,
+        minutes=Decimal(row.minutes).quantize(Decimal("0.01")),
+        kind=row.kind,
+        staff_id=row.staff_id,
+        interactive=bool(row.interactive),
+        performer=str(getattr(row, "performer", "") or ""),
+        goals_reviewed=tuple(g for g in (row.goals_reviewed or "").split(";") if g),
+        pro_instrument=row.pro_instrument or "",
+        pro_score=None if row.pro_score is None else Decimal(row.pro_score),
+        note_ref=row.note_ref or "",
+    )

@@ -1,0 +1,207 @@
+"""`rpmpipe appeal`: a PDF and HTML packet whose figures are the frozen evidence, from a
+replaceable Jinja2 letter; files 0600; PHI in the packet, never in the output or logs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from billed_world import bill, build_world, first_days, world_settings
+from pypdf import PdfReader
+from remit_835 import Outcome, write_835
+from sqlalchemy import select
+from typer.testing import CliRunner, Result
+
+from rpmpipe.app.cli import app
+from rpmpipe.billing_export.denials import build_packet, write_packet
+from rpmpipe.registry.models import ExportLedgerEntry
+
+TODAY = date(2026, 12, 10)
+
+
+@pytest.fixture
+def billed(tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """A billed world on SQLite with an 835 denying P-01's claims; (db url, claim ids)."""
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    settings = world_settings(tmp_path, db)
+    engine = build_world(settings)
+    result = bill(settings, engine)
+    assert result.run_dir is not None
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(ExportLedgerEntry.claim_id, ExportLedgerEntry.patient_id, ExportLedgerEntry.code)
+        ).all()
+    engine.dispose()
+    ids = {f"{r.patient_id}/{r.code}": r.claim_id for r in rows}
+    outcomes = {
+        ids["P-01/99457"]: Outcome("denied", "CO", "16", ("N29",)),
+        ids["P-01/99454"]: Outcome("denied", "CO", "50"),
+    }
+    write_835(tmp_path / "era.835", (result.run_dir / "claims.837").read_text(), outcomes)
+    return db, ids
+
+
+def _cli(tmp_path: Path, db: str, *args: str) -> Result:
+    base = ["--data-dir", str(tmp_path / "data"), "--database-url", db]
+    return CliRunner().invoke(app, [*base, *args], env={"RPMPIPE_CONFIG": ""})
+
+
+def _text(pdf: Path) -> str:
+    return re.sub(r"\s+", " ", " ".join(p.extract_text() for p in PdfReader(pdf).pages))
+
+
+def test_management_packet_states_minutes_contacts_goals_and_pro(
+    tmp_path: Path, billed: tuple[str, dict[str, str]]
+) -> None:
+    db, ids = billed
+    assert _cli(tmp_path, db, "remit", "import", str(tmp_path / "era.835")).exit_code == 0
+    claim = ids["P-01/99457"]
+    out = _cli(tmp_path, db, "appeal", claim, "--out", str(tmp_path / "appeals"))
+    assert out.exit_code == 0, out.output
+    pdf = tmp_path / "appeals" / f"appeal-{claim}.pdf"
+    html = pdf.with_suffix(".html")
+    assert f"{pdf}" in out.output and "Lovelace" not in out.output
+    text = _text(pdf)
+    for expected in (
+        f"claim {claim}",
+        "Ada Lovelace",
+        "1946-02-11",
+        "Denial: CO-16",
+        "N29 (Missing documentation",
+        "29 minutes in",
+        "3 of them interactive",
+        "Interactive contact 2026-10-06: phone call, 12 min, staff RN-7",
+        "Interactive contact 2026-10-13: video visit, 9 min, staff RN-8",
+        "G-BP (2026-10-06)",
+        "G-DIET (2026-10-06)",
+        "PHQ-9 score 7",
+        "Consent on file from 2026-09-25",
+        "NPI 1234567893",
+        "CY2026",
+        "Attachment 4: Time log",
+    ):
+        assert expected in text, expected
+    page = html.read_text()
+    assert "Interactive contact 2026-10-20: phone call, 8 min, staff RN-7" in page
+    for path in (pdf, html):
+        assert path.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "appeals").stat().st_mode & 0o777 == 0o700
+
+
+def test_supply_packet_lists_every_day_with_data_and_draws_the_calendar(
+    tmp_path: Path, billed: tuple[str, dict[str, str]]
+) -> None:
+    db, ids = billed
+    claim = ids["P-01/99454"]
+    out = _cli(
+        tmp_path, db, "appeal", claim, "--denial-code", "co-50", "--out", str(tmp_path / "a")
+    )
+    assert out.exit_code == 0, out.output
+    pdf = tmp_path / "a" / f"appeal-{claim}.pdf"
+    text = _text(pdf)
+    days = first_days(20)
+    assert "transmitted 20 physiologic readings on 20 days with data" in text
+    assert "Days with data (20): " + ", ".join(d.isoformat() for d in days) in text
+    assert "Denial: CO-50" in text and "BP-01" in text
+    reader = PdfReader(pdf)
+    [calendar] = [n for n, p in enumerate(reader.pages) if "Attachment 3" in p.extract_text()]
+    assert "October 2026" in reader.pages[calendar].extract_text()
+    # Rendered as a person sees it: the calendar page as a PNG, with the green data days.
+    if shutil.which("pdftoppm") is None:
+        pytest.fail("pdftoppm (Debian poppler-utils) is needed; .ci/run installs it")
+    subprocess.run(
+        [
+            "pdftoppm",
+            "-r",
+            "40",
+            "-png",
+            "-f",
+            str(calendar + 1),
+            "-l",
+            str(calendar + 1),
+            str(pdf),
+            str(tmp_path / "page"),
+        ],
+        check=True,
+    )
+    [png] = list(tmp_path.glob("page*.png"))
+    ppm = tmp_path / "page.ppm"
+    subprocess.run(
+        [
+            "pdftoppm",
+            "-r",
+            "40",
+            "-f",
+            str(calendar + 1),
+            "-l",
+            str(calendar + 1),
+            "-singlefile",
+            str(pdf),
+            str(ppm.with_suffix("")),
+        ],
+        check=True,
+    )
+    green = _pixels(ppm, (127, 191, 127))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert green > 20 * 100  # twenty filled day cells, each some hundred pixels at 40 dpi
+
+
+def _pixels(ppm: Path, rgb: tuple[int, int, int]) -> int:
+    data = ppm.read_bytes()
+    # P6 header: magic, width, height, maxval, each followed by whitespace.
+    parts = data.split(maxsplit=4)
+    assert parts[0] == b"P6"
+    body = parts[4]
+    target = bytes(rgb)
+    return sum(1 for i in range(0, len(body) - 2, 3) if body[i : i + 3] == target)
+
+
+def test_a_clinic_template_replaces_the_letter(
+    tmp_path: Path, billed: tuple[str, dict[str, str]]
+) -> None:
+    db, ids = billed
+    template = tmp_path / "letter.html.j2"
+    template.write_text(
+        "<p>Dear {{ payer.name }}, please pay claim {{ claim.claim_id }} for "
+        "{{ patient.name }}.</p><p>{{ engagement.paragraph }}</p>"
+    )
+    settings = world_settings(tmp_path, db, **{"billing.appeal_template": str(template)})
+    from rpmpipe.registry.db import open_registry
+
+    engine = open_registry(db)
+    packet = build_packet(
+        engine, settings.exports_dir, settings.billing, ids["P-02/99457"], TODAY, "CO-16"
+    )
+    engine.dispose()
+    pdf, html = write_packet(packet, tmp_path / "out", template)
+    text = _text(pdf)
+    assert f"Dear MEDICARE PART B, please pay claim {ids['P-02/99457']} for Grace Hopper." in text
+    assert "26 minutes in 2 activities, 2 of them interactive" in text
+    assert "Request for redetermination" not in text  # the built-in letter is not used
+    assert "Grace Hopper" in html.read_text()
+    assert packet.total == Decimal("52.00")
+
+
+def test_appeal_denied_writes_a_packet_per_denied_claim_with_the_codes_asked(
+    tmp_path: Path, billed: tuple[str, dict[str, str]], capfd: pytest.CaptureFixture[str]
+) -> None:
+    db, ids = billed
+    assert _cli(tmp_path, db, "remit", "import", str(tmp_path / "era.835")).exit_code == 0
+    out = _cli(
+        tmp_path, db, "appeal", "--denied", "--codes", "CO-16,N29", "--out", str(tmp_path / "p")
+    )
+    assert out.exit_code == 0, out.output
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == [
+        f"appeal-{ids['P-01/99457']}.html",
+        f"appeal-{ids['P-01/99457']}.pdf",
+    ]
+    every = _cli(tmp_path, db, "appeal", "--denied", "--out", str(tmp_path / "all"))
+    assert every.exit_code == 0 and len(list((tmp_path / "all").iterdir())) == 4
+    logged = capfd.readouterr()
+    for phi in ("Lovelace", "Ada", "1946-02-11", "1EG4TE5MK01"):
+        assert phi not in every.output + out.output + logged.out + logged.err

@@ -1,0 +1,158 @@
+"""The documentation audit: requirements as data per program, payer profiles, lines held with
+a reason naming what is missing, and `rpmpipe audit` (nothing exported)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from billed_world import ACTIVITIES, bill, build_world, world_settings
+from typer.testing import CliRunner
+
+from rpmpipe.app.cli import app
+from rpmpipe.billing_export.audit import (
+    AuditedLine,
+    audit_line,
+    default_rules,
+    parse_rules,
+    payer_requirements,
+)
+from rpmpipe.billing_export.evidence import (
+    ActivityEvidence,
+    DayEvidence,
+    EnrollmentSpan,
+    RecordFacts,
+)
+
+PRO_PAYER = {
+    "billing.payers": {
+        "MEDICARE": {
+            "name": "MEDICARE PART B",
+            "claim_filing_indicator": "MB",
+            "audit_requires": "pro, goal_review",
+        }
+    }
+}
+OCT = (date(2026, 10, 1), date(2026, 10, 31))
+
+
+def _line(code: str, kind: str = "treatment_management", program: str = "RPM") -> AuditedLine:
+    return AuditedLine("P-1", program, kind, code, *OCT, OCT[1])
+
+
+def _call(
+    day: int, *, interactive: bool = True, minutes: str = "20", **kw: object
+) -> ActivityEvidence:
+    return ActivityEvidence(
+        f"A-{day}",
+        datetime(2026, 10, day, 15, tzinfo=UTC),
+        Decimal(minutes),
+        "phone_call",
+        "RN-1",
+        interactive,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+ENROLLED = EnrollmentSpan(date(2026, 9, 1), None, date(2026, 9, 1), "1234567893")
+
+
+def test_the_rules_are_data_and_unknown_requirements_are_refused() -> None:
+    rules = default_rules()
+    assert set(rules) >= {"RPM", "RTM", "CCM", "PCM", "APCM", "BHI"}
+    assert rules["RPM"].codes["99457"] == ("interactive_communication", "time_log")
+    assert "care_plan" in rules["CCM"].every_line
+    with pytest.raises(ValueError, match="unknown requirement 'vibes'"):
+        parse_rules({"programs": {"RPM": {"every_line": ["vibes"]}}})
+    with pytest.raises(ValueError, match="unknown audit requirement 'pros'"):
+        payer_requirements("pro, pros")
+
+
+def test_each_missing_element_is_named_in_the_reason() -> None:
+    rules = default_rules()
+    complete = RecordFacts((), (_call(5),), ENROLLED, zone="America/Chicago")
+    assert audit_line(_line("99457"), complete, rules) == []
+    no_contact = RecordFacts((), (_call(5, interactive=False),), ENROLLED)
+    [finding] = audit_line(_line("99457"), no_contact, rules)
+    assert (
+        finding.reason == "no timestamped interactive communication recorded in 2026-10 for 99457"
+    )
+    late_consent = EnrollmentSpan(date(2026, 9, 1), None, date(2026, 11, 2), "1234567893")
+    [finding] = audit_line(_line("99457"), RecordFacts((), (_call(5),), late_consent), rules)
+    assert finding.reason == "no consent on file on or before 2026-10-31 for 99457"
+    empty_day = RecordFacts((DayEvidence(date(2026, 10, 3), (), ()),), (), ENROLLED)
+    [finding] = audit_line(_line("99454", "device_supply"), empty_day, rules)
+    assert finding.requirement == "days_with_data" and "99454" in finding.reason
+    ccm = [f.reason for f in audit_line(_line("99490", program="CCM"), complete, rules)]
+    assert ccm == ["no care plan on file in 2026-10 for 99490"]
+    goals = [
+        f.reason
+        for f in audit_line(_line("99490", program="CCM"), complete, rules, ("goal_review",))
+    ]
+    assert "no care-plan goal review recorded in 2026-10 for 99490" in goals
+    reviewed = RecordFacts(
+        (), (_call(5, goals_reviewed=("G-1",)),), ENROLLED, care_plan_on=date(2026, 9, 2)
+    )
+    assert audit_line(_line("99490", program="CCM"), reviewed, rules, ("goal_review",)) == []
+
+
+def test_a_payer_profile_holds_lines_without_its_documentation(tmp_path: Path) -> None:
+    settings = world_settings(tmp_path, f"sqlite:///{tmp_path / 'r.db'}", **PRO_PAYER)
+    engine = build_world(settings)
+    result = bill(settings, engine)
+    engine.dispose()
+    # P-01 has a PHQ-9 and goal reviews in October: billed. P-02 has neither: held whole.
+    assert result.lines == 3
+    held = {(h.patient_id, h.record_kind): (h.reason, h.lines) for h in result.held_back}
+    assert held == {
+        ("P-02", kind): (f"no patient-reported outcome recorded in 2026-10 for {code}", 1)
+        for kind, code in (
+            ("setup", "99453"),
+            ("device_supply", "99454"),
+            ("treatment_management", "99457"),
+        )
+    }
+    assert result.run_dir is not None
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    assert {h["patient_id"] for h in manifest["held"]} == {"P-02"}
+
+
+def test_audit_command_reports_readiness_without_exporting(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    settings = world_settings(tmp_path, db, **PRO_PAYER)
+    build_world(settings, activities=ACTIVITIES).dispose()
+    config = tmp_path / "rpmpipe.toml"
+    config.write_text(
+        '[billing.payers.MEDICARE]\nname = "MEDICARE PART B"\nclaim_filing_indicator = "MB"\n'
+        'audit_requires = "pro, goal_review"\n'
+    )
+    from rpmpipe.metrics.job import compute_and_persist
+    from rpmpipe.registry.db import open_registry
+
+    engine = open_registry(db)
+    compute_and_persist(settings, engine, date(2026, 11, 5), datetime(2026, 11, 5, 12, tzinfo=UTC))
+    engine.dispose()
+    base = ["--config", str(config), "--data-dir", str(tmp_path / "data"), "--database-url", db]
+    runner = CliRunner()
+    table = runner.invoke(app, [*base, "audit", "--as-of", "2026-11-05"], env={})
+    assert table.exit_code == 3, table.output
+    assert "lines ready: 3 (1 patients)" in table.output
+    assert "lines held:  3" in table.output
+    assert (
+        "no patient-reported outcome recorded in 2026-10 for 99457 (1); patients P-02"
+        in table.output
+    )
+    out = runner.invoke(app, [*base, "audit", "--as-of", "2026-11-05", "--format", "json"], env={})
+    report = json.loads(out.output)
+    assert (report["ready"], report["held"]) == (3, 3)
+    assert {r["status"] for r in report["lines"] if r["patient_id"] == "P-01"} == {"ready"}
+    csv_out = runner.invoke(
+        app, [*base, "audit", "--as-of", "2026-11-05", "--format", "csv"], env={}
+    )
+    assert csv_out.output.splitlines()[0].startswith("patient_id,program,record_kind,code")
+    assert len(csv_out.output.splitlines()) == 1 + 6
+    assert not (tmp_path / "data" / "exports").exists()  # nothing exported
+    assert "Hopper" not in table.output + out.output + csv_out.output

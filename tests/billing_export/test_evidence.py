@@ -1,0 +1,117 @@
+"""Evidence frozen with every export: evidence.parquet (+ CSV) per claim line, hashed in the
+manifest, read back with pyarrow, never rewritten by later runs."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from billed_world import ACTIVITIES, activity, bill, build_world, day, first_days, world_settings
+from sqlalchemy import Engine
+
+from rpmpipe.billing_export.evidence import EVIDENCE_SCHEMA, evidence_from_table
+from rpmpipe.registry.imports import import_rows
+
+
+def _billed(tmp_path: Path, database_url: str) -> tuple[Path, Engine]:
+    settings = world_settings(tmp_path, database_url)
+    engine = build_world(settings)
+    result = bill(settings, engine)
+    assert result.run_dir is not None and result.lines == 6 and not result.held_back
+    return result.run_dir, engine
+
+
+def test_export_freezes_the_readings_and_activities_behind_each_line(
+    tmp_path: Path, database_url: str
+) -> None:
+    run, engine = _billed(tmp_path, database_url)
+    engine.dispose()
+    table = pq.read_table(run / "evidence.parquet")
+    assert table.schema.equals(EVIDENCE_SCHEMA)
+    lines = {(e.patient_id, e.code): e for e in evidence_from_table(table)}
+    assert len(lines) == 6 and len({e.line_control_number for e in lines.values()}) == 6
+
+    supply = lines[("P-01", "99454")]
+    assert [d.day for d in supply.days] == first_days(20)
+    assert [d.reading_ids for d in supply.days] == [(f"R-P-01-{n:02d}",) for n in range(1, 21)]
+    assert {d.device_ids for d in supply.days} == {("BP-01",)}
+    assert supply.transmission_days == 20 and supply.activities == ()
+    assert (supply.consent_date, supply.enrollment_start) == (day(1).replace(month=9, day=25),) * 2
+    assert supply.ordering_npi == "1234567893" and supply.rule_set == "CY2026"
+    assert supply.rpmpipe_version
+
+    management = lines[("P-01", "99457")]
+    counted = {a.activity_id: a for a in management.activities}
+    assert set(counted) >= {"A-01-1", "A-01-2", "A-01-3"}
+    assert sum(counted[a].minutes for a in ("A-01-1", "A-01-2", "A-01-3")) == Decimal(29)
+    assert counted["A-01-1"].goals_reviewed == ("G-BP", "G-DIET")
+    assert counted["A-01-1"].note_ref == "N-1001" and counted["A-01-2"].staff_id == "RN-8"
+    assert all(counted[a].interactive for a in ("A-01-1", "A-01-2", "A-01-3"))
+    pros = [a for a in (*management.activities, *management.documentation) if a.pro_instrument]
+    assert [(a.pro_instrument, a.pro_score) for a in pros] == [("PHQ-9", Decimal(7))]
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    digests = {f["name"]: f["sha256"] for f in manifest["files"]}
+    for name in ("evidence.parquet", "evidence.csv"):
+        assert hashlib.sha256((run / name).read_bytes()).hexdigest() == digests[name]
+        assert (run / name).stat().st_mode & 0o777 == 0o600
+    with (run / "evidence.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    days = [r for r in rows if r["fact"] == "day_with_data" and r["code"] == "99454"]
+    assert len(days) == 20 + 18
+    assert {r["line_control_number"] for r in rows} == {
+        e.line_control_number for e in lines.values()
+    }
+
+
+def test_a_later_run_never_rewrites_an_earlier_runs_evidence(
+    tmp_path: Path, database_url: str
+) -> None:
+    run, engine = _billed(tmp_path, database_url)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    # Late data for October and new November care time, then the next nightly run.
+    late = activity("A-01-9", "P-01", 27, "25", "phone_call", True)
+    import_rows(engine, "activities", [*ACTIVITIES, late], source="late")
+    settings = world_settings(tmp_path, database_url)
+    second = bill(settings, engine, now=datetime(2026, 12, 1, 0, 30, tzinfo=UTC))
+    engine.dispose()
+    assert second.run_dir != run
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_metrics_known_at_reproduces_what_an_earlier_run_knew(tmp_path: Path) -> None:
+    """Readings keep received_at: days 15-20 arrived on 2026-11-02, after a run on 11-01."""
+    from typer.testing import CliRunner
+
+    from rpmpipe.app.cli import app
+
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    build_world(world_settings(tmp_path, db)).dispose()
+    base = ["--data-dir", str(tmp_path / "data"), "--database-url", db, "metrics"]
+    args = [*base, "--as-of", "2026-11-05", "--format", "json"]
+    runner = CliRunner()
+
+    def supply(*extra: str) -> dict[str, object]:
+        out = runner.invoke(app, [*args, *extra], env={"RPMPIPE_CONFIG": ""})
+        assert out.exit_code == 0, out.output
+        [record] = [
+            r
+            for r in json.loads(out.stdout)
+            if (r["patient_id"], r["kind"], r["period_start"])
+            == ("P-01", "device_supply", "2026-10-01")
+        ]
+        return record  # type: ignore[no-any-return]
+
+    now = supply()
+    then = supply("--known-at", "2026-11-01T00:00:00-05:00")
+    assert (now["transmission_days"], [ln["code"] for ln in now["lines"]]) == (20, ["99454"])  # type: ignore[union-attr]
+    assert (then["transmission_days"], [ln["code"] for ln in then["lines"]]) == (14, ["99445"])  # type: ignore[union-attr]
+    naive = runner.invoke(
+        app, [*args, "--known-at", "2026-11-01T00:00:00"], env={"RPMPIPE_CONFIG": ""}
+    )
+    assert naive.exit_code == 2 and "no time zone offset" in naive.output
