@@ -301,7 +301,12 @@ def readings_by_day(
     days = [d for ds_ in wanted.values() for d in ds_]
     first = datetime.combine(min(days) - timedelta(days=1), time(), UTC)
     last = datetime.combine(max(days) + timedelta(days=2), time(), UTC)
-    dataset = ds.dataset(str(readings_dir), format="parquet", partitioning="hive")
+    files = _reading_files(
+        readings_dir, min(days) - timedelta(days=1), max(days) + timedelta(days=1)
+    )
+    if not files:
+        return result
+    dataset = ds.dataset([str(f) for f in files], format="parquet")
     names = set(dataset.schema.names)
     columns = [
         c
@@ -348,6 +353,29 @@ def readings_by_day(
         ids[:] = [ids[i] for i in order]
         devices[:] = [devices[i] for i in order]
     return result
+
+
+def _reading_files(root: Path, first: date, last: date) -> list[Path]:
+    """Visible Parquet files of the ``date=`` partitions from ``first`` to ``last`` (UTC
+    measured dates), or every visible file when the dataset is not partitioned by date."""
+    partitions = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("date=")]
+    if partitions:
+        roots = []
+        for p in partitions:
+            try:
+                day = date.fromisoformat(p.name.partition("=")[2])
+            except ValueError:
+                continue
+            if first <= day <= last:
+                roots.append(p)
+    else:
+        roots = [root]
+    found = (f for r in roots for f in r.rglob("*.parquet") if f.is_file())
+    return sorted(
+        f
+        for f in found
+        if not any(part.startswith((".", "_")) for part in f.relative_to(root).parts)
+    )
 
 
 # --- Parquet and CSV --------------------------------------------------------------------
