@@ -167,7 +167,7 @@ def build_world(settings: Settings, *, activities: list[dict[str, str]] | None =
         ],
         source="world",
     )
-    import_rows(engine, "activities", activities or ACTIVITIES, source="world")
+    import_rows(engine, "activities", activities or ACTIVITIES, source="world", now=NOW)
     folder = settings.data_dir / "backfill"
     folder.mkdir(parents=True, exist_ok=True)
     early = [r for p, n in DAYS.items() for r in _readings(p, range(1, min(n, 14) + 1))]

@@ -146,13 +146,13 @@ def test_audit_command_reports_readiness_without_exporting(tmp_path: Path) -> No
         in table.output
     )
     out = runner.invoke(app, [*base, "audit", "--as-of", "2026-11-05", "--format", "json"], env={})
-    report = json.loads(out.output)
+    report = json.loads(out.stdout)
     assert (report["ready"], report["held"]) == (3, 3)
     assert {r["status"] for r in report["lines"] if r["patient_id"] == "P-01"} == {"ready"}
     csv_out = runner.invoke(
         app, [*base, "audit", "--as-of", "2026-11-05", "--format", "csv"], env={}
     )
-    assert csv_out.output.splitlines()[0].startswith("patient_id,program,record_kind,code")
-    assert len(csv_out.output.splitlines()) == 1 + 6
+    assert csv_out.stdout.splitlines()[0].startswith("patient_id,program,record_kind,code")
+    assert len(csv_out.stdout.splitlines()) == 1 + 6
     assert not (tmp_path / "data" / "exports").exists()  # nothing exported
     assert "Hopper" not in table.output + out.output + csv_out.output

@@ -11,7 +11,16 @@ from decimal import Decimal
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from billed_world import ACTIVITIES, activity, bill, build_world, day, first_days, world_settings
+from billed_world import (
+    ACTIVITIES,
+    NOW,
+    activity,
+    bill,
+    build_world,
+    day,
+    first_days,
+    world_settings,
+)
 from sqlalchemy import Engine
 
 from rpmpipe.billing_export.evidence import EVIDENCE_SCHEMA, evidence_from_table
@@ -76,7 +85,7 @@ def test_a_later_run_never_rewrites_an_earlier_runs_evidence(
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     # Late data for October and new November care time, then the next nightly run.
     late = activity("A-01-9", "P-01", 27, "25", "phone_call", True)
-    import_rows(engine, "activities", [*ACTIVITIES, late], source="late")
+    import_rows(engine, "activities", [*ACTIVITIES, late], source="late", now=NOW)
     settings = world_settings(tmp_path, database_url)
     second = bill(settings, engine, now=datetime(2026, 12, 1, 0, 30, tzinfo=UTC))
     engine.dispose()

@@ -179,7 +179,7 @@ def test_remit_import_and_denials_list_commands(tmp_path: Path) -> None:
         app, [*base, "denials", "list", "--code", "CO-16", "--format", "json"], env=env
     )
     assert listed.exit_code == 0, listed.output
-    [row] = json.loads(listed.output)
+    [row] = json.loads(listed.stdout)
     assert (row["claim_id"], row["code"], row["denial_codes"], row["remark_codes"]) == (
         ids["P-02/99457"],
         "99457",

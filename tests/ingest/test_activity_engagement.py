@@ -4,6 +4,7 @@ FHIR QuestionnaireResponse on the activities topic read as a ``questionnaire`` a
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.imports import import_csv, import_rows
 from rpmpipe.registry.models import CareActivity
 
+CLOCK = datetime(2026, 12, 1, 12, tzinfo=UTC)
 PATIENT = {
     "patient_id": "P-1",
     "mrn": "M1",
@@ -80,7 +82,7 @@ def test_activity_payload_keeps_goals_pro_and_note(database_url: str) -> None:
     import_rows(engine, "patients", [PATIENT], source="t")
     items, rejects = activity_items(orjson.dumps([CALL, PHQ9]))
     assert rejects == []
-    committed, failed = store_activities(engine, [[i.row] for i in items], "mqtt")
+    committed, failed = store_activities(engine, [[i.row] for i in items], "mqtt", now=CLOCK)
     engine.dispose()
     assert (committed, failed) == (2, [])
     rows = _stored(database_url)
@@ -117,9 +119,9 @@ def test_csv_import_takes_the_optional_columns_or_leaves_them_out(
         "activity_id,patient_id,staff_id,started_at,minutes,kind,interactive\n"
         "A-3,P-1,RN-1,2026-10-08T10:00:00Z,20,phone_call,true\n"
     )
-    assert import_csv(engine, "activities", with_fields).inserted == 1
-    assert import_csv(engine, "activities", plain).inserted == 1
-    assert import_csv(engine, "activities", with_fields).unchanged == 1  # idempotent
+    assert import_csv(engine, "activities", with_fields, now=CLOCK).inserted == 1
+    assert import_csv(engine, "activities", plain, now=CLOCK).inserted == 1
+    assert import_csv(engine, "activities", with_fields, now=CLOCK).unchanged == 1  # idempotent
     engine.dispose()
     rows = _stored(database_url)
     assert (rows["A-2"].goals_reviewed, rows["A-2"].pro_instrument, rows["A-2"].note_ref) == (
@@ -144,7 +146,7 @@ def test_a_pro_without_its_score_or_a_timeless_call_is_refused_naming_the_field(
         "pro_instrument": "PHQ-9",
     }
     with pytest.raises(RegistryImportError, match="field 'pro_score'") as err:
-        import_rows(engine, "activities", [row], source="f.csv")
+        import_rows(engine, "activities", [row], source="f.csv", now=CLOCK)
     assert "Lovelace" not in str(err.value)
     with pytest.raises(RegistryImportError, match="field 'minutes'"):
         import_rows(
@@ -156,6 +158,7 @@ def test_a_pro_without_its_score_or_a_timeless_call_is_refused_naming_the_field(
         "activities",
         [{**row, "pro_score": "3", "minutes": "0", "kind": "questionnaire"}],
         source="f.csv",
+        now=CLOCK,
     )
     engine.dispose()
 
