@@ -167,6 +167,7 @@ def record_facts(
     readings: Mapping[tuple[str, date], tuple[list[str], list[str]]],
     patient_activities: Mapping[str, Sequence[ActivityEvidence]] | None = None,
     zones: Mapping[str, str] | None = None,
+    care_plans: Mapping[tuple[str, str], Sequence[date]] | None = None,
 ) -> dict[RecordKey, RecordFacts]:
     """The facts of each (record key, period end) (pure: every lookup is passed in)."""
     out = {}
@@ -189,6 +190,10 @@ def record_facts(
             enrollment=enrollment_for(enrollments.get((patient_id, program), ()), period_end),
             period_activities=in_period,
             zone=str(zone),
+            care_plan_on=max(
+                (d for d in (care_plans or {}).get((patient_id, program), ()) if d <= period_end),
+                default=None,
+            ),
         )
     return out
 

@@ -26,6 +26,7 @@ from rpmpipe.billing_export.evidence import (
 )
 from rpmpipe.registry.models import (
     CareActivity,
+    CarePlan,
     DeviceAssignment,
     EngagementRow,
     Enrollment,
@@ -45,6 +46,7 @@ def collect_facts(
     enrollments: dict[tuple[str, str], list[EnrollmentSpan]] = {}
     assignments: list[AssignmentSpan] = []
     zones: dict[str, str] = {}
+    care_plans: dict[tuple[str, str], list[date]] = {}
     with engine.connect() as conn:
         for start in range(0, len(patients), _CHUNK):
             chunk = patients[start : start + _CHUNK]
@@ -73,6 +75,12 @@ def collect_facts(
                 select(Patient.patient_id, Patient.timezone).where(Patient.patient_id.in_(chunk))
             ):
                 zones[p.patient_id] = p.timezone
+            for cp in conn.execute(
+                select(CarePlan.patient_id, CarePlan.program, CarePlan.established_on).where(
+                    CarePlan.patient_id.in_(chunk)
+                )
+            ):
+                care_plans.setdefault((cp.patient_id, cp.program), []).append(cp.established_on)
         activity_ids = sorted({a for r in records.values() for a in r.activity_ids})
         activities = load_activity_evidence(conn, activity_ids)
         by_patient = _patient_activities(
@@ -83,7 +91,14 @@ def collect_facts(
         wanted.setdefault(key[0], set()).update(found.dates)
     readings = readings_by_day(readings_dir, wanted, assignments, zones)
     return record_facts(
-        wanted_keys.items(), records, enrollments, activities, readings, by_patient, zones
+        wanted_keys.items(),
+        records,
+        enrollments,
+        activities,
+        readings,
+        by_patient,
+        zones,
+        care_plans,
     )
 
 

@@ -156,3 +156,31 @@ def test_audit_command_reports_readiness_without_exporting(tmp_path: Path) -> No
     assert len(csv_out.stdout.splitlines()) == 1 + 6
     assert not (tmp_path / "data" / "exports").exists()  # nothing exported
     assert "Hopper" not in table.output + out.output + csv_out.output
+
+
+def test_a_care_plan_on_file_in_the_registry_satisfies_the_care_plan_requirement(
+    tmp_path: Path,
+) -> None:
+    from rpmpipe.billing_export.evidence_load import collect_facts
+    from rpmpipe.registry.imports import import_rows
+
+    settings = world_settings(tmp_path, f"sqlite:///{tmp_path / 'r.db'}")
+    engine = build_world(settings)
+    key = ("P-01", "CCM", "treatment_management", date(2026, 10, 1))
+    before = collect_facts(engine, settings.readings_dir, [(key, date(2026, 10, 31))])[key]
+    plan = {
+        "patient_id": "P-01",
+        "program": "CCM",
+        "established_on": "2026-10-12",
+        "revised_on": "",
+        "shared_with_patient_on": "2026-10-12",
+    }
+    import_rows(engine, "care-plans", [plan], source="plans")
+    after = collect_facts(engine, settings.readings_dir, [(key, date(2026, 10, 31))])[key]
+    early = collect_facts(engine, settings.readings_dir, [(key, date(2026, 10, 10))])[key]
+    engine.dispose()
+    line = AuditedLine("P-01", "CCM", "treatment_management", "99490", *OCT, OCT[1])
+    reasons = [f.reason for f in audit_line(line, before, default_rules())]
+    assert "no care plan on file in 2026-10 for 99490" in reasons
+    assert after.care_plan_on == date(2026, 10, 12) and early.care_plan_on is None
+    assert "care_plan" not in {f.requirement for f in audit_line(line, after, default_rules())}
