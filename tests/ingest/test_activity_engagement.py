@@ -150,7 +150,11 @@ def test_a_pro_without_its_score_or_a_timeless_call_is_refused_naming_the_field(
     assert "Lovelace" not in str(err.value)
     with pytest.raises(RegistryImportError, match="field 'minutes'"):
         import_rows(
-            engine, "activities", [{**row, "pro_score": "3", "minutes": "0"}], source="f.csv"
+            engine,
+            "activities",
+            [{**row, "pro_score": "3", "minutes": "0"}],
+            source="f.csv",
+            now=CLOCK,
         )
     # A questionnaire may carry no staff time: 0 minutes is a PRO on file, not billable time.
     import_rows(
