@@ -34,6 +34,12 @@ def _csv(tmp: Path) -> str:
     return str(path)
 
 
+def _835(tmp: Path) -> str:
+    path = tmp / "era.835"
+    path.write_text("ISA*00*~")
+    return str(path)
+
+
 def _jsonl(tmp: Path) -> str:
     path = tmp / "readings.jsonl"
     path.write_text("")
@@ -73,6 +79,10 @@ SPECS: dict[tuple[str, ...], tuple[object, str | None, bool]] = {
     ),
     ("patients", "show"): (lambda t: ["P-1"], None, True),
     ("activities", "void"): (lambda t: ["A-1", "--reason", "entered twice"], None, True),
+    ("audit",): (lambda t: ["--as-of", "2026-01-31"], "--as-of", True),
+    ("remit", "import"): (lambda t: [_835(t)], None, True),
+    ("denials", "list"): (lambda t: [], None, True),
+    ("appeal",): (lambda t: ["RP0000000001", "--out", str(t / "appeals")], None, True),
 }
 
 

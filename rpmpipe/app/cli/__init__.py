@@ -71,12 +71,13 @@ COMMANDS: dict[str, CommandEntry] = {
     ),
     "audit": CommandEntry(
         "evidence_cmds",
-        "Documentation readiness: lines an export would bill, and those it would hold and why.",
+        "The documentation readiness report: lines ready, lines held by reason, the patients.",
     ),
     "remit": CommandEntry("evidence_cmds", "Remittance advice (X12 835) from payers."),
     "denials": CommandEntry("evidence_cmds", "Denied claim lines and their evidence."),
     "appeal": CommandEntry(
-        "evidence_cmds", "Write an appeal packet (PDF and HTML) for a denied claim."
+        "evidence_cmds",
+        "Write an appeal packet (PDF and HTML): the letter and the evidence behind the claim.",
     ),
     "schedule": CommandEntry(
         "metrics_cmds", "Run the nightly job: engagement as of yesterday, then the billing export."

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 
 from rpmpipe.app.cli.common import fail, settings_of
-from rpmpipe.errors import RpmpipeError
+from rpmpipe.errors import RemitError
 
 remit_app = typer.Typer(help="Remittance advice (X12 835) from payers.", no_args_is_help=True)
 denials_app = typer.Typer(help="Denied claim lines and their evidence.", no_args_is_help=True)
@@ -60,6 +60,7 @@ def audit(
     behind the days with data) and its payer's profile (billing.payers.ID.audit_requires).
     Nothing is exported. Exit 3 when any line would be held.
     """
+    from rpmpipe.asof import parse_day
     from rpmpipe.billing_export.audit_run import (
         READINESS_COLUMNS,
         readiness,
@@ -69,18 +70,12 @@ def audit(
     from rpmpipe.registry.db import open_registry
 
     settings = settings_of(ctx)
+    day = parse_day(as_of)
+    engine = open_registry(settings.effective_database_url)
     try:
-        day = date.fromisoformat(as_of)
-    except ValueError:
-        raise fail(f"--as-of: expected a date YYYY-MM-DD, got {as_of!r}", 2) from None
-    try:
-        engine = open_registry(settings.effective_database_url)
-        try:
-            report = readiness(settings, engine, day)
-        finally:
-            engine.dispose()
-    except RpmpipeError as exc:
-        raise fail(str(exc)) from None
+        report = readiness(settings, engine, day)
+    finally:
+        engine.dispose()
     if output is Format.json:
         typer.echo(
             json.dumps(
@@ -118,14 +113,13 @@ def remit_import(
     from rpmpipe.registry.db import open_registry
 
     settings = settings_of(ctx)
+    engine = open_registry(settings.effective_database_url)
     try:
-        engine = open_registry(settings.effective_database_url)
-        try:
-            result = import_remittance(engine, file, datetime.now(UTC))
-        finally:
-            engine.dispose()
-    except RpmpipeError as exc:
-        raise fail(f"{exc}\nnothing from {file} was recorded") from None
+        result = import_remittance(engine, file, datetime.now(UTC))
+    except RemitError as exc:
+        raise fail(f"{exc}; nothing from {file.name} was recorded") from None
+    finally:
+        engine.dispose()
     if result.already_imported:
         typer.echo(
             f"{file.name}: already imported (remittance {result.remittance_id}); nothing changed"
@@ -169,14 +163,11 @@ def denials_list(
 
     settings = settings_of(ctx)
     codes = [c for item in code or [] for c in item.split(",")]
+    engine = open_registry(settings.effective_database_url)
     try:
-        engine = open_registry(settings.effective_database_url)
-        try:
-            found = list_denials(engine, exports or settings.exports_dir, settings.billing, codes)
-        finally:
-            engine.dispose()
-    except RpmpipeError as exc:
-        raise fail(str(exc)) from None
+        found = list_denials(engine, exports or settings.exports_dir, settings.billing, codes)
+    finally:
+        engine.dispose()
     if output is Format.json:
         typer.echo(denials_json(found), nl=False)
         return
@@ -248,24 +239,20 @@ def appeal(
     template = Path(settings.billing.appeal_template) if settings.billing.appeal_template else None
     today = datetime.now(UTC).astimezone(settings.org_zone).date()
     written: list[tuple[str, Path, Path]] = []
+    engine = open_registry(settings.effective_database_url)
     try:
-        engine = open_registry(settings.effective_database_url)
-        try:
-            if denied:
-                wanted = [c for c in (codes or "").split(",") if c.strip()]
-                claims = sorted(
-                    {d.claim_id for d in list_denials(engine, root, settings.billing, wanted)}
-                )
-            else:
-                assert claim_id is not None
-                claims = [claim_id]
-            for cid in claims:
-                packet = build_packet(engine, root, settings.billing, cid, today, denial_code)
-                written.append((cid, *write_packet(packet, target, template)))
-        finally:
-            engine.dispose()
-    except RpmpipeError as exc:
-        raise fail(str(exc)) from None
+        if denied:
+            wanted = [c for c in (codes or "").split(",") if c.strip()]
+            found = list_denials(engine, root, settings.billing, wanted)
+            claims = sorted({d.claim_id for d in found})
+        else:
+            assert claim_id is not None
+            claims = [claim_id]
+        for cid in claims:
+            packet = build_packet(engine, root, settings.billing, cid, today, denial_code)
+            written.append((cid, *write_packet(packet, target, template)))
+    finally:
+        engine.dispose()
     if not written:
         typer.echo("no denied claims to appeal")
         return
