@@ -26,7 +26,6 @@ from zoneinfo import ZoneInfo
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from rpmpipe import __version__
 from rpmpipe.billing_export.claims import Claim
@@ -306,6 +305,8 @@ def readings_by_day(
     days = [d for ds_ in wanted.values() for d in ds_]
     first = datetime.combine(min(days) - timedelta(days=1), time(), UTC)
     last = datetime.combine(max(days) + timedelta(days=2), time(), UTC)
+    import pyarrow.dataset as ds  # here: importing it loads pandas, which exports never need
+
     files = _reading_files(
         readings_dir, min(days) - timedelta(days=1), max(days) + timedelta(days=1)
     )

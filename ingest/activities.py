@@ -21,8 +21,10 @@ from rpmpipe.ingest.questionnaire import is_questionnaire_response, questionnair
 from rpmpipe.registry.imports import KINDS, import_rows
 
 ACTIVITY_COLUMNS = KINDS["activities"].columns
-# Optional plain fields; goals_reviewed, pro and note_ref are read by _engagement_cells.
-OPTIONAL_COLUMNS = ("program", "performer")
+# Optional plain fields (program, performer, voided_reason); goals_reviewed, pro and note_ref
+# have their own shapes on the topic and are read by _engagement_cells.
+ENGAGEMENT_COLUMNS = ("goals_reviewed", "pro_instrument", "pro_score", "note_ref")
+OPTIONAL_COLUMNS = tuple(c for c in KINDS["activities"].optional if c not in ENGAGEMENT_COLUMNS)
 
 
 def _cell(value: object) -> str:

@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-TEST_ONLY = {"pytest", "hypothesis", "pyx12", "duckdb", "pandas", "ruff", "mypy"}
+TEST_ONLY = {"pytest", "hypothesis", "duckdb", "pandas", "pypdf", "ruff", "mypy"}
 # Distribution name -> the module rpmpipe imports; None: loaded by another library.
 IMPORT_NAME = {
     "paho-mqtt": "paho",
@@ -26,6 +26,9 @@ IMPORT_NAME = {
     "tzdata": None,  # zoneinfo's time zones where the system has none
     "psycopg": None,  # PostgreSQL driver, loaded by SQLAlchemy from the URL
     "cryptography": "cryptography",
+    "pyx12": "pyx12",  # reads X12 835 remittances (and the tests validate 837s with it)
+    "fpdf2": "fpdf",  # appeal packets as PDF
+    "jinja2": "jinja2",  # the appeal letter template
 }
 
 
