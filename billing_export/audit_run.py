@@ -126,7 +126,7 @@ def readiness(settings: Settings, engine: Engine, as_of: date) -> Readiness:
         records = load_final_records(conn, as_of)
         ledger = load_ledger(conn)
         patients = load_patients(conn, {r.patient_id for r in records})
-    work = select_work(records, ledger, patients, settings.billing)
+    work = select_work(records, ledger, patients, settings.billing, as_of=as_of)
     audits = audit_lines(engine, settings.readings_dir, work.originals, patients, settings.billing)
     return Readiness(as_of, tuple(audits), work.held)
 

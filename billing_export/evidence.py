@@ -28,12 +28,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rpmpipe import __version__
-from rpmpipe.billing_export.claims import Claim
+from rpmpipe.billing_export.claims import Claim, line_control_number_for
+from rpmpipe.csv_cells import neutralise_cell
 from rpmpipe.records import READING_TYPES
 
 EVIDENCE_PARQUET = "evidence.parquet"
 EVIDENCE_CSV = "evidence.csv"
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +118,6 @@ class RecordEvidence:
     activity_ids: tuple[str, ...]
 
 
-def line_control_number(claim_id: str, line_no: int) -> str:
-    """The line's key in the evidence: the claim id and the line number."""
-    return f"{claim_id}-{line_no}"
-
-
 def record_evidence(evidence_json: str) -> RecordEvidence:
     """The engagement record's stored evidence (``{"dates": [...], "activity_ids": [...]}``)."""
     doc = orjson.loads(evidence_json or "{}")
@@ -201,7 +196,6 @@ def build_line_evidence(
     claims: Sequence[Claim],
     run_id: str,
     facts: Mapping[RecordKey, RecordFacts],
-    line_numbers: Mapping[tuple[str, int], str] | None = None,
 ) -> list[LineEvidence]:
     """One LineEvidence per claim line (pure)."""
     out = []
@@ -210,9 +204,7 @@ def build_line_evidence(
             ln = cl.line
             f = facts.get(ln.record_key, RecordFacts((), (), None))
             span = f.enrollment
-            lcn = (line_numbers or {}).get((claim.claim_id, cl.line_no)) or line_control_number(
-                claim.claim_id, cl.line_no
-            )
+            lcn = cl.line_control_number or line_control_number_for(claim.claim_id, cl.line_no)
             out.append(
                 LineEvidence(
                     line_control_number=lcn,
@@ -568,11 +560,6 @@ EVIDENCE_CSV_COLUMNS = (
 )
 
 
-def safe_cell(value: str) -> str:
-    """A text cell no spreadsheet runs as a formula."""
-    return "'" + value if value.startswith(_FORMULA_START) else value
-
-
 def write_evidence_csv(out: TextIO, lines: Sequence[LineEvidence]) -> int:
     """One row per fact behind each line (a day with data, an activity, the enrollment)."""
     writer = csv.writer(out, lineterminator="\n")
@@ -624,6 +611,6 @@ def write_evidence_csv(out: TextIO, lines: Sequence[LineEvidence]) -> int:
                 ]
             )
         for fact in facts:
-            writer.writerow([safe_cell(v) for v in (*head, *fact)])
+            writer.writerow([neutralise_cell(v) for v in (*head, *fact)])
             rows += 1
     return rows

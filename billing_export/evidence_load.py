@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -131,12 +131,11 @@ def collect_evidence(
     readings_dir: Path,
     claims: Sequence[Claim],
     run_id: str,
-    line_numbers: Mapping[tuple[str, int], str] | None = None,
 ) -> list[LineEvidence]:
     """The evidence of every line of ``claims``, as the registry and readings hold it now."""
     keys = {cl.line.record_key: cl.line.period_end for c in claims for cl in c.lines}
     facts = collect_facts(engine, readings_dir, keys.items())
-    return build_line_evidence(claims, run_id, facts, line_numbers)
+    return build_line_evidence(claims, run_id, facts)
 
 
 def load_activity_evidence(

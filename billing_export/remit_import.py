@@ -70,14 +70,21 @@ def load_ledger_lines(engine: Engine, claim_ids: Sequence[str]) -> dict[str, lis
     with engine.connect() as conn:
         for start in range(0, len(ids), 5000):
             rows = conn.execute(
-                select(e.id, e.claim_id, e.patient_id, e.code, e.date_of_service)
+                select(
+                    e.id, e.claim_id, e.patient_id, e.code, e.date_of_service, e.line_control_number
+                )
                 .where(e.claim_id.in_(ids[start : start + 5000]), e.line_kind.in_(BILLED_KINDS))
                 .order_by(e.id)
             )
             for row in rows:
                 found.setdefault(row.claim_id, []).append(
                     LedgerLine(
-                        row.id, row.claim_id, row.patient_id, row.code, row.date_of_service, ""
+                        row.id,
+                        row.claim_id,
+                        row.patient_id,
+                        row.code,
+                        row.date_of_service,
+                        row.line_control_number or "",
                     )
                 )
     return found

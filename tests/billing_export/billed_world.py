@@ -13,6 +13,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from billing_identity import (
+    MEDICARE_PAYER_ID,
+    OTHER_ORGANISATION_NPI,
+    identity_overrides,
+    write_billing_toml,
+)
 from sqlalchemy import Engine
 
 from rpmpipe.billing_export.export import ExportResult, run_export
@@ -36,9 +42,25 @@ def world_settings(tmp_path: Path, database_url: str, **overrides: object) -> Se
         "data_dir": str(tmp_path / "data"),
         "database_url": database_url,
         "organization_timezone": "America/Chicago",
+        # The enrollments' ordering NPI is a practitioner of the clinic, who renders the claims.
+        **identity_overrides(OTHER_ORGANISATION_NPI, ORDERING_NPI),
     }
     base.update(overrides)
     return load_settings(None, env={}, overrides=base)
+
+
+def cli_config(tmp_path: Path, payer_extra: str = "") -> Path:
+    """A settings file with the billing identity, for the commands (``--config``)."""
+    path = write_billing_toml(
+        tmp_path / "rpmpipe.toml", provider_npi=OTHER_ORGANISATION_NPI, rendering_npi=ORDERING_NPI
+    )
+    if payer_extra:
+        text = path.read_text().replace(
+            f'payer_id = "{MEDICARE_PAYER_ID}"\n',
+            f'payer_id = "{MEDICARE_PAYER_ID}"\n{payer_extra}\n',
+        )
+        path.write_text(text)
+    return path
 
 
 def _patient(pid: str, first: str, last: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from billed_world import bill, build_world, first_days, world_settings
+from billed_world import bill, build_world, cli_config, first_days, world_settings
 from pypdf import PdfReader
 from remit_835 import Outcome, write_835
 from sqlalchemy import select
@@ -47,7 +47,14 @@ def billed(tmp_path: Path) -> tuple[str, dict[str, str]]:
 
 
 def _cli(tmp_path: Path, db: str, *args: str) -> Result:
-    base = ["--data-dir", str(tmp_path / "data"), "--database-url", db]
+    base = [
+        "--config",
+        str(cli_config(tmp_path)),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--database-url",
+        db,
+    ]
     return CliRunner().invoke(app, [*base, *args], env={"RPMPIPE_CONFIG": ""})
 
 

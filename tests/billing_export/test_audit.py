@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from billed_world import ACTIVITIES, bill, build_world, world_settings
+from billed_world import ACTIVITIES, bill, build_world, cli_config, world_settings
 from typer.testing import CliRunner
 
 from rpmpipe.app.cli import app
@@ -32,6 +32,7 @@ PRO_PAYER = {
         "MEDICARE": {
             "name": "MEDICARE PART B",
             "claim_filing_indicator": "MB",
+            "payer_id": "06102",
             "audit_requires": "pro, goal_review",
         }
     }
@@ -124,11 +125,7 @@ def test_audit_command_reports_readiness_without_exporting(tmp_path: Path) -> No
     db = f"sqlite:///{tmp_path / 'r.db'}"
     settings = world_settings(tmp_path, db, **PRO_PAYER)
     build_world(settings, activities=ACTIVITIES).dispose()
-    config = tmp_path / "rpmpipe.toml"
-    config.write_text(
-        '[billing.payers.MEDICARE]\nname = "MEDICARE PART B"\nclaim_filing_indicator = "MB"\n'
-        'audit_requires = "pro, goal_review"\n'
-    )
+    config = cli_config(tmp_path, 'audit_requires = "pro, goal_review"')
     from rpmpipe.metrics.job import compute_and_persist
     from rpmpipe.registry.db import open_registry
 

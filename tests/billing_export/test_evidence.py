@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -44,6 +45,9 @@ def test_export_freezes_the_readings_and_activities_behind_each_line(
     assert table.schema.equals(EVIDENCE_SCHEMA)
     lines = {(e.patient_id, e.code): e for e in evidence_from_table(table)}
     assert len(lines) == 6 and len({e.line_control_number for e in lines.values()}) == 6
+    # Keyed by the line control numbers the 837P sends in REF*6R.
+    sent = re.findall(r"REF\*6R\*([^~]+)~", "".join(p.read_text() for p in run.glob("*.837")))
+    assert sorted(sent) == sorted(e.line_control_number for e in lines.values())
 
     supply = lines[("P-01", "99454")]
     assert [d.day for d in supply.days] == first_days(20)

@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from billed_world import bill, build_world, world_settings
+from billed_world import bill, build_world, cli_config, world_settings
 from remit_835 import Outcome, build_835, claims_of_837, write_835
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
@@ -85,6 +85,9 @@ def test_import_records_paid_adjusted_and_denied_lines_against_the_ledger(
             )
         ).all()
     engine.dispose()
+    # Each line matched by the REF*6R rpmpipe sent and the payer echoed.
+    sent = {ln.line_control_number for c in claims_of_837(text) for ln in c.lines}
+    assert "" not in sent and {r.line_control_number for r in lines} == sent
     by_code = {(r.patient_id, r.code): r for r in lines}
     assert all(r.billed == r.code for r in lines)  # each matched to its own line
     denied = by_code[("P-02", "99457")]
@@ -165,7 +168,14 @@ def test_remit_import_and_denials_list_commands(tmp_path: Path) -> None:
         },
         extra_claims=(("NOT-OURS-1", Decimal("47")),),
     )
-    base = ["--data-dir", str(tmp_path / "data"), "--database-url", db]
+    base = [
+        "--config",
+        str(cli_config(tmp_path)),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--database-url",
+        db,
+    ]
     env = {"RPMPIPE_CONFIG": ""}
     runner = CliRunner()
     first = runner.invoke(app, [*base, "remit", "import", str(path)], env=env)

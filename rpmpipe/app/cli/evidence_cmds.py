@@ -33,13 +33,13 @@ class Format(StrEnum):
 
 
 def _csv(rows: list[dict[str, str]], columns: tuple[str, ...]) -> str:
-    from rpmpipe.billing_export.evidence import safe_cell
+    from rpmpipe.csv_cells import neutralise_cell
 
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([safe_cell(str(row[c])) for c in columns])
+        writer.writerow([neutralise_cell(str(row[c])) for c in columns])
     return out.getvalue()
 
 
