@@ -222,7 +222,11 @@ def test_export_summary_says_test_or_production(tmp_path: Path) -> None:
             str(tmp_path / "exports"),
             "--skip-metrics",
         ],
-        env={"RPMPIPE_CONFIG": "", "RPMPIPE_BILLING_USAGE": "P"},
+        env={
+            "RPMPIPE_CONFIG": "",
+            "RPMPIPE_BILLING_USAGE": "P",
+            "RPMPIPE_BILLING_AUDIT_BEFORE_EXPORT": "false",  # records without evidence
+        },
     )
     assert real.exit_code == 0, real.output
     assert "usage:        production (ISA15 P)" in real.stdout
