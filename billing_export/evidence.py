@@ -14,7 +14,6 @@ patient's assigned devices on those local dates, and the activity rows.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -29,7 +28,7 @@ import pyarrow.compute as pc
 
 from rpmpipe import __version__
 from rpmpipe.billing_export.claims import Claim, line_control_number_for
-from rpmpipe.csv_cells import neutralise_cell
+from rpmpipe.csv_cells import SafeCsvWriter
 from rpmpipe.records import READING_TYPES
 
 EVIDENCE_PARQUET = "evidence.parquet"
@@ -562,7 +561,7 @@ EVIDENCE_CSV_COLUMNS = (
 
 def write_evidence_csv(out: TextIO, lines: Sequence[LineEvidence]) -> int:
     """One row per fact behind each line (a day with data, an activity, the enrollment)."""
-    writer = csv.writer(out, lineterminator="\n")
+    writer = SafeCsvWriter(out)
     writer.writerow(EVIDENCE_CSV_COLUMNS)
     rows = 0
     for e in lines:
@@ -611,6 +610,6 @@ def write_evidence_csv(out: TextIO, lines: Sequence[LineEvidence]) -> int:
                 ]
             )
         for fact in facts:
-            writer.writerow([neutralise_cell(v) for v in (*head, *fact)])
+            writer.writerow((*head, *fact))
             rows += 1
     return rows

@@ -43,6 +43,8 @@ usage = "T"                          # ISA15: T test, P production (the summary 
 place_of_service = "11"              # CLM05-1: 11 office
 replacement_claims = false           # true: send frequency-7/8 claims for payers that allow
                                      # them (see billing.payers.*.replacement_claims)
+audit_before_export = true           # hold lines whose documentation is incomplete
+appeal_template = ""                 # a Jinja2 appeal letter; "" = the built-in one
 
 [billing.payers.MEDICARE]            # a patient's payer_id must be listed here to be billed
 name = "MEDICARE PART B"             # 2010BB payer name
@@ -54,6 +56,7 @@ receiver_name = ""                   #   its own .837 file in the run
 # replacement_claims = false         # unset: as billing.replacement_claims, except that
                                      # Medicare Part B (MB) reopens claims instead (off)
 bill_99091_with_99457 = false        # true: this payer pays 99091 beside 99457
+audit_requires = ""                  # documentation this payer adds: "pro, goal_review"
 
 [billing.rendering_providers]        # ordering NPIs (enrollments) with the practitioner's name
 "1045678905" = "RIVERA, ANA"

@@ -8,7 +8,6 @@ Output names ids and codes only; the packet itself holds PHI and is written 0600
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from datetime import UTC, datetime
@@ -33,13 +32,13 @@ class Format(StrEnum):
 
 
 def _csv(rows: list[dict[str, str]], columns: tuple[str, ...]) -> str:
-    from rpmpipe.csv_cells import neutralise_cell
+    from rpmpipe.csv_cells import SafeCsvWriter
 
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = SafeCsvWriter(out)
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([neutralise_cell(str(row[c])) for c in columns])
+        writer.writerow([str(row[c]) for c in columns])
     return out.getvalue()
 
 
