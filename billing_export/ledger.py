@@ -109,15 +109,13 @@ def load_final_records(conn: Connection, as_of: date) -> list[FinalRecord]:
                 # The record names the enrollment that owns it; rows stored before that
                 # carry no NPI and fall back to the enrollment covering the period end.
                 rendering_npi=row.ordering_npi
-                or _ordering_npi(
-                    enrollments.get((row.patient_id, row.program), []), row.period_end
-                ),
+                or ordering_npi(enrollments.get((row.patient_id, row.program), []), row.period_end),
             )
         )
     return records
 
 
-def _ordering_npi(spans: Sequence[tuple[date, date | None, str]], day: date) -> str:
+def ordering_npi(spans: Sequence[tuple[date, date | None, str]], day: date) -> str:
     # The enrollment covering the period's last day; else the latest one that started before.
     started = sorted((s for s in spans if s[0] <= day), key=lambda s: s[0])
     for _start, end, npi in reversed(started):

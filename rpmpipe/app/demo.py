@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from rpmpipe.app.cycle import run_billing_cycle
 from rpmpipe.app.demo_settings import DEMO_SETTINGS_NAME, demo_billing, write_demo_settings
+from rpmpipe.app.report.build import build_report
 from rpmpipe.asof import today_in
 from rpmpipe.billing_export.export import ExportResult
 from rpmpipe.embedded_broker import EmbeddedBroker
@@ -90,6 +91,7 @@ class DemoSummary:
     seconds: float
     per_patient: tuple[PatientRow, ...] = field(default=())
     appeal_packet: Path | None = None  # one packet for a demo claim, as if denied CO-16/N29
+    report_index: Path | None = None
 
 
 def prepare_out_dir(out: Path) -> None:
@@ -193,11 +195,13 @@ def run_demo(
     packet = _demo_appeal(settings, engine, out, as_of)
     if packet is not None:
         progress(f"wrote an appeal packet for a demo claim: {packet}")
+    report = build_report(settings, engine, as_of, out / "report", now=now, records=records)
+    progress(f"wrote the report: {report.patients} patients")
 
     summary = _summarise(
         out, as_of, fleet, stats, published.messages, records, result, time.monotonic() - started
     )
-    return replace(summary, appeal_packet=packet)
+    return replace(summary, appeal_packet=packet, report_index=report.index)
 
 
 def _demo_appeal(settings: Settings, engine: Engine, out: Path, as_of: date) -> Path | None:

@@ -115,6 +115,8 @@ def render_summary(s: DemoSummary) -> str:
     else:
         add("  export: nothing billable to export")
     add(f"  readings: {s.out}/data/readings/   quarantine: {s.out}/data/quarantine/")
+    if s.report_index is not None:
+        add(f"  report (holds PHI; open in a browser): {s.report_index}")
     add("")
     add("  next, try:")
     data = f"{s.out}/data"
@@ -131,4 +133,7 @@ def render_summary(s: DemoSummary) -> str:
     if s.export_dir is not None:
         add(f"    ls {s.export_dir}")
         add("        the charge CSV, the 837P and the manifest the billing team picks up")
+    if s.report_index is not None:
+        add(f"    open {s.report_index}")
+        add("        the at-risk worklist, month-end totals and a page per patient, in a browser")
     return "\n".join(out)

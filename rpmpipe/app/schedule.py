@@ -8,9 +8,10 @@ into the job store — the running process hands its settings over through ``_RU
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,6 +23,7 @@ from sqlalchemy import Engine, insert, update
 from rpmpipe.app.cycle import run_billing_cycle
 from rpmpipe.asof import last_full_day
 from rpmpipe.logs import get_logger
+from rpmpipe.records import EngagementRecord
 from rpmpipe.registry.models import JobRun
 from rpmpipe.settings import Settings
 
@@ -60,10 +62,19 @@ class JobOutcome:
     billable_lines: int = 0
     exported_lines: int = 0
     message: str = ""
+    report: Path | None = None  # the day's report index, next to the export
 
 
-def run_job(settings: Settings, engine: Engine, clock: Clock = system_clock) -> JobOutcome:
-    """Run the billing cycle as of yesterday in the schedule's zone; record the run.
+def report_dir(settings: Settings, as_of: date) -> Path:
+    """Where the nightly job writes the report of ``as_of``: beside the export runs."""
+    return settings.exports_dir / f"report-{as_of.isoformat()}"
+
+
+def run_job(
+    settings: Settings, engine: Engine, clock: Clock = system_clock, report: bool = True
+) -> JobOutcome:
+    """Run the billing cycle as of yesterday in the schedule's zone, then write the day's
+    report (:func:`report_dir`); record the run.
 
     Rerunning the same day is idempotent: the records upsert unchanged and the export ledger
     never bills a line twice. Every run (also a failed one) leaves a ``job_runs`` row.
@@ -95,6 +106,11 @@ def run_job(settings: Settings, engine: Engine, clock: Clock = system_clock) -> 
         )
         _finish(engine, failed, clock())
         raise
+    message, index = cycle.held_message, None
+    if report:
+        index, problem = _write_report(settings, engine, as_of, started, cycle.records, run_id)
+        if problem:
+            message = f"{message}; {problem}" if message else problem
     outcome = JobOutcome(
         run_id,
         as_of,
@@ -103,7 +119,8 @@ def run_job(settings: Settings, engine: Engine, clock: Clock = system_clock) -> 
         billable_lines=cycle.billable_lines,
         exported_lines=cycle.export.lines,
         # Held lines are money not yet claimed: the run says so, with the reasons.
-        message=cycle.held_message,
+        message=message,
+        report=index,
     )
     _finish(engine, outcome, clock())
     log.info(
@@ -116,6 +133,28 @@ def run_job(settings: Settings, engine: Engine, clock: Clock = system_clock) -> 
         exported_lines=outcome.exported_lines,
     )
     return outcome
+
+
+def _write_report(
+    settings: Settings,
+    engine: Engine,
+    as_of: date,
+    now: datetime,
+    records: Sequence[EngagementRecord],
+    run_id: int,
+) -> tuple[Path | None, str]:
+    """The day's report, after the export so it shows tonight's claims. The billing is done
+    by then: a report that fails is said in the run's message, never undoes the run."""
+    from rpmpipe.app.report.build import build_report
+
+    try:
+        site = build_report(
+            settings, engine, as_of, report_dir(settings, as_of), now=now, records=records
+        )
+    except Exception as exc:  # noqa: BLE001 - recorded in the run's message and the log
+        log.error("job_report_failed", run_id=run_id, error_type=type(exc).__name__)
+        return None, f"report not written: {type(exc).__name__}: {exc}"[:500]
+    return site.index, ""
 
 
 def _finish(engine: Engine, outcome: JobOutcome, finished: datetime) -> None:

@@ -82,6 +82,10 @@ COMMANDS: dict[str, CommandEntry] = {
     "schedule": CommandEntry(
         "metrics_cmds", "Run the nightly job: engagement as of yesterday, then the billing export."
     ),
+    "report": CommandEntry(
+        "report_cmd",
+        "Write the at-risk worklist, month-end totals and a page per patient as a static site.",
+    ),
     "broker-config": CommandEntry(
         "security_cmds", "Write a Mosquitto 2 configuration for every device in the registry."
     ),

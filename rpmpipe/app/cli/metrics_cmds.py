@@ -57,6 +57,16 @@ def metrics(
             "then. Reproduces what an earlier run billed. Not with --save.",
         ),
     ] = None,
+    at_risk: Annotated[
+        bool,
+        typer.Option(
+            "--at-risk",
+            help="Instead of the records, the at-risk worklist: patients whose open period can "
+            "still reach 16 days but is behind pace, has no readings yet, or can reach only 2; "
+            "most urgent first (days so far, days left, days since data, minutes this month, "
+            "interactive contact). With --format json or csv, every open row with its flags.",
+        ),
+    ] = False,
 ) -> None:
     """Engagement records as of a date: days with data per 30-day period, management minutes
     per month, the CMS codes they earn, status and the reason (billable, pending or
@@ -77,7 +87,7 @@ def metrics(
         check_as_of(day, zone, now)
     elif is_future(day, zone, now):
         typer.echo(f"warning: {future_warning(day, zone, now)}", err=True)
-    if output is OutputFormat.csv and patient is None and not save and known is None:
+    if output is OutputFormat.csv and patient is None and not save and known is None and not at_risk:
         # The bulk CSV path: the same bytes without a record object per row.
         import pyarrow as pa
 
@@ -107,6 +117,10 @@ def metrics(
                 records = compute(settings, engine, day, known)
     except ValueError as exc:  # a readings file that is not what it should be
         raise fail(str(exc)) from None
+    if at_risk:
+        with gc_paused():
+            _print_worklist(records, output, patient, day)
+        return
     if patient is not None:
         records = [r for r in records if r.patient_id == patient]
         if not records:
@@ -150,6 +164,35 @@ def _print(
         )
 
 
+def _print_worklist(
+    records: list[EngagementRecord], output: OutputFormat, patient: str | None, day: date
+) -> None:
+    import orjson
+
+    from rpmpipe.metrics.worklist import (
+        build_worklist,
+        render_worklist,
+        row_to_dict,
+        write_worklist_csv,
+    )
+
+    rows = build_worklist(records, day)
+    if patient is not None:
+        rows = [r for r in rows if r.patient_id == patient]
+    if output is OutputFormat.json:
+        sys.stdout.buffer.write(
+            orjson.dumps([row_to_dict(r) for r in rows], option=orjson.OPT_INDENT_2) + b"\n"
+        )
+        sys.stdout.buffer.flush()
+    elif output is OutputFormat.csv:
+        write_worklist_csv(rows, sys.stdout)
+    else:
+        risky = [r for r in rows if r.at_risk]
+        if risky:
+            typer.echo(render_worklist(risky), nl=False)
+        typer.echo(f"\n{len(risky)} of {len(rows)} open periods at risk as of {day.isoformat()}")
+
+
 def schedule(
     ctx: typer.Context,
     run_now: Annotated[
@@ -160,7 +203,8 @@ def schedule(
     """Run the nightly job: engagement as of yesterday, then the billing export.
 
     APScheduler keeps the job in the registry DB; time and zone come from the schedule
-    settings (default 02:00 in the organisation's zone). Each run is recorded in the job_runs
+    settings (default 02:00 in the organisation's zone). After the export it writes the
+    day's report (see `rpmpipe report`) to EXPORTS/report-DATE/. Each run is recorded in the job_runs
     table with status succeeded, held (lines held back: the reasons are in its message) or
     failed. With --run-now the exit code is 0, 3 when lines were held, or 1 when it failed.
     """
@@ -186,6 +230,8 @@ def schedule(
             f"{outcome.exported_lines} exported lines"
             + (f" ({outcome.message})" if outcome.message else "")
         )
+        if outcome.report is not None:
+            typer.echo(f"report: {outcome.report}")
         if outcome.status == "held":
             raise typer.Exit(EXIT_HELD)
         return

@@ -1,0 +1,167 @@
+"""What the billing team reviews, without exporting anything: the ledger's lines, and what an
+export of the current engagement records would hold back or report as a correction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import Connection, Engine, select
+
+from rpmpipe.billing_export.holds import Held
+from rpmpipe.billing_export.ledger import load_ledger, load_patients, ordering_npi
+from rpmpipe.billing_export.plan import FinalRecord, build_plan, select_work, signature
+from rpmpipe.billing_export.totals import LedgerLine, ReviewItem
+from rpmpipe.records import EngagementRecord
+from rpmpipe.registry.models import Enrollment, ExportLedgerEntry
+from rpmpipe.settings import Settings
+
+Span = tuple[date, date | None, str]  # an enrollment's start, end and ordering NPI
+
+
+@dataclass(frozen=True, slots=True)
+class ExportPreview:
+    """What an export as of the date would do with the lines not exported yet."""
+
+    held: tuple[Held, ...]
+    pending_reviews: tuple[ReviewItem, ...]  # changes the next export will report
+
+
+def load_rendering_spans(conn: Connection) -> dict[tuple[str, str], list[Span]]:
+    """Each (patient, program)'s enrollments as (start, end, ordering NPI)."""
+    e = Enrollment
+    spans: dict[tuple[str, str], list[Span]] = {}
+    for pid, program, start, end, npi in conn.execute(
+        select(e.patient_id, e.program, e.start_date, e.end_date, e.ordering_npi)
+    ):
+        spans.setdefault((pid, program), []).append((start, end, npi))
+    return spans
+
+
+def load_ledger_lines(conn: Connection) -> list[LedgerLine]:
+    """Every ledger row with the rendering NPI of its record (the enrollment's ordering NPI)."""
+    spans = load_rendering_spans(conn)
+    t = ExportLedgerEntry
+    rows = conn.execute(
+        select(
+            t.run_id,
+            t.claim_id,
+            t.patient_id,
+            t.program,
+            t.record_kind,
+            t.period_start,
+            t.period_end,
+            t.revision,
+            t.line_kind,
+            t.code,
+            t.units,
+            t.charge,
+            t.date_of_service,
+            t.exported_at,
+        ).order_by(t.id)
+    )
+    cent = Decimal("0.01")
+    npi_of: dict[tuple[str, str, date], str] = {}
+    lines = []
+    for (
+        run,
+        claim,
+        pid,
+        program,
+        kind,
+        start,
+        end,
+        rev,
+        line_kind,
+        code,
+        units,
+        charge,
+        dos,
+        at,
+    ) in rows:
+        key = (pid, program, end)
+        npi = npi_of.get(key)
+        if npi is None:
+            npi = npi_of[key] = ordering_npi(spans.get((pid, program), []), end)
+        lines.append(
+            LedgerLine(
+                run,
+                claim,
+                pid,
+                program,
+                kind,
+                start,
+                end,
+                rev,
+                line_kind,
+                code,
+                units,
+                Decimal(charge).quantize(cent),
+                dos,
+                at,
+                npi,
+            )
+        )
+    return lines
+
+
+def final_records(
+    records: Iterable[EngagementRecord],
+    as_of: date,
+    spans: Mapping[tuple[str, str], Sequence[Span]],
+) -> list[FinalRecord]:
+    """The records whose period ended before ``as_of``, as the export reads them."""
+    cent = Decimal("0.01")
+    return [
+        FinalRecord(
+            patient_id=r.patient_id,
+            program=r.program,
+            kind=r.kind,
+            period_start=r.period_start,
+            period_end=r.period_end,
+            status=r.status,
+            rule_set=r.rule_set,
+            reason=r.reason,
+            transmission_days=r.transmission_days,
+            interactive_minutes=r.interactive_minutes.quantize(cent),
+            management_minutes=r.management_minutes.quantize(cent),
+            lines=signature((ln.code, ln.units, ln.date_of_service) for ln in r.lines),
+            # The enrollment that owns the record, as the saved records name it.
+            rendering_npi=r.ordering_npi
+            or ordering_npi(spans.get((r.patient_id, r.program), []), r.period_end),
+        )
+        for r in records
+        if r.period_end < as_of
+    ]
+
+
+def preview_export(
+    settings: Settings, engine: Engine, as_of: date, records: Sequence[EngagementRecord]
+) -> ExportPreview:
+    """The held lines and the corrections an export of ``records`` (the engagement as of
+    ``as_of``; the final ones count) would produce against the ledger; nothing is written."""
+    with engine.connect() as conn:
+        final = final_records(records, as_of, load_rendering_spans(conn))
+        ledger = load_ledger(conn)
+        patients = load_patients(conn, {r.patient_id for r in final})
+    work = select_work(final, ledger, patients, settings.billing)
+    # The plan of the changes alone (new lines need no pricing here): its corrections and
+    # holds are exactly what the export would report.
+    changes = build_plan(replace(work, originals=()), patients, settings.billing, interchange=0)
+    pending = [
+        ReviewItem(
+            c.patient_id,
+            c.record_kind,
+            c.period_start,
+            c.original_claim_id,
+            c.reason,
+            "the next export reports it"
+            + (f" ({c.action.replace('_', ' ')})" if c.action != "review" else ""),
+        )
+        for c in changes.corrections
+    ]
+    return ExportPreview(
+        changes.held, tuple(sorted(pending, key=lambda i: (i.patient_id, i.period_start)))
+    )
