@@ -150,7 +150,6 @@ def load_patients(conn: Connection, patient_ids: Iterable[str]) -> dict[str, Pat
 
 def load_ledger(conn: Connection) -> dict[RecordKey, LedgerState]:
     """The latest revision of every exported record."""
-    rows: dict[RecordKey, list[Any]] = {}
     e = ExportLedgerEntry
     columns = (
         e.patient_id,
@@ -170,7 +169,14 @@ def load_ledger(conn: Connection) -> dict[RecordKey, LedgerState]:
         e.payer_claim_control_number,
         e.episode_start,
     )
-    for entry in conn.execute(select(*columns)):
+    return ledger_states(conn.execute(select(*columns)))
+
+
+def ledger_states(entries: Iterable[Any]) -> dict[RecordKey, LedgerState]:
+    """The latest revision of each record among ``entries``: ledger rows, or any values with
+    the ledger's column names (the reports read the rows once for several purposes)."""
+    rows: dict[RecordKey, list[Any]] = {}
+    for entry in entries:
         key = (entry.patient_id, entry.program, entry.record_kind, entry.period_start)
         rows.setdefault(key, []).append(entry)
     states = {}

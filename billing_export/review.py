@@ -11,7 +11,7 @@ from decimal import Decimal
 from sqlalchemy import Connection, Engine, select
 
 from rpmpipe.billing_export.holds import Held
-from rpmpipe.billing_export.ledger import load_ledger, load_patients, ordering_npi
+from rpmpipe.billing_export.ledger import ledger_states, load_patients, ordering_npi
 from rpmpipe.billing_export.plan import FinalRecord, build_plan, select_work, signature
 from rpmpipe.billing_export.totals import LedgerLine, ReviewItem
 from rpmpipe.records import EngagementRecord
@@ -60,48 +60,39 @@ def load_ledger_lines(conn: Connection) -> list[LedgerLine]:
             t.charge,
             t.date_of_service,
             t.exported_at,
+            t.transmission_days,
+            t.interactive_minutes,
+            t.management_minutes,
         ).order_by(t.id)
     )
     cent = Decimal("0.01")
     npi_of: dict[tuple[str, str, date], str] = {}
     lines = []
-    for (
-        run,
-        claim,
-        pid,
-        program,
-        kind,
-        start,
-        end,
-        rev,
-        line_kind,
-        code,
-        units,
-        charge,
-        dos,
-        at,
-    ) in rows:
-        key = (pid, program, end)
+    for r in rows:
+        key = (r.patient_id, r.program, r.period_end)
         npi = npi_of.get(key)
         if npi is None:
-            npi = npi_of[key] = ordering_npi(spans.get((pid, program), []), end)
+            npi = npi_of[key] = ordering_npi(spans.get(key[:2], []), r.period_end)
         lines.append(
             LedgerLine(
-                run,
-                claim,
-                pid,
-                program,
-                kind,
-                start,
-                end,
-                rev,
-                line_kind,
-                code,
-                units,
-                Decimal(charge).quantize(cent),
-                dos,
-                at,
+                r.run_id,
+                r.claim_id,
+                r.patient_id,
+                r.program,
+                r.record_kind,
+                r.period_start,
+                r.period_end,
+                r.revision,
+                r.line_kind,
+                r.code,
+                r.units,
+                Decimal(r.charge).quantize(cent),
+                r.date_of_service,
+                r.exported_at,
                 npi,
+                r.transmission_days or 0,
+                Decimal(r.interactive_minutes or 0).quantize(cent),
+                Decimal(r.management_minutes or 0).quantize(cent),
             )
         )
     return lines
@@ -138,13 +129,18 @@ def final_records(
 
 
 def preview_export(
-    settings: Settings, engine: Engine, as_of: date, records: Sequence[EngagementRecord]
+    settings: Settings,
+    engine: Engine,
+    as_of: date,
+    records: Sequence[EngagementRecord],
+    lines: Sequence[LedgerLine],
 ) -> ExportPreview:
     """The held lines and the corrections an export of ``records`` (the engagement as of
-    ``as_of``; the final ones count) would produce against the ledger; nothing is written."""
+    ``as_of``; the final ones count) would produce against the ledger's ``lines`` (from
+    :func:`load_ledger_lines`); nothing is written."""
+    ledger = ledger_states(lines)
     with engine.connect() as conn:
         final = final_records(records, as_of, load_rendering_spans(conn))
-        ledger = load_ledger(conn)
         patients = load_patients(conn, {r.patient_id for r in final})
     work = select_work(final, ledger, patients, settings.billing)
     # The plan of the changes alone (new lines need no pricing here): its corrections and

@@ -40,6 +40,10 @@ class LedgerLine:
     date_of_service: date
     exported_at: datetime
     rendering_npi: str = ""
+    # The counts behind the line (what a correction compares against).
+    transmission_days: int = 0
+    interactive_minutes: Decimal = Decimal("0.00")
+    management_minutes: Decimal = Decimal("0.00")
 
     @property
     def key(self) -> RecordKey:

@@ -4,14 +4,16 @@ job and the demo write one; ``--serve`` listens on localhost only."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import stat
 import threading
 import urllib.request
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from rpmpipe.app.demo import DemoSummary, run_demo
 from rpmpipe.app.demo_report import render_summary
@@ -22,8 +24,9 @@ from rpmpipe.app.report.site import ReportError, write_site
 from rpmpipe.app.schedule import report_dir, run_job
 from rpmpipe.metrics.job import compute
 from rpmpipe.registry.db import open_registry
-from rpmpipe.registry.models import Patient
+from rpmpipe.registry.models import CareActivity, ExportLedgerEntry, Patient
 from rpmpipe.settings import Settings, load_settings
+from rpmpipe.simulators.fleet import ORDERING_PROVIDERS
 
 NOW = datetime(2026, 11, 20, 17, tzinfo=UTC)
 
@@ -143,3 +146,45 @@ def test_serve_listens_on_localhost_only(demo: tuple[DemoSummary, Settings]) -> 
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_an_exported_month_that_changed_waits_for_review_in_the_report(
+    demo: tuple[DemoSummary, Settings], tmp_path: Path
+) -> None:
+    summary, _ = demo
+    world = tmp_path / "demo"
+    shutil.copytree(summary.out, world)
+    base = load_settings(None, env={}, overrides={"data_dir": str(world / "data")})
+    # The demo fleet's practitioners, named as the demo names them, so nothing is held.
+    billing = dataclasses.replace(base.billing, rendering_providers=dict(ORDERING_PROVIDERS))
+    settings = base.replace(billing=billing)
+    engine = open_registry(settings.effective_database_url)
+    with engine.connect() as conn:
+        pid, month = conn.execute(
+            select(ExportLedgerEntry.patient_id, ExportLedgerEntry.period_start).where(
+                ExportLedgerEntry.code == "99470"
+            )
+        ).first()  # type: ignore[misc]
+    # A late time entry for a month exported as 99470 (10-19 minutes): 45 more minutes make
+    # it 99457 + 99458, a change the billing team must review.
+    late = datetime(month.year, month.month, 15, 18, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(CareActivity).values(
+                activity_id="A-LATE-1",
+                patient_id=pid,
+                staff_id="S-9",
+                started_at=late,
+                minutes=Decimal(45),
+                kind="phone_call",
+                interactive=True,
+                program="RPM",
+            )
+        )
+    out = tmp_path / "site"
+    build_report(settings, engine, summary.as_of, out, now=NOW)
+    reviews = (out / "reviews.csv").read_text().splitlines()
+    mine = [r for r in reviews if r.startswith(f"{pid},treatment_management,{month.isoformat()}")]
+    assert len(mine) == 1, reviews
+    assert "minutes" in mine[0] and "the next export reports it" in mine[0]
+    assert "Corrections waiting for review (1)" in (out / "totals.html").read_text()

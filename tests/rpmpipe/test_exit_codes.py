@@ -68,6 +68,7 @@ SPECS: dict[tuple[str, ...], tuple[object, str | None, bool]] = {
     ("metrics",): (lambda t: [], "--as-of", True),
     ("export",): (lambda t: ["--as-of", "2026-01-31"], "--as-of", True),
     ("schedule",): (lambda t: ["--run-now"], None, True),
+    ("report",): (lambda t: ["--out", str(t / "site")], "--as-of", True),
     ("broker-config",): (lambda t: ["--out", str(t / "broker")], None, True),
     ("db", "upgrade"): (lambda t: [], None, True),
     ("devices", "retire"): (lambda t: ["BP-1", "--on", "2026-01-31"], "--on", True),

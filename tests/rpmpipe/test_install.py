@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-TEST_ONLY = {"pytest", "hypothesis", "duckdb", "pandas", "pypdf", "ruff", "mypy"}
+TEST_ONLY = {"pytest", "hypothesis", "duckdb", "pandas", "pypdf", "ruff", "mypy", "playwright"}
 # Distribution name -> the module rpmpipe imports; None: loaded by another library.
 IMPORT_NAME = {
     "paho-mqtt": "paho",
@@ -28,7 +28,9 @@ IMPORT_NAME = {
     "cryptography": "cryptography",
     "pyx12": "pyx12",  # reads X12 835 remittances (and the tests validate 837s with it)
     "fpdf2": "fpdf",  # appeal packets as PDF
-    "jinja2": "jinja2",  # the appeal letter template
+    "jinja2": "jinja2",  # the appeal letter template and the report's pages
+    "altair": "altair",  # the report's chart specs
+    "vl-convert-python": "vl_convert",  # the Vega scripts the report's pages draw with
 }
 
 

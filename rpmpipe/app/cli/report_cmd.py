@@ -34,7 +34,9 @@ def report(
     ] = False,
     port: Annotated[int, typer.Option("--port", help="Port for --serve (0: a free one).")] = 0,
 ) -> None:
-    """Write the report as a static site that opens from disk: OUT/index.html is the at-risk
+    """Write the at-risk worklist, month-end totals and a page per patient as a static site.
+
+    The site opens from disk, no server needed: OUT/index.html is the at-risk
     worklist (open periods and months, most urgent first; also OUT/worklist.csv),
     OUT/totals.html the month-end totals by code, program, rendering provider and payer with
     the held lines and the corrections waiting for review, and OUT/patient.html#NNNNNN a
