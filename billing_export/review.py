@@ -63,6 +63,9 @@ def load_ledger_lines(conn: Connection) -> list[LedgerLine]:
             t.transmission_days,
             t.interactive_minutes,
             t.management_minutes,
+            t.line_control_number,
+            t.payer_claim_control_number,
+            t.episode_start,
         ).order_by(t.id)
     )
     cent = Decimal("0.01")
@@ -93,6 +96,9 @@ def load_ledger_lines(conn: Connection) -> list[LedgerLine]:
                 r.transmission_days or 0,
                 Decimal(r.interactive_minutes or 0).quantize(cent),
                 Decimal(r.management_minutes or 0).quantize(cent),
+                r.line_control_number or "",
+                r.payer_claim_control_number or "",
+                r.episode_start,
             )
         )
     return lines
@@ -142,10 +148,12 @@ def preview_export(
     with engine.connect() as conn:
         final = final_records(records, as_of, load_rendering_spans(conn))
         patients = load_patients(conn, {r.patient_id for r in final})
-    work = select_work(final, ledger, patients, settings.billing)
+    work = select_work(final, ledger, patients, settings.billing, as_of=as_of)
     # The plan of the changes alone (new lines need no pricing here): its corrections and
     # holds are exactly what the export would report.
-    changes = build_plan(replace(work, originals=()), patients, settings.billing, interchange=0)
+    changes = build_plan(
+        replace(work, originals=()), patients, settings.billing, first_claim_number=1
+    )
     pending = [
         ReviewItem(
             c.patient_id,

@@ -15,9 +15,10 @@ from decimal import Decimal
 from typing import Any
 
 from rpmpipe.billing_export.holds import Held, HoldReason, group_held
-from rpmpipe.billing_export.plan import EMPTY_MARKER, RecordKey
+from rpmpipe.billing_export.plan import EMPTY_MARKER, VOID_CLAIM, RecordKey
 
 BILLED_KINDS = ("original", "replacement")
+CLAIM_KINDS = (*BILLED_KINDS, VOID_CLAIM)  # rows of a claim that was sent
 REVIEW_KINDS = ("correction", "void")
 
 
@@ -44,6 +45,9 @@ class LedgerLine:
     transmission_days: int = 0
     interactive_minutes: Decimal = Decimal("0.00")
     management_minutes: Decimal = Decimal("0.00")
+    line_control_number: str = ""  # REF*6R of the line on its claim
+    payer_claim_control_number: str = ""  # from the claim's remittance, if known
+    episode_start: date | None = None
 
     @property
     def key(self) -> RecordKey:
@@ -65,13 +69,18 @@ def line_statuses(lines: Iterable[LedgerLine]) -> list[LineStatus]:
     for entries in by_key.values():
         latest = max(e.revision for e in entries)
         latest_kind = next(e.line_kind for e in entries if e.revision == latest)
-        billed_rev = max((e.revision for e in entries if e.line_kind in BILLED_KINDS), default=-1)
+        billed_rev = max((e.revision for e in entries if e.line_kind in CLAIM_KINDS), default=-1)
+        billed_kind = next((e.line_kind for e in entries if e.revision == billed_rev), "")
         for e in sorted(entries, key=lambda x: (x.revision, x.code)):
-            out.append(LineStatus(e, _status(e, latest, latest_kind, billed_rev)))
+            out.append(LineStatus(e, _status(e, latest, latest_kind, billed_rev, billed_kind)))
     return out
 
 
-def _status(line: LedgerLine, latest: int, latest_kind: str, billed_rev: int) -> str:
+def _status(
+    line: LedgerLine, latest: int, latest_kind: str, billed_rev: int, billed_kind: str
+) -> str:
+    if line.line_kind == VOID_CLAIM:
+        return "void claim sent (frequency 8): no longer billed"
     if line.line_kind == "correction":
         if line.revision == latest:
             return "correction reported, waiting for review"
@@ -79,6 +88,8 @@ def _status(line: LedgerLine, latest: int, latest_kind: str, billed_rev: int) ->
     if line.line_kind == "void":
         return "no longer billable: void reported, waiting for review"
     if line.revision < billed_rev:
+        if billed_kind == VOID_CLAIM:
+            return "voided by a void claim"
         return "replaced by a replacement claim"
     if latest > line.revision and latest_kind == "correction":
         return "billed; a correction waits for review"
@@ -88,17 +99,18 @@ def _status(line: LedgerLine, latest: int, latest_kind: str, billed_rev: int) ->
 
 
 def billed_lines(lines: Iterable[LedgerLine]) -> list[LedgerLine]:
-    """Each record's lines of its latest original or replacement revision."""
+    """Each record's lines of its latest claim (original or replacement; a void claim leaves
+    the record with none)."""
     best: dict[RecordKey, int] = {}
-    kept: list[LedgerLine] = []
-    candidates = [ln for ln in lines if ln.line_kind in BILLED_KINDS and ln.code != EMPTY_MARKER]
-    for ln in candidates:
+    sent = [ln for ln in lines if ln.line_kind in CLAIM_KINDS]
+    for ln in sent:
         if ln.revision > best.get(ln.key, -1):
             best[ln.key] = ln.revision
-    for ln in candidates:
-        if ln.revision == best[ln.key]:
-            kept.append(ln)
-    return kept
+    return [
+        ln
+        for ln in sent
+        if ln.revision == best[ln.key] and ln.line_kind in BILLED_KINDS and ln.code != EMPTY_MARKER
+    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,9 @@ from decimal import Decimal
 from enum import IntEnum
 from typing import IO, Any
 
+from rpmpipe.csv_cells import csv_field
 from rpmpipe.metrics.programs import program_rules_for
-from rpmpipe.metrics.report import csv_field, format_minutes
+from rpmpipe.metrics.report import format_minutes
 from rpmpipe.metrics.rules import rule_set_for
 from rpmpipe.records import EngagementRecord
 
@@ -268,15 +269,7 @@ def write_worklist_csv(rows: Iterable[WorklistRow], out: IO[str]) -> None:
     for row in rows:
         values = row_to_dict(row)
         values["minutes_so_far"] = format_minutes(row.minutes_so_far)
-        out.write(",".join(csv_cell(_text(values[c])) for c in COLUMNS) + "\n")
-
-
-def csv_cell(text: str) -> str:
-    """``text`` as one CSV cell, a would-be spreadsheet formula neutralised."""
-    # A cell a spreadsheet would run as a formula is prefixed with an apostrophe.
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        text = "'" + text
-    return csv_field(text)
+        out.write(",".join(csv_field(_text(values[c])) for c in COLUMNS) + "\n")
 
 
 def render_worklist(rows: Sequence[WorklistRow]) -> str:

@@ -17,6 +17,7 @@ from sqlalchemy import insert, select
 
 from rpmpipe.app.demo import DemoSummary, run_demo
 from rpmpipe.app.demo_report import render_summary
+from rpmpipe.app.demo_settings import DEMO_SETTINGS_NAME
 from rpmpipe.app.report.build import build_report
 from rpmpipe.app.report.inputs import gather
 from rpmpipe.app.report.serve import make_server
@@ -37,7 +38,12 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoSummary, Setting
     summary = run_demo(
         load_settings(None, env={}), out, patients=8, days=40, seed=11, now=NOW, progress=print
     )
-    return summary, load_settings(None, env={}, overrides={"data_dir": str(out / "data")})
+    # The demo's own billing identity (a test clinic) and named practitioners.
+    settings = load_settings(
+        out / DEMO_SETTINGS_NAME, env={}, overrides={"data_dir": str(out / "data")}
+    )
+    billing = dataclasses.replace(settings.billing, rendering_providers=dict(ORDERING_PROVIDERS))
+    return summary, settings.replace(billing=billing)
 
 
 def test_report_files_are_private_and_their_names_hold_no_phi(
@@ -154,10 +160,7 @@ def test_an_exported_month_that_changed_waits_for_review_in_the_report(
     summary, _ = demo
     world = tmp_path / "demo"
     shutil.copytree(summary.out, world)
-    base = load_settings(None, env={}, overrides={"data_dir": str(world / "data")})
-    # The demo fleet's practitioners, named as the demo names them, so nothing is held.
-    billing = dataclasses.replace(base.billing, rendering_providers=dict(ORDERING_PROVIDERS))
-    settings = base.replace(billing=billing)
+    settings = demo[1].replace(data_dir=world / "data")
     engine = open_registry(settings.effective_database_url)
     with engine.connect() as conn:
         pid, month = conn.execute(

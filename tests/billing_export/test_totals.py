@@ -111,3 +111,19 @@ def test_held_lines_are_grouped_by_reason_with_the_setting_that_fixes_them() -> 
     assert (first.reason, first.lines, first.patients) == (npi.text, 2, 1)
     assert first.setting == '[billing.rendering_providers]\n1234567893 = "<LAST>, <FIRST>"'
     assert (second.reason, second.setting) == (icd.text, "")
+
+
+def test_a_void_claim_takes_the_record_out_of_the_totals() -> None:
+    nov = date(2026, 11, 20)
+    lines = [
+        _line("p1", "99454", "47.00", nov),
+        _line("p1", "-", "0.00", nov, revision=1, kind="void_claim", run="run-2"),
+        _line("p2", "99454", "47.00", nov),
+    ]
+    totals = month_totals(lines, {})
+    assert [(r.group, r.lines, r.charges) for r in totals.by_month] == [
+        ("all", 1, Decimal("47.00"))
+    ]
+    status = {(s.line.patient_id, s.line.revision): s.status for s in line_statuses(lines)}
+    assert status[("p1", 0)] == "voided by a void claim"
+    assert status[("p1", 1)].startswith("void claim sent")

@@ -22,7 +22,6 @@ in ``out`` is replaced, any other non-empty directory is refused.
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import secrets
@@ -41,6 +40,7 @@ from rpmpipe.app.report.charts import chart_specs, vega_bundle
 from rpmpipe.app.report.inputs import ReportInputs
 from rpmpipe.billing_export.holds import Held
 from rpmpipe.billing_export.totals import ReviewItem, TotalRow
+from rpmpipe.csv_cells import SafeCsvWriter
 from rpmpipe.errors import UsageError
 from rpmpipe.files import fsync_dir, private_dir
 from rpmpipe.metrics.report import format_minutes
@@ -50,7 +50,6 @@ from rpmpipe.metrics.worklist import (
     Urgency,
     WorklistRow,
     contacts_of,
-    csv_cell,
     minutes_of,
     write_worklist_csv,
 )
@@ -264,10 +263,10 @@ def _write_index(
 
 def _csv(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
+    w = SafeCsvWriter(out)
     w.writerow(header)
     for row in rows:
-        w.writerow([csv_cell(str(v)) if isinstance(v, str) else v for v in row])
+        w.writerow(row)
     return out.getvalue()
 
 
@@ -390,6 +389,7 @@ class _PatientData:
             self.claims.setdefault(ln.patient_id, []).append(
                 [
                     ln.claim_id,
+                    ln.line_control_number,
                     ln.run_id,
                     ln.code,
                     ln.units,
