@@ -87,7 +87,13 @@ def metrics(
         check_as_of(day, zone, now)
     elif is_future(day, zone, now):
         typer.echo(f"warning: {future_warning(day, zone, now)}", err=True)
-    if output is OutputFormat.csv and patient is None and not save and known is None and not at_risk:
+    if (
+        output is OutputFormat.csv
+        and patient is None
+        and not save
+        and known is None
+        and not at_risk
+    ):
         # The bulk CSV path: the same bytes without a record object per row.
         import pyarrow as pa
 
