@@ -11,7 +11,7 @@ through :func:`decode`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -26,7 +26,13 @@ from rpmpipe.ingest.fhir import (
     observation_fields,
 )
 from rpmpipe.ingest.openmhealth import is_openmhealth, openmhealth_fields
+from rpmpipe.ingest.schema import ReadingColumns
 from rpmpipe.ingest.validation import (
+    DEVICE_RE,
+    EARLIEST,
+    ID_RE,
+    RANGES,
+    REQUIRED,
     Fields,
     check_device_id,
     convert_glucose,
@@ -172,6 +178,170 @@ def _decode(
                 raw = _bundle_item(bundle, index, kept_devices)
             rejects.append(Reject(exc.code, f"{where}: {exc.detail}", raw))
     return Decoded(tuple(readings), tuple(rejects))
+
+
+def decode_into(
+    columns: ReadingColumns,
+    topic_device_id: str | None,
+    payload: bytes,
+    received_at: datetime,
+    clock_skew: timedelta = timedelta(minutes=10),
+    resolve_device: ResolveDevice | None = None,
+) -> tuple[Reject, ...]:
+    """:func:`decode`, appending the readings to ``columns``; returns the rejects.
+
+    A single native reading on a device topic, what most devices send, takes
+    :func:`native_fast`; everything else, and every payload the fast path does not accept,
+    goes through :func:`decode`, so rejects and their reasons are always the general
+    decoder's.
+    """
+    if topic_device_id is not None and native_fast(
+        columns, topic_device_id, payload, received_at, clock_skew
+    ):
+        return ()
+    decoded = decode(topic_device_id, payload, received_at, clock_skew, resolve_device)
+    for reading in decoded.readings:
+        columns.add(reading)
+    return decoded.rejects
+
+
+_BOUNDS = tuple(RANGES[name] for name in ("systolic_mmhg", "diastolic_mmhg", "pulse_bpm"))
+_WEIGHT_BOUNDS = RANGES["weight_kg"]
+_SPO2_BOUNDS = RANGES["spo2_pct"]
+_GLUCOSE_BOUNDS = RANGES["glucose_mg_dl"]
+_REQUIRED_INDEX = {
+    kind: tuple(
+        (
+            "systolic_mmhg",
+            "diastolic_mmhg",
+            "pulse_bpm",
+            "weight_kg",
+            "spo2_pct",
+            "glucose_mg_dl",
+        ).index(name)
+        for name in names
+    )
+    for kind, names in REQUIRED.items()
+}
+
+
+def _in_range(value: object, bounds: tuple[float, float]) -> float | None:
+    """``value`` as a float when it is a JSON number within ``bounds``; else None."""
+    kind = type(value)
+    if kind is not float and kind is not int:  # bool is neither (type(True) is bool)
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    low, high = bounds
+    return number if low <= number <= high else None  # NaN fails both comparisons
+
+
+def native_fast(
+    columns: ReadingColumns,
+    device_id: str,
+    payload: bytes,
+    received_at: datetime,
+    clock_skew: timedelta,
+) -> bool:
+    """Append the reading of a valid single native payload to ``columns`` and say True.
+
+    False (``columns`` untouched) for anything else: another format, a batch, an unknown
+    field, a value the general decoder would refuse or any doubt. The caller then decodes
+    the payload with :func:`decode`, which gives the same reading for whatever this accepts
+    (``tests/ingest/test_decoders_fast.py`` pins that) and the reject reasons.
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES or not DEVICE_RE.fullmatch(device_id):
+        return False
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return False
+    if type(doc) is not dict or not doc.keys() <= NATIVE_FIELDS:
+        return False
+    get = doc.get
+    named = get("device_id")
+    if named is not None and named != device_id:
+        return False
+    reading_id = get("reading_id")
+    if reading_id is not None and not (type(reading_id) is str and ID_RE.fullmatch(reading_id)):
+        return False
+    kind = get("type")
+    if type(kind) is not str or kind not in _REQUIRED_INDEX:
+        return False
+    text = get("measured_at")
+    if type(text) is not str or len(text) > 40:
+        return False
+    try:
+        parsed = datetime.fromisoformat(text)
+        if parsed.utcoffset() is None:
+            return False  # a naive time
+        measured_at = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return False
+    if measured_at < EARLIEST:
+        return False
+    weight = get("weight_kg")
+    if weight is None and get("weight") is not None:
+        try:
+            weight = convert_weight(doc["weight"], get("unit"))
+        except DecodeError:
+            return False
+    glucose = get("glucose_mg_dl")
+    if glucose is None and get("glucose") is not None:
+        try:
+            glucose = convert_glucose(doc["glucose"], get("glucose_unit", get("unit")))
+        except DecodeError:
+            return False
+    values: list[float | None] = []
+    for raw, bounds in (
+        (get("systolic_mmhg"), _BOUNDS[0]),
+        (get("diastolic_mmhg"), _BOUNDS[1]),
+        (get("pulse_bpm"), _BOUNDS[2]),
+        (weight, _WEIGHT_BOUNDS),
+        (get("spo2_pct"), _SPO2_BOUNDS),
+        (glucose, _GLUCOSE_BOUNDS),
+    ):
+        if raw is None:
+            values.append(None)
+            continue
+        value = _in_range(raw, bounds)
+        if value is None:
+            return False
+        values.append(value)
+    for index in _REQUIRED_INDEX[kind]:
+        if values[index] is None:
+            return False
+    systolic, diastolic, pulse, weight_kg, spo2, glucose_mg_dl = values
+    if systolic is not None and diastolic is not None and diastolic >= systolic:
+        return False
+    manual = get("manual_entry", False)
+    irregular = get("irregular_heartbeat")
+    if not (manual is False or manual is True or manual is None):
+        return False
+    if not (irregular is None or irregular is True or irregular is False):
+        return False
+    columns.reading_id.append(reading_id)
+    columns.device_id.append(device_id)
+    columns.type.append(kind)
+    columns.measured_at.append(measured_at)
+    columns.received_at.append(received_at)
+    columns.manual_entry.append(manual is True)
+    columns.source_format.append("native")
+    columns.systolic_mmhg.append(systolic)
+    columns.diastolic_mmhg.append(diastolic)
+    columns.pulse_bpm.append(pulse)
+    columns.weight_kg.append(weight_kg)
+    columns.spo2_pct.append(spo2)
+    columns.glucose_mg_dl.append(glucose_mg_dl)
+    columns.irregular_heartbeat.append(irregular)
+    columns.clock_suspect.append(measured_at > received_at + clock_skew)
+    columns.extra.append(None)
+    columns.dedup_key.append(
+        f"id:{device_id}:{reading_id}"
+        if reading_id
+        else f"dtm:{device_id}|{kind}|{measured_at.isoformat()}"
+    )
+    columns.day.append(measured_at.date().isoformat())
+    return True
 
 
 # orjson refuses documents nested deeper than this (it guards its own stack).

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from rpmpipe.records import Reading
 
@@ -52,15 +54,6 @@ QUARANTINE_SCHEMA = pa.schema(
     ]
 )
 
-_MEASUREMENTS = (
-    "systolic_mmhg",
-    "diastolic_mmhg",
-    "pulse_bpm",
-    "weight_kg",
-    "spo2_pct",
-    "glucose_mg_dl",
-)
-
 
 def readings_table(
     readings: Sequence[Reading], dedup_keys: Sequence[str] | None = None
@@ -69,21 +62,100 @@ def readings_table(
 
     ``dedup_keys`` (parallel to ``readings``) saves recomputing keys the caller already has.
     """
-    keys = [r.dedup_key for r in readings] if dedup_keys is None else dedup_keys
-    order = sorted(range(len(readings)), key=lambda i: readings[i].measured_at)
-    rows = [readings[i] for i in order]
-    columns: dict[str, list[object]] = {
-        "reading_id": [r.reading_id for r in rows],
-        "device_id": [r.device_id for r in rows],
-        "type": [r.type for r in rows],
-        "measured_at": [r.measured_at for r in rows],
-        "received_at": [r.received_at for r in rows],
-        "manual_entry": [r.manual_entry for r in rows],
-        "source_format": [r.source_format for r in rows],
-        **{name: [getattr(r, name) for r in rows] for name in _MEASUREMENTS},
-        "irregular_heartbeat": [r.irregular_heartbeat for r in rows],
-        "clock_suspect": [r.clock_suspect for r in rows],
-        "dedup_key": [keys[i] for i in order],
-        "extra": [r.extra for r in rows],
-    }
-    return pa.Table.from_pydict(columns, schema=READINGS_SCHEMA)
+    columns = ReadingColumns.of(readings, dedup_keys)
+    return sorted_by_time(columns.table())
+
+
+class ReadingColumns:
+    """A batch of readings as column lists (a builder on the ingest hot path, not a value).
+
+    The MQTT fast path for native payloads appends to the lists directly; readings of the
+    general decoders join with :meth:`add`. ``dedup_key`` and ``day`` (the UTC date of
+    ``measured_at``, ISO text: the partition) run parallel to the columns.
+    """
+
+    __slots__ = (
+        "clock_suspect",
+        "day",
+        "dedup_key",
+        "device_id",
+        "diastolic_mmhg",
+        "extra",
+        "glucose_mg_dl",
+        "irregular_heartbeat",
+        "manual_entry",
+        "measured_at",
+        "pulse_bpm",
+        "reading_id",
+        "received_at",
+        "source_format",
+        "spo2_pct",
+        "systolic_mmhg",
+        "type",
+        "weight_kg",
+    )
+
+    def __init__(self) -> None:
+        self.reading_id: list[str | None] = []
+        self.device_id: list[str] = []
+        self.type: list[str] = []
+        self.measured_at: list[object] = []
+        self.received_at: list[object] = []
+        self.manual_entry: list[bool] = []
+        self.source_format: list[str] = []
+        self.systolic_mmhg: list[float | None] = []
+        self.diastolic_mmhg: list[float | None] = []
+        self.pulse_bpm: list[float | None] = []
+        self.weight_kg: list[float | None] = []
+        self.spo2_pct: list[float | None] = []
+        self.glucose_mg_dl: list[float | None] = []
+        self.irregular_heartbeat: list[bool | None] = []
+        self.clock_suspect: list[bool] = []
+        self.extra: list[str | None] = []
+        self.dedup_key: list[str] = []
+        self.day: list[str] = []
+
+    @classmethod
+    def of(
+        cls, readings: Sequence[Reading], dedup_keys: Sequence[str] | None = None
+    ) -> ReadingColumns:
+        columns = cls()
+        for r in readings:
+            columns.add(r)
+        if dedup_keys is not None:
+            columns.dedup_key = list(dedup_keys)
+        return columns
+
+    def __len__(self) -> int:
+        return len(self.dedup_key)
+
+    def add(self, r: Reading) -> None:
+        self.reading_id.append(r.reading_id)
+        self.device_id.append(r.device_id)
+        self.type.append(r.type)
+        self.measured_at.append(r.measured_at)
+        self.received_at.append(r.received_at)
+        self.manual_entry.append(r.manual_entry)
+        self.source_format.append(r.source_format)
+        self.systolic_mmhg.append(r.systolic_mmhg)
+        self.diastolic_mmhg.append(r.diastolic_mmhg)
+        self.pulse_bpm.append(r.pulse_bpm)
+        self.weight_kg.append(r.weight_kg)
+        self.spo2_pct.append(r.spo2_pct)
+        self.glucose_mg_dl.append(r.glucose_mg_dl)
+        self.irregular_heartbeat.append(r.irregular_heartbeat)
+        self.clock_suspect.append(r.clock_suspect)
+        self.extra.append(r.extra)
+        self.dedup_key.append(r.dedup_key)
+        self.day.append(r.measured_at.astimezone(UTC).date().isoformat())
+
+    def table(self) -> pa.Table:
+        """All rows in :data:`READINGS_SCHEMA`, in the order they were added."""
+        return pa.Table.from_pydict(
+            {name: getattr(self, name) for name in READINGS_SCHEMA.names}, schema=READINGS_SCHEMA
+        )
+
+
+def sorted_by_time(table: pa.Table) -> pa.Table:
+    """``table`` sorted by ``measured_at`` (stable: equal times keep their order)."""
+    return table.take(pc.sort_indices(table, [("measured_at", "ascending")]))

@@ -16,8 +16,8 @@ from rpmpipe.records import EARLIEST_DATA_TIME, READING_TYPES, Reading
 
 # Identifiers end up in logs, Parquet and file listings: a conservative alphabet keeps
 # path-like ("../x"), control and whitespace characters out.
-_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")
-_DEVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}")
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")
+DEVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}")
 
 # Plausible physiologic ranges (inclusive). Outside them the value is a device or typing error.
 RANGES: dict[str, tuple[float, float]] = {
@@ -90,7 +90,7 @@ class Fields:
 def check_device_id(value: object) -> str:
     if not isinstance(value, str) or not value:
         raise DecodeError("missing_field", "the reading has no device_id")
-    if not _DEVICE_RE.fullmatch(value):
+    if not DEVICE_RE.fullmatch(value):
         raise DecodeError(
             "bad_identifier", "device_id holds characters outside A-Z a-z 0-9 _ . : -"
         )
@@ -102,7 +102,7 @@ def check_reading_id(value: object) -> str | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
+    if not isinstance(value, str) or not ID_RE.fullmatch(value):
         raise DecodeError(
             "bad_identifier", "reading_id holds characters outside A-Z a-z 0-9 _ . : -"
         )
@@ -209,10 +209,10 @@ _RANGE_ITEMS = tuple(RANGES.items())
 def make_reading(f: Fields, received_at: datetime, clock_skew: timedelta) -> Reading:
     """Validate ``f`` and build the stored reading; raises :class:`DecodeError`."""
     device_id = f.device_id
-    if not (isinstance(device_id, str) and _DEVICE_RE.fullmatch(device_id)):
+    if not (isinstance(device_id, str) and DEVICE_RE.fullmatch(device_id)):
         device_id = check_device_id(device_id)  # raises with the precise reason
     reading_id = f.reading_id
-    if not (reading_id is None or (isinstance(reading_id, str) and _ID_RE.fullmatch(reading_id))):
+    if not (reading_id is None or (isinstance(reading_id, str) and ID_RE.fullmatch(reading_id))):
         reading_id = check_reading_id(reading_id)
     kind = f.type
     if not isinstance(kind, str) or kind not in REQUIRED:
