@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -99,8 +99,8 @@ class ReadingColumns:
         self.reading_id: list[str | None] = []
         self.device_id: list[str] = []
         self.type: list[str] = []
-        self.measured_at: list[object] = []
-        self.received_at: list[object] = []
+        self.measured_at: list[datetime] = []
+        self.received_at: list[datetime] = []
         self.manual_entry: list[bool] = []
         self.source_format: list[str] = []
         self.systolic_mmhg: list[float | None] = []
@@ -148,6 +148,27 @@ class ReadingColumns:
         self.extra.append(r.extra)
         self.dedup_key.append(r.dedup_key)
         self.day.append(r.measured_at.astimezone(UTC).date().isoformat())
+
+    def reading(self, i: int) -> Reading:
+        """Row ``i`` as a :class:`Reading` (for the rare row that needs one, e.g. a conflict)."""
+        return Reading(
+            device_id=self.device_id[i],
+            type=self.type[i],
+            measured_at=self.measured_at[i],
+            received_at=self.received_at[i],
+            reading_id=self.reading_id[i],
+            manual_entry=self.manual_entry[i],
+            source_format=self.source_format[i],
+            systolic_mmhg=self.systolic_mmhg[i],
+            diastolic_mmhg=self.diastolic_mmhg[i],
+            pulse_bpm=self.pulse_bpm[i],
+            weight_kg=self.weight_kg[i],
+            spo2_pct=self.spo2_pct[i],
+            glucose_mg_dl=self.glucose_mg_dl[i],
+            irregular_heartbeat=self.irregular_heartbeat[i],
+            clock_suspect=self.clock_suspect[i],
+            extra=self.extra[i],
+        )
 
     def table(self) -> pa.Table:
         """All rows in :data:`READINGS_SCHEMA`, in the order they were added."""

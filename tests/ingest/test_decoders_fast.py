@@ -176,6 +176,9 @@ def test_fast_path_gives_the_general_decoders_readings_and_rejects(
     rejects = decode_into(columns, device, payload, RECEIVED, SKEW)
     assert rejects == expected_rejects
     assert_same(columns, expected)
+    assert [columns.reading(i) for i in range(len(columns))] == list(
+        decode(device, payload, RECEIVED, SKEW).readings
+    )
     # Whatever the fast path accepts on its own, the general decoder stores identically.
     alone = ReadingColumns()
     if native_fast(alone, device, payload, RECEIVED, SKEW):
