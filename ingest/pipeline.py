@@ -25,10 +25,10 @@ from sqlalchemy import Engine, select
 
 from rpmpipe.errors import DecodeError, is_transient
 from rpmpipe.ingest.activities import ActivityItem, activity_items, store_activities
-from rpmpipe.ingest.decoders import decode
+from rpmpipe.ingest.decoders import decode, decode_into
 from rpmpipe.ingest.quarantine import QuarantineEntry, QuarantineStore
+from rpmpipe.ingest.schema import ReadingColumns
 from rpmpipe.ingest.sink import ReadingSink
-from rpmpipe.records import Reading
 from rpmpipe.registry.models import Device
 from rpmpipe.settings import Settings
 
@@ -142,8 +142,8 @@ class IngestPipeline:
         """Write the batch durably (readings, quarantine, activities); raises on I/O errors."""
         root = self.settings.broker.topic_root
         self.devices.begin_batch()
-        readings: list[Reading] = []
-        origin: dict[int, Message] = {}  # id(reading) -> the message it came in
+        readings = ReadingColumns()
+        origin: list[Message] = []  # per row of ``readings``: the message it came in
         entries: list[QuarantineEntry] = []
         rejected: list[tuple[int, str]] = []
         # By identity: callers build one Message per payload, so this finds its position.
@@ -189,17 +189,29 @@ class IngestPipeline:
                     activity_origins.append((m, a))
                 continue
             try:
-                if device is not None and device not in self.devices:
-                    reject(m, "unknown_device", "the topic's device is not in the registry")
+                if device is not None:
+                    if device not in self.devices:
+                        reject(m, "unknown_device", "the topic's device is not in the registry")
+                        continue
+                    before = len(readings)
+                    rejects = decode_into(
+                        readings,
+                        device,
+                        m.payload,
+                        m.received_at,
+                        self.clock_skew,
+                        self.devices.resolve,
+                    )
+                    origin.extend([m] * (len(readings) - before))
+                    for r in rejects:
+                        reject(m, r.code, r.reason, r.item)
                     continue
-                unknown_ids: set[str] = set()
                 decoded = decode(
-                    device, m.payload, m.received_at, self.clock_skew, self.devices.resolve
+                    None, m.payload, m.received_at, self.clock_skew, self.devices.resolve
                 )
-                if device is None:
-                    unknown_ids = {
-                        r.device_id for r in decoded.readings if r.device_id not in self.devices
-                    }
+                unknown_ids = {
+                    r.device_id for r in decoded.readings if r.device_id not in self.devices
+                }
             except Exception as exc:
                 if is_transient(exc):
                     # The registry is away and the device is not known yet: wait for it.
@@ -208,28 +220,26 @@ class IngestPipeline:
                     continue
                 reject(m, "internal_error", internal_reason(exc, "decoding the payload"))
                 continue
+            # A backfill line names its devices itself.
             for r in decoded.rejects:
                 reject(m, r.code, r.reason, r.item)
-            if device is None:  # a backfill line names its devices itself
-                unknown = unknown_ids
-                if unknown:
-                    reject(
-                        m,
-                        "unknown_device",
-                        f"{len(unknown)} device(s) of the line are not in the registry",
-                    )
-                kept = [r for r in decoded.readings if r.device_id not in unknown]
-            else:
-                kept = list(decoded.readings)
-            readings.extend(kept)
-            origin.update((id(r), m) for r in kept)
+            if unknown_ids:
+                reject(
+                    m,
+                    "unknown_device",
+                    f"{len(unknown_ids)} device(s) of the line are not in the registry",
+                )
+            for reading in decoded.readings:
+                if reading.device_id not in unknown_ids:
+                    readings.add(reading)
+                    origin.append(m)
 
         outcome = BatchOutcome()
-        if readings:
+        if len(readings):
             result = self.sink.write(readings)
             outcome.stored, outcome.duplicates = result.stored, result.duplicates
             for c in result.conflicts:  # a reading id reused with another time: never stored
-                reject(origin[id(c.reading)], "conflicting_duplicate", c.reason)
+                reject(origin[c.row], "conflicting_duplicate", c.reason)
         if activity_batches:
             outcome.activities, waiting = self._store_activities(
                 activity_batches,

@@ -31,15 +31,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rpmpipe.ingest.files import ensure_dir, parquet_files, unique_name, write_parquet_atomic
-from rpmpipe.ingest.schema import readings_table
+from rpmpipe.ingest.schema import ReadingColumns, sorted_by_time
 from rpmpipe.records import Reading
 
 
-def partition_name(day: date) -> str:
-    return f"date={day.isoformat()}"
+def partition_name(day: date | str) -> str:
+    """The partition directory of a UTC date (or its ISO text)."""
+    return f"date={day if isinstance(day, str) else day.isoformat()}"
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Conflict:
 
     reading: Reading
     stored_measured_at: datetime
+    row: int = -1  # its position in the batch given to ReadingSink.write
 
     @property
     def reason(self) -> str:
@@ -239,73 +242,87 @@ class ReadingSink:
             # A file was compacted away after the listing: compaction makes the merged file
             # visible before it hides the inputs, so listing again finds the vanished keys.
 
-    def write(self, readings: Sequence[Reading]) -> WriteResult:
+    def write(self, readings: Sequence[Reading] | ReadingColumns) -> WriteResult:
         """Store the readings not stored before; one file per touched partition.
 
         A reading whose id its device already used with another ``measured_at`` is not
-        stored: it comes back in :attr:`WriteResult.conflicts`.
+        stored: it comes back in :attr:`WriteResult.conflicts`, with its row in the batch.
         """
+        columns = readings if isinstance(readings, ReadingColumns) else ReadingColumns.of(readings)
         with self._lock, store_lock(self.readings_dir):
             index = self._ids()
-            readings, conflicts = self._without_conflicts(index, readings)
-            by_partition: dict[str, list[Reading]] = {}
-            for r in readings:
-                by_partition.setdefault(
-                    partition_name(r.measured_at.astimezone(UTC).date()), []
-                ).append(r)
+            kept, conflicts = self._without_conflicts(index, columns)
+            by_partition: dict[str, list[int]] = {}
+            days = columns.day
+            for i in kept:
+                rows = by_partition.get(days[i])
+                if rows is None:
+                    by_partition[days[i]] = [i]
+                else:
+                    rows.append(i)
+            keys = columns.dedup_key
+            reading_ids, device_ids, times = (
+                columns.reading_id,
+                columns.device_id,
+                columns.measured_at,
+            )
             stored = duplicates = 0
             files: list[Path] = []
             indexed: list[tuple[str, str, int]] = []
-            for partition, rows in sorted(by_partition.items()):
+            table: pa.Table | None = None
+            for day, rows in sorted(by_partition.items()):
+                partition = partition_name(day)
                 known = self._known(partition)
-                fresh: list[Reading] = []
-                fresh_keys: list[str] = []
+                fresh: list[int] = []
                 batch_keys: set[str] = set()
-                for r in rows:
-                    key = r.dedup_key
+                for i in rows:
+                    key = keys[i]
                     if key in known.keys or key in batch_keys:
                         duplicates += 1
                         continue
                     batch_keys.add(key)
-                    fresh.append(r)
-                    fresh_keys.append(key)
+                    fresh.append(i)
                 if not fresh:
                     continue
+                if table is None:
+                    table = columns.table()
+                part = table if len(fresh) == table.num_rows else table.take(fresh)
                 name = unique_name(self.writer_id)
                 path = write_parquet_atomic(
-                    readings_table(fresh, fresh_keys), self.readings_dir / partition, name
+                    sorted_by_time(part), self.readings_dir / partition, name
                 )
                 known.keys |= batch_keys
                 known.files_seen.add(name)
                 stored += len(fresh)
                 files.append(path)
-                indexed += [
-                    (r.device_id, r.reading_id, _micros(r.measured_at))
-                    for r in fresh
-                    if r.reading_id
-                ]
+                for i in fresh:
+                    reading_id = reading_ids[i]
+                    if reading_id:
+                        indexed.append((device_ids[i], reading_id, _micros(times[i])))
             if files:
                 index.add(indexed, (f"{p.parent.name}/{p.name}" for p in files))
         return WriteResult(stored, duplicates, tuple(files), tuple(conflicts))
 
     @staticmethod
     def _without_conflicts(
-        index: ReadingIdIndex, readings: Sequence[Reading]
-    ) -> tuple[list[Reading], list[Conflict]]:
-        keys = list({(r.device_id, r.reading_id) for r in readings if r.reading_id})
+        index: ReadingIdIndex, columns: ReadingColumns
+    ) -> tuple[list[int], list[Conflict]]:
+        """The rows to store, and the conflicting ones."""
+        reading_ids, device_ids, times = columns.reading_id, columns.device_id, columns.measured_at
+        keys = list({(device_ids[i], r) for i, r in enumerate(reading_ids) if r})
         if not keys:
-            return list(readings), []
+            return list(range(len(columns))), []
         stored = index.lookup(keys)
-        kept: list[Reading] = []
+        kept: list[int] = []
         conflicts: list[Conflict] = []
-        for r in readings:
-            if r.reading_id:
-                key = (r.device_id, r.reading_id)
+        for i, reading_id in enumerate(reading_ids):
+            if reading_id:
+                key = (device_ids[i], reading_id)
                 first = stored.get(key)
                 if first is None:
-                    stored[key] = r.measured_at  # the first of the batch wins
-                elif first != r.measured_at:
-                    conflicts.append(Conflict(r, first))
+                    stored[key] = times[i]  # the first of the batch wins
+                elif first != times[i]:
+                    conflicts.append(Conflict(columns.reading(i), first, i))
                     continue
-            kept.append(r)
+            kept.append(i)
         return kept, conflicts
