@@ -125,7 +125,13 @@ def seed(engine: Engine, readings_dir: Path) -> None:
     import_rows(
         engine,
         "care-plans",
-        [care_plan("P-CCM", "CCM"), care_plan("P-PCM", "PCM"), care_plan("P-BOTH", "CCM")],
+        [
+            care_plan("P-CCM", "CCM"),
+            care_plan("P-PCM", "PCM"),
+            care_plan("P-BOTH", "CCM"),
+            # APCM is billed only with a care plan on file (the documentation audit).
+            care_plan("P-APCM", "APCM"),
+        ],
         "test",
     )
     nov = "2026-11-{:02d}T{}:00-06:00"
