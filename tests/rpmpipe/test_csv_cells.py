@@ -5,10 +5,11 @@ from __future__ import annotations
 import ast
 import csv
 import io
+import re
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from rpmpipe.csv_cells import SafeCsvWriter, csv_field, neutralise_cell, restore_cell
@@ -37,11 +38,18 @@ def test_plain_values_and_numbers_are_left_alone(value: str) -> None:
     assert restore_cell(value) == value
 
 
+PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+
+
 @given(st.text(max_size=40))
+@example("+0")
+@example("=1+1")
 def test_restore_undoes_neutralise_and_no_cell_starts_a_formula(value: str) -> None:
     safe = neutralise_cell(value)
     assert restore_cell(safe) == value
-    assert not safe[:1] or safe[0] not in "=+@\t\r" or safe.startswith("'")
+    # A plain number ("+0", "-2.50") is a value, not a formula, and stays as it is.
+    starts_a_formula = safe[:1] in tuple("=+-@\t\r") and not PLAIN_NUMBER.fullmatch(safe)
+    assert not starts_a_formula
 
 
 def test_safe_writer_neutralises_every_cell() -> None:
