@@ -25,8 +25,10 @@ from rpmpipe.records import READING_TYPES
 EPOCH = date(1970, 1, 1)
 
 # Why a physiologic reading from a device of the patient did not count (evidence for reasons).
-UNASSIGNED, MANUAL_ENTRY, CLOCK_SUSPECT = 0, 1, 2
-CAUSES = ("unassigned", "manual_entry", "clock_suspect")
+# A reading both entered manually and clock-suspect is worded as manual, yet is no
+# self-reported day (RTM counts self-reported data, never a clock error).
+UNASSIGNED, MANUAL_ENTRY, CLOCK_SUSPECT, MANUAL_AND_SUSPECT = 0, 1, 2, 3
+CAUSES = ("unassigned", "manual_entry", "clock_suspect", "manual_entry")
 OPEN_END = 2**30  # an open assignment or enrollment, as a day number
 _DAY_BITS = 20  # day numbers (days since 1970) fit in 20 bits until the year 4840
 _BITMAP_CELLS = 64_000_000  # patients x days; one byte each
@@ -146,11 +148,11 @@ def _eligible(batch: pa.RecordBatch) -> tuple[npt.NDArray[np.bool_], npt.NDArray
     mask = pc.and_(mask, pc.is_valid(batch.column("measured_at")))
     physiologic = np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), np.bool_)
     flag = np.zeros(len(physiologic), np.int8)
-    # Clock first, so a reading both manual and clock-suspect is reported as manual.
+    # Bits: manual 1, clock-suspect 2 (both: MANUAL_AND_SUSPECT).
     for name, code in (("clock_suspect", CLOCK_SUSPECT), ("manual_entry", MANUAL_ENTRY)):
         col = _column_or_false(batch, name)
         if col is not None and col.true_count:
-            flag[np.asarray(col.to_numpy(zero_copy_only=False), np.bool_)] = code
+            flag[np.asarray(col.to_numpy(zero_copy_only=False), np.bool_)] |= code
     return physiologic, flag
 
 
@@ -392,6 +394,7 @@ class SetAside:
     cause: str
     device_id: str
     readings: int
+    self_reported: bool = False  # entered manually (not clock-suspect): counts for RTM
 
 
 @dataclass(frozen=True)
@@ -544,11 +547,36 @@ def _set_aside(
     ):
         held = assignments[a]
         out.setdefault(held.patient_id, []).append(
-            SetAside(from_day_number(d), CAUSES[c], held.device_id, n)
+            SetAside(from_day_number(d), CAUSES[c], held.device_id, n, c == MANUAL_ENTRY)
         )
     return {
         p: tuple(sorted(v, key=lambda x: (x.day, x.cause, x.device_id))) for p, v in out.items()
     }
+
+
+def with_self_reported(found: PatientDays) -> PatientDays:
+    """The days with data of a program that counts self-reported data (RTM): a day with a
+    manual entry from an assigned device counts too, and is then no reason of a record."""
+    pos = found.index.position()
+    extra = [
+        (pos[pid], day_number(s.day))
+        for pid, held in found.set_aside.items()
+        for s in held
+        if s.self_reported
+    ]
+    if not extra:
+        return found
+    keys = np.unique(
+        np.concatenate([found.keys, np.array([found.key(p, d) for p, d in extra], np.int64)])
+    )
+    patient, day = keys >> _DAY_BITS, keys & ((1 << _DAY_BITS) - 1)
+    counted = {(found.index.ids[p], d) for p, d in extra}
+    set_aside = {
+        pid: kept
+        for pid, held in found.set_aside.items()
+        if (kept := tuple(s for s in held if (pid, day_number(s.day)) not in counted))
+    }
+    return PatientDays(found.index, patient, day, set_aside)
 
 
 def days_with_data(found: PatientDays, patient_id: str, first: date, last: date) -> list[date]:
