@@ -72,6 +72,7 @@ from rpmpipe.billing_export.ledger import (
     load_ledger,
     load_patients,
     mark_run,
+    nothing_to_export,
     record_ledger,
     roll_back_run,
     run_is_recorded,
@@ -81,6 +82,7 @@ from rpmpipe.billing_export.ledger import (
 from rpmpipe.billing_export.plan import (
     ExportPlan,
     LedgerState,
+    LineSig,
     RecordKey,
     build_plan,
     select_work,
@@ -150,7 +152,22 @@ def run_export(
     with _exclusive(root / LOCK_NAME):
         recovered = recover_unfinished(root, engine, now)
         with engine.connect() as conn:
-            records = load_final_records(conn, as_of)
+            if nothing_to_export(conn, as_of):
+                log.info("export_nothing_new", as_of=as_of.isoformat(), held=0)
+                return ExportResult(
+                    None,
+                    None,
+                    0,
+                    0,
+                    0,
+                    0,
+                    Decimal("0.00"),
+                    None,
+                    recovered=recovered,
+                    usage=billing.usage,
+                )
+            stored: dict[RecordKey, tuple[str, LineSig]] = {}
+            records = load_final_records(conn, as_of, stored)
             ledger = load_ledger(conn)
             patients = load_patients(conn, {r.patient_id for r in records} | _ids(ledger))
         work = select_work(records, ledger, patients, billing, as_of=as_of)
@@ -219,7 +236,7 @@ def run_export(
             },
         )
         try:
-            record_ledger(engine, plan.ledger, stamp)
+            record_ledger(engine, plan.ledger, stamp, stored)
         except ExportError:
             shutil.rmtree(partial, ignore_errors=True)
             raise

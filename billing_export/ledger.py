@@ -9,7 +9,21 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from rpmpipe.billing_export.claims import PatientInfo
@@ -19,6 +33,7 @@ from rpmpipe.billing_export.plan import (
     FinalRecord,
     LedgerState,
     LedgerWrite,
+    LineSig,
     RecordKey,
     signature,
 )
@@ -35,6 +50,12 @@ from rpmpipe.registry.models import (
 
 COUNTERS = ("isa13", "gs06", "st02", "claim")
 _ISA13_MAX = 999_999_999
+BILLABLE = "billable"  # the engagement status whose lines are billed
+
+# Per record: its lines as the registry stores them (``lines_json``, "" when the record is not
+# billable) and the billed lines they say. The ledger keeps the text with each revision whose
+# lines it equals, so a later run sees an unchanged record by comparing texts in the database.
+StoredLines = Mapping[RecordKey, tuple[str, LineSig]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +80,13 @@ class Allocation:
     first_claim_number: int
 
 
-def load_final_records(conn: Connection, as_of: date) -> list[FinalRecord]:
-    """Every engagement record whose period ended before ``as_of``, with its ordering NPI."""
+def load_final_records(
+    conn: Connection, as_of: date, stored: dict[RecordKey, tuple[str, LineSig]] | None = None
+) -> list[FinalRecord]:
+    """Every engagement record whose period ended before ``as_of``, with its ordering NPI.
+
+    ``stored``, when given, receives each record's stored lines (see :data:`StoredLines`).
+    """
     enrollments: dict[tuple[str, str], list[tuple[date, date | None, str]]] = {}
     for e in conn.execute(
         select(
@@ -91,6 +117,10 @@ def load_final_records(conn: Connection, as_of: date) -> list[FinalRecord]:
                 f"engagement record {row.id} (patient {row.patient_id}): "
                 f"unreadable lines_json ({exc})"
             ) from None
+        if stored is not None:
+            key = (row.patient_id, row.program, row.kind, row.period_start)
+            billable = row.status == BILLABLE
+            stored[key] = (_stored_text(row.status, row.lines_json), lines if billable else ())
         records.append(
             FinalRecord(
                 patient_id=row.patient_id,
@@ -113,6 +143,79 @@ def load_final_records(conn: Connection, as_of: date) -> list[FinalRecord]:
             )
         )
     return records
+
+
+def _stored_text(status: str, lines_json: str | None) -> str:
+    # As _stored_text_sql computes it in the database.
+    if status != BILLABLE:
+        return ""
+    return lines_json if lines_json is not None else "[]"
+
+
+def _stored_text_sql() -> ColumnElement[str]:
+    e = EngagementRow.__table__.c
+    return case((e.status == BILLABLE, func.coalesce(e.lines_json, "[]")), else_="")
+
+
+def nothing_to_export(conn: Connection, as_of: date) -> bool:
+    """True when an export as of ``as_of`` has certainly nothing to do, decided in one query
+    over the indexes, without reading records or patients: no billable final record is
+    missing from the ledger, every final record in the ledger still stores the lines its
+    latest revision was written from, and no record with billed lines has vanished.
+
+    False means "maybe": the run compares every record (a record whose ledger rows predate
+    ``record_lines``, or whose text changed but not its lines, takes that path too).
+    """
+    e = EngagementRow.__table__.c
+    lg = ExportLedgerEntry.__table__.alias("lg")
+    newer = ExportLedgerEntry.__table__.alias("newer")
+
+    def ledger_key_is(patient: Any, program: Any, kind: Any, start: Any) -> ColumnElement[bool]:
+        return and_(
+            lg.c.patient_id == patient,
+            lg.c.program == program,
+            lg.c.record_kind == kind,
+            lg.c.period_start == start,
+        )
+
+    latest = lg.c.revision == (
+        select(func.max(newer.c.revision))
+        .where(
+            newer.c.patient_id == lg.c.patient_id,
+            newer.c.program == lg.c.program,
+            newer.c.record_kind == lg.c.record_kind,
+            newer.c.period_start == lg.c.period_start,
+        )
+        .scalar_subquery()
+    )
+    in_ledger = ledger_key_is(e.patient_id, e.program, e.kind, e.period_start)
+    new = select(literal(1)).where(
+        e.period_end < as_of, e.status == BILLABLE, ~exists().where(in_ledger)
+    )
+    changed = (
+        select(literal(1))
+        .select_from(EngagementRow.__table__.join(lg, in_ledger))
+        .where(
+            e.period_end < as_of,
+            latest,
+            or_(lg.c.record_lines.is_(None), lg.c.record_lines != _stored_text_sql()),
+        )
+    )
+    vanished = select(literal(1)).where(
+        lg.c.period_end < as_of,
+        lg.c.code != EMPTY_MARKER,
+        lg.c.line_kind != VOID_CLAIM,
+        latest,
+        ~exists().where(
+            e.patient_id == lg.c.patient_id,
+            e.program == lg.c.program,
+            e.kind == lg.c.record_kind,
+            e.period_start == lg.c.period_start,
+            e.period_end < as_of,
+        ),
+    )
+    something = conn.execute(select(or_(new.exists(), changed.exists(), vanished.exists())))
+    return not something.scalar_one()
 
 
 def ordering_npi(spans: Sequence[tuple[date, date | None, str]], day: date) -> str:
@@ -263,7 +366,12 @@ def run_is_recorded(engine: Engine, run_id: str) -> bool:
     return bool(found)
 
 
-def record_ledger(engine: Engine, writes: Sequence[LedgerWrite], stamp: RunStamp) -> None:
+def record_ledger(
+    engine: Engine,
+    writes: Sequence[LedgerWrite],
+    stamp: RunStamp,
+    stored: StoredLines | None = None,
+) -> None:
     """Insert every line of the run, and the run itself, in one transaction (all or nothing).
 
     The run row names the exports directory, so an interrupted run is found and finished
@@ -271,7 +379,11 @@ def record_ledger(engine: Engine, writes: Sequence[LedgerWrite], stamp: RunStamp
     concurrent export of the same lines into an error here, before the run directory is
     published. On SQLite the registry runs with ``synchronous=FULL``: when this returns, the
     rows are on disk, and only then is the run directory published.
+
+    ``stored`` (the records' stored lines, read with them) gives each revision its
+    ``record_lines``: the text, when the lines it says are the lines written.
     """
+    record_lines = _record_lines(writes, stored or {})
     rows = []
     for w in writes:
         control = stamp.control_of.get(w.claim_id)
@@ -303,6 +415,9 @@ def record_ledger(engine: Engine, writes: Sequence[LedgerWrite], stamp: RunStamp
                 "exported_at": stamp.exported_at,
                 "line_control_number": w.line_control_number,
                 "episode_start": w.episode_start,
+                "record_lines": record_lines[
+                    (w.patient_id, w.program, w.record_kind, w.period_start, w.revision)
+                ],
             }
         )
     try:
@@ -321,6 +436,27 @@ def record_ledger(engine: Engine, writes: Sequence[LedgerWrite], stamp: RunStamp
         raise ExportError(
             "another export recorded some of these lines first; nothing of this run was recorded"
         ) from exc
+
+
+def _record_lines(
+    writes: Sequence[LedgerWrite], stored: StoredLines
+) -> dict[tuple[str, str, str, date, int], str | None]:
+    """Per (record, revision) written: "" when the revision has no lines (any record that is
+    not billable matches it), the record's stored text when it says exactly the lines
+    written, else None (unknown: the record is compared line by line next time)."""
+    lines: dict[tuple[str, str, str, date, int], list[tuple[str, int, date]]] = {}
+    for w in writes:
+        found = lines.setdefault(
+            (w.patient_id, w.program, w.record_kind, w.period_start, w.revision), []
+        )
+        if w.code != EMPTY_MARKER and w.line_kind != VOID_CLAIM:
+            found.append((w.code, w.units, w.date_of_service))
+    out: dict[tuple[str, str, str, date, int], str | None] = {}
+    for key, written in lines.items():
+        sig = signature(written)
+        text = stored.get(key[:4])
+        out[key] = "" if not sig else (text[0] if text is not None and text[1] == sig else None)
+    return out
 
 
 def unfinished_runs(engine: Engine) -> list[tuple[str, str]]:

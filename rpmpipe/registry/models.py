@@ -202,6 +202,15 @@ class ExportLedgerEntry(Base):
         UniqueConstraint(
             "patient_id", "program", "record_kind", "period_start", "code", "revision"
         ),
+        # The latest revision of a record, found without reading its other rows.
+        Index(
+            "ix_export_ledger_record_revision",
+            "patient_id",
+            "program",
+            "record_kind",
+            "period_start",
+            "revision",
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -238,6 +247,11 @@ class ExportLedgerEntry(Base):
     payer_claim_control_number: Mapped[str | None] = mapped_column(String(50), nullable=True)
     # The episode of care of the record (99453 is billed once per episode).
     episode_start: Mapped[date | None] = mapped_column(Date, nullable=True)
+    # The engagement record's lines as stored when this revision was written and found equal
+    # to its lines (``lines_json``; "" when the revision has no lines): a record whose stored
+    # lines still read the same has not changed, so a rerun finds "nothing new" in one
+    # query. NULL when unknown (rows written before): that record is compared line by line.
+    record_lines: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ExportRun(Base):
