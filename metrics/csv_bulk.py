@@ -15,7 +15,7 @@ from datetime import date
 import numpy as np
 import pyarrow as pa
 
-from rpmpipe.metrics.engagement import episode_records, prepare
+from rpmpipe.metrics.engagement import SupplyPart, prepare
 from rpmpipe.metrics.periods import STATUSES, csv_of
 from rpmpipe.metrics.report import CsvRows
 from rpmpipe.metrics.snapshot import RegistrySnapshot
@@ -37,24 +37,13 @@ def compute_engagement_csv(
     counts = {"billable": 0, "pending": 0, "not_billable": 0}
     fmt = CsvRows()
     work = prepare(readings, snapshot, activities, as_of, rules, org_zone)
-    text = memoryview(b"")
-    byte_at: dict[int, tuple[int, int]] = {}  # enrollment position -> its rows' bytes
-    if work.table is not None:
-        rows, per_episode, by_status = csv_of(work.table, fmt)
-        for name, n in zip(STATUSES, by_status.tolist(), strict=True):
-            counts[name] += int(n)
-        text = memoryview(rows.buffers()[2] or b"")
-        wide = np.int64 if pa.types.is_large_string(rows.type) else np.int32
-        offsets = np.frombuffer(rows.buffers()[1], wide)[rows.offset : rows.offset + len(rows) + 1]
-        bounds = offsets[np.r_[0, np.cumsum(per_episode)]].tolist()
-        for e, pos in enumerate(work.table.episode_at.tolist()):
-            byte_at[pos] = (bounds[e], bounds[e + 1])
+    spans = [_table_text(part, fmt, counts) for part in work.parts]
     pieces: list[bytes | memoryview] = []
-    run: list[int] = []  # [start, end] of the current run of contiguous table text
+    run: list[int] = []  # [part, start, end] of the current run of contiguous table text
 
     def flush() -> None:
         if run:
-            pieces.append(text[run[0] : run[1]])
+            pieces.append(spans[run[0]][0][run[1] : run[2]])
             run.clear()
 
     def emit(records: Iterable[EngagementRecord]) -> None:
@@ -65,17 +54,37 @@ def compute_engagement_csv(
             out.append(fmt.row(r))
         pieces.append("".join(out).encode())
 
-    for pid, indexes in work.by_patient():
-        for i in indexes:
-            episode = work.episodes[i]
-            span = byte_at.get(episode.positions[0])
-            if span is not None:
-                if not run:
-                    run[:] = [span[0], span[1]]
-                run[1] = span[1]
-                continue
-            emit(episode_records(episode, work.rest.get(i), work.found, as_of, rules))
-        if pid in work.months:
-            emit(work.months.pop(pid))
+    for pid, per_part in work.by_patient():
+        for k, (part, indexes) in enumerate(zip(work.parts, per_part, strict=True)):
+            for i in indexes:
+                span = spans[k][1].get(part.episodes[i].positions[0])
+                if span is None:
+                    emit(part.records(i, as_of, rules))
+                elif run and run[0] == k and run[2] == span[0]:
+                    run[2] = span[1]
+                else:
+                    flush()
+                    run[:] = [k, span[0], span[1]]
+            if k == 0 and pid in work.months:
+                emit(work.months.pop(pid))
     flush()
     return pieces, counts
+
+
+def _table_text(
+    part: SupplyPart, fmt: CsvRows, counts: dict[str, int]
+) -> tuple[memoryview, dict[int, tuple[int, int]]]:
+    """The CSV text of a part's table, and each episode's rows' bytes in it (by the
+    enrollment position of the episode); ``counts`` gets the table's rows by status."""
+    if part.table is None:
+        return memoryview(b""), {}
+    rows, per_episode, by_status = csv_of(part.table, fmt)
+    for name, n in zip(STATUSES, by_status.tolist(), strict=True):
+        counts[name] += int(n)
+    text = memoryview(rows.buffers()[2] or b"")
+    wide = np.int64 if pa.types.is_large_string(rows.type) else np.int32
+    offsets = np.frombuffer(rows.buffers()[1], wide)[rows.offset : rows.offset + len(rows) + 1]
+    bounds = offsets[np.r_[0, np.cumsum(per_episode)]].tolist()
+    return text, {
+        pos: (bounds[e], bounds[e + 1]) for e, pos in enumerate(part.table.episode_at.tolist())
+    }

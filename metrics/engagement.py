@@ -32,6 +32,7 @@ from rpmpipe.metrics.days import (
     days_with_data,
     from_day_number,
     patient_days,
+    with_self_reported,
 )
 from rpmpipe.metrics.episodes import Episode, episodes_of
 from rpmpipe.metrics.minutes import MonthMinutes, monthly_minutes
@@ -42,6 +43,7 @@ from rpmpipe.metrics.periods import (
     spaced_supply_dos,
     supply_forecast,
 )
+from rpmpipe.metrics.programs import RPM_SUPPLY, SupplyProgram
 from rpmpipe.metrics.reasons import (
     NO_DEVICE,
     management_reason,
@@ -67,6 +69,7 @@ from rpmpipe.settings import RuleSettings
 
 __all__ = ["NO_DEVICE", "plural"]  # re-exported for callers that word around records
 PROGRAM = "RPM"
+SUPPLY_PROGRAMS = ("RPM", "RTM")  # billed by days with data (supply_programs)
 _NO_CONSENT = OPEN_END + 1
 
 
@@ -81,49 +84,76 @@ class _Period(NamedTuple):
     days: tuple[date, ...]
 
 
-def rpm_enrollments(snapshot: RegistrySnapshot) -> list[Enrollment]:
-    """The RPM enrollments, by patient then start date (positions index this list)."""
+def program_enrollments(snapshot: RegistrySnapshot, program: str) -> list[Enrollment]:
+    """A program's enrollments, by patient then start date (positions index this list)."""
     return sorted(
-        (e for e in snapshot.enrollments if e.program == PROGRAM),
+        (e for e in snapshot.enrollments if e.program == program),
         key=lambda e: (e.patient_id, e.start_date),
     )
 
 
-@dataclass
-class Prepared:
-    """What both renderings start from: the days, episodes, management months, the table of
-    supply periods, and the days of the episodes outside it."""
+def rpm_enrollments(snapshot: RegistrySnapshot) -> list[Enrollment]:
+    """The RPM enrollments, by patient then start date (positions index this list)."""
+    return program_enrollments(snapshot, PROGRAM)
 
+
+@dataclass
+class SupplyPart:
+    """One supply program's days, episodes, table of periods, and the days of the episodes
+    outside the table."""
+
+    program: SupplyProgram
     found: PatientDays
     episodes: list[Episode]
-    months: dict[str, list[EngagementRecord]]
     table: PeriodTable | None
     rest: dict[int, EpisodeDays]
 
-    def by_patient(self) -> list[tuple[str, list[int]]]:
-        """Patients in order with their episodes (by index); patients with months only too."""
-        found: dict[str, list[int]] = {}
-        for i, episode in enumerate(self.episodes):
-            found.setdefault(episode.patient_id, []).append(i)
-        return [(pid, found.get(pid, [])) for pid in sorted(found.keys() | self.months.keys())]
+    def records(self, i: int, as_of: date, rules: RuleSettings) -> list[EngagementRecord]:
+        """Setup and supply records of episode ``i`` when it is outside the table."""
+        return episode_records(
+            self.episodes[i], self.rest.get(i), self.found, as_of, rules, self.program
+        )
 
 
-def prepare(
-    readings: pa.Table | Iterable[pa.RecordBatch],
+@dataclass
+class Prepared:
+    """What both renderings start from: the supply programs' parts and RPM's management
+    months."""
+
+    parts: list[SupplyPart]
+    months: dict[str, list[EngagementRecord]]
+
+    def by_patient(self) -> list[tuple[str, list[list[int]]]]:
+        """Patients in order with each part's episodes (by index); patients with months only
+        too."""
+        found: dict[str, list[list[int]]] = {}
+        for k, part in enumerate(self.parts):
+            for i, episode in enumerate(part.episodes):
+                slots = found.setdefault(episode.patient_id, [[] for _ in self.parts])
+                slots[k].append(i)
+        empty: list[list[int]] = [[] for _ in self.parts]
+        return [(pid, found.get(pid, empty)) for pid in sorted(found.keys() | self.months.keys())]
+
+
+def supply_programs(rules: RuleSettings) -> tuple[SupplyProgram, ...]:
+    """The programs billed by days with data: RPM, then RTM (its codes by the modality)."""
+    return (RPM_SUPPLY, SupplyProgram(SUPPLY_PROGRAMS[1], rules.rtm_modality))
+
+
+def supply_part(
+    found: PatientDays,
     snapshot: RegistrySnapshot,
-    activities: Iterable[Activity],
+    program: SupplyProgram,
     as_of: date,
     rules: RuleSettings,
-    org_zone: str,
-) -> Prepared:
-    """One scan of the readings and one pass over the activities. Episodes of one open
-    enrollment with rolling periods (nearly all) go into the table; the others keep their
-    days for :func:`supply_and_setup`."""
-    found = patient_days(readings, snapshot, as_of, org_zone)
-    enrollments = rpm_enrollments(snapshot)
+) -> SupplyPart:
+    """One program's episodes: those of one open enrollment with rolling periods (nearly
+    all) go into the table; the others keep their days for :func:`supply_and_setup`."""
+    if program.counts_self_reported:
+        found = with_self_reported(found)
+    enrollments = program_enrollments(snapshot, program.program)
     episodes = episodes_of(enrollments, rules.episode_gap_days)
     ep, day = episode_day_numbers(found, enrollments)
-    months = management_records(activities, snapshot, as_of, org_zone, rules, episodes)
     in_table = np.zeros(len(enrollments), np.bool_)
     if rules.supply_period == "rolling_30":
         for episode in episodes:
@@ -134,8 +164,25 @@ def prepare(
     if not bool(keep.all()):
         rest = episode_days_of(ep[~keep], day[~keep], enrollments, episodes)
         ep, day = ep[keep], day[keep]
-    table = period_table(ep, day, enrollments, as_of, rules, found)
-    return Prepared(found, episodes, months, table, rest)
+    table = period_table(ep, day, enrollments, as_of, rules, found, program)
+    return SupplyPart(program, found, episodes, table, rest)
+
+
+def prepare(
+    readings: pa.Table | Iterable[pa.RecordBatch],
+    snapshot: RegistrySnapshot,
+    activities: Iterable[Activity],
+    as_of: date,
+    rules: RuleSettings,
+    org_zone: str,
+) -> Prepared:
+    """One scan of the readings and one pass over the activities, for every supply
+    program."""
+    found = patient_days(readings, snapshot, as_of, org_zone)
+    parts = [supply_part(found, snapshot, p, as_of, rules) for p in supply_programs(rules)]
+    rpm = parts[0]
+    months = management_records(activities, snapshot, as_of, org_zone, rules, rpm.episodes)
+    return Prepared(parts, months)
 
 
 def compute_engagement(
@@ -146,23 +193,23 @@ def compute_engagement(
     rules: RuleSettings,
     org_zone: str,
 ) -> list[EngagementRecord]:
-    """Every RPM engagement record as of ``as_of`` (data through the end of that local day).
+    """Every RPM engagement record and RTM's setup and supply records as of ``as_of`` (data
+    through the end of that local day).
 
-    Records are grouped by patient: each episode's setup and supply periods in order, then
-    the management months. A record is final when ``as_of`` is past its last day; before
-    that it is ``pending``.
+    Records are grouped by patient: each RPM episode's setup and supply periods in order,
+    the RPM management months, then the RTM episodes. A record is final when ``as_of`` is
+    past its last day; before that it is ``pending``.
     """
     work = prepare(readings, snapshot, activities, as_of, rules, org_zone)
-    in_table = records_of(work.table) if work.table is not None else {}
+    in_table = [records_of(p.table) if p.table is not None else {} for p in work.parts]
     records: list[EngagementRecord] = []
-    for pid, indexes in work.by_patient():
-        for i in indexes:
-            episode = work.episodes[i]
-            rows = in_table.get(episode.positions[0])
-            if rows is None:
-                rows = episode_records(episode, work.rest.get(i), work.found, as_of, rules)
-            records.extend(rows)
-        records.extend(work.months.pop(pid, ()))
+    for pid, per_part in work.by_patient():
+        for k, (part, indexes) in enumerate(zip(work.parts, per_part, strict=True)):
+            for i in indexes:
+                rows = in_table[k].get(part.episodes[i].positions[0])
+                records.extend(rows if rows is not None else part.records(i, as_of, rules))
+            if k == 0:
+                records.extend(work.months.pop(pid, ()))
     return records
 
 
@@ -172,6 +219,7 @@ def episode_records(
     found: PatientDays,
     as_of: date,
     rules: RuleSettings,
+    program: SupplyProgram = RPM_SUPPLY,
 ) -> list[EngagementRecord]:
     """Setup and supply records of one episode (shared by both paths)."""
     return supply_and_setup(
@@ -183,6 +231,7 @@ def episode_records(
         days_before_consent(found, episode, as_of),
         days.owners if days is not None else (),
         found,
+        program,
     )
 
 
@@ -386,6 +435,7 @@ def supply_and_setup(
     before_consent: Sequence[date] = (),
     owners: tuple[Enrollment, ...] = (),
     found: PatientDays | None = None,
+    program: SupplyProgram = RPM_SUPPLY,
 ) -> list[EngagementRecord]:
     """Setup and supply records of one episode of care from its days with data (``owners``:
     the enrollment that counted each day, when the episode has several)."""
@@ -394,18 +444,18 @@ def supply_and_setup(
     end_date = episode.end_date
     last = as_of if end_date is None else min(as_of, end_date)
     if episode.consent_date is None or not days:
-        return [_no_data_record(episode, as_of, last, set_aside, before_consent, found)]
+        return [_no_data_record(episode, as_of, last, set_aside, before_consent, found, program)]
     records: list[EngagementRecord] = []
     setup: EngagementRecord | None = None
-    probe_rs = rule_set_for(PROGRAM, days[0])
+    probe_rs = program.rule_set(days[0])
     at = 0
     prior: date | None = None  # the previous supply line's date of service
     for period in _periods(days, last, rules.supply_period, probe_rs.period_days, episode):
         dos = _supply_dos(period, rules)
         n = len(period.days)
-        if supply_code(rule_set_for(PROGRAM, dos), n):
+        if supply_code(program.rule_set(dos), n):
             dos = spaced_supply_dos(dos, prior, period.end)
-        rs = rule_set_for(PROGRAM, dos)
+        rs = program.rule_set(dos)
         if supply_code(rs, n):
             prior = dos
         npi = _owner(episode, period, owners, at).ordering_npi
@@ -430,7 +480,7 @@ def supply_and_setup(
             setup = _setup_record(
                 episode.patient_id, period, rs, dos, final, npi, episode.start_date
             )
-    return [setup or _setup_not_yet(episode, records[-1]), *records]
+    return [setup or _setup_not_yet(episode, records[-1], program), *records]
 
 
 def _no_data_record(
@@ -440,6 +490,7 @@ def _no_data_record(
     set_aside: Sequence[SetAside],
     before_consent: Sequence[date],
     found: PatientDays | None,
+    program: SupplyProgram,
 ) -> EngagementRecord:
     """The one record of an episode without consent or without a day with data."""
     end_date = episode.end_date
@@ -455,13 +506,13 @@ def _no_data_record(
         reason = with_note(reason, note)
     return EngagementRecord(
         patient_id=episode.patient_id,
-        program=PROGRAM,
+        program=program.program,
         kind="device_supply",
         period_start=episode.start_date,
         period_end=last,
         status="not_billable" if episode.consent_date is None or ended else "pending",
         reason=reason,
-        rule_set=rule_set_for(PROGRAM, last).name,
+        rule_set=program.rule_set(last).name,
         transmission_days=len(would),
         evidence_dates=tuple(would),
         ordering_npi=episode.enrollment_on(last).ordering_npi,
@@ -491,7 +542,7 @@ def _period_record(
         reason = pending_supply_reason(rs, n, period.end, still)
     return EngagementRecord(
         patient_id=episode.patient_id,
-        program=PROGRAM,
+        program=rs.program,
         kind="device_supply",
         period_start=period.start,
         period_end=period.end,
@@ -507,12 +558,14 @@ def _period_record(
     )
 
 
-def _setup_not_yet(episode: Episode, current: EngagementRecord) -> EngagementRecord:
+def _setup_not_yet(
+    episode: Episode, current: EngagementRecord, program: SupplyProgram
+) -> EngagementRecord:
     """No period has qualified for setup yet: said on the latest period."""
-    rs = rule_set_for(PROGRAM, current.period_end)
+    rs = program.rule_set(current.period_end)
     return EngagementRecord(
         patient_id=episode.patient_id,
-        program=PROGRAM,
+        program=program.program,
         kind="setup",
         period_start=current.period_start,
         period_end=current.period_end,
@@ -538,7 +591,7 @@ def _setup_record(
     n = len(period.days)
     return EngagementRecord(
         patient_id=pid,
-        program=PROGRAM,
+        program=rs.program,
         kind="setup",
         period_start=period.start,
         period_end=period.end,

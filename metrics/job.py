@@ -33,7 +33,7 @@ from rpmpipe.metrics.care_time import (
     trim_across_programs,
 )
 from rpmpipe.metrics.csv_bulk import compute_engagement_csv
-from rpmpipe.metrics.engagement import PROGRAM, compute_engagement
+from rpmpipe.metrics.engagement import SUPPLY_PROGRAMS, compute_engagement
 from rpmpipe.metrics.report import CsvRows, evidence_of, lines_of
 from rpmpipe.metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
 from rpmpipe.metrics.sources import reading_batches, readings_present
@@ -181,7 +181,7 @@ def _payers_allowing_99091(settings: Settings) -> frozenset[str]:
 def _rpm_records(
     settings: Settings, inputs: _Inputs, as_of: date, known_at: datetime | None = None
 ) -> list[EngagementRecord]:
-    starts = [e.start_date for e in inputs.snapshot.enrollments if e.program == PROGRAM]
+    starts = [e.start_date for e in inputs.snapshot.enrollments if e.program in SUPPLY_PROGRAMS]
     if not starts:
         return []
     batches = reading_batches(settings.readings_dir, min(starts), as_of, known_at)
@@ -253,7 +253,7 @@ def compute_csv(settings: Settings, engine: Engine, as_of: date) -> list[bytes |
             return ["".join(map(fmt.row, records)).encode()]
         counts = {"billable": 0, "pending": 0, "not_billable": 0}
         pieces: list[bytes | memoryview] = []
-        starts = [e.start_date for e in inputs.snapshot.enrollments if e.program == PROGRAM]
+        starts = [e.start_date for e in inputs.snapshot.enrollments if e.program in SUPPLY_PROGRAMS]
         if starts:
             batches = reading_batches(settings.readings_dir, min(starts), as_of)
             pieces, counts = compute_engagement_csv(

@@ -1,4 +1,5 @@
-"""RPM's supply periods as one table of columns, and its two renderings (records, CSV text).
+"""A supply program's periods (RPM, RTM) as one table of columns, and its two renderings
+(records, CSV text).
 
 One row per 30-day period of every episode of care with counted days (rolling periods, one
 open enrollment: nearly every episode of a large fleet), computed once as arrays: episode,
@@ -32,6 +33,7 @@ from rpmpipe.metrics.days import (
     from_day_number,
 )
 from rpmpipe.metrics.episodes import Episode
+from rpmpipe.metrics.programs import SupplyProgram
 from rpmpipe.metrics.reasons import (
     not_counted_note,
     pending_supply_reason,
@@ -42,12 +44,11 @@ from rpmpipe.metrics.reasons import (
     with_note,
 )
 from rpmpipe.metrics.report import CsvRows
-from rpmpipe.metrics.rules import RuleSet, rule_set_for, supply_code
+from rpmpipe.metrics.rules import RuleSet, supply_code
 from rpmpipe.metrics.snapshot import Enrollment
 from rpmpipe.records import EngagementRecord, ServiceLine
 from rpmpipe.settings import RuleSettings
 
-PROGRAM = "RPM"
 STATUSES = ("billable", "not_billable", "pending")  # the table's status codes 0, 1, 2
 BoolArray = npt.NDArray[np.bool_]
 
@@ -88,7 +89,9 @@ def spaced_supply_dos(dos: date, prior: date | None, period_end: date) -> date:
     return min(max(dos, prior + SUPPLY_DOS_SPACING), period_end)
 
 
-def _spaced(dos: IntArray, owner: IntArray, n: IntArray, p_end: IntArray) -> IntArray:
+def _spaced(
+    program: SupplyProgram, dos: IntArray, owner: IntArray, n: IntArray, p_end: IntArray
+) -> IntArray:
     """Supply dates of service at least 30 days apart per episode (:func:`spaced_supply_dos`):
     a sequential rule, so a loop, run only under ``last_reading_day``."""
     out = dos.copy()
@@ -99,10 +102,10 @@ def _spaced(dos: IntArray, owner: IntArray, n: IntArray, p_end: IntArray) -> Int
             last_owner, prior = int(owner[i]), None
         base = from_day_number(int(out[i]))
         days = int(n[i])
-        if supply_code(rule_set_for(PROGRAM, base), days):
+        if supply_code(program.rule_set(base), days):
             base = spaced_supply_dos(base, prior, from_day_number(int(p_end[i])))
             out[i] = day_number(base)
-        if supply_code(rule_set_for(PROGRAM, base), days):
+        if supply_code(program.rule_set(base), days):
             prior = base
     return out
 
@@ -110,7 +113,8 @@ def _spaced(dos: IntArray, owner: IntArray, n: IntArray, p_end: IntArray) -> Int
 class RuleSetIds:
     """Rule sets by date of service for arrays of day numbers (each distinct day looked up once)."""
 
-    def __init__(self) -> None:
+    def __init__(self, program: SupplyProgram) -> None:
+        self.program = program
         self.sets: list[RuleSet] = []
 
     def of(self, days: IntArray) -> IntArray:
@@ -119,7 +123,7 @@ class RuleSetIds:
         distinct, inverse = np.unique(days, return_inverse=True)
         ids = []
         for d in distinct.tolist():
-            rs = rule_set_for(PROGRAM, from_day_number(d))
+            rs = self.program.rule_set(from_day_number(d))
             if rs not in self.sets:
                 self.sets.append(rs)
             ids.append(self.sets.index(rs))
@@ -158,6 +162,7 @@ class PeriodTable:
     data; ``reasons`` holds each distinct wording once, ``reason`` indexes it.
     """
 
+    program: SupplyProgram
     enrollments: Sequence[Enrollment]
     as_of: date
     episode_at: IntArray  # enrollment position of each episode
@@ -229,7 +234,7 @@ def _layout(
     day_off = np.r_[0, np.cumsum(n)]
     if rules.supply_date_of_service == "last_reading_day":
         dos = np.where(n > 0, day[np.maximum(day_off[1:] - 1, 0)], p_end)
-        dos = _spaced(dos, owner, n, p_end)
+        dos = _spaced(rule_sets.program, dos, owner, n, p_end)
     else:
         dos = p_end
     return {
@@ -362,12 +367,13 @@ def period_table(
     as_of: date,
     rules: RuleSettings,
     found: PatientDays,
+    program: SupplyProgram,
 ) -> PeriodTable | None:
     """The table of every episode with counted days: (enrollment position, day number)
     pairs sorted by enrollment then day, one open enrollment per episode, rolling periods."""
     if len(ep) == 0:
         return None
-    rule_sets = RuleSetIds()
+    rule_sets = RuleSetIds(program)
     cols = _layout(ep, day, enrollments, as_of, rules, rule_sets)
     rs_id = rule_sets.of(cols["dos"])
     n = cols["days"]
@@ -380,6 +386,7 @@ def period_table(
     final = day_number(as_of) > cols["end"]
     empty = np.empty(0, np.int64)
     t = PeriodTable(
+        program=program,
         enrollments=enrollments,
         as_of=as_of,
         day=day,
@@ -425,7 +432,7 @@ def records_of(t: PeriodTable) -> dict[int, list[EngagementRecord]]:
         out[pos] = [
             EngagementRecord(
                 patient_id=enrollment.patient_id,
-                program=PROGRAM,
+                program=t.program.program,
                 kind="setup",
                 period_start=chosen.period_start,
                 period_end=chosen.period_end,
@@ -465,7 +472,7 @@ def _supply_record(
         forecast = supply_forecast(start, end, n, enrollment.end_date, t.as_of, rs.supply_full_days)
     return EngagementRecord(
         patient_id=enrollment.patient_id,
-        program=PROGRAM,
+        program=t.program.program,
         kind="device_supply",
         period_start=start,
         period_end=end,
@@ -511,7 +518,7 @@ def csv_of(t: PeriodTable, fmt: CsvRows) -> tuple[pa.Array, IntArray, IntArray]:
     patients = pa.array(
         [fmt.patient(t.enrollments[i].patient_id) for i in t.episode_at.tolist()], pa.string()
     )
-    program = csv_field(PROGRAM)
+    program = csv_field(t.program.program)
     setup_codes = pa.array([rs.setup_code for rs in t.rule_sets], pa.string())
     picked = pa.array(t.setup_period)
     setup_lines = pc.if_else(

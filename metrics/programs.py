@@ -67,7 +67,7 @@ from datetime import date
 from decimal import Decimal
 from functools import cache
 
-from rpmpipe.metrics.rules import RPM_CY2025, RPM_CY2026, RuleSet, Tier
+from rpmpipe.metrics.rules import RPM_CY2025, RPM_CY2026, RuleSet, Tier, rule_set_for
 from rpmpipe.records import PERFORMERS, PROGRAMS, ServiceLine
 
 __all__ = ["PERFORMERS", "PROGRAMS"]  # re-exported: the programs this module has rules for
@@ -340,6 +340,61 @@ def program_rules_for(program: str, date_of_service: date) -> ProgramRules | Non
         if rs.program == program and rs.applies_on(date_of_service):
             return rs
     return None
+
+
+# --- supply programs (days with data in 30-day periods) -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SupplyProgram:
+    """A program that bills device supply by days with data, and a setup code once per
+    episode (RPM, RTM), with the modality its supply codes are chosen by."""
+
+    program: str
+    modality: str = "physiologic"
+
+    @property
+    def counts_self_reported(self) -> bool:
+        """Self-reported (manually entered) data counts as a day with data (RTM)."""
+        return any(rs.counts_self_reported for rs in RULE_SETS if rs.program == self.program)
+
+    def rule_set(self, date_of_service: date) -> RuleSet:
+        """The supply and setup codes in force on ``date_of_service``."""
+        return supply_rules_for(self.program, self.modality, date_of_service)
+
+
+RPM_SUPPLY = SupplyProgram("RPM")
+
+
+@cache
+def supply_rules_for(program: str, modality: str, date_of_service: date) -> RuleSet:
+    """A supply program's codes on ``date_of_service`` in the shape the supply periods read
+    (:class:`metrics.rules.RuleSet`): RPM's own; RTM's for ``modality``."""
+    if program == "RPM":
+        return rule_set_for(program, date_of_service)
+    rs = program_rules_for(program, date_of_service)
+    if rs is None or modality not in rs.supply or rs.setup_code is None:
+        raise LookupError(f"no {program} {modality} supply codes on {date_of_service.isoformat()}")
+    return _supply_view(rs, modality)
+
+
+@cache
+def _supply_view(rs: ProgramRules, modality: str) -> RuleSet:
+    assert rs.setup_code is not None
+    return RuleSet(
+        name=rs.name,
+        program=rs.program,
+        effective_from=rs.effective_from,
+        effective_to=rs.effective_to,
+        period_days=30,
+        supply_tiers=rs.supply[modality],
+        setup_code=rs.setup_code,
+        setup_min_days=rs.setup_min_days,
+        management_tiers=(),
+        add_on=None,
+        requires_interactive=False,
+        exclusive=rs.exclusive,
+    )
 
 
 # --- patient facts --------------------------------------------------------------------------

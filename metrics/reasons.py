@@ -51,16 +51,16 @@ def month_open(end: date, reason: str) -> str:
 
 @cache
 def supply_reason(rs: RuleSet, days: int, code: str | None) -> str:
-    full = rs.supply_full_days
+    full, name = rs.supply_full_days, rs.supply_full_code
     text = f"{plural(days, 'day')} with data"
     if code is None:
         if rs.supply_min_days < full:
             return (
-                f"{text}, {rs.supply_min_days} needed for the short supply code, {full} for 99454"
+                f"{text}, {rs.supply_min_days} needed for the short supply code, {full} for {name}"
             )
-        return f"{text}, {full} needed for 99454"
+        return f"{text}, {full} needed for {name}"
     if days < full:
-        return f"{text}, {full} needed for 99454 (billed {code})"
+        return f"{text}, {full} needed for {name} (billed {code})"
     return f"{text} (billed {code})"
 
 
@@ -74,7 +74,7 @@ def pending_supply_reason(rs: RuleSet, days: int, end: date, still: int) -> str:
         return f"{text}{code} reached"
     # A short supply code already earned (99445 in CY2026) is worth telling the biller.
     reached = f"{code} reached; " if code else ""
-    return f"{text}{reached}{full} needed for 99454; {still} days still possible"
+    return f"{text}{reached}{full} needed for {rs.supply_full_code}; {still} days still possible"
 
 
 def setup_billed_reason(rs: RuleSet, days: int) -> str:

@@ -65,6 +65,11 @@ class RuleSet:
     def supply_min_days(self) -> int:
         return _supply_bounds(self)[0]
 
+    @property
+    def supply_full_code(self) -> str:
+        """The full supply code (99454; RTM's 16-30 day code of the modality)."""
+        return max(self.supply_tiers, key=lambda t: t.minimum).code
+
 
 @cache
 def _supply_bounds(rs: RuleSet) -> tuple[int, int]:

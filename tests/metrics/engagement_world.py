@@ -39,10 +39,11 @@ class World:
         end: date | None = None,
         device: str | None = None,
         npi: str = "",
+        program: str = "RPM",
     ) -> World:
         if zone is not None:
             self.zones[pid] = zone
-        self.enrollments.append(Enrollment(pid, "RPM", start, end, consent, npi))
+        self.enrollments.append(Enrollment(pid, program, start, end, consent, npi))
         self.assign(device or f"D-{pid}", pid, date(2026, 1, 1) if start.year >= 2026 else start)
         return self
 

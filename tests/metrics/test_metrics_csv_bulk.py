@@ -127,6 +127,22 @@ def _varied_world() -> World:
     w.patient("P21", start=date(2025, 11, 5), end=date(2025, 12, 10))
     w.enrollments.append(Enrollment("P21", "RPM", date(2026, 3, 1), None, date(2026, 3, 1)))
     w.daily("P21", date(2025, 11, 6), 30).daily("P21", date(2026, 3, 3), 20)
+    # RTM: self-reported days count; one open enrollment (the table) and one ended (the
+    # episode path); a patient in RPM and RTM at once.
+    w.patient("P22", program="RTM", start=date(2026, 2, 1), consent=date(2026, 2, 1))
+    w.daily("P22", date(2026, 2, 2), 9, step=2)
+    for day in range(9):
+        w.reading(
+            "D-P22",
+            local(date(2026, 2, 3) + timedelta(days=2 * day), 9, 0, "America/Chicago"),
+            manual=True,
+        )
+    w.patient("P23", program="RTM", start=date(2026, 1, 10), end=date(2026, 3, 20))
+    w.daily("P23", date(2026, 1, 12), 40)
+    w.patient("P24").enrollments.append(
+        Enrollment("P24", "RTM", date(2026, 3, 15), None, date(2026, 3, 15))
+    )
+    w.daily("P24", date(2026, 3, 2), 30)
     return w
 
 
@@ -159,6 +175,7 @@ def test_bulk_csv_of_an_empty_world_is_the_header() -> None:
             st.integers(-10, 40),  # device assignment start, days after the enrollment start
             st.lists(st.integers(0, 160), max_size=5),  # days of manual / clock-suspect readings
             st.integers(0, 20),  # consent, days after the enrollment start
+            st.sampled_from(["RPM", "RTM"]),
         ),
         max_size=6,
     ),
@@ -166,17 +183,20 @@ def test_bulk_csv_of_an_empty_world_is_the_header() -> None:
     dos=st.sampled_from(["period_end", "last_reading_day"]),
 )
 def test_csv_and_records_renderings_agree_on_random_worlds(
-    patients: list[tuple[str, int, list[int], int, int | None, int, list[int], int]],
+    patients: list[tuple[str, int, list[int], int, int | None, int, list[int], int, str]],
     as_of: int,
     dos: str,
 ) -> None:
     base = date(2025, 11, 1)
     w = World()
-    for k, (zone, start, days, hour, length, assigned, flagged, consent) in enumerate(patients):
+    for k, (zone, start, days, hour, length, assigned, flagged, consent, program) in enumerate(
+        patients
+    ):
         pid = f"P{k}"
         first = base + timedelta(days=start)
         end = None if length is None else first + timedelta(days=length)
-        w.patient(pid, zone=zone, start=first, consent=first + timedelta(days=consent), end=end)
+        consented = first + timedelta(days=consent)
+        w.patient(pid, zone=zone, start=first, consent=consented, end=end, program=program)
         # A second device, assigned from some day: readings before then are set aside.
         w.assign(f"E-{pid}", pid, first + timedelta(days=assigned))
         for d in days:

@@ -16,7 +16,7 @@ from rpmpipe.metrics.engagement import (
     episode_days_of,
     episode_records,
     prepare,
-    rpm_enrollments,
+    program_enrollments,
 )
 from rpmpipe.metrics.periods import records_of
 from rpmpipe.settings import RuleSettings
@@ -26,21 +26,22 @@ ORG = "America/Chicago"
 
 def _compare(world: World, as_of: date, rules: RuleSettings) -> int:
     work = prepare(world.table(), world.snapshot(), world.activities, as_of, rules, ORG)
-    if work.table is None:
-        return 0
-    table = records_of(work.table)
-    enrollments = rpm_enrollments(world.snapshot())
-    ep, day = episode_day_numbers(work.found, enrollments)
-    days = episode_days_of(ep, day, enrollments, work.episodes)
     compared = 0
-    for i, episode in enumerate(work.episodes):
-        got = table.get(episode.positions[0])
-        if got is None:
+    for part in work.parts:
+        if part.table is None:
             continue
-        want = episode_records(episode, days.get(i), work.found, as_of, rules)
-        assert got == want
-        assert [r.forecast for r in got] == [r.forecast for r in want]
-        compared += len(got)
+        table = records_of(part.table)
+        enrollments = program_enrollments(world.snapshot(), part.program.program)
+        ep, day = episode_day_numbers(part.found, enrollments)
+        days = episode_days_of(ep, day, enrollments, part.episodes)
+        for i, episode in enumerate(part.episodes):
+            got = table.get(episode.positions[0])
+            if got is None:
+                continue
+            want = episode_records(episode, days.get(i), part.found, as_of, rules, part.program)
+            assert got == want
+            assert [r.forecast for r in got] == [r.forecast for r in want]
+            compared += len(got)
     return compared
 
 

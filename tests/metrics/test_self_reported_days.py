@@ -26,9 +26,7 @@ def _world() -> World:
 def test_a_manual_entry_is_a_self_reported_day_and_a_clock_suspect_one_is_not() -> None:
     w = _world()
     found = patient_days(w.table(), w.snapshot(), date(2026, 3, 31), ORG_ZONE)
-    assert found.day.tolist() == [
-        (date(2026, 3, 2) - date(1970, 1, 1)).days
-    ]
+    assert found.day.tolist() == [(date(2026, 3, 2) - date(1970, 1, 1)).days]
     held = {(s.day.day, s.cause, s.self_reported) for s in found.set_aside["P1"]}
     # A reading both manual and clock-suspect is still worded as manual, but is no self-report.
     assert held == {
