@@ -10,11 +10,13 @@ RPM's records included, from :mod:`metrics.conflicts`.
 from __future__ import annotations
 
 import calendar
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from functools import lru_cache
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from rpmpipe.metrics.care_time import (
@@ -40,6 +42,7 @@ from rpmpipe.metrics.programs import (
 from rpmpipe.metrics.reasons import (
     eligibility_reason,
     held_reason,
+    interpretation_before_data_reason,
     interpretation_reason,
     level_reason,
     month_open,
@@ -271,49 +274,66 @@ def _apcm_months(e: ProgramEnrollment, as_of: date) -> Iterable[date]:
         month = month_end(month) + timedelta(days=1)
 
 
+class SupplyPeriod(NamedTuple):
+    """A 30-day period of a patient's RPM episode (from its first day with data, back to
+    back; :mod:`metrics.periods`), with the enrollment that bills it."""
+
+    start: date
+    end: date
+    ordering_npi: str
+    episode_start: date
+
+
+def _period_of(periods: Sequence[SupplyPeriod], day: date) -> SupplyPeriod | None:
+    at = bisect_right([p.start for p in periods], day) - 1
+    return periods[at] if at >= 0 and day <= periods[at].end else None
+
+
 def interpretation_records(
     entries: Sequence[TimeEntry],
     counted: Mapping[str, Decimal],
-    facts: CareFacts,
     as_of: date,
     zone_of: Callable[[str], str],
+    periods: Mapping[str, Sequence[SupplyPeriod]],
 ) -> list[EngagementRecord]:
-    """99091 per 30-day period of an RPM enrollment (from its consent-aware start), for the
-    physician's data-review time."""
-    by_key = facts.enrollments_of()
-    sums: dict[tuple[ProgramEnrollment, date], tuple[Decimal, list[str]]] = {}
+    """99091 per 30-day period of the patient's RPM episode (the supply periods: the first
+    starts on the first day with data), for the physician's data-review time. Time on a day
+    no period holds (before the first day with data) is said on one record per patient."""
+    sums: dict[tuple[str, SupplyPeriod | None], tuple[Decimal, list[str]]] = {}
+    first_day: dict[str, date] = {}
     for e in entries:
         if not is_interpretation(e):
             continue
         day = e.started_at.astimezone(ZoneInfo(zone_of(e.patient_id))).date()
-        owner = _owner(by_key.get((e.patient_id, "RPM"), ()), day, day)
-        if owner is None or owner.consent_date is None:
-            continue
-        anchor = max(owner.start_date, owner.consent_date)
-        start = anchor + timedelta(days=(day - anchor).days // INTERPRETATION_DAYS * 30)
-        minutes, ids = sums.get((owner, start), (Decimal(0), []))
-        sums[(owner, start)] = (minutes + counted[e.activity_id], [*ids, e.activity_id])
-    return [
-        _interpretation_record(owner, start, minutes, ids, as_of)
-        for (owner, start), (minutes, ids) in sums.items()
-    ]
+        period = _period_of(periods.get(e.patient_id, ()), day)
+        if period is None:
+            first_day[e.patient_id] = min(day, first_day.get(e.patient_id, day))
+        minutes, ids = sums.get((e.patient_id, period), (Decimal(0), []))
+        sums[(e.patient_id, period)] = (minutes + counted[e.activity_id], [*ids, e.activity_id])
+    out = []
+    for (pid, period), (minutes, ids) in sums.items():
+        if period is None:
+            held = periods.get(pid, ())
+            out.append(_before_data_record(pid, first_day[pid], held, minutes, ids, as_of))
+        else:
+            out.append(_interpretation_record(pid, period, minutes, ids, as_of))
+    return out
 
 
 def _interpretation_record(
-    e: ProgramEnrollment, start: date, minutes: Decimal, ids: Sequence[str], as_of: date
+    pid: str, period: SupplyPeriod, minutes: Decimal, ids: Sequence[str], as_of: date
 ) -> EngagementRecord:
-    end = start + timedelta(days=INTERPRETATION_DAYS - 1)
-    dos = _dos(e, end)
-    rs = program_rules_for("RPM", dos)
+    start, end = period.start, period.end
+    rs = program_rules_for("RPM", end)
     assert rs is not None  # RPM has rules for every date
-    outcome = interpretation_line(rs, minutes, dos)
+    outcome = interpretation_line(rs, minutes, end)
     final = as_of > end
     reason = interpretation_reason(minutes, bool(outcome.lines))
     if not final:
         reason = period_open(end, reason)
     lines = outcome.lines if final else ()
     return EngagementRecord(
-        patient_id=e.patient_id,
+        patient_id=pid,
         program="RPM",
         kind=INTERPRETATION_KIND,
         period_start=start,
@@ -324,8 +344,38 @@ def _interpretation_record(
         lines=lines,
         evidence_activity_ids=tuple(sorted(ids)),
         management_minutes=minutes,
-        ordering_npi=e.ordering_npi,
-        episode_start=e.start_date,
+        ordering_npi=period.ordering_npi,
+        episode_start=period.episode_start,
+    )
+
+
+def _before_data_record(
+    pid: str,
+    first: date,
+    periods: Sequence[SupplyPeriod],
+    minutes: Decimal,
+    ids: Sequence[str],
+    as_of: date,
+) -> EngagementRecord:
+    """Interpretation time before the patient's first day with data: no 30-day period holds
+    it, so it never bills (final once a period has started after it)."""
+    later = [p for p in periods if p.start > first]
+    end = later[0].start - timedelta(days=1) if later else as_of
+    rs = program_rules_for("RPM", end)
+    assert rs is not None
+    return EngagementRecord(
+        patient_id=pid,
+        program="RPM",
+        kind=INTERPRETATION_KIND,
+        period_start=first,
+        period_end=end,
+        status="not_billable" if later else "pending",
+        reason=interpretation_before_data_reason(minutes, later[0].start if later else None),
+        rule_set=rs.name,
+        evidence_activity_ids=tuple(sorted(ids)),
+        management_minutes=minutes,
+        ordering_npi=later[0].ordering_npi if later else "",
+        episode_start=later[0].episode_start if later else None,
     )
 
 
@@ -335,8 +385,10 @@ def compute_care_management(
     as_of: date,
     rules: RuleSettings,
     org_zone: str,
+    periods: Mapping[str, Sequence[SupplyPeriod]],
 ) -> list[EngagementRecord]:
-    """Records of CCM, PCM, BHI, RTM time, APCM months and 99091 periods as of ``as_of``.
+    """Records of CCM, PCM, BHI, RTM time, APCM months and 99091 periods as of ``as_of``
+    (``periods``: the RPM supply periods of the patients with 99091 time).
 
     ``entries`` are :func:`inside_entries` after :func:`trim_across_programs` (every
     program's, RPM's too, so no other program holds RPM's time)."""
@@ -350,7 +402,7 @@ def compute_care_management(
         for m in _months_of(entries, counted, facts, as_of, zone_of)
         if (r := month_record(m, facts, as_of, rules)) is not None
     ]
-    records.extend(interpretation_records(entries, counted, facts, as_of, zone_of))
+    records.extend(interpretation_records(entries, counted, as_of, zone_of, periods))
     return sorted(records, key=lambda r: (r.patient_id, r.program, r.kind, r.period_start))
 
 

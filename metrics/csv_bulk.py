@@ -9,13 +9,13 @@ that both renderings agree.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 
 import numpy as np
 import pyarrow as pa
 
-from rpmpipe.metrics.engagement import SupplyPart, prepare
+from rpmpipe.metrics.engagement import Prepared, SupplyPart, prepare
 from rpmpipe.metrics.periods import STATUSES, csv_of
 from rpmpipe.metrics.report import CsvRows
 from rpmpipe.metrics.snapshot import RegistrySnapshot
@@ -34,9 +34,19 @@ def compute_engagement_csv(
     """The CSV lines (no header) of :func:`metrics.engagement.compute_engagement`'s records,
     in the same order, as UTF-8 pieces to write one after the other; and the number of
     records per status."""
+    return render_csv(prepare(readings, snapshot, activities, as_of, rules, org_zone))
+
+
+def render_csv(
+    work: Prepared, replaced: Mapping[str, Sequence[EngagementRecord]] | None = None
+) -> tuple[list[bytes | memoryview], dict[str, int]]:
+    """The CSV rendering of :func:`metrics.engagement.prepare`: the lines (no header) of
+    :func:`metrics.engagement.render_records`'s records, in the same order, as UTF-8 pieces,
+    and the number of records per status. ``replaced``: patients whose records are given
+    (an exclusion between programs changed them), written in place of theirs."""
+    replaced = replaced or {}
     counts = {"billable": 0, "pending": 0, "not_billable": 0}
     fmt = CsvRows()
-    work = prepare(readings, snapshot, activities, as_of, rules, org_zone)
     spans = [_table_text(part, fmt, counts) for part in work.parts]
     pieces: list[bytes | memoryview] = []
     run: list[int] = []  # [part, start, end] of the current run of contiguous table text
@@ -55,18 +65,21 @@ def compute_engagement_csv(
         pieces.append("".join(out).encode())
 
     for pid, per_part in work.by_patient():
+        if pid in replaced:
+            emit(replaced[pid])
+            continue
         for k, (part, indexes) in enumerate(zip(work.parts, per_part, strict=True)):
             for i in indexes:
                 span = spans[k][1].get(part.episodes[i].positions[0])
                 if span is None:
-                    emit(part.records(i, as_of, rules))
+                    emit(part.records(i))
                 elif run and run[0] == k and run[2] == span[0]:
                     run[2] = span[1]
                 else:
                     flush()
                     run[:] = [k, span[0], span[1]]
             if k == 0 and pid in work.months:
-                emit(work.months.pop(pid))
+                emit(work.months[pid])
     flush()
     return pieces, counts
 

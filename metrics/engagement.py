@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import calendar
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
+from rpmpipe.metrics.care_management import SupplyPeriod
 from rpmpipe.metrics.days import (
     EPOCH,
     OPEN_END,
@@ -107,11 +108,13 @@ class SupplyPart:
     episodes: list[Episode]
     table: PeriodTable | None
     rest: dict[int, EpisodeDays]
+    as_of: date
+    rules: RuleSettings
 
-    def records(self, i: int, as_of: date, rules: RuleSettings) -> list[EngagementRecord]:
+    def records(self, i: int) -> list[EngagementRecord]:
         """Setup and supply records of episode ``i`` when it is outside the table."""
         return episode_records(
-            self.episodes[i], self.rest.get(i), self.found, as_of, rules, self.program
+            self.episodes[i], self.rest.get(i), self.found, self.as_of, self.rules, self.program
         )
 
 
@@ -122,6 +125,8 @@ class Prepared:
 
     parts: list[SupplyPart]
     months: dict[str, list[EngagementRecord]]
+    as_of: date
+    rules: RuleSettings
 
     def by_patient(self) -> list[tuple[str, list[list[int]]]]:
         """Patients in order with each part's episodes (by index); patients with months only
@@ -165,7 +170,7 @@ def supply_part(
         rest = episode_days_of(ep[~keep], day[~keep], enrollments, episodes)
         ep, day = ep[keep], day[keep]
     table = period_table(ep, day, enrollments, as_of, rules, found, program)
-    return SupplyPart(program, found, episodes, table, rest)
+    return SupplyPart(program, found, episodes, table, rest, as_of, rules)
 
 
 def prepare(
@@ -182,7 +187,7 @@ def prepare(
     parts = [supply_part(found, snapshot, p, as_of, rules) for p in supply_programs(rules)]
     rpm = parts[0]
     months = management_records(activities, snapshot, as_of, org_zone, rules, rpm.episodes)
-    return Prepared(parts, months)
+    return Prepared(parts, months, as_of, rules)
 
 
 def compute_engagement(
@@ -201,16 +206,63 @@ def compute_engagement(
     past its last day; before that it is ``pending``.
     """
     work = prepare(readings, snapshot, activities, as_of, rules, org_zone)
-    in_table = [records_of(p.table) if p.table is not None else {} for p in work.parts]
+    return render_records(work)
+
+
+def render_records(work: Prepared, only: Collection[str] | None = None) -> list[EngagementRecord]:
+    """The records rendering of :func:`prepare` (``rpmpipe metrics --format json``), of every
+    patient or ``only`` those."""
+    keep = None if only is None else set(only)
+    by_patient = [(pid, e) for pid, e in work.by_patient() if keep is None or pid in keep]
+    in_table: list[dict[int, list[EngagementRecord]]] = []
+    for k, part in enumerate(work.parts):
+        wanted = None
+        if keep is not None:
+            wanted = {part.episodes[i].positions[0] for _, e in by_patient for i in e[k]}
+        in_table.append(records_of(part.table, wanted) if part.table is not None else {})
     records: list[EngagementRecord] = []
-    for pid, per_part in work.by_patient():
+    for pid, per_part in by_patient:
         for k, (part, indexes) in enumerate(zip(work.parts, per_part, strict=True)):
             for i in indexes:
                 rows = in_table[k].get(part.episodes[i].positions[0])
-                records.extend(rows if rows is not None else part.records(i, as_of, rules))
+                records.extend(rows if rows is not None else part.records(i))
             if k == 0:
-                records.extend(work.months.pop(pid, ()))
+                records.extend(work.months.get(pid, ()))
     return records
+
+
+def supply_periods(
+    work: Prepared, patient_ids: Collection[str], program: str = PROGRAM
+) -> dict[str, list[SupplyPeriod]]:
+    """The supply periods of ``program`` of the given patients (few: those with 99091 time),
+    in order, each with the enrollment that bills it."""
+    part = next(p for p in work.parts if p.program.program == program)
+    wanted = set(patient_ids)
+    out: dict[str, list[SupplyPeriod]] = {}
+    t = part.table
+    in_table: dict[int, int] = {}
+    if t is not None:
+        in_table = {pos: e for e, pos in enumerate(t.episode_at.tolist())}
+    for i, episode in enumerate(part.episodes):
+        if episode.patient_id not in wanted:
+            continue
+        found = out.setdefault(episode.patient_id, [])
+        e = in_table.get(episode.positions[0])
+        if t is not None and e is not None:
+            enrollment = episode.enrollments[0]
+            for k in range(int(t.period_off[e]), int(t.period_off[e + 1])):
+                start, end = from_day_number(int(t.start[k])), from_day_number(int(t.end[k]))
+                found.append(SupplyPeriod(start, end, enrollment.ordering_npi, episode.start_date))
+            continue
+        records = part.records(i)
+        if not any(r.kind == "setup" for r in records):
+            continue  # no day with data (or no consent): no period has started
+        found.extend(
+            SupplyPeriod(r.period_start, r.period_end, r.ordering_npi, episode.start_date)
+            for r in records
+            if r.kind == "device_supply"
+        )
+    return out
 
 
 def episode_records(

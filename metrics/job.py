@@ -29,11 +29,18 @@ from rpmpipe.metrics.care_time import (
     TimeEntry,
     counts_at_all,
     entry_of,
+    is_interpretation,
     rpm_management_activities,
     trim_across_programs,
 )
-from rpmpipe.metrics.csv_bulk import compute_engagement_csv
-from rpmpipe.metrics.engagement import SUPPLY_PROGRAMS, compute_engagement
+from rpmpipe.metrics.csv_bulk import render_csv
+from rpmpipe.metrics.engagement import (
+    SUPPLY_PROGRAMS,
+    Prepared,
+    prepare,
+    render_records,
+    supply_periods,
+)
 from rpmpipe.metrics.report import CsvRows, evidence_of, lines_of
 from rpmpipe.metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
 from rpmpipe.metrics.sources import reading_batches, readings_present
@@ -178,20 +185,38 @@ def _payers_allowing_99091(settings: Settings) -> frozenset[str]:
     )
 
 
-def _rpm_records(
+def _prepared(
     settings: Settings, inputs: _Inputs, as_of: date, known_at: datetime | None = None
-) -> list[EngagementRecord]:
+) -> Prepared | None:
+    """The one scan of the readings for the supply programs' table (None: no enrollment of
+    RPM or RTM)."""
     starts = [e.start_date for e in inputs.snapshot.enrollments if e.program in SUPPLY_PROGRAMS]
     if not starts:
-        return []
+        return None
     batches = reading_batches(settings.readings_dir, min(starts), as_of, known_at)
-    return compute_engagement(
+    return prepare(
         batches,
         inputs.snapshot,
         inputs.rpm_activities,
         as_of,
         settings.rules,
         settings.organization_timezone,
+    )
+
+
+def _care(
+    settings: Settings, inputs: _Inputs, work: Prepared | None, as_of: date
+) -> list[EngagementRecord]:
+    """The other programs' records (99091 on the RPM supply periods of the table)."""
+    with_99091 = {e.patient_id for e in inputs.entries if is_interpretation(e)}
+    periods = supply_periods(work, with_99091) if work is not None and with_99091 else {}
+    return compute_care_management(
+        inputs.entries,
+        inputs.facts,
+        as_of,
+        settings.rules,
+        settings.organization_timezone,
+        periods,
     )
 
 
@@ -209,15 +234,12 @@ def _compute(
     settings: Settings, engine: Engine, as_of: date, known_at: datetime | None = None
 ) -> list[EngagementRecord]:
     inputs = _inputs(settings, engine, as_of, known_at)
-    care = compute_care_management(
-        inputs.entries, inputs.facts, as_of, settings.rules, settings.organization_timezone
-    )
-    # RPM's records (grouped by patient), then the other programs' (by patient and program).
-    records = apply_exclusions(
-        [*_rpm_records(settings, inputs, as_of, known_at), *care],
-        inputs.facts,
-        _payers_allowing_99091(settings),
-    )
+    work = _prepared(settings, inputs, as_of, known_at)
+    care = _care(settings, inputs, work, as_of)
+    # The supply programs' records (grouped by patient), then the other programs' (by
+    # patient and program).
+    supply = render_records(work) if work is not None else []
+    records = apply_exclusions([*supply, *care], inputs.facts, _payers_allowing_99091(settings))
     _log_computed(
         as_of,
         len(records),
@@ -227,44 +249,37 @@ def _compute(
     return records
 
 
-def _needs_record_path(facts: CareFacts, care: Sequence[EngagementRecord]) -> bool:
-    """Exclusions that can change RPM's own records or need RPM's lines: RPM and RTM for one
-    patient, or a 99091 line. Those runs are rendered from the records."""
+def _clashing_patients(facts: CareFacts, care: Sequence[EngagementRecord]) -> set[str]:
+    """Patients whose supply-program records an exclusion can change or needs: RPM and RTM
+    both, or a 99091 line (held beside 99457)."""
     programs: dict[str, set[str]] = {}
     for e in facts.enrollments:
         programs.setdefault(e.patient_id, set()).add(e.program)
-    if any({"RPM", "RTM"} <= p for p in programs.values()):
-        return True
-    return any(line.code == "99091" for r in care for line in r.lines)
+    clash = {pid for pid, p in programs.items() if {"RPM", "RTM"} <= p}
+    clash.update(r.patient_id for r in care if any(line.code == "99091" for line in r.lines))
+    return clash
 
 
 def compute_csv(settings: Settings, engine: Engine, as_of: date) -> list[bytes | memoryview]:
     """The CSV lines (no header; UTF-8 pieces to write in order) of :func:`compute`'s
-    records, byte for byte, built without a record object for the bulk of the rows
-    (``rpmpipe metrics --format csv``)."""
+    records, byte for byte: the CSV rendering of the same table of periods, without a record
+    object for the bulk of the rows (``rpmpipe metrics --format csv``). The few patients an
+    exclusion between programs touches are rendered from their records, exclusions applied."""
     with gc_paused():
         inputs = _inputs(settings, engine, as_of)
-        care = compute_care_management(
-            inputs.entries, inputs.facts, as_of, settings.rules, settings.organization_timezone
-        )
-        if _needs_record_path(inputs.facts, care):
-            fmt = CsvRows()
-            records = _compute(settings, engine, as_of)
-            return ["".join(map(fmt.row, records)).encode()]
+        work = _prepared(settings, inputs, as_of)
+        care = _care(settings, inputs, work, as_of)
+        clash = _clashing_patients(inputs.facts, care) if work is not None else set()
+        supply = render_records(work, clash) if clash and work is not None else []
+        held = apply_exclusions([*supply, *care], inputs.facts, _payers_allowing_99091(settings))
+        replaced: dict[str, list[EngagementRecord]] = {}
+        for r in held[: len(supply)]:
+            replaced.setdefault(r.patient_id, []).append(r)
+        care = held[len(supply) :]
         counts = {"billable": 0, "pending": 0, "not_billable": 0}
         pieces: list[bytes | memoryview] = []
-        starts = [e.start_date for e in inputs.snapshot.enrollments if e.program in SUPPLY_PROGRAMS]
-        if starts:
-            batches = reading_batches(settings.readings_dir, min(starts), as_of)
-            pieces, counts = compute_engagement_csv(
-                batches,
-                inputs.snapshot,
-                inputs.rpm_activities,
-                as_of,
-                settings.rules,
-                settings.organization_timezone,
-            )
-        care = apply_exclusions(care, inputs.facts, _payers_allowing_99091(settings))
+        if work is not None:
+            pieces, counts = render_csv(work, replaced)
         fmt = CsvRows()
         pieces.append("".join(map(fmt.row, care)).encode())
         for r in care:

@@ -14,7 +14,7 @@ and ``--format csv`` are two renderings of one computation. Episodes outside the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -415,14 +415,19 @@ def period_table(
 # --- rendering: records ----------------------------------------------------------------------
 
 
-def records_of(t: PeriodTable) -> dict[int, list[EngagementRecord]]:
-    """Each episode's setup and supply records, by the enrollment position of the episode."""
+def records_of(
+    t: PeriodTable, only: Collection[int] | None = None
+) -> dict[int, list[EngagementRecord]]:
+    """Each episode's setup and supply records, by the enrollment position of the episode
+    (of every episode, or ``only`` those positions)."""
     lo = int(min(t.start.min(), t.day.min()))
     hi = int(max(t.end.max(), t.dos.max()))
     dates = [from_day_number(d) for d in range(lo, hi + 1)]
     names = [rs.name for rs in t.rule_sets]
     out: dict[int, list[EngagementRecord]] = {}
     for e, pos in enumerate(t.episode_at.tolist()):
+        if only is not None and pos not in only:
+            continue
         enrollment = t.enrollments[pos]
         first, stop = int(t.period_off[e]), int(t.period_off[e + 1])
         supply = [_supply_record(t, i, enrollment, dates, lo, names) for i in range(first, stop)]

@@ -278,6 +278,17 @@ def interpretation_reason(minutes: Decimal, billed: bool) -> str:
     return f"{text} (billed 99091)" if billed else f"{text}, 30 needed for 99091"
 
 
+def interpretation_before_data_reason(minutes: Decimal, first_period: date | None) -> str:
+    """Data-interpretation time before the first day with data: no 30-day period holds it."""
+    text = f"{format_minutes(minutes)} physician/QHP minutes of data interpretation"
+    if first_period is None:
+        return f"{text} before any qualifying reading: no 30-day period has started"
+    return (
+        f"{text} before the first 30-day period (from {first_period.isoformat()}, the first "
+        "day with data): not billable"
+    )
+
+
 def period_open(end: date, reason: str) -> str:
     return f"period open until {end.isoformat()}: {reason}"
 

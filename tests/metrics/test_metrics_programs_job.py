@@ -179,12 +179,17 @@ def world(tmp_path: Path, database_url: str) -> tuple[Settings, Engine]:
     return settings, engine
 
 
-def billed(records: list[EngagementRecord], pid: str, program: str, start: date) -> list[str]:
+def billed(
+    records: list[EngagementRecord],
+    pid: str,
+    program: str,
+    start: date,
+    kinds: tuple[str, ...] = ("treatment_management", "data_interpretation"),
+) -> list[str]:
     found = [
         r
         for r in records
-        if (r.patient_id, r.program, r.period_start) == (pid, program, start)
-        and r.kind in ("treatment_management", "data_interpretation")
+        if (r.patient_id, r.program, r.period_start) == (pid, program, start) and r.kind in kinds
     ]
     assert len(found) == 1, found
     return [f"{x.code}x{x.units}" for x in found[0].lines]
@@ -235,6 +240,19 @@ def test_rpm_and_rtm_overlapping_hold_the_later_and_both_renderings_agree(
     )
     assert rtm.status == "not_billable" and not rtm.lines
     assert rtm.reason.startswith("held: RPM and RTM are never billed for one patient")
+    # RTM's own supply and setup from the same device days (20 in November) are held too.
+    by_kind = {
+        r.kind: r
+        for r in records
+        if (r.patient_id, r.program) == ("P-BOTH", "RTM") and r.period_start == NOV
+    }
+    assert set(by_kind) == {"setup", "device_supply", "treatment_management"}
+    for r in by_kind.values():
+        assert r.status == "not_billable" and not r.lines
+        assert r.reason.startswith("held: RPM and RTM are never billed for one patient")
+    assert "(billed 98977)" in by_kind["device_supply"].reason
+    rpm = [r for r in records if (r.patient_id, r.program) == ("P-BOTH", "RPM") and r.lines]
+    assert {x.code for r in rpm for x in r.lines} == {"99453", "99454", "99457"}
     text = io.StringIO()
     write_csv(records, text)
     pieces = job.compute_csv(settings, engine, AS_OF)
@@ -250,11 +268,17 @@ def test_99091_from_physician_data_review_is_held_beside_99457_unless_the_payer_
     import_rows(engine, "activities", [review], "test", now=CLOCK)
     records = job.compute(settings, engine, AS_OF)
     interp = [r for r in records if r.kind == "data_interpretation"]
-    assert len(interp) == 1 and interp[0].period_start == date(2026, 10, 31)
+    # The 30-day period of the supply periods: from the first day with data (2026-11-01),
+    # not from the enrollment start (2026-10-01).
+    supply = [r for r in records if r.kind == "device_supply" and r.patient_id == "P-BOTH"]
+    assert [(r.period_start, r.period_end) for r in supply][0] == (NOV, date(2026, 11, 30))
+    assert len(interp) == 1
+    assert (interp[0].period_start, interp[0].period_end) == (NOV, date(2026, 11, 30))
     assert (
         interp[0].status == "not_billable" and "99091 is not billed with 99457" in interp[0].reason
     )
-    assert billed(records, "P-BOTH", "RPM", NOV) == ["99457x1"]  # review time is not 99457 time
+    # Review time is not 99457 time.
+    assert billed(records, "P-BOTH", "RPM", NOV, ("treatment_management",)) == ["99457x1"]
     allowing = load_settings(
         None,
         env={},
@@ -272,6 +296,11 @@ def test_99091_from_physician_data_review_is_held_beside_99457_unless_the_payer_
     )
     interp = [r for r in job.compute(allowing, engine, AS_OF) if r.kind == "data_interpretation"]
     assert [x.code for x in interp[0].lines] == ["99091"]
+    for each in (settings, allowing):  # both renderings, with a 99091 line held or billed
+        text = io.StringIO()
+        write_csv(job.compute(each, engine, AS_OF), text)
+        pieces = job.compute_csv(each, engine, AS_OF)
+        assert b"".join(bytes(p) for p in pieces).decode() == text.getvalue().split("\n", 1)[1]
 
 
 def test_export_carries_every_program_and_its_837p_passes_pyx12(
