@@ -23,11 +23,13 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import struct
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -64,6 +66,29 @@ TAKEOVER_RECONNECT_SECONDS = 5.0
 # MQTT 5 reason codes of a CONNACK or DISCONNECT.
 SESSION_TAKEN_OVER = 142
 NOT_AUTHORIZED = (134, 135)  # bad user name or password; not authorized
+
+
+# A PUBACK without reason code or properties (success; the same bytes in MQTT 3.1.1 and 5).
+_PUBACK = 0x40
+_PUBACK_PACKET = struct.Struct("!BBH")
+
+
+def send_acks(client: mqtt.Client, mids: Sequence[int]) -> None:
+    """Acknowledge the QoS 1 messages ``mids`` in one socket write.
+
+    paho's ``ack()`` queues and writes one 4-byte PUBACK per message; here they go out as
+    one queued packet (paho still handles a partial write and the connection's state). A
+    paho without the packet queue falls back to ``ack()`` per message.
+    """
+    if not mids:
+        return
+    queue = getattr(client, "_packet_queue", None)
+    if queue is None:
+        for mid in mids:
+            client.ack(mid, 1)
+        return
+    packet = b"".join(map(_PUBACK_PACKET.pack, repeat(_PUBACK), repeat(2), mids))
+    queue(_PUBACK, packet, 0, 0)
 
 
 class _Incoming(NamedTuple):
@@ -452,15 +477,7 @@ class IngestService:
         waiting = set(outcome.pending)
         if waiting:
             self._put_aside([m for i, m in enumerate(batch) if i in waiting], outcome, client, stop)
-        acked = 0
-        for i, m in enumerate(batch):
-            if i in waiting:
-                continue
-            # A packet id from an earlier connection may name another message on this one;
-            # the broker redelivers those anyway, and dedup absorbs the second copy.
-            if m.generation == self._generation and self._connected and m.qos > 0:
-                client.ack(m.mid, m.qos)
-                acked += 1
+        acked = self._ack(client, [m for i, m in enumerate(batch) if i not in waiting])
         elapsed = time.perf_counter() - started
         self._stats.flushed(elapsed)
         self._stats.add(
@@ -482,6 +499,18 @@ class IngestService:
             seconds=round(elapsed, 4),
         )
         return True
+
+    def _ack(self, client: mqtt.Client, done: list[_Incoming]) -> int:
+        """Acknowledge ``done`` (durably handled) in one write; returns how many were acked.
+
+        A packet id from an earlier connection may name another message on this one; the
+        broker redelivers those anyway, and dedup absorbs the second copy.
+        """
+        if not self._connected:
+            return 0
+        mids = [m.mid for m in done if m.generation == self._generation and m.qos == 1]
+        send_acks(client, mids)
+        return len(mids)
 
     def _put_aside(
         self,
@@ -508,8 +537,7 @@ class IngestService:
                     )
                     self._quarantine_poison(client, stop, m, outcome.pending_error, reason)
                     self._stats.quarantine("internal_error")
-                    if m.generation == self._generation and self._connected and m.qos > 0:
-                        client.ack(m.mid, m.qos)
+                    self._ack(client, [m])
                     self._stats.add(processed=1)
                     continue
             keep.append(m)
