@@ -1,21 +1,27 @@
 """The long-running MQTT subscriber: at-least-once from the broker, exactly-once in the store.
 
-One thread does everything: it drives paho's network loop, collects incoming messages into a
-batch (``broker.batch_size`` messages, or whatever arrived once ``broker.flush_seconds``
-passed or the stream paused), writes the batch through
-:class:`~ingest.pipeline.IngestPipeline`, and only then acknowledges it (manual acks). A
-second thread would only fight this one for the GIL. The session is persistent (stable client
-id; MQTT 5 ``clean_start=False`` with a session expiry, or 3.1.1 ``clean_session=False``), so
-messages not acknowledged before a crash, and those published while ingest was away, are
-delivered again; the sink's dedup makes that harmless.
+Two threads. The network thread drives paho's loop (reading a backlog packet after packet),
+collects incoming messages into a batch (``broker.batch_size`` messages, or whatever arrived
+once ``broker.flush_seconds`` passed or the stream paused) and hands it to the writer thread,
+which writes it through :class:`~ingest.pipeline.IngestPipeline`. Only once the writer has
+finished a batch (durably on disk) does the network thread acknowledge it, all of its PUBACKs
+in one socket write (manual acks). Meanwhile it keeps reading the next batch: the broker's
+in-flight window (MQTT 5 Receive Maximum) holds two batches, and while the writer waits for
+the disk (Parquet, fsync) the network thread has the interpreter to itself. Only the network
+thread touches the paho client; only the writer touches the pipeline.
+
+The session is persistent (stable client id; MQTT 5 ``clean_start=False`` with a session
+expiry, or 3.1.1 ``clean_session=False``), so messages not acknowledged before a crash, and
+those published while ingest was away, are delivered again; the sink's dedup makes that
+harmless.
 
 Nothing stalls it. A transient failure of the store (see :func:`rpmpipe.errors.is_transient`:
-a full disk, a lost database) is retried with backoff while paho's loop keeps the connection
-alive; a terminal one, caused by a message, quarantines that message (``internal_error``) and
-the rest of the batch goes on. Activities that wait for the database are kept unacknowledged
-and retried on their own, so readings keep being stored and acknowledged meanwhile; one that
-keeps failing the same way while the database answers is quarantined after
-:data:`MAX_ATTEMPTS` tries.
+a full disk, a lost database) is retried by the writer with backoff while the network thread
+keeps the connection alive; a terminal one, caused by a message, quarantines that message
+(``internal_error``) and the rest of the batch goes on. Activities that wait for the database
+are kept unacknowledged and retried on their own, so readings keep being stored and
+acknowledged meanwhile; one that keeps failing the same way while the database answers is
+quarantined after :data:`MAX_ATTEMPTS` tries.
 """
 
 from __future__ import annotations
@@ -23,14 +29,18 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import queue
+import select
 import struct
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
@@ -53,6 +63,8 @@ log = get_logger(__name__)
 # A pause this long in an otherwise busy stream means the broker's in-flight window is full
 # (e.g. Mosquitto's 20 for MQTT 3.1.1 clients): flush now rather than wait for the timer.
 IDLE_FLUSH_SECONDS = 0.02
+# At most this many packets read in one burst before the loop looks at batches and acks again.
+MAX_BURST = 1000
 MAX_BACKOFF_SECONDS = 30.0
 # A message failing the same way this many times while the database answers is quarantined.
 MAX_ATTEMPTS = 5
@@ -99,6 +111,22 @@ class _Incoming(NamedTuple):
     arrived: float  # monotonic seconds
 
 
+_NONE: Mapping[str, int] = MappingProxyType({})
+
+
+class _Done(NamedTuple):
+    """A batch the writer has finished: what to acknowledge, and what to count."""
+
+    items: list[_Incoming]  # durably handled: acknowledge these
+    handed: bool  # a batch the network thread handed over (not a retry of waiting ones)
+    processed: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    activities: int = 0
+    quarantined: Mapping[str, int] = _NONE
+    seconds: float | None = None  # how long the write took
+
+
 def subscriptions(settings: Settings, shared_group: str | None) -> list[str]:
     root = settings.broker.topic_root
     topics = [f"{root}/devices/+/readings", f"{root}/activities"]
@@ -127,8 +155,16 @@ class IngestService:
         )
         self._stats = IngestStats()
         self._inbox: list[_Incoming] = []
+        self._packets = 0  # messages paho has delivered (a read burst ends when none come)
         self._generation = 0
         self._connected = False
+        # The writer thread: batches handed over (None: no more), and what it has finished.
+        self._batches: queue.SimpleQueue[list[_Incoming] | None] = queue.SimpleQueue()
+        self._done: deque[_Done] = deque()
+        self._in_writer = 0  # batches handed over and not yet finished (network thread)
+        self._halt = threading.Event()  # set when stopping: the writer gives up its retries
+        self._writer_failure: BaseException | None = None
+        self._wake_r = self._wake_w = -1  # a pipe: the writer wakes the network thread's select
         # Messages whose activities wait for the database (unacknowledged), and when to retry.
         self._waiting: list[_Incoming] = []
         self._waiting_due = 0.0
@@ -242,6 +278,7 @@ class IngestService:
             log.info("broker_disconnected", reason=str(reason))
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self._packets += 1
         try:
             topic = msg.topic
         except UnicodeDecodeError:
@@ -332,10 +369,53 @@ class IngestService:
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)
         return False
 
-    # --- batching ------------------------------------------------------------------------
+    # --- the network loop (paho's external-loop API: loop_read, loop_write, loop_misc) -----
+
+    def _service(self, client: mqtt.Client, timeout: float) -> int:
+        """Wait up to ``timeout`` for the socket (or the writer), then read, write, keep alive.
+
+        paho's ``loop()`` reads one packet per ``select``; here a readable socket is read
+        packet after packet until it has nothing more (or a batch is due, or the writer has
+        finished one), so a backlog costs one ``select`` per burst instead of per message.
+        Returns paho's error code (0: fine).
+        """
+        sock = client.socket()
+        if sock is None:
+            return int(mqtt.MQTT_ERR_NO_CONN)
+        pending = sock.pending() if hasattr(sock, "pending") else 0  # TLS: bytes already read
+        rlist: list[Any] = [sock, self._wake_r]
+        wlist: list[Any] = [sock] if client.want_write() else []
+        try:
+            readable, _, _ = select.select(
+                rlist, wlist, [], 0.0 if pending or self._done else timeout
+            )
+        except (OSError, TypeError, ValueError):
+            return int(mqtt.MQTT_ERR_CONN_LOST)  # the socket was closed meanwhile
+        if self._wake_r in readable:
+            try:
+                os.read(self._wake_r, 4096)
+            except BlockingIOError:
+                pass
+        if sock in readable or pending:
+            for _ in range(MAX_BURST):
+                seen = self._packets
+                rc = client.loop_read()
+                if rc != mqtt.MQTT_ERR_SUCCESS:
+                    return int(rc)
+                if self._packets == seen or client.socket() is None or self._done:
+                    break
+                if self._in_writer == 0 and len(self._inbox) >= self.batch_size:
+                    break
+        if client.want_write():
+            rc = client.loop_write()
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                return int(rc)
+        return int(client.loop_misc())
+
+    # --- batching (network thread) ---------------------------------------------------------
 
     def _due(self) -> float | None:
-        """Seconds until the inbox must be flushed (0: now), or None when it is empty."""
+        """Seconds until the inbox must be handed to the writer (0: now), None when empty."""
         if not self._inbox:
             return None
         if len(self._inbox) >= self.batch_size:
@@ -346,23 +426,79 @@ class IngestService:
         )
         return max(0.0, due - time.monotonic())
 
-    def _pause(self, client: mqtt.Client, stop: threading.Event, seconds: float) -> bool:
-        """Wait ``seconds`` while servicing paho's loop (keepalive); False if stopped."""
-        deadline = time.monotonic() + seconds
-        while not stop.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return True
-            if self._connected:
-                if client.loop(timeout=min(left, 0.1)) != mqtt.MQTT_ERR_SUCCESS:
-                    self._connected = False
-            else:
-                stop.wait(min(left, 0.1))
-        return False
+    def _hand_over(self, everything: bool) -> None:
+        """Give the writer the next batch when it is free and one is due (all: ``everything``).
 
-    def _handle(
-        self, client: mqtt.Client, batch: list[_Incoming], stop: threading.Event
-    ) -> BatchOutcome | None:
+        One batch at a time while it is busy, so the next one grows meanwhile (up to
+        ``batch_size``): the slower the disk, the larger the batches.
+        """
+        while self._inbox and (everything or (self._in_writer == 0 and self._due() == 0.0)):
+            batch = self._inbox[: self.batch_size]
+            del self._inbox[: self.batch_size]
+            self._in_writer += 1
+            self._batches.put(batch)
+
+    def _acknowledge_done(self, client: mqtt.Client) -> None:
+        """Acknowledge what the writer has durably handled (one write), and count it."""
+        mids: list[int] = []
+        while self._done:
+            done = self._done.popleft()
+            if done.handed:
+                self._in_writer -= 1
+            # A packet id from an earlier connection may name another message on this one;
+            # the broker redelivers those anyway, and dedup absorbs the second copy.
+            if self._connected:
+                mids.extend(
+                    m.mid for m in done.items if m.generation == self._generation and m.qos == 1
+                )
+            if done.seconds is not None:
+                self._stats.flushed(done.seconds)
+            self._stats.add(
+                processed=done.processed,
+                stored=done.stored,
+                duplicates=done.duplicates,
+                activities=done.activities,
+            )
+            for code, n in done.quarantined.items():
+                self._stats.quarantine(code, n)
+        send_acks(client, mids)
+
+    # --- the writer thread -------------------------------------------------------------------
+
+    def _finished(self, done: _Done) -> None:
+        """Hand ``done`` to the network thread for acknowledgement, and wake it."""
+        self._done.append(done)
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full: the network thread is being woken anyway
+
+    def _writer(self) -> None:
+        """Write the batches the network thread hands over, in order, until told to end."""
+        try:
+            while True:
+                timeout = None
+                if self._waiting:
+                    timeout = max(0.0, self._waiting_due - time.monotonic())
+                try:
+                    batch = self._batches.get(timeout=timeout)
+                except queue.Empty:
+                    batch = []
+                if batch is None:
+                    return
+                if batch:
+                    self._write(batch, handed=True)
+                self._retry_waiting()
+        except BaseException as exc:  # noqa: BLE001 - ends the service on the network thread
+            self._writer_failure = exc
+            self._finished(_Done([], handed=False))
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait ``seconds`` before a retry (the network thread keeps the connection alive
+        meanwhile); False if ingest is stopping."""
+        return not self._halt.wait(seconds)
+
+    def _handle(self, batch: list[_Incoming]) -> BatchOutcome | None:
         """The pipeline's outcome for ``batch``, retrying transient failures; None if stopped.
 
         A terminal failure of the whole batch is sorted out message by message: each message
@@ -375,7 +511,7 @@ class IngestService:
                 return self.pipeline.handle(messages)
             except Exception as exc:  # noqa: BLE001 - sorted into transient and terminal
                 if not is_transient(exc):
-                    return self._handle_one_by_one(client, batch, stop)
+                    return self._handle_one_by_one(batch)
                 self._stats.add(write_errors=1)
                 retry_at = datetime.now(UTC) + timedelta(seconds=delay)
                 log.error(
@@ -386,13 +522,11 @@ class IngestService:
                     retry_in_seconds=delay,
                     retry_at=retry_at.isoformat(timespec="seconds"),
                 )
-                if not self._pause(client, stop, delay):
+                if not self._sleep(delay):
                     return None
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
-    def _handle_one_by_one(
-        self, client: mqtt.Client, batch: list[_Incoming], stop: threading.Event
-    ) -> BatchOutcome | None:
+    def _handle_one_by_one(self, batch: list[_Incoming]) -> BatchOutcome | None:
         total = BatchOutcome()
         for i, m in enumerate(batch):
             while True:
@@ -408,16 +542,13 @@ class IngestService:
                             **_os_error_fields(exc),
                             retry_in_seconds=1.0,
                         )
-                        if not self._pause(client, stop, 1.0):
+                        if not self._sleep(1.0):
                             return None
                         continue
-                    self._quarantine_poison(
-                        client,
-                        stop,
-                        m,
-                        type(exc).__name__,
-                        internal_reason(exc, "handling the message"),
-                    )
+                    if not self._quarantine_poison(
+                        m, type(exc).__name__, internal_reason(exc, "handling the message")
+                    ):
+                        return None
                     total.quarantined["internal_error"] += 1
                     break
                 total.stored += one.stored
@@ -430,15 +561,9 @@ class IngestService:
                 break
         return total
 
-    def _quarantine_poison(
-        self,
-        client: mqtt.Client,
-        stop: threading.Event,
-        m: _Incoming,
-        error_type: str,
-        reason: str,
-    ) -> None:
-        """Keep a message that cannot be handled in quarantine (retrying the write itself)."""
+    def _quarantine_poison(self, m: _Incoming, error_type: str, reason: str) -> bool:
+        """Keep a message that cannot be handled in quarantine (retrying the write itself);
+        False if stopped before it was kept."""
         log.error(
             "message_quarantined",
             reason_code="internal_error",
@@ -448,7 +573,7 @@ class IngestService:
         while True:
             try:
                 self.pipeline.quarantine_internal(m.message, reason)
-                return
+                return True
             except Exception as write_exc:  # noqa: BLE001 - the disk is away: retry
                 log.error(
                     "batch_write_failed",
@@ -457,13 +582,11 @@ class IngestService:
                     **_os_error_fields(write_exc),
                     retry_in_seconds=1.0,
                 )
-                if not self._pause(client, stop, 1.0):
-                    return
+                if not self._sleep(1.0):
+                    return False
 
-    def _write_and_ack(
-        self, client: mqtt.Client, batch: list[_Incoming], stop: threading.Event
-    ) -> bool:
-        """Write ``batch`` durably, then acknowledge what is done.
+    def _write(self, batch: list[_Incoming], *, handed: bool) -> bool:
+        """Write ``batch`` durably, then hand what is done to the network thread to acknowledge.
 
         A transient failure is retried with backoff and never acknowledged; False if ``stop``
         came first, leaving the batch unacknowledged for the broker to deliver again. Messages
@@ -471,27 +594,30 @@ class IngestService:
         :meth:`_retry_waiting`.
         """
         started = time.perf_counter()
-        outcome = self._handle(client, batch, stop)
+        outcome = self._handle(batch)
         if outcome is None:
+            self._finished(_Done([], handed=handed))
             return False
         waiting = set(outcome.pending)
+        done = [m for i, m in enumerate(batch) if i not in waiting] if waiting else batch
         if waiting:
-            self._put_aside([m for i, m in enumerate(batch) if i in waiting], outcome, client, stop)
-        acked = self._ack(client, [m for i, m in enumerate(batch) if i not in waiting])
+            self._put_aside([batch[i] for i in sorted(waiting)], outcome)
         elapsed = time.perf_counter() - started
-        self._stats.flushed(elapsed)
-        self._stats.add(
-            processed=len(batch) - len(waiting),
-            stored=outcome.stored,
-            duplicates=outcome.duplicates,
-            activities=outcome.activities,
+        self._finished(
+            _Done(
+                done,
+                handed=handed,
+                processed=len(done),
+                stored=outcome.stored,
+                duplicates=outcome.duplicates,
+                activities=outcome.activities,
+                quarantined=outcome.quarantined,
+                seconds=elapsed,
+            )
         )
-        for code, n in outcome.quarantined.items():
-            self._stats.quarantine(code, n)
         log.debug(
             "batch_flushed",
             messages=len(batch),
-            acked=acked,
             waiting=len(waiting),
             stored=outcome.stored,
             duplicates=outcome.duplicates,
@@ -500,25 +626,7 @@ class IngestService:
         )
         return True
 
-    def _ack(self, client: mqtt.Client, done: list[_Incoming]) -> int:
-        """Acknowledge ``done`` (durably handled) in one write; returns how many were acked.
-
-        A packet id from an earlier connection may name another message on this one; the
-        broker redelivers those anyway, and dedup absorbs the second copy.
-        """
-        if not self._connected:
-            return 0
-        mids = [m.mid for m in done if m.generation == self._generation and m.qos == 1]
-        send_acks(client, mids)
-        return len(mids)
-
-    def _put_aside(
-        self,
-        items: list[_Incoming],
-        outcome: BatchOutcome,
-        client: mqtt.Client,
-        stop: threading.Event,
-    ) -> None:
+    def _put_aside(self, items: list[_Incoming], outcome: BatchOutcome) -> None:
         """Keep ``items`` for a later retry; quarantine those that keep failing alone."""
         database_up = self.pipeline.registry_reachable()
         keep: list[_Incoming] = []
@@ -535,10 +643,15 @@ class IngestService:
                         f"{outcome.pending_error} {MAX_ATTEMPTS} times while storing the "
                         "activity (the database answered meanwhile)"
                     )
-                    self._quarantine_poison(client, stop, m, outcome.pending_error, reason)
-                    self._stats.quarantine("internal_error")
-                    self._ack(client, [m])
-                    self._stats.add(processed=1)
+                    if self._quarantine_poison(m, outcome.pending_error, reason):
+                        self._finished(
+                            _Done(
+                                [m],
+                                handed=False,
+                                processed=1,
+                                quarantined=Counter(internal_error=1),
+                            )
+                        )
                     continue
             keep.append(m)
         if not keep:
@@ -554,35 +667,25 @@ class IngestService:
             retry_in_seconds=self._waiting_delay,
         )
 
-    def _retry_waiting(self, client: mqtt.Client, stop: threading.Event) -> bool:
-        """Retry the messages waiting for the database when due; False if stopped."""
+    def _retry_waiting(self) -> None:
+        """Retry the messages waiting for the database when due."""
         if not self._waiting or time.monotonic() < self._waiting_due:
-            return True
+            return
         # Those from an earlier connection cannot be acknowledged: the broker sends them again.
         batch = [m for m in self._waiting if m.generation == self._generation]
         self._waiting = []
         self._waiting_due = 0.0
         if not batch:
-            return True
+            return
         before = len(batch)
-        if not self._write_and_ack(client, batch, stop):
-            return False
+        if not self._write(batch, handed=False):
+            return
         if self._waiting:
             self._waiting_delay = min(self._waiting_delay * 2, MAX_BACKOFF_SECONDS)
             self._waiting_due = time.monotonic() + self._waiting_delay
         else:
             self._waiting_delay = 0.5
             log.info("activities_stored_after_wait", messages=before)
-        return True
-
-    def _flush(self, client: mqtt.Client, stop: threading.Event, everything: bool) -> bool:
-        """Write and acknowledge the due batches (all of the inbox if ``everything``)."""
-        while self._inbox and (everything or self._due() == 0.0):
-            batch = self._inbox[: self.batch_size]
-            del self._inbox[: self.batch_size]
-            if not self._write_and_ack(client, batch, stop):
-                return False
-        return True
 
     def preflight(self, client: mqtt.Client, stop: threading.Event) -> bool:
         """Check, before subscribing, that ingest can work; raise ServiceUnavailable if not.
@@ -620,7 +723,7 @@ class IngestService:
         while not self._connected and not self._refused:
             if stop.is_set():
                 return False
-            if time.monotonic() > deadline or client.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS:
+            if time.monotonic() > deadline or self._service(client, 0.1) != mqtt.MQTT_ERR_SUCCESS:
                 if self._refused:
                     break
                 raise ServiceUnavailable(
@@ -635,7 +738,7 @@ class IngestService:
         return True
 
     def run(self, stop: threading.Event, *, once: bool = False) -> None:
-        """Consume until ``stop`` is set, then flush, acknowledge and disconnect.
+        """Consume until ``stop`` is set, then write, acknowledge and disconnect.
 
         Raises ServiceUnavailable when a start-up check fails, when the session is taken over
         :data:`MAX_TAKEOVERS` times, or (``once``) when the broker refuses us later. With
@@ -650,23 +753,31 @@ class IngestService:
             shared_group=self.shared_group or "",
         )
         idle_for = max(2.0, 2 * self.settings.broker.flush_seconds)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        writer = threading.Thread(target=self._writer, name="ingest-writer", daemon=True)
         try:
             if not self.preflight(client, stop):
                 return
+            writer.start()
             backoff = 0.5
             last_activity = time.monotonic()
             seen = self._stats.received
             while not stop.is_set():
                 if self._fatal is not None:
                     raise self._fatal
+                if self._writer_failure is not None:
+                    raise self._writer_failure
                 due = self._due()
-                rc = client.loop(timeout=0.1 if due is None else min(due, 0.1))
+                wait = 0.1 if due is None or self._in_writer else min(due, 0.1)
+                rc = self._service(client, wait)
                 if rc != mqtt.MQTT_ERR_SUCCESS:
                     # Connection lost: what is in hand is still written (not acked: the broker
                     # redelivers it on the new connection), then reconnect.
                     self._connected = False
-                    if not self._flush(client, stop, everything=True):
-                        break
+                    self._acknowledge_done(client)
+                    self._hand_over(everything=True)
                     if self._fatal is not None:
                         raise self._fatal
                     if self._refused and once:
@@ -682,25 +793,37 @@ class IngestService:
                     continue
                 if self._connected:
                     backoff = 0.5
-                if not self._flush(client, stop, everything=False):
-                    break
-                if not self._retry_waiting(client, stop):
-                    break
+                self._acknowledge_done(client)
+                self._hand_over(everything=False)
                 if once:
                     now = time.monotonic()
-                    if self._stats.received != seen or self._inbox:
+                    if self._stats.received != seen or self._inbox or self._in_writer:
                         seen, last_activity = self._stats.received, now
                     elif self._connected and now - last_activity >= idle_for:
                         break
             # Stopping: write and acknowledge what has arrived; anything later stays unacked
             # at the broker and comes back next session.
-            self._flush(client, stop, everything=True)
+            self._hand_over(everything=True)
+        except BaseException:
+            self._halt.set()  # the writer gives up its retries: nothing more gets acknowledged
+            raise
         finally:
+            self._batches.put(None)
+            while writer.is_alive():
+                if stop.is_set():
+                    self._halt.set()
+                if not self._connected or self._service(client, 0.1) != mqtt.MQTT_ERR_SUCCESS:
+                    self._connected = False
+                    writer.join(0.1)
+                self._acknowledge_done(client)
+            self._acknowledge_done(client)
             if self._connected:
                 client.disconnect()  # queued behind the acknowledgements, so they go out first
                 for _ in range(50):
-                    if client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:
+                    if self._service(client, 0.05) != mqtt.MQTT_ERR_SUCCESS:
                         break
+            os.close(self._wake_r)
+            os.close(self._wake_w)
             s = self.stats
             log.info(
                 "ingest_stopped",

@@ -36,6 +36,7 @@ from sqlalchemy.engine import make_url
 
 from rpmpipe.errors import ServiceUnavailable
 from rpmpipe.ingest.quarantine import read_quarantine
+from rpmpipe.ingest.sink import store_lock
 from rpmpipe.ingest.subscriber import MAX_ATTEMPTS, IngestService, run_until
 from rpmpipe.mqtt import parse_broker
 from rpmpipe.registry.db import open_registry
@@ -338,6 +339,32 @@ def test_keepalive_is_serviced_while_a_failed_write_is_retried_and_the_log_names
     assert fields["errno_name"] == "ENOTDIR"
     assert fields["path"].startswith(str(s.readings_dir))
     assert "retry_at" in fields and fields["retry_in_seconds"] > 0
+
+
+def test_messages_keep_coming_in_while_a_batch_waits_for_the_store(
+    tmp_path: Path, pg_schema_url: str
+) -> None:
+    stack = live_stack(tmp_path, pg_schema_url, **{"broker.batch_size": 10})
+    s = stack.settings
+    service = IngestService(s, stack.engine)
+    try:
+        with running(service):
+            # Another writer holds the store: the first batch of 10 waits for it.
+            with store_lock(s.readings_dir):
+                publish(s, readings(s, 30))
+                # The next batch still comes in (the in-flight window is two batches).
+                wait_for(lambda: service.stats.received >= 20, 30, "the second batch")
+                assert service.stats.processed == 0  # nothing acknowledged before its write
+                assert len(stored_readings(s)) == 0
+            wait_for(lambda: service.stats.processed >= 30, 30, "every message written")
+        assert service.stats.processed == 30
+        assert len(stored_readings(s)) == 30
+        # Each was acknowledged after its write: the session brings none back.
+        again = run_until(IngestService(s, stack.engine), lambda st: False, 3)
+        assert again.received == 0
+    finally:
+        stack.engine.dispose()
+        drop_session(s, s.broker.client_id, "5")
 
 
 def test_temp_files_left_by_a_killed_writer_are_removed_at_start_up(live: Live) -> None:
