@@ -39,14 +39,15 @@ from rpmpipe.billing_export.claims import (
     unit_charge,
 )
 from rpmpipe.billing_export.holds import Held, HoldReason, hold_reason
+from rpmpipe.records import RecordKind, RecordStatus
 from rpmpipe.settings import BillingSettings
 
 RecordKey = tuple[str, str, str, date]  # patient_id, program, record_kind, period_start
 LineSig = tuple[tuple[str, int, date], ...]  # (code, units, date_of_service), sorted
 EMPTY_MARKER = "-"
 VOID_CLAIM = "void_claim"  # rows of a frequency-8 claim: sent, and the record has no lines
-MANAGEMENT_KIND = "treatment_management"  # counted in minutes; the other kinds in days
-SETUP_KIND = "setup"
+MANAGEMENT_KIND = RecordKind.TREATMENT_MANAGEMENT  # counted in minutes; the other kinds in days
+SETUP_KIND = RecordKind.SETUP
 VANISHED_REASON = (
     "the period no longer exists: no engagement record is computed for it any more (a device "
     "assignment, consent or enrollment changed after the export); the billed lines need a void"
@@ -78,7 +79,7 @@ class FinalRecord:
 
     @property
     def billed_lines(self) -> LineSig:
-        return self.lines if self.status == "billable" else ()
+        return self.lines if self.status == RecordStatus.BILLABLE else ()
 
     def billable_lines(self) -> list[BillableLine]:
         return [
@@ -427,7 +428,7 @@ def _gone(key: RecordKey, state: LedgerState) -> FinalRecord:
         kind=key[2],
         period_start=key[3],
         period_end=state.period_end,
-        status="not_billable",
+        status=RecordStatus.NOT_BILLABLE,
         rule_set="",
         reason=VANISHED_REASON,
         transmission_days=0,
@@ -489,7 +490,7 @@ def change_reason(record: FinalRecord, state: LedgerState) -> str:
     "38.00 → 41.00 minutes; billed 99457, now 99457 + 99458",
     "no longer billable: 18 minutes, no interactive communication this month".
     """
-    if record.status != "billable":
+    if record.status != RecordStatus.BILLABLE:
         return f"no longer billable: {record.reason}" if record.reason else "no longer billable"
     parts = []
     if record.kind == MANAGEMENT_KIND:

@@ -49,12 +49,12 @@ from rpmpipe.metrics.reasons import (
     period_open,
     time_reason,
 )
-from rpmpipe.records import EngagementRecord, ServiceLine
+from rpmpipe.records import EngagementRecord, Program, RecordKind, RecordStatus, ServiceLine
 from rpmpipe.settings import RuleSettings
 
-TIME_PROGRAMS = ("CCM", "PCM", "BHI", "RTM")
-MONTH_KIND = "treatment_management"
-INTERPRETATION_KIND = "data_interpretation"
+TIME_PROGRAMS = (Program.CCM, Program.PCM, Program.BHI, Program.RTM)
+MONTH_KIND = RecordKind.TREATMENT_MANAGEMENT
+INTERPRETATION_KIND = RecordKind.DATA_INTERPRETATION
 INTERPRETATION_DAYS = 30
 
 
@@ -225,7 +225,9 @@ def month_record(
         kind=MONTH_KIND,
         period_start=m.month,
         period_end=end,
-        status=("billable" if lines else "not_billable") if final else "pending",
+        status=(RecordStatus.BILLABLE if lines else RecordStatus.NOT_BILLABLE)
+        if final
+        else RecordStatus.PENDING,
         reason=reason,
         rule_set=rs.name,
         interactive_minutes=m.time.interactive_minutes,
@@ -255,7 +257,7 @@ def _months_of(
         if owner is not None:
             months.append(_Month(owner, month, time))
     for (_pid, program), enrollments in by_key.items():
-        if program != "APCM":
+        if program != Program.APCM:
             continue
         for e in enrollments:
             months.extend(_Month(e, m, ProgramMonth()) for m in _apcm_months(e, as_of))
@@ -324,7 +326,7 @@ def _interpretation_record(
     pid: str, period: SupplyPeriod, minutes: Decimal, ids: Sequence[str], as_of: date
 ) -> EngagementRecord:
     start, end = period.start, period.end
-    rs = program_rules_for("RPM", end)
+    rs = program_rules_for(Program.RPM, end)
     assert rs is not None  # RPM has rules for every date
     outcome = interpretation_line(rs, minutes, end)
     final = as_of > end
@@ -334,11 +336,13 @@ def _interpretation_record(
     lines = outcome.lines if final else ()
     return EngagementRecord(
         patient_id=pid,
-        program="RPM",
+        program=Program.RPM,
         kind=INTERPRETATION_KIND,
         period_start=start,
         period_end=end,
-        status=("billable" if lines else "not_billable") if final else "pending",
+        status=(RecordStatus.BILLABLE if lines else RecordStatus.NOT_BILLABLE)
+        if final
+        else RecordStatus.PENDING,
         reason=reason,
         rule_set=rs.name,
         lines=lines,
@@ -361,15 +365,15 @@ def _before_data_record(
     it, so it never bills (final once a period has started after it)."""
     later = [p for p in periods if p.start > first]
     end = later[0].start - timedelta(days=1) if later else as_of
-    rs = program_rules_for("RPM", end)
+    rs = program_rules_for(Program.RPM, end)
     assert rs is not None
     return EngagementRecord(
         patient_id=pid,
-        program="RPM",
+        program=Program.RPM,
         kind=INTERPRETATION_KIND,
         period_start=first,
         period_end=end,
-        status="not_billable" if later else "pending",
+        status=RecordStatus.NOT_BILLABLE if later else RecordStatus.PENDING,
         reason=interpretation_before_data_reason(minutes, later[0].start if later else None),
         rule_set=rs.name,
         evidence_activity_ids=tuple(sorted(ids)),
@@ -436,6 +440,6 @@ def apply_exclusions(
         for k, why in held_reasons(claims, allow).items():
             r = out[indexes[k]]
             out[indexes[k]] = replace(
-                r, status="not_billable", lines=(), reason=held_reason(why, r.reason)
+                r, status=RecordStatus.NOT_BILLABLE, lines=(), reason=held_reason(why, r.reason)
             )
     return out

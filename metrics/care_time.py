@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from rpmpipe.metrics.minutes import EARLIEST_ACTIVITY, LATEST_ACTIVITY, is_interactive
 from rpmpipe.metrics.programs import CareMinutes
-from rpmpipe.records import Activity
+from rpmpipe.records import Activity, Program
 
 _MICROS_PER_MINUTE = 60_000_000
 INTERPRETATION_KIND = "data_review"
@@ -122,7 +122,7 @@ def counted_minutes(entries: Iterable[TimeEntry]) -> dict[str, Decimal]:
 def is_interpretation(entry: TimeEntry) -> bool:
     """RPM time a physician/QHP logs as data review is 99091 interpretation time."""
     return (
-        entry.program == "RPM"
+        entry.program == Program.RPM
         and entry.performer == "physician"
         and entry.kind == INTERPRETATION_KIND
     )
@@ -206,7 +206,9 @@ def rpm_management_activities(
     cut = {e.activity_id: e for e in trimmed}
     out = []
     for a in activities:
-        if a.program != "RPM" or (a.performer == "physician" and a.kind == INTERPRETATION_KIND):
+        if a.program != Program.RPM or (
+            a.performer == "physician" and a.kind == INTERPRETATION_KIND
+        ):
             continue
         if a.activity_id not in taking:
             out.append(a)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from rpmpipe.metrics.reasons import bundled_into, never_together, not_with_99457
+from rpmpipe.records import Program
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,16 +55,18 @@ def held_reasons(claims: Sequence[Claim], allow_99091_with_99457: bool) -> dict[
 
     for i in live:  # APCM bundles CCM and PCM of the same practitioner
         c = claims[i]
-        if c.program not in ("CCM", "PCM"):
+        if c.program not in (Program.CCM, Program.PCM):
             continue
         for j in blockers(i):
             o = claims[j]
-            if o.program == "APCM" and o.practitioner == c.practitioner and _same_month(c, o):
+            if o.program == Program.APCM and o.practitioner == c.practitioner and _same_month(c, o):
                 held[i] = bundled_into(c.program, min(o.codes), o.period_end)
                 break
     same_month = "in the same month by the same practitioner"
-    _later_held(claims, live, held, ("CCM", "PCM"), _same_practitioner_month, same_month)
-    _later_held(claims, live, held, ("RPM", "RTM"), _overlap, "for overlapping periods")
+    _later_held(
+        claims, live, held, (Program.CCM, Program.PCM), _same_practitioner_month, same_month
+    )
+    _later_held(claims, live, held, (Program.RPM, Program.RTM), _overlap, "for overlapping periods")
     if not allow_99091_with_99457:
         for i in live:
             c = claims[i]

@@ -19,7 +19,7 @@ from rpmpipe.metrics.engagement import Prepared, SupplyPart, prepare
 from rpmpipe.metrics.periods import STATUSES, csv_of
 from rpmpipe.metrics.report import CsvRows
 from rpmpipe.metrics.snapshot import RegistrySnapshot
-from rpmpipe.records import Activity, EngagementRecord
+from rpmpipe.records import Activity, EngagementRecord, RecordStatus
 from rpmpipe.settings import RuleSettings
 
 
@@ -45,7 +45,7 @@ def render_csv(
     and the number of records per status. ``replaced``: patients whose records are given
     (an exclusion between programs changed them), written in place of theirs."""
     replaced = replaced or {}
-    counts = {"billable": 0, "pending": 0, "not_billable": 0}
+    counts: dict[str, int] = {s: 0 for s in RecordStatus}
     fmt = CsvRows()
     spans = [_table_text(part, fmt, counts) for part in work.parts]
     pieces: list[bytes | memoryview] = []

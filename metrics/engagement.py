@@ -65,12 +65,19 @@ from rpmpipe.metrics.reasons import (
 from rpmpipe.metrics.report import format_minutes
 from rpmpipe.metrics.rules import RuleSet, management_lines, rule_set_for, supply_code
 from rpmpipe.metrics.snapshot import Enrollment, RegistrySnapshot
-from rpmpipe.records import Activity, EngagementRecord, ServiceLine
+from rpmpipe.records import (
+    Activity,
+    EngagementRecord,
+    Program,
+    RecordKind,
+    RecordStatus,
+    ServiceLine,
+)
 from rpmpipe.settings import RuleSettings
 
 __all__ = ["NO_DEVICE", "plural"]  # re-exported for callers that word around records
-PROGRAM = "RPM"
-SUPPLY_PROGRAMS = ("RPM", "RTM")  # billed by days with data (supply_programs)
+PROGRAM = Program.RPM
+SUPPLY_PROGRAMS = (Program.RPM, Program.RTM)  # billed by days with data (supply_programs)
 _NO_CONSENT = OPEN_END + 1
 
 
@@ -255,12 +262,12 @@ def supply_periods(
                 found.append(SupplyPeriod(start, end, enrollment.ordering_npi, episode.start_date))
             continue
         records = part.records(i)
-        if not any(r.kind == "setup" for r in records):
+        if not any(r.kind == RecordKind.SETUP for r in records):
             continue  # no day with data (or no consent): no period has started
         found.extend(
             SupplyPeriod(r.period_start, r.period_end, r.ordering_npi, episode.start_date)
             for r in records
-            if r.kind == "device_supply"
+            if r.kind == RecordKind.DEVICE_SUPPLY
         )
     return out
 
@@ -514,7 +521,7 @@ def supply_and_setup(
         at += n
         record = _period_record(episode, period, rs, dos, npi, as_of)
         if (
-            record.status != "billable"
+            record.status != RecordStatus.BILLABLE
             and n < rs.supply_full_days  # an open period with 99454 reached lacks nothing
             and (set_aside or (before_consent and not records))
         ):
@@ -559,10 +566,12 @@ def _no_data_record(
     return EngagementRecord(
         patient_id=episode.patient_id,
         program=program.program,
-        kind="device_supply",
+        kind=RecordKind.DEVICE_SUPPLY,
         period_start=episode.start_date,
         period_end=last,
-        status="not_billable" if episode.consent_date is None or ended else "pending",
+        status=RecordStatus.NOT_BILLABLE
+        if episode.consent_date is None or ended
+        else RecordStatus.PENDING,
         reason=reason,
         rule_set=program.rule_set(last).name,
         transmission_days=len(would),
@@ -581,11 +590,11 @@ def _period_record(
     forecast = None
     lines: tuple[ServiceLine, ...] = ()
     if as_of > period.end:
-        status = "billable" if code else "not_billable"
+        status = RecordStatus.BILLABLE if code else RecordStatus.NOT_BILLABLE
         reason = supply_reason(rs, n, code)
         lines = (ServiceLine(code, 1, dos),) if code else ()
     else:
-        status = "pending"
+        status = RecordStatus.PENDING
         forecast = supply_forecast(
             period.start, period.end, n, episode.end_date, as_of, rs.supply_full_days
         )
@@ -595,7 +604,7 @@ def _period_record(
     return EngagementRecord(
         patient_id=episode.patient_id,
         program=rs.program,
-        kind="device_supply",
+        kind=RecordKind.DEVICE_SUPPLY,
         period_start=period.start,
         period_end=period.end,
         status=status,
@@ -618,10 +627,12 @@ def _setup_not_yet(
     return EngagementRecord(
         patient_id=episode.patient_id,
         program=program.program,
-        kind="setup",
+        kind=RecordKind.SETUP,
         period_start=current.period_start,
         period_end=current.period_end,
-        status="not_billable" if current.status != "pending" else "pending",
+        status=RecordStatus.NOT_BILLABLE
+        if current.status != RecordStatus.PENDING
+        else RecordStatus.PENDING,
         reason=setup_not_yet_reason(rs),
         rule_set=rs.name,
         transmission_days=current.transmission_days,
@@ -644,10 +655,10 @@ def _setup_record(
     return EngagementRecord(
         patient_id=pid,
         program=rs.program,
-        kind="setup",
+        kind=RecordKind.SETUP,
         period_start=period.start,
         period_end=period.end,
-        status="billable" if final else "pending",
+        status=RecordStatus.BILLABLE if final else RecordStatus.PENDING,
         reason=setup_billed_reason(rs, n) if final else setup_pending_reason(period.end),
         rule_set=rs.name,
         transmission_days=n,
@@ -670,10 +681,10 @@ def _management_outcome(
     rs = rule_set_for(PROGRAM, end)
     lines = management_lines(rs, minutes, communications, end, cap)
     if final:
-        status = "billable" if lines else "not_billable"
+        status = RecordStatus.BILLABLE if lines else RecordStatus.NOT_BILLABLE
         reason = management_reason(rs, minutes, communications, lines, cap)
     else:
-        status = "pending"
+        status = RecordStatus.PENDING
         so_far = management_reason(rs, minutes, communications, lines, cap, "so far")
         reason = month_open(end, so_far)
         lines = ()
@@ -692,20 +703,21 @@ def management(
     comms = plural(m.interactive_communications, "interactive communication")
     minutes = f"{format_minutes(m.minutes)} minutes with {comms}"
     lines: tuple[ServiceLine, ...] = ()
+    status: str
     if m.enrollment is None and m.activity_ids:
         # Time outside a consented enrollment: what would count, and why it does not.
         rule_set = rule_set_for(PROGRAM, end).name
         reason = outside_enrollment_reason(m.blocked, minutes)
-        status = "not_billable" if final else "pending"
+        status = RecordStatus.NOT_BILLABLE if final else RecordStatus.PENDING
     elif not m.device_assigned and m.activity_ids:
         rule_set = rule_set_for(PROGRAM, end).name
         reason = no_device_reason(minutes)
-        status = "not_billable" if final else "pending"
+        status = RecordStatus.NOT_BILLABLE if final else RecordStatus.PENDING
     else:
         rule_set, status, reason, lines = _management_outcome(
             m.minutes, m.interactive_communications, end, final, rules.max_99458_units
         )
-    if status == "pending" and not reason.startswith("month open"):
+    if status == RecordStatus.PENDING and not reason.startswith("month open"):
         reason = month_open(end, reason)
     reason = with_note(reason, not_counted_entries(m.not_counted))
     owner = m.enrollment
@@ -714,7 +726,7 @@ def management(
     return EngagementRecord(
         patient_id=m.patient_id,
         program=PROGRAM,
-        kind="treatment_management",
+        kind=RecordKind.TREATMENT_MANAGEMENT,
         period_start=m.month,
         period_end=end,
         status=status,

@@ -44,7 +44,7 @@ from rpmpipe.metrics.engagement import (
 from rpmpipe.metrics.report import CsvRows, evidence_of, lines_of
 from rpmpipe.metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
 from rpmpipe.metrics.sources import reading_batches, readings_present
-from rpmpipe.records import Activity, EngagementRecord
+from rpmpipe.records import Activity, EngagementRecord, Program, RecordStatus
 from rpmpipe.registry.models import DeviceAssignment, EngagementRow, Patient
 from rpmpipe.registry.models import Enrollment as EnrollmentRow
 from rpmpipe.settings import Settings
@@ -243,8 +243,8 @@ def _compute(
     _log_computed(
         as_of,
         len(records),
-        sum(r.status == "billable" for r in records),
-        sum(r.status == "pending" for r in records),
+        sum(r.status == RecordStatus.BILLABLE for r in records),
+        sum(r.status == RecordStatus.PENDING for r in records),
     )
     return records
 
@@ -255,7 +255,7 @@ def _clashing_patients(facts: CareFacts, care: Sequence[EngagementRecord]) -> se
     programs: dict[str, set[str]] = {}
     for e in facts.enrollments:
         programs.setdefault(e.patient_id, set()).add(e.program)
-    clash = {pid for pid, p in programs.items() if {"RPM", "RTM"} <= p}
+    clash = {pid for pid, p in programs.items() if {Program.RPM, Program.RTM} <= p}
     clash.update(r.patient_id for r in care if any(line.code == "99091" for line in r.lines))
     return clash
 
@@ -276,7 +276,7 @@ def compute_csv(settings: Settings, engine: Engine, as_of: date) -> list[bytes |
         for r in held[: len(supply)]:
             replaced.setdefault(r.patient_id, []).append(r)
         care = held[len(supply) :]
-        counts = {"billable": 0, "pending": 0, "not_billable": 0}
+        counts: dict[str, int] = {s: 0 for s in RecordStatus}
         pieces: list[bytes | memoryview] = []
         if work is not None:
             pieces, counts = render_csv(work, replaced)
@@ -284,7 +284,9 @@ def compute_csv(settings: Settings, engine: Engine, as_of: date) -> list[bytes |
         pieces.append("".join(map(fmt.row, care)).encode())
         for r in care:
             counts[r.status] += 1
-    _log_computed(as_of, sum(counts.values()), counts["billable"], counts["pending"])
+    _log_computed(
+        as_of, sum(counts.values()), counts[RecordStatus.BILLABLE], counts[RecordStatus.PENDING]
+    )
     return pieces
 
 

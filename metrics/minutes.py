@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from rpmpipe.metrics.report import format_minutes
 from rpmpipe.metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
-from rpmpipe.records import Activity
+from rpmpipe.records import Activity, Program
 
 # Stored dates outside this range are data errors (refused at the import and MQTT edge); the
 # engine leaves such an entry out, with a reason, rather than fail on it.
@@ -141,7 +141,7 @@ def monthly_minutes(
     snapshot: RegistrySnapshot,
     as_of: date,
     org_zone: str,
-    program: str = "RPM",
+    program: str = Program.RPM,
     secure_message_interactive: bool = False,
     max_activity_minutes: Decimal = Decimal(120),
 ) -> list[MonthMinutes]:

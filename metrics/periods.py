@@ -46,10 +46,14 @@ from rpmpipe.metrics.reasons import (
 from rpmpipe.metrics.report import CsvRows
 from rpmpipe.metrics.rules import RuleSet, supply_code
 from rpmpipe.metrics.snapshot import Enrollment
-from rpmpipe.records import EngagementRecord, ServiceLine
+from rpmpipe.records import EngagementRecord, RecordKind, RecordStatus, ServiceLine
 from rpmpipe.settings import RuleSettings
 
-STATUSES = ("billable", "not_billable", "pending")  # the table's status codes 0, 1, 2
+STATUSES = (
+    RecordStatus.BILLABLE,
+    RecordStatus.NOT_BILLABLE,
+    RecordStatus.PENDING,
+)  # the table's status codes 0, 1, 2
 BoolArray = npt.NDArray[np.bool_]
 
 
@@ -438,7 +442,7 @@ def records_of(
             EngagementRecord(
                 patient_id=enrollment.patient_id,
                 program=t.program.program,
-                kind="setup",
+                kind=RecordKind.SETUP,
                 period_start=chosen.period_start,
                 period_end=chosen.period_end,
                 status=STATUSES[int(t.setup_status[e])],
@@ -478,7 +482,7 @@ def _supply_record(
     return EngagementRecord(
         patient_id=enrollment.patient_id,
         program=t.program.program,
-        kind="device_supply",
+        kind=RecordKind.DEVICE_SUPPLY,
         period_start=start,
         period_end=end,
         status=STATUSES[int(t.status[i])],
@@ -536,7 +540,7 @@ def csv_of(t: PeriodTable, fmt: CsvRows) -> tuple[pa.Array, IntArray, IntArray]:
     setup = pc.binary_join_element_wise(
         patients,
         program,
-        "setup",
+        RecordKind.SETUP,
         starts.take(picked),
         ends.take(picked),
         statuses.take(pa.array(t.setup_status)),

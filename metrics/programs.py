@@ -68,7 +68,7 @@ from decimal import Decimal
 from functools import cache
 
 from rpmpipe.metrics.rules import RPM_CY2025, RPM_CY2026, RuleSet, Tier, rule_set_for
-from rpmpipe.records import PERFORMERS, PROGRAMS, ServiceLine
+from rpmpipe.records import PERFORMERS, PROGRAMS, Program, RecordKind, ServiceLine
 
 __all__ = ["PERFORMERS", "PROGRAMS"]  # re-exported: the programs this module has rules for
 RTM_MODALITIES = ("respiratory", "musculoskeletal", "cognitive_behavioral")
@@ -169,7 +169,7 @@ _START_2026 = date(2026, 1, 1)
 def _rpm_track(rs: RuleSet) -> TimeTrack:
     add = rs.add_on
     return TimeTrack(
-        "treatment_management",
+        RecordKind.TREATMENT_MANAGEMENT,
         rs.management_tiers,
         add_on=add.code if add else None,
         add_on_step=add.step if add else Decimal(0),
@@ -185,7 +185,7 @@ INTERPRETATION_99091 = TimeTrack("interpretation", (Tier("99091", _d(30)),), PHY
 def _rpm(rs: RuleSet) -> ProgramRules:
     return ProgramRules(
         name=rs.name,
-        program="RPM",
+        program=Program.RPM,
         effective_from=rs.effective_from,
         effective_to=rs.effective_to,
         supply={"physiologic": rs.supply_tiers},
@@ -221,7 +221,7 @@ def _rtm(name: str, start: date, end: date, short: bool) -> ProgramRules:
     exclusive += [frozenset({_RTM_16_30[m], _RTM_2_15[m]}) for m in RTM_MODALITIES if short]
     return ProgramRules(
         name=name,
-        program="RTM",
+        program=Program.RTM,
         effective_from=start,
         effective_to=end,
         supply=supply,
@@ -229,7 +229,7 @@ def _rtm(name: str, start: date, end: date, short: bool) -> ProgramRules:
         setup_min_days=2 if short else 16,
         tracks=(
             TimeTrack(
-                "treatment_management",
+                RecordKind.TREATMENT_MANAGEMENT,
                 tiers,
                 add_on="98981",
                 add_on_step=_d(20),
@@ -319,17 +319,27 @@ RULE_SETS: tuple[ProgramRules, ...] = (
     RPM_RULES_CY2026,
     RTM_RULES_CY2025,
     RTM_RULES_CY2026,
-    _time_program("CCM", "CY2025", _FIRST, _END_2025, _CCM_TRACKS, _CCM_ELIGIBLE, _CCM_EXCLUSIVE),
-    _time_program("CCM", "CY2026", _START_2026, _LAST, _CCM_TRACKS, _CCM_ELIGIBLE, _CCM_EXCLUSIVE),
-    _time_program("PCM", "CY2025", _FIRST, _END_2025, _PCM_TRACKS, _PCM_ELIGIBLE, _PCM_EXCLUSIVE),
-    _time_program("PCM", "CY2026", _START_2026, _LAST, _PCM_TRACKS, _PCM_ELIGIBLE, _PCM_EXCLUSIVE),
-    _time_program("BHI", "CY2025", _FIRST, _END_2025, _BHI_TRACKS, _BHI_ELIGIBLE),
-    _time_program("BHI", "CY2026", _START_2026, _LAST, _BHI_TRACKS, _BHI_ELIGIBLE),
+    _time_program(
+        Program.CCM, "CY2025", _FIRST, _END_2025, _CCM_TRACKS, _CCM_ELIGIBLE, _CCM_EXCLUSIVE
+    ),
+    _time_program(
+        Program.CCM, "CY2026", _START_2026, _LAST, _CCM_TRACKS, _CCM_ELIGIBLE, _CCM_EXCLUSIVE
+    ),
+    _time_program(
+        Program.PCM, "CY2025", _FIRST, _END_2025, _PCM_TRACKS, _PCM_ELIGIBLE, _PCM_EXCLUSIVE
+    ),
+    _time_program(
+        Program.PCM, "CY2026", _START_2026, _LAST, _PCM_TRACKS, _PCM_ELIGIBLE, _PCM_EXCLUSIVE
+    ),
+    _time_program(Program.BHI, "CY2025", _FIRST, _END_2025, _BHI_TRACKS, _BHI_ELIGIBLE),
+    _time_program(Program.BHI, "CY2026", _START_2026, _LAST, _BHI_TRACKS, _BHI_ELIGIBLE),
     # APCM exists from CY2025 (89 FR 97710); before that no rule set covers it.
     _time_program(
-        "APCM", "CY2025", date(2025, 1, 1), _END_2025, (), Eligibility(), levels=_APCM_LEVELS
+        Program.APCM, "CY2025", date(2025, 1, 1), _END_2025, (), Eligibility(), levels=_APCM_LEVELS
     ),
-    _time_program("APCM", "CY2026", _START_2026, _LAST, (), Eligibility(), levels=_APCM_LEVELS),
+    _time_program(
+        Program.APCM, "CY2026", _START_2026, _LAST, (), Eligibility(), levels=_APCM_LEVELS
+    ),
 )
 
 
@@ -363,14 +373,14 @@ class SupplyProgram:
         return supply_rules_for(self.program, self.modality, date_of_service)
 
 
-RPM_SUPPLY = SupplyProgram("RPM")
+RPM_SUPPLY = SupplyProgram(Program.RPM)
 
 
 @cache
 def supply_rules_for(program: str, modality: str, date_of_service: date) -> RuleSet:
     """A supply program's codes on ``date_of_service`` in the shape the supply periods read
     (:class:`metrics.rules.RuleSet`): RPM's own; RTM's for ``modality``."""
-    if program == "RPM":
+    if program == Program.RPM:
         return rule_set_for(program, date_of_service)
     rs = program_rules_for(program, date_of_service)
     if rs is None or modality not in rs.supply or rs.setup_code is None:

@@ -13,7 +13,7 @@ from typing import IO, Any
 import orjson
 
 from rpmpipe.csv_cells import csv_field
-from rpmpipe.records import EngagementRecord
+from rpmpipe.records import EngagementRecord, RecordKind
 
 
 def format_minutes(minutes: Decimal) -> str:
@@ -214,7 +214,7 @@ def render_patient_detail(records: Sequence[EngagementRecord]) -> str:
             f"[{r.rule_set}] {r.status.upper()}"
         )
         parts.append(f"  reason: {r.reason}")
-        if r.kind != "treatment_management":
+        if r.kind != RecordKind.TREATMENT_MANAGEMENT:
             parts.append(f"  days with data: {r.transmission_days}")
             if r.evidence_dates:
                 parts.append("  dates: " + ", ".join(d.isoformat() for d in r.evidence_dates))

@@ -12,7 +12,7 @@ from datetime import date
 from decimal import Decimal
 from functools import cache
 
-from rpmpipe.records import ServiceLine
+from rpmpipe.records import Program, ServiceLine
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,7 @@ def _d(value: int) -> Decimal:
 
 RPM_CY2025 = RuleSet(
     name="CY2025",
-    program="RPM",
+    program=Program.RPM,
     effective_from=date(1900, 1, 1),  # the oldest rules we know apply to anything earlier
     effective_to=date(2025, 12, 31),
     period_days=30,
@@ -100,7 +100,7 @@ RPM_CY2025 = RuleSet(
 
 RPM_CY2026 = RuleSet(
     name="CY2026",
-    program="RPM",
+    program=Program.RPM,
     effective_from=date(2026, 1, 1),
     effective_to=date(9999, 12, 31),  # until a CY2027 set is added
     period_days=30,

@@ -20,10 +20,10 @@ from rpmpipe.csv_cells import csv_field
 from rpmpipe.metrics.programs import program_rules_for
 from rpmpipe.metrics.report import format_minutes
 from rpmpipe.metrics.rules import rule_set_for
-from rpmpipe.records import EngagementRecord
+from rpmpipe.records import EngagementRecord, Program, RecordKind, RecordStatus
 
-SUPPLY = "device_supply"
-MANAGEMENT = "treatment_management"
+SUPPLY = RecordKind.DEVICE_SUPPLY
+MANAGEMENT = RecordKind.TREATMENT_MANAGEMENT
 
 
 def minutes_of(record: EngagementRecord) -> Decimal:
@@ -106,12 +106,12 @@ def build_worklist(records: Iterable[EngagementRecord], as_of: date) -> list[Wor
                 seen = last_day.get(r.patient_id)
                 if seen is None or r.evidence_dates[-1] > seen:
                     last_day[r.patient_id] = r.evidence_dates[-1]
-            if r.status == "pending":
+            if r.status == RecordStatus.PENDING:
                 key = (r.patient_id, r.program)
                 held = supply.get(key)
                 if held is None or r.period_start > held.period_start:
                     supply[key] = r
-        elif r.kind == MANAGEMENT and r.status == "pending":
+        elif r.kind == MANAGEMENT and r.status == RecordStatus.PENDING:
             key = (r.patient_id, r.program)
             held = month.get(key)
             if held is None or r.period_start > held.period_start:
@@ -195,7 +195,7 @@ def supply_thresholds(program: str, day: date) -> tuple[int, int]:
     rules = program_rules_for(program, day)
     minimums = [int(t.minimum) for tiers in (rules.supply.values() if rules else ()) for t in tiers]
     if not minimums:
-        rs = rule_set_for("RPM", day)
+        rs = rule_set_for(Program.RPM, day)
         return rs.supply_full_days, rs.supply_min_days
     return max(minimums), min(minimums)
 

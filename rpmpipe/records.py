@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from enum import StrEnum
 
 READING_TYPES = ("blood_pressure", "body_weight", "spo2", "blood_glucose", "heart_rate")
 ACTIVITY_KINDS = (
@@ -18,10 +19,40 @@ ACTIVITY_KINDS = (
 )
 # A questionnaire records a patient-reported outcome; it may carry no staff time (0 minutes).
 UNTIMED_KINDS = ("questionnaire",)
-STATUSES = ("billable", "pending", "not_billable")
-RECORD_KINDS = ("device_supply", "treatment_management", "setup", "data_interpretation")
+
+
+class RecordStatus(StrEnum):
+    """An engagement record's status: the ``status`` value of its CSV row and JSON object."""
+
+    BILLABLE = "billable"  # final, with service lines to bill
+    PENDING = "pending"  # the period or month is still open
+    NOT_BILLABLE = "not_billable"  # final, nothing to bill (the reason says why)
+
+
+class RecordKind(StrEnum):
+    """What an engagement record covers: the ``kind`` value of its CSV row and JSON object."""
+
+    DEVICE_SUPPLY = "device_supply"  # a 30-day supply period (counted in days)
+    TREATMENT_MANAGEMENT = "treatment_management"  # a calendar month (counted in minutes)
+    SETUP = "setup"  # the setup of an episode of care (billed once per episode)
+    DATA_INTERPRETATION = "data_interpretation"  # a physician's review of the month's data
+
+
+class Program(StrEnum):
+    """Care-management programs a patient may be enrolled in."""
+
+    RPM = "RPM"
+    RTM = "RTM"
+    CCM = "CCM"
+    PCM = "PCM"
+    APCM = "APCM"
+    BHI = "BHI"
+
+
+STATUSES = tuple(RecordStatus)
+RECORD_KINDS = tuple(RecordKind)
 # Care-management programs a patient may be enrolled in, and who performs care time.
-PROGRAMS = ("RPM", "RTM", "CCM", "PCM", "APCM", "BHI")
+PROGRAMS = tuple(Program)
 PERFORMERS = ("clinical_staff", "physician")
 
 # Nothing rpmpipe stores (a reading, a care activity) is dated before this: earlier dates are
@@ -80,7 +111,7 @@ class Activity:
     minutes: Decimal
     kind: str
     interactive: bool
-    program: str = "RPM"  # the one program this time counts for
+    program: str = Program.RPM  # the one program this time counts for
     performer: str = "clinical_staff"  # or "physician" (physician/QHP personally)
     # Set when the entry was voided (kept with who, when and why; it no longer counts).
     voided_reason: str | None = None

@@ -19,7 +19,7 @@ from rpmpipe.asof import check_as_of
 from rpmpipe.billing_export.export import ExportResult, run_export
 from rpmpipe.billing_export.holds import group_held
 from rpmpipe.errors import EXIT_HELD, EXIT_OK
-from rpmpipe.records import EngagementRecord
+from rpmpipe.records import EngagementRecord, RecordStatus
 from rpmpipe.settings import Settings
 
 
@@ -39,7 +39,7 @@ class CycleOutcome:
 
     @property
     def billable_lines(self) -> int:
-        return sum(len(r.lines) for r in self.records if r.status == "billable")
+        return sum(len(r.lines) for r in self.records if r.status == RecordStatus.BILLABLE)
 
     @property
     def status(self) -> CycleStatus:

@@ -30,7 +30,7 @@ from rpmpipe.embedded_broker import EmbeddedBroker
 from rpmpipe.errors import RpmpipeError
 from rpmpipe.ingest.stats import StatsSnapshot
 from rpmpipe.ingest.subscriber import IngestService
-from rpmpipe.records import EngagementRecord
+from rpmpipe.records import EngagementRecord, Program, RecordKind, RecordStatus
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.imports import import_rows
 from rpmpipe.settings import Settings
@@ -65,7 +65,11 @@ class PatientRow:
     def status(self) -> str:
         """``billable`` when either earned a code, else ``not billable``."""
         final = (self.supply, self.month)
-        return "billable" if any(p and p.status == "billable" for p in final) else "not billable"
+        return (
+            "billable"
+            if any(p and p.status == RecordStatus.BILLABLE for p in final)
+            else "not billable"
+        )
 
 
 @dataclass(frozen=True)
@@ -216,7 +220,7 @@ def _demo_appeal(settings: Settings, engine: Engine, out: Path, as_of: date) -> 
         claim_id = conn.execute(
             select(e.claim_id)
             .where(e.line_kind == "original")
-            .order_by((e.record_kind != "treatment_management"), e.id)
+            .order_by((e.record_kind != RecordKind.TREATMENT_MANAGEMENT), e.id)
             .limit(1)
         ).scalar()
     if claim_id is None:
@@ -253,23 +257,23 @@ def _summarise(
     last: dict[tuple[str, str], EngagementRecord] = {}
     for r in records:
         status_by_kind.setdefault(f"{r.program} {r.kind}", Counter())[r.status] += 1
-        if r.kind == "device_supply":
+        if r.kind == RecordKind.DEVICE_SUPPLY:
             days_total += r.transmission_days
-        elif r.kind == "treatment_management" and r.program == "RPM":
+        elif r.kind == RecordKind.TREATMENT_MANAGEMENT and r.program == Program.RPM:
             minutes_total += r.interactive_minutes
             management_total += r.management_minutes
-        if r.status == "billable":
+        if r.status == RecordStatus.BILLABLE:
             for line in r.lines:
                 lines[line.code] += line.units
-        if r.period_end < as_of and r.program == "RPM":  # final: only these can be billed
+        if r.period_end < as_of and r.program == Program.RPM:  # final: only these can be billed
             key = (r.patient_id, r.kind)
             if key not in last or last[key].period_start < r.period_start:
                 last[key] = r
     per_patient = tuple(
         PatientRow(
             p.patient_id,
-            _final(last.get((p.patient_id, "device_supply"))),
-            _final(last.get((p.patient_id, "treatment_management"))),
+            _final(last.get((p.patient_id, RecordKind.DEVICE_SUPPLY))),
+            _final(last.get((p.patient_id, RecordKind.TREATMENT_MANAGEMENT))),
         )
         for p in sorted(fleet.patients, key=lambda p: p.patient_id)
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from rpmpipe.app.demo import DemoSummary, FinalPeriod
+from rpmpipe.records import RecordStatus
 
 CODE_NAMES = {
     "99453": "setup and education",
@@ -68,8 +69,8 @@ def render_summary(s: DemoSummary) -> str:
     add("  records by kind           billable  pending  not billable")
     for kind, counts in s.status_by_kind.items():
         add(
-            f"  {kind:<24}  {counts.get('billable', 0):>8} {counts.get('pending', 0):>8} "
-            f"{counts.get('not_billable', 0):>13}"
+            f"  {kind:<24}  {counts.get(RecordStatus.BILLABLE, 0):>8} {counts.get(RecordStatus.PENDING, 0):>8} "
+            f"{counts.get(RecordStatus.NOT_BILLABLE, 0):>13}"
         )
     add("")
     add("  billable units per code")
@@ -121,7 +122,7 @@ def render_summary(s: DemoSummary) -> str:
     add("  next, try:")
     data = f"{s.out}/data"
     example = next(
-        (p.patient_id for p in s.per_patient if p.status == "billable"),
+        (p.patient_id for p in s.per_patient if p.status == RecordStatus.BILLABLE),
         s.per_patient[0].patient_id if s.per_patient else "PATIENT",
     )
     add(f"    rpmpipe --data-dir {data} metrics --as-of {s.as_of} --patient {example}")

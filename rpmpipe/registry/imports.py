@@ -31,6 +31,7 @@ from rpmpipe.records import (
     PERFORMERS,
     PROGRAMS,
     UNTIMED_KINDS,
+    Program,
 )
 from rpmpipe.registry.models import (
     Base,
@@ -299,7 +300,7 @@ def _activity(row: Mapping[str, str]) -> dict[str, Any]:
         "kind": kind,
         "interactive": _bool(row, "interactive"),
         # Optional: an activity without them is RPM time of clinical staff, as before.
-        "program": _choice_or(row, "program", PROGRAMS, "RPM"),
+        "program": _choice_or(row, "program", PROGRAMS, Program.RPM),
         "performer": _choice_or(row, "performer", PERFORMERS, "clinical_staff"),
         # Optional: a reason voids the entry (kept, no longer counted).
         **_void_reason(row),

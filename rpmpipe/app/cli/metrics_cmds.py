@@ -12,7 +12,7 @@ import typer
 
 from rpmpipe.app.cli.common import as_edge_error, fail, settings_of
 from rpmpipe.errors import EXIT_HELD, RpmpipeError
-from rpmpipe.records import EngagementRecord
+from rpmpipe.records import EngagementRecord, RecordStatus
 
 
 class OutputFormat(StrEnum):
@@ -160,10 +160,7 @@ def _print(
         typer.echo(render_patient_detail(records), nl=False)
     else:
         typer.echo(render_table(records), nl=False)
-        counts = {
-            s: sum(1 for r in records if r.status == s)
-            for s in ("billable", "pending", "not_billable")
-        }
+        counts = {s: sum(1 for r in records if r.status == s) for s in RecordStatus}
         typer.echo(
             f"\n{len(records)} records as of {day.isoformat()}: "
             + ", ".join(f"{v} {k}" for k, v in counts.items())

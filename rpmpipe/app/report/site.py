@@ -53,7 +53,7 @@ from rpmpipe.metrics.worklist import (
     minutes_of,
     write_worklist_csv,
 )
-from rpmpipe.records import EngagementRecord
+from rpmpipe.records import EngagementRecord, RecordStatus
 
 MARKER = ".rpmpipe-report"
 INDEX = "index.html"
@@ -428,7 +428,7 @@ class _PatientData:
         for r in records:
             status = r.status.replace("_", " ")
             if r.kind == SUPPLY:
-                if r.forecast is not None or r.evidence_dates or r.status != "pending":
+                if r.forecast is not None or r.evidence_dates or r.status != RecordStatus.PENDING:
                     # (A pending record with no data spans the enrollment so far: no calendar.)
                     days_chart.append(_period_cells(r, as_of))
                 periods.append(
