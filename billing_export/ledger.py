@@ -39,6 +39,7 @@ from rpmpipe.billing_export.plan import (
 )
 from rpmpipe.billing_export.x12 import ControlNumbers
 from rpmpipe.errors import ExportError
+from rpmpipe.records import ServiceLine
 from rpmpipe.registry.models import (
     ControlNumber,
     EngagementRow,
@@ -108,10 +109,7 @@ def load_final_records(
     )
     for row in rows:
         try:
-            lines = signature(
-                (str(item["code"]), int(item["units"]), date.fromisoformat(item["date_of_service"]))
-                for item in json.loads(row.lines_json or "[]")
-            )
+            lines = signature(map(ServiceLine.from_json, json.loads(row.lines_json or "[]")))
         except (ValueError, KeyError, TypeError) as exc:
             raise ExportError(
                 f"engagement record {row.id} (patient {row.patient_id}): "

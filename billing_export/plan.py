@@ -39,11 +39,11 @@ from rpmpipe.billing_export.claims import (
     unit_charge,
 )
 from rpmpipe.billing_export.holds import Held, HoldReason, hold_reason
-from rpmpipe.records import RecordKind, RecordStatus
+from rpmpipe.records import RecordKind, RecordStatus, ServiceLine
 from rpmpipe.settings import BillingSettings
 
 RecordKey = tuple[str, str, str, date]  # patient_id, program, record_kind, period_start
-LineSig = tuple[tuple[str, int, date], ...]  # (code, units, date_of_service), sorted
+LineSig = tuple[ServiceLine, ...]  # sorted (by code, units, date of service)
 EMPTY_MARKER = "-"
 VOID_CLAIM = "void_claim"  # rows of a frequency-8 claim: sent, and the record has no lines
 MANAGEMENT_KIND = RecordKind.TREATMENT_MANAGEMENT  # counted in minutes; the other kinds in days
@@ -184,7 +184,9 @@ class ExportPlan:
 
 
 def signature(lines: Iterable[tuple[str, int, date]]) -> LineSig:
-    return tuple(sorted(lines))
+    """``(code, units, date_of_service)`` lines as service lines, sorted: equal when the
+    same services are billed."""
+    return tuple(sorted(ServiceLine(*ln) for ln in lines))
 
 
 def select_work(
@@ -460,8 +462,8 @@ def _marker(record: FinalRecord, state: LedgerState, change: str) -> LedgerWrite
     )
 
 
-def describe(lines: Sequence[tuple[str, int, date]]) -> str:
-    return ";".join(f"{code}x{units}@{dos.isoformat()}" for code, units, dos in lines)
+def describe(lines: Sequence[ServiceLine]) -> str:
+    return ";".join(map(str, lines))
 
 
 def _correction(

@@ -124,7 +124,7 @@ def final_records(
             transmission_days=r.transmission_days,
             interactive_minutes=r.interactive_minutes.quantize(cent),
             management_minutes=r.management_minutes.quantize(cent),
-            lines=signature((ln.code, ln.units, ln.date_of_service) for ln in r.lines),
+            lines=signature(r.lines),
             # The enrollment that owns the record, as the saved records name it.
             rendering_npi=r.ordering_npi
             or ordering_npi(spans.get((r.patient_id, r.program), []), r.period_end),

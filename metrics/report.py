@@ -13,7 +13,7 @@ from typing import IO, Any
 import orjson
 
 from rpmpipe.csv_cells import csv_field
-from rpmpipe.records import EngagementRecord, RecordKind
+from rpmpipe.records import EngagementRecord, RecordKind, ServiceLine
 
 
 def format_minutes(minutes: Decimal) -> str:
@@ -43,14 +43,7 @@ CSV_COLUMNS = (
 
 
 def lines_of(record: EngagementRecord) -> list[dict[str, Any]]:
-    return [
-        {
-            "code": line.code,
-            "units": line.units,
-            "date_of_service": line.date_of_service.isoformat(),
-        }
-        for line in record.lines
-    ]
+    return [line.to_json() for line in record.lines]
 
 
 def evidence_of(record: EngagementRecord) -> dict[str, Any]:
@@ -98,9 +91,7 @@ def write_json(records: Iterable[EngagementRecord], out: IO[bytes]) -> None:
 
 
 def _lines_text(record: EngagementRecord) -> str:
-    return " ".join(
-        f"{line.code}x{line.units}@{line.date_of_service.isoformat()}" for line in record.lines
-    )
+    return " ".join(map(str, record.lines))
 
 
 class _IsoDates(dict[date, str]):
@@ -111,11 +102,21 @@ class _IsoDates(dict[date, str]):
         return text
 
 
+class _LineTexts(dict[ServiceLine, str]):
+    """The text of service lines, each formatted once (a run bills the same few codes on
+    the same few hundred dates)."""
+
+    def __missing__(self, line: ServiceLine) -> str:
+        text = self[line] = str(line)
+        return text
+
+
 class CsvRows:
     """CSV rows of records, with the text of repeated dates, reasons and ids formatted once."""
 
     def __init__(self) -> None:
         self.iso = _IsoDates()
+        self.line_text = _LineTexts()
         self._reasons: dict[str, str] = {}  # reasons repeat across rows: quote each once
         self._last_id = ""
         self._patient = ""
@@ -135,11 +136,7 @@ class CsvRows:
     def row(self, r: EngagementRecord) -> str:
         """One record as one CSV line (with its newline)."""
         iso = self.iso
-        lines = (
-            " ".join(f"{x.code}x{x.units}@{iso[x.date_of_service]}" for x in r.lines)
-            if r.lines
-            else ""
-        )
+        lines = " ".join(map(self.line_text.__getitem__, r.lines)) if r.lines else ""
         minutes = format_minutes(r.management_minutes) if r.management_minutes else "0"
         inter = format_minutes(r.interactive_minutes) if r.interactive_minutes else "0"
         activities = csv_field(";".join(r.evidence_activity_ids)) if r.evidence_activity_ids else ""

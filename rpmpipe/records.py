@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any, NamedTuple
 
 READING_TYPES = ("blood_pressure", "body_weight", "spo2", "blood_glucose", "heart_rate")
 ACTIVITY_KINDS = (
@@ -135,11 +137,52 @@ class Activity:
             raise ValueError("a patient-reported outcome needs both its instrument and score")
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceLine:
+class ServiceLine(NamedTuple):
+    """One service to bill: a procedure code, its units and its date of service.
+
+    A tuple (hundreds of thousands are made per run), ordered by code, units, then date. Its
+    one text form, ``99454x1@2026-11-30`` (code, ``x``, units, ``@``, ISO date), is the CSV
+    ``lines`` cell, the terminal table's and the correction reports'; :meth:`parse` reads it
+    back. :meth:`to_json` / :meth:`from_json` are its JSON object (the contract's
+    ``{code, units, date_of_service}``, also the registry's ``lines_json``).
+    """
+
     code: str
     units: int
     date_of_service: date
+
+    def __str__(self) -> str:
+        return f"{self.code}x{self.units}@{self.date_of_service.isoformat()}"
+
+    @classmethod
+    def parse(cls, text: str) -> ServiceLine:
+        """The line written as ``str(line)``; ``ValueError`` for any other text."""
+        head, at, day = text.rpartition("@")
+        code, x, units = head.rpartition("x")
+        if not (at and x and code and units.isdecimal() and units.isascii()):
+            raise ValueError(f"not a service line (code x units @ date): {text!r}")
+        if not _is_code(code):
+            raise ValueError(f"not a procedure code: {code!r}")
+        return cls(code, int(units), date.fromisoformat(day))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "units": self.units,
+            "date_of_service": self.date_of_service.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> ServiceLine:
+        """The line of one ``to_json`` object (``KeyError``/``ValueError``/``TypeError`` when bad)."""
+        return cls(
+            str(item["code"]), int(item["units"]), date.fromisoformat(item["date_of_service"])
+        )
+
+
+def _is_code(code: str) -> bool:
+    # CPT/HCPCS codes: letters and digits (never the text form's "x" and "@").
+    return code.isascii() and code.isalnum() and "x" not in code
 
 
 @dataclass(frozen=True, slots=True)
