@@ -6,12 +6,19 @@ terminal may show a patient's record to the operator; the logs get ids only.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rpmpipe.app.cli.common import settings_of
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from rpmpipe.registry.changes import Change
 
 devices_app = typer.Typer(help="Retire a device (history is kept).", no_args_is_help=True)
 assignments_app = typer.Typer(
@@ -39,10 +46,23 @@ def _day(ctx: typer.Context, on: str | None) -> date:
     return parse_day(on, "--on")
 
 
-def _engine(ctx: typer.Context) -> Any:
+@contextmanager
+def _registry(ctx: typer.Context) -> Iterator[Engine]:
     from rpmpipe.registry.db import open_registry
 
-    return open_registry(settings_of(ctx).effective_database_url)
+    engine = open_registry(settings_of(ctx).effective_database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _change(ctx: typer.Context, on: str | None, make: Callable[[Engine, date], Change]) -> None:
+    """Make one registry change as of ON (default today) and say what it did."""
+    day = _day(ctx, on)
+    with _registry(ctx) as engine:
+        change = make(engine, day)
+    typer.echo(f"{change.subject}: {change.detail}" + ("" if change.changed else " (unchanged)"))
 
 
 @devices_app.command("retire")
@@ -56,13 +76,7 @@ def retire(
     it out of the broker's users."""
     from rpmpipe.registry.changes import retire_device
 
-    day = _day(ctx, on)
-    engine = _engine(ctx)
-    try:
-        change = retire_device(engine, device_id, day)
-    finally:
-        engine.dispose()
-    typer.echo(f"{change.subject}: {change.detail}" + ("" if change.changed else " (unchanged)"))
+    _change(ctx, on, lambda engine, day: retire_device(engine, device_id, day))
 
 
 @assignments_app.command("end")
@@ -74,13 +88,7 @@ def end_assignment(
     """End DEVICE_ID's open assignment ON that day (its last day, inclusive)."""
     from rpmpipe.registry.changes import end_assignment as end
 
-    day = _day(ctx, on)
-    engine = _engine(ctx)
-    try:
-        change = end(engine, device_id, day)
-    finally:
-        engine.dispose()
-    typer.echo(f"{change.subject}: {change.detail}" + ("" if change.changed else " (unchanged)"))
+    _change(ctx, on, lambda engine, day: end(engine, device_id, day))
 
 
 @enrollments_app.command("end")
@@ -93,13 +101,7 @@ def end_enrollment(
     """End PATIENT_ID's open enrollment in PROGRAM ON that day (its last day, inclusive)."""
     from rpmpipe.registry.changes import end_enrollment as end
 
-    day = _day(ctx, on)
-    engine = _engine(ctx)
-    try:
-        change = end(engine, patient_id, program.upper(), day)
-    finally:
-        engine.dispose()
-    typer.echo(f"{change.subject}: {change.detail}" + ("" if change.changed else " (unchanged)"))
+    _change(ctx, on, lambda engine, day: end(engine, patient_id, program.upper(), day))
 
 
 @patients_app.command("show")
@@ -114,11 +116,8 @@ def show(
     """
     from rpmpipe.registry.changes import patient_record
 
-    engine = _engine(ctx)
-    try:
+    with _registry(ctx) as engine:
         record = patient_record(engine, patient_id)
-    finally:
-        engine.dispose()
     width = max(len(k) for k in record.patient)
     for key, value in record.patient.items():
         typer.echo(f"{key:<{width}}  {_text(value)}")
