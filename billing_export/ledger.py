@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -38,8 +37,8 @@ from rpmpipe.billing_export.plan import (
     signature,
 )
 from rpmpipe.billing_export.x12 import ControlNumbers
-from rpmpipe.errors import ExportError
-from rpmpipe.records import ServiceLine
+from rpmpipe.errors import ExportError, RegistryRecordError
+from rpmpipe.registry.engagement import record_of
 from rpmpipe.registry.models import (
     ControlNumber,
     EngagementRow,
@@ -108,38 +107,18 @@ def load_final_records(
         .order_by(EngagementRow.id)
     )
     for row in rows:
-        try:
-            lines = signature(map(ServiceLine.from_json, json.loads(row.lines_json or "[]")))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ExportError(
-                f"engagement record {row.id} (patient {row.patient_id}): "
-                f"unreadable lines_json ({exc})"
-            ) from None
-        if stored is not None:
-            key = (row.patient_id, row.program, row.kind, row.period_start)
-            billable = row.status == BILLABLE
-            stored[key] = (_stored_text(row.status, row.lines_json), lines if billable else ())
-        records.append(
-            FinalRecord(
-                patient_id=row.patient_id,
-                program=row.program,
-                kind=row.kind,
-                period_start=row.period_start,
-                period_end=row.period_end,
-                status=row.status,
-                rule_set=row.rule_set,
-                reason=row.reason or "",
-                transmission_days=row.transmission_days or 0,
-                interactive_minutes=Decimal(row.interactive_minutes or 0).quantize(Decimal("0.01")),
-                management_minutes=Decimal(row.management_minutes or 0).quantize(Decimal("0.01")),
-                episode_start=row.episode_start,
-                lines=lines,
-                # The record names the enrollment that owns it; rows stored before that
-                # carry no NPI and fall back to the enrollment covering the period end.
-                rendering_npi=row.ordering_npi
-                or ordering_npi(enrollments.get((row.patient_id, row.program), []), row.period_end),
-            )
+        # The record names the enrollment that owns it; rows stored before that carry no NPI
+        # and fall back to the enrollment covering the period end.
+        npi = row.ordering_npi or ordering_npi(
+            enrollments.get((row.patient_id, row.program), []), row.period_end
         )
+        try:
+            record = record_of(row, FinalRecord, rendering_npi=npi)
+        except RegistryRecordError as exc:
+            raise ExportError(str(exc), **exc.fields) from None
+        if stored is not None:
+            stored[record.key] = (_stored_text(row.status, row.lines_json), record.billed_lines)
+        records.append(record)
     return records
 
 

@@ -23,7 +23,7 @@ review.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Decimal
 
@@ -39,12 +39,13 @@ from rpmpipe.billing_export.claims import (
     unit_charge,
 )
 from rpmpipe.billing_export.holds import Held, HoldReason, hold_reason
-from rpmpipe.records import RecordKind, RecordStatus, ServiceLine
+from rpmpipe.records import EngagementRecord, RecordKind, RecordStatus, ServiceLine
 from rpmpipe.settings import BillingSettings
 
 RecordKey = tuple[str, str, str, date]  # patient_id, program, record_kind, period_start
 LineSig = tuple[ServiceLine, ...]  # sorted (by code, units, date of service)
 EMPTY_MARKER = "-"
+CENT = Decimal("0.01")
 VOID_CLAIM = "void_claim"  # rows of a frequency-8 claim: sent, and the record has no lines
 MANAGEMENT_KIND = RecordKind.TREATMENT_MANAGEMENT  # counted in minutes; the other kinds in days
 SETUP_KIND = RecordKind.SETUP
@@ -55,23 +56,13 @@ VANISHED_REASON = (
 
 
 @dataclass(frozen=True, slots=True)
-class FinalRecord:
-    """An engagement record whose period ended before the as-of date."""
+class FinalRecord(EngagementRecord):
+    """An engagement record whose period ended before the as-of date, as the export bills it:
+    its lines sorted (a :data:`LineSig`), its minutes to the cent, and the NPI its lines go
+    out under (``rendering_npi``: the record's ordering NPI, or for records stored without
+    one the enrollment's covering the period end)."""
 
-    patient_id: str
-    program: str
-    kind: str
-    period_start: date
-    period_end: date
-    status: str
-    rule_set: str
-    reason: str
-    transmission_days: int
-    interactive_minutes: Decimal
-    lines: LineSig
-    rendering_npi: str
-    management_minutes: Decimal = Decimal("0.00")  # all care time that counts
-    episode_start: date | None = None  # first day of the episode of care that owns it
+    rendering_npi: str = ""
 
     @property
     def key(self) -> RecordKey:
@@ -123,7 +114,8 @@ class LedgerState:
 
 @dataclass(frozen=True, slots=True)
 class LedgerWrite:
-    """One row to add to ``export_ledger`` once the run's files are safely on disk."""
+    """One row to add to ``export_ledger`` once the run's files are safely on disk (read
+    back, with the run's own columns, as a :class:`~rpmpipe.billing_export.totals.LedgerLine`)."""
 
     patient_id: str
     program: str
@@ -137,11 +129,16 @@ class LedgerWrite:
     charge: Decimal
     date_of_service: date
     claim_id: str
-    transmission_days: int
-    interactive_minutes: Decimal
+    # The counts behind the line (what a later correction compares against).
+    transmission_days: int = 0
+    interactive_minutes: Decimal = Decimal("0.00")
     management_minutes: Decimal = Decimal("0.00")
     line_control_number: str = ""  # REF*6R of a line sent on a claim; "" for reported rows
     episode_start: date | None = None
+
+    @property
+    def key(self) -> RecordKey:
+        return (self.patient_id, self.program, self.record_kind, self.period_start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +178,15 @@ class ExportPlan:
     corrections: tuple[Correction, ...]
     ledger: tuple[LedgerWrite, ...]
     held: tuple[Held, ...]
+
+
+def final_record(record: EngagementRecord, rendering_npi: str) -> FinalRecord:
+    """``record`` as the export reads it, its lines going out under ``rendering_npi``."""
+    values = {f.name: getattr(record, f.name) for f in fields(EngagementRecord)}
+    values["lines"] = signature(record.lines)
+    values["interactive_minutes"] = record.interactive_minutes.quantize(CENT)
+    values["management_minutes"] = record.management_minutes.quantize(CENT)
+    return FinalRecord(**values, rendering_npi=rendering_npi)
 
 
 def signature(lines: Iterable[tuple[str, int, date]]) -> LineSig:
@@ -433,10 +439,8 @@ def _gone(key: RecordKey, state: LedgerState) -> FinalRecord:
         status=RecordStatus.NOT_BILLABLE,
         rule_set="",
         reason=VANISHED_REASON,
-        transmission_days=0,
         interactive_minutes=Decimal("0.00"),
-        lines=(),
-        rendering_npi="",
+        management_minutes=Decimal("0.00"),
     )
 
 

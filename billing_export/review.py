@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, select
 
 from rpmpipe.billing_export.holds import Held
 from rpmpipe.billing_export.ledger import ledger_states, load_patients, ordering_npi
-from rpmpipe.billing_export.plan import FinalRecord, build_plan, select_work, signature
+from rpmpipe.billing_export.plan import FinalRecord, build_plan, final_record, select_work
 from rpmpipe.billing_export.totals import LedgerLine, ReviewItem
 from rpmpipe.records import EngagementRecord
 from rpmpipe.registry.models import Enrollment, ExportLedgerEntry
@@ -78,27 +78,27 @@ def load_ledger_lines(conn: Connection) -> list[LedgerLine]:
             npi = npi_of[key] = ordering_npi(spans.get(key[:2], []), r.period_end)
         lines.append(
             LedgerLine(
-                r.run_id,
-                r.claim_id,
-                r.patient_id,
-                r.program,
-                r.record_kind,
-                r.period_start,
-                r.period_end,
-                r.revision,
-                r.line_kind,
-                r.code,
-                r.units,
-                Decimal(r.charge).quantize(cent),
-                r.date_of_service,
-                r.exported_at,
-                npi,
-                r.transmission_days or 0,
-                Decimal(r.interactive_minutes or 0).quantize(cent),
-                Decimal(r.management_minutes or 0).quantize(cent),
-                r.line_control_number or "",
-                r.payer_claim_control_number or "",
-                r.episode_start,
+                run_id=r.run_id,
+                claim_id=r.claim_id,
+                patient_id=r.patient_id,
+                program=r.program,
+                record_kind=r.record_kind,
+                period_start=r.period_start,
+                period_end=r.period_end,
+                revision=r.revision,
+                line_kind=r.line_kind,
+                code=r.code,
+                units=r.units,
+                charge=Decimal(r.charge).quantize(cent),
+                date_of_service=r.date_of_service,
+                exported_at=r.exported_at,
+                rendering_npi=npi,
+                transmission_days=r.transmission_days or 0,
+                interactive_minutes=Decimal(r.interactive_minutes or 0).quantize(cent),
+                management_minutes=Decimal(r.management_minutes or 0).quantize(cent),
+                line_control_number=r.line_control_number or "",
+                payer_claim_control_number=r.payer_claim_control_number or "",
+                episode_start=r.episode_start,
             )
         )
     return lines
@@ -110,24 +110,11 @@ def final_records(
     spans: Mapping[tuple[str, str], Sequence[Span]],
 ) -> list[FinalRecord]:
     """The records whose period ended before ``as_of``, as the export reads them."""
-    cent = Decimal("0.01")
     return [
-        FinalRecord(
-            patient_id=r.patient_id,
-            program=r.program,
-            kind=r.kind,
-            period_start=r.period_start,
-            period_end=r.period_end,
-            status=r.status,
-            rule_set=r.rule_set,
-            reason=r.reason,
-            transmission_days=r.transmission_days,
-            interactive_minutes=r.interactive_minutes.quantize(cent),
-            management_minutes=r.management_minutes.quantize(cent),
-            lines=signature(r.lines),
-            # The enrollment that owns the record, as the saved records name it.
-            rendering_npi=r.ordering_npi
-            or ordering_npi(spans.get((r.patient_id, r.program), []), r.period_end),
+        # The enrollment that owns the record, as the saved records name it.
+        final_record(
+            r,
+            r.ordering_npi or ordering_npi(spans.get((r.patient_id, r.program), []), r.period_end),
         )
         for r in records
         if r.period_end < as_of

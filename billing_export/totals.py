@@ -15,43 +15,23 @@ from decimal import Decimal
 from typing import Any
 
 from rpmpipe.billing_export.holds import Held, HoldReason, group_held
-from rpmpipe.billing_export.plan import EMPTY_MARKER, VOID_CLAIM, RecordKey
+from rpmpipe.billing_export.plan import EMPTY_MARKER, VOID_CLAIM, LedgerWrite, RecordKey
 
 BILLED_KINDS = ("original", "replacement")
 CLAIM_KINDS = (*BILLED_KINDS, VOID_CLAIM)  # rows of a claim that was sent
 REVIEW_KINDS = ("correction", "void")
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerLine:
-    """One row of the export ledger, as the reports read it."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerLine(LedgerWrite):
+    """One row of the export ledger, as the reports read it: the row the run wrote, with the
+    run, when it was exported, the NPI its record's lines go out under and the payer's claim
+    control number from the claim's remittance (if known)."""
 
     run_id: str
-    claim_id: str
-    patient_id: str
-    program: str
-    record_kind: str
-    period_start: date
-    period_end: date
-    revision: int
-    line_kind: str
-    code: str
-    units: int
-    charge: Decimal
-    date_of_service: date
     exported_at: datetime
     rendering_npi: str = ""
-    # The counts behind the line (what a correction compares against).
-    transmission_days: int = 0
-    interactive_minutes: Decimal = Decimal("0.00")
-    management_minutes: Decimal = Decimal("0.00")
-    line_control_number: str = ""  # REF*6R of the line on its claim
-    payer_claim_control_number: str = ""  # from the claim's remittance, if known
-    episode_start: date | None = None
-
-    @property
-    def key(self) -> RecordKey:
-        return (self.patient_id, self.program, self.record_kind, self.period_start)
+    payer_claim_control_number: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,6 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-import orjson
 from sqlalchemy import Engine, Table, delete, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -41,10 +40,11 @@ from rpmpipe.metrics.engagement import (
     render_records,
     supply_periods,
 )
-from rpmpipe.metrics.report import CsvRows, evidence_of, lines_of
+from rpmpipe.metrics.report import CsvRows
 from rpmpipe.metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
 from rpmpipe.metrics.sources import reading_batches, readings_present
 from rpmpipe.records import Activity, EngagementRecord, Program, RecordStatus
+from rpmpipe.registry.engagement import CONTENT_COLUMNS, KEY_COLUMNS, engagement_row
 from rpmpipe.registry.models import DeviceAssignment, EngagementRow, Patient
 from rpmpipe.registry.models import Enrollment as EnrollmentRow
 from rpmpipe.settings import Settings
@@ -290,46 +290,6 @@ def compute_csv(settings: Settings, engine: Engine, as_of: date) -> list[bytes |
     return pieces
 
 
-def _row(record: EngagementRecord, as_of: date, now: datetime) -> dict[str, Any]:
-    return {
-        "patient_id": record.patient_id,
-        "program": record.program,
-        "kind": record.kind,
-        "period_start": record.period_start,
-        "period_end": record.period_end,
-        "status": record.status,
-        "reason": record.reason,
-        "rule_set": record.rule_set,
-        "transmission_days": record.transmission_days,
-        "interactive_minutes": record.interactive_minutes,
-        "interactive_communications": record.interactive_communications,
-        "management_minutes": record.management_minutes,
-        "ordering_npi": record.ordering_npi,
-        "episode_start": record.episode_start,
-        "lines_json": orjson.dumps(lines_of(record)).decode(),
-        "evidence_json": orjson.dumps(evidence_of(record)).decode(),
-        "as_of": as_of,
-        "computed_at": now,
-    }
-
-
-_CONTENT = (
-    "period_end",
-    "status",
-    "reason",
-    "rule_set",
-    "transmission_days",
-    "interactive_minutes",
-    "interactive_communications",
-    "management_minutes",
-    "ordering_npi",
-    "episode_start",
-    "lines_json",
-    "evidence_json",
-)
-_KEY = ("patient_id", "program", "kind", "period_start")
-
-
 def persist_final(
     engine: Engine, records: Sequence[EngagementRecord], as_of: date, now: datetime
 ) -> int:
@@ -340,7 +300,7 @@ def persist_final(
     the export never reads a stale period.
     """
     final = [r for r in records if r.period_end < as_of]
-    rows = [_row(r, as_of, now) for r in final]
+    rows = [engagement_row(r, as_of, now) for r in final]
     table = EngagementRow.__table__
     assert isinstance(table, Table)
     dialect = engine.dialect.name
@@ -355,21 +315,23 @@ def persist_final(
         existing = {
             tuple(r): None
             for r in conn.execute(
-                select(*(table.c[k] for k in _KEY)).where(table.c.period_end < as_of)
+                select(*(table.c[k] for k in KEY_COLUMNS)).where(table.c.period_end < as_of)
             )
         }
         keep = {(r.patient_id, r.program, r.kind, r.period_start) for r in final}
         stale = [k for k in existing if k not in keep]
         for i in range(0, len(stale), 500):
             conn.execute(
-                delete(table).where(tuple_(*(table.c[k] for k in _KEY)).in_(stale[i : i + 500]))
+                delete(table).where(
+                    tuple_(*(table.c[k] for k in KEY_COLUMNS)).in_(stale[i : i + 500])
+                )
             )
         for i in range(0, len(rows), 5000):
             stmt = insert(table)
-            differs = [table.c[c].is_distinct_from(stmt.excluded[c]) for c in _CONTENT]
+            differs = [table.c[c].is_distinct_from(stmt.excluded[c]) for c in CONTENT_COLUMNS]
             stmt = stmt.on_conflict_do_update(
-                index_elements=list(_KEY),
-                set_={c: stmt.excluded[c] for c in (*_CONTENT, "as_of", "computed_at")},
+                index_elements=list(KEY_COLUMNS),
+                set_={c: stmt.excluded[c] for c in (*CONTENT_COLUMNS, "as_of", "computed_at")},
                 where=or_(*differs),
             )
             conn.execute(stmt, rows[i : i + 5000])

@@ -42,22 +42,6 @@ CSV_COLUMNS = (
 )
 
 
-def lines_of(record: EngagementRecord) -> list[dict[str, Any]]:
-    return [line.to_json() for line in record.lines]
-
-
-def evidence_of(record: EngagementRecord) -> dict[str, Any]:
-    evidence: dict[str, Any] = {
-        "dates": [d.isoformat() for d in record.evidence_dates],
-        "activity_ids": list(record.evidence_activity_ids),
-    }
-    if record.activities_not_counted:
-        evidence["activities_not_counted"] = [
-            {"activity_id": aid, "why": why} for aid, why in record.activities_not_counted
-        ]
-    return evidence
-
-
 def _number(minutes: Decimal) -> int | float:
     return int(minutes) if minutes == minutes.to_integral_value() else float(minutes)
 
@@ -79,8 +63,8 @@ def record_to_dict(record: EngagementRecord) -> dict[str, Any]:
         "interactive_communications": record.interactive_communications,
         "ordering_npi": record.ordering_npi,
         "episode_start": record.episode_start.isoformat() if record.episode_start else None,
-        "lines": lines_of(record),
-        "evidence": evidence_of(record),
+        "lines": [line.to_json() for line in record.lines],
+        "evidence": record.evidence_json(),
         "forecast": record.forecast,
     }
 

@@ -218,6 +218,19 @@ class EngagementRecord:
     activities_not_counted: tuple[tuple[str, str], ...] = ()  # (activity id, why)
     forecast: dict[str, object] | None = field(default=None, hash=False, compare=False)
 
+    def evidence_json(self) -> dict[str, Any]:
+        """The evidence behind the record as a JSON object (the contract's ``evidence``, also
+        the registry's ``evidence_json``)."""
+        evidence: dict[str, Any] = {
+            "dates": [d.isoformat() for d in self.evidence_dates],
+            "activity_ids": list(self.evidence_activity_ids),
+        }
+        if self.activities_not_counted:
+            evidence["activities_not_counted"] = [
+                {"activity_id": aid, "why": why} for aid, why in self.activities_not_counted
+            ]
+        return evidence
+
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"unknown status {self.status!r}")
