@@ -107,7 +107,7 @@ def _engagement_cells(item: dict[str, object]) -> dict[str, str]:
 def _code(exc: RegistryImportError) -> str:
     if exc.field == "patient_id" and exc.code == "unknown_reference":
         return "unknown_patient"
-    if exc.field == "started_at" and exc.detail.startswith("is outside the accepted range"):
+    if exc.field == "started_at" and exc.code == "out_of_range":
         return "bad_time"
     return "bad_activity"
 

@@ -81,7 +81,8 @@ class RegistryImportError(RpmpipeError):
     """A bad row in an import file; the whole file is rejected.
 
     ``code`` is ``unknown_reference`` when the row names an id the registry does not hold
-    (``field`` says which), else ``bad_row``.
+    (``field`` says which), ``out_of_range`` when a care activity's ``started_at`` is outside
+    the accepted range, else ``bad_row``.
     """
 
     default_code = "bad_row"

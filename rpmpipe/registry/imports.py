@@ -71,9 +71,10 @@ ACTIVITY_MAX_AHEAD = timedelta(days=1)
 
 
 class _BadField(ValueError):
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, code: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+        self.code = code  # the RegistryImportError code; None: ``bad_row``
 
 
 # --- field parsers: value -> typed value, raising _BadField -----------------------------
@@ -134,6 +135,7 @@ def check_activity_start(started_at: datetime, now: datetime) -> datetime:
             "started_at",
             f"is outside the accepted range ({ACTIVITY_EARLIEST.date()} to one day after "
             f"{now.date()})",
+            code="out_of_range",
         )
     return utc
 
@@ -565,7 +567,7 @@ def import_rows(
             if now is not None and kind == "activities":
                 values["started_at"] = check_activity_start(values["started_at"], now)
         except _BadField as exc:
-            raise RegistryImportError(source, number, exc.field, str(exc)) from None
+            raise RegistryImportError(source, number, exc.field, str(exc), code=exc.code) from None
         key = tuple(values[k] for k in spec.key)
         if key in parsed:
             first = parsed[key][0]

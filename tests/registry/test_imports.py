@@ -232,6 +232,7 @@ def test_activity_dated_outside_2000_to_a_day_after_the_clock_stops_the_import(
     with pytest.raises(RegistryImportError) as caught:
         import_csv(engine, "activities", write_csv(tmp_path / "a.csv", "activities", rows), now=NOW)
     assert (caught.value.row, caught.value.field) == (3, "started_at")
+    assert caught.value.code == "out_of_range"  # what ingest recognises it by (bad_time)
     assert "outside the accepted range (2000-01-01 to one day after 2026-11-20)" in str(
         caught.value
     )
