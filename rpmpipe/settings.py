@@ -89,6 +89,28 @@ class BrokerSettings:
     # payloads are refused by the broker, and quarantine keeps only the first bytes of one.
     message_size_limit: int = 262_144
 
+    def __post_init__(self) -> None:
+        if urlsplit(self.url).scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ConfigError(
+                "setting 'broker.url': expected mqtt://host:port or mqtts://host:port, "
+                f"got {redact_url(self.url)!r}",
+                setting="broker.url",
+            )
+        if self.protocol not in ("5", "3.1.1"):
+            raise ConfigError(
+                f"setting 'broker.protocol': expected 5 or 3.1.1, got {self.protocol!r}",
+                setting="broker.protocol",
+            )
+        if self.batch_size < 1 or self.batch_size > 65535:
+            raise ConfigError(
+                "setting 'broker.batch_size': must be between 1 and 65535",
+                setting="broker.batch_size",
+            )
+        if self.flush_seconds <= 0:
+            raise ConfigError(
+                "setting 'broker.flush_seconds': must be positive", setting="broker.flush_seconds"
+            )
+
 
 @dataclass(frozen=True)
 class RuleSettings:
@@ -106,6 +128,52 @@ class RuleSettings:
     # A single time entry longer than this is held for review rather than counted.
     max_activity_minutes: int = 120
 
+    def __post_init__(self) -> None:
+        if self.supply_period not in ("rolling_30", "calendar_month"):
+            raise ConfigError(
+                "setting 'rules.supply_period': expected rolling_30 or calendar_month, "
+                f"got {self.supply_period!r}",
+                setting="rules.supply_period",
+            )
+        if self.supply_date_of_service not in ("period_end", "last_reading_day"):
+            raise ConfigError(
+                "setting 'rules.supply_date_of_service': expected period_end or last_reading_day, "
+                f"got {self.supply_date_of_service!r}",
+                setting="rules.supply_date_of_service",
+            )
+        if self.max_99458_units < 0:
+            raise ConfigError(
+                "setting 'rules.max_99458_units': must be 0 or more",
+                setting="rules.max_99458_units",
+            )
+        if self.max_99439_units < 0:
+            raise ConfigError(
+                "setting 'rules.max_99439_units': must be 0 or more",
+                setting="rules.max_99439_units",
+            )
+        if self.rtm_modality not in ("respiratory", "musculoskeletal", "cognitive_behavioral"):
+            raise ConfigError(
+                "setting 'rules.rtm_modality': expected respiratory, musculoskeletal or "
+                f"cognitive_behavioral, got {self.rtm_modality!r}",
+                setting="rules.rtm_modality",
+            )
+        if not all(c.isalpha() and c.isupper() for c in self.non_chronic_icd10_chapters):
+            raise ConfigError(
+                "setting 'rules.non_chronic_icd10_chapters': expected capital letters, "
+                "e.g. RSTVWXYZ",
+                setting="rules.non_chronic_icd10_chapters",
+            )
+        if self.episode_gap_days < 0:
+            raise ConfigError(
+                "setting 'rules.episode_gap_days': must be 0 or more",
+                setting="rules.episode_gap_days",
+            )
+        if self.max_activity_minutes < 1:
+            raise ConfigError(
+                "setting 'rules.max_activity_minutes': must be 1 or more",
+                setting="rules.max_activity_minutes",
+            )
+
 
 @dataclass(frozen=True)
 class ScheduleSettings:
@@ -113,6 +181,14 @@ class ScheduleSettings:
     minute: int = 0
     timezone: str = ""  # empty: the organisation's zone
     misfire_grace_seconds: int = 6 * 3600
+
+    def __post_init__(self) -> None:
+        _check_zone("schedule.timezone", self.timezone)
+        if not (0 <= self.hour <= 23 and 0 <= self.minute <= 59):
+            raise ConfigError(
+                "setting 'schedule.hour'/'schedule.minute': not a valid time of day",
+                setting="schedule.hour",
+            )
 
 
 # SBR09 codes of 005010X222A1 (MB Medicare Part B, MC Medicaid, CI commercial, ...).
@@ -156,6 +232,17 @@ PROVIDER_ENTITIES = ("organization", "individual")
 def is_po_box(address: str) -> bool:
     """True for a post-office (or lock) box, which 5010 refuses as the billing address."""
     return bool(_PO_BOX.search(address))
+
+
+def _check_zone(name: str, zone: str) -> None:
+    """An IANA zone name, or empty (the organisation's zone)."""
+    if zone:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"setting '{name}': unknown IANA time zone {zone!r}", setting=name
+            ) from None
 
 
 def _zip_digits(value: str) -> str:
@@ -322,6 +409,51 @@ class BillingSettings:
             _no_separators(f"billing.{name}", getattr(self, name), 80)
         for npi, code in self.rendering_taxonomies.items():
             _no_separators(f"billing.rendering_taxonomies.{npi}", code, 50)
+        if self.provider_npi and not npi_is_valid(self.provider_npi):
+            raise ConfigError(
+                f"setting 'billing.provider_npi': {self.provider_npi!r} is not a valid NPI "
+                "(10 digits with a Luhn check digit)",
+                setting="billing.provider_npi",
+            )
+        if self.provider_tin and not (len(self.provider_tin) == 9 and self.provider_tin.isdigit()):
+            raise ConfigError(
+                "setting 'billing.provider_tin': expected 9 digits", setting="billing.provider_tin"
+            )
+        if self.usage not in ("T", "P"):
+            raise ConfigError(
+                f"setting 'billing.usage': expected T (test) or P (production), got {self.usage!r}",
+                setting="billing.usage",
+            )
+        if not (len(self.place_of_service) == 2 and self.place_of_service.isdigit()):
+            raise ConfigError(
+                "setting 'billing.place_of_service': expected a two-digit place-of-service code",
+                setting="billing.place_of_service",
+            )
+        for code, amount in self.charges.items():
+            if amount < 0:
+                raise ConfigError(f"setting 'billing.charges.{code}': must not be negative")
+            if amount != amount.quantize(Decimal("0.01")):
+                raise ConfigError(
+                    f"setting 'billing.charges.{code}': {amount} has more than two decimal places"
+                )
+        for npi in self.rendering_providers:
+            if not npi_is_valid(npi):
+                raise ConfigError(
+                    f"setting 'billing.rendering_providers': {npi!r} is not a valid NPI "
+                    "(10 digits with a Luhn check digit)",
+                    setting="billing.rendering_providers",
+                )
+        for payer_id, payer in self.payers.items():
+            if not payer.claim_filing_indicator:
+                raise ConfigError(
+                    f"setting 'billing.payers.{payer_id}.claim_filing_indicator' is required "
+                    "(MB Medicare Part B, MC Medicaid, CI commercial, ...)"
+                )
+            if payer.claim_filing_indicator not in CLAIM_FILING_INDICATORS:
+                raise ConfigError(
+                    f"setting 'billing.payers.{payer_id}.claim_filing_indicator': "
+                    f"{payer.claim_filing_indicator!r} is not an X12 claim filing indicator code"
+                )
 
     def missing_identity(self) -> list[str]:
         """The billing identity keys not set (``billing.provider_npi``, ...)."""
@@ -341,6 +473,19 @@ class Settings:
     rules: RuleSettings = field(default_factory=RuleSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
+
+    def __post_init__(self) -> None:
+        _check_zone("organization_timezone", self.organization_timezone)
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(
+                f"setting 'log_level': expected DEBUG/INFO/WARNING/ERROR, got {self.log_level!r}",
+                setting="log_level",
+            )
+        if self.log_format not in ("auto", "json", "text"):
+            raise ConfigError(
+                f"setting 'log_format': expected auto, json or text, got {self.log_format!r}",
+                setting="log_format",
+            )
 
     @property
     def effective_database_url(self) -> str:
@@ -450,18 +595,18 @@ def load_settings(
         if value is not None:
             put(dotted, value, "command line")
 
-    settings = _secrets_from_files(_build(raw, source_of))
-    _warn_password_on_command_line(raw, source_of)
     try:
-        _check(settings)
+        # Each section checks its own values as it is built (``__post_init__``).
+        settings = _secrets_from_files(_build(raw, source_of))
     except ConfigError as exc:
         # Name where the bad value came from (file, variable or flag), as type errors do.
         named = exc.fields.get("setting")
-        if named in source_of:
+        if named in source_of and exc.code != "unknown_setting":  # that one names it already
             raise ConfigError(
                 f"{exc} (from {source_of[named]})", code=exc.code, **exc.fields
             ) from None
         raise
+    _warn_password_on_command_line(raw, source_of)
     return settings
 
 
@@ -690,131 +835,3 @@ def _coerce(kind: Any, value: Any, name: str, source: str) -> Any:
             f"{where}: expected {getattr(kind, '__name__', kind)}, got {value!r}"
         ) from None
     raise ConfigError(f"{where}: unsupported value {value!r}")
-
-
-def _check(s: Settings) -> None:
-    for name, zone in (
-        ("organization_timezone", s.organization_timezone),
-        ("schedule.timezone", s.schedule.timezone),
-    ):
-        if zone:
-            try:
-                ZoneInfo(zone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ConfigError(
-                    f"setting '{name}': unknown IANA time zone {zone!r}", setting=name
-                ) from None
-    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ConfigError(
-            f"setting 'log_level': expected DEBUG/INFO/WARNING/ERROR, got {s.log_level!r}",
-            setting="log_level",
-        )
-    if s.log_format not in ("auto", "json", "text"):
-        raise ConfigError(
-            f"setting 'log_format': expected auto, json or text, got {s.log_format!r}",
-            setting="log_format",
-        )
-    scheme = urlsplit(s.broker.url).scheme
-    if scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ConfigError(
-            f"setting 'broker.url': expected mqtt://host:port or mqtts://host:port, got {redact_url(s.broker.url)!r}",
-            setting="broker.url",
-        )
-    if s.broker.protocol not in ("5", "3.1.1"):
-        raise ConfigError(
-            f"setting 'broker.protocol': expected 5 or 3.1.1, got {s.broker.protocol!r}",
-            setting="broker.protocol",
-        )
-    if s.broker.batch_size < 1 or s.broker.batch_size > 65535:
-        raise ConfigError(
-            "setting 'broker.batch_size': must be between 1 and 65535", setting="broker.batch_size"
-        )
-    if s.broker.flush_seconds <= 0:
-        raise ConfigError(
-            "setting 'broker.flush_seconds': must be positive", setting="broker.flush_seconds"
-        )
-    if s.rules.supply_period not in ("rolling_30", "calendar_month"):
-        raise ConfigError(
-            f"setting 'rules.supply_period': expected rolling_30 or calendar_month, got {s.rules.supply_period!r}",
-            setting="rules.supply_period",
-        )
-    if s.rules.supply_date_of_service not in ("period_end", "last_reading_day"):
-        raise ConfigError(
-            "setting 'rules.supply_date_of_service': expected period_end or last_reading_day, "
-            f"got {s.rules.supply_date_of_service!r}",
-            setting="rules.supply_date_of_service",
-        )
-    if s.rules.max_99458_units < 0:
-        raise ConfigError(
-            "setting 'rules.max_99458_units': must be 0 or more", setting="rules.max_99458_units"
-        )
-    if s.rules.max_99439_units < 0:
-        raise ConfigError(
-            "setting 'rules.max_99439_units': must be 0 or more", setting="rules.max_99439_units"
-        )
-    if s.rules.rtm_modality not in ("respiratory", "musculoskeletal", "cognitive_behavioral"):
-        raise ConfigError(
-            "setting 'rules.rtm_modality': expected respiratory, musculoskeletal or "
-            f"cognitive_behavioral, got {s.rules.rtm_modality!r}",
-            setting="rules.rtm_modality",
-        )
-    chapters = s.rules.non_chronic_icd10_chapters
-    if not all(c.isalpha() and c.isupper() for c in chapters):
-        raise ConfigError(
-            "setting 'rules.non_chronic_icd10_chapters': expected capital letters, e.g. RSTVWXYZ",
-            setting="rules.non_chronic_icd10_chapters",
-        )
-    if s.rules.episode_gap_days < 0:
-        raise ConfigError("setting 'rules.episode_gap_days': must be 0 or more")
-    if s.rules.max_activity_minutes < 1:
-        raise ConfigError("setting 'rules.max_activity_minutes': must be 1 or more")
-    if not (0 <= s.schedule.hour <= 23 and 0 <= s.schedule.minute <= 59):
-        raise ConfigError(
-            "setting 'schedule.hour'/'schedule.minute': not a valid time of day",
-            setting="schedule.hour",
-        )
-    b = s.billing
-    if b.provider_npi and not npi_is_valid(b.provider_npi):
-        raise ConfigError(
-            f"setting 'billing.provider_npi': {b.provider_npi!r} is not a valid NPI (10 digits with a Luhn check digit)",
-            setting="billing.provider_npi",
-        )
-    if b.provider_tin and not (len(b.provider_tin) == 9 and b.provider_tin.isdigit()):
-        raise ConfigError(
-            "setting 'billing.provider_tin': expected 9 digits", setting="billing.provider_tin"
-        )
-    if b.usage not in ("T", "P"):
-        raise ConfigError(
-            f"setting 'billing.usage': expected T (test) or P (production), got {b.usage!r}",
-            setting="billing.usage",
-        )
-    if not (len(b.place_of_service) == 2 and b.place_of_service.isdigit()):
-        raise ConfigError(
-            "setting 'billing.place_of_service': expected a two-digit place-of-service code",
-            setting="billing.place_of_service",
-        )
-    for code, amount in b.charges.items():
-        if amount < 0:
-            raise ConfigError(f"setting 'billing.charges.{code}': must not be negative")
-        if amount != amount.quantize(Decimal("0.01")):
-            raise ConfigError(
-                f"setting 'billing.charges.{code}': {amount} has more than two decimal places"
-            )
-    for npi in b.rendering_providers:
-        if not npi_is_valid(npi):
-            raise ConfigError(
-                f"setting 'billing.rendering_providers': {npi!r} is not a valid NPI "
-                "(10 digits with a Luhn check digit)",
-                setting="billing.rendering_providers",
-            )
-    for payer_id, payer in b.payers.items():
-        if not payer.claim_filing_indicator:
-            raise ConfigError(
-                f"setting 'billing.payers.{payer_id}.claim_filing_indicator' is required "
-                "(MB Medicare Part B, MC Medicaid, CI commercial, ...)"
-            )
-        if payer.claim_filing_indicator not in CLAIM_FILING_INDICATORS:
-            raise ConfigError(
-                f"setting 'billing.payers.{payer_id}.claim_filing_indicator': "
-                f"{payer.claim_filing_indicator!r} is not an X12 claim filing indicator code"
-            )

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from rpmpipe.errors import ConfigError
-from rpmpipe.settings import load_settings, npi_is_valid, redact_url
+from rpmpipe.settings import (
+    BillingSettings,
+    BrokerSettings,
+    RuleSettings,
+    ScheduleSettings,
+    Settings,
+    load_settings,
+    npi_is_valid,
+    redact_url,
+)
 
 
 def write_toml(tmp_path: Path, text: str) -> Path:
@@ -157,3 +167,29 @@ def test_rendering_provider_placeholder_or_blank_name_is_refused(tmp_path: Path)
             load_settings(cfg, env={})
     cfg = write_toml(tmp_path, '[billing.rendering_providers]\n"1045678905" = "RIVERA, ANA"\n')
     assert load_settings(cfg, env={}).billing.rendering_providers == {"1045678905": "RIVERA, ANA"}
+
+
+@pytest.mark.parametrize(
+    ("build", "setting"),
+    [
+        (lambda: BrokerSettings(protocol="4"), "broker.protocol"),
+        (lambda: BrokerSettings(url="http://broker:1883"), "broker.url"),
+        (lambda: RuleSettings(supply_period="weekly"), "rules.supply_period"),
+        (lambda: RuleSettings(episode_gap_days=-1), "rules.episode_gap_days"),
+        (lambda: ScheduleSettings(hour=24), "schedule.hour"),
+        (lambda: ScheduleSettings(timezone="Mars/Olympus"), "schedule.timezone"),
+        (lambda: BillingSettings(usage="X"), "billing.usage"),
+        (lambda: BillingSettings(provider_npi="1234567890"), "billing.provider_npi"),
+        (lambda: Settings(log_format="xml"), "log_format"),
+        (lambda: Settings(organization_timezone="Mars/Olympus"), "organization_timezone"),
+    ],
+)
+def test_each_settings_section_checks_its_own_values_when_built(
+    build: Callable[[], object], setting: str
+) -> None:
+    # A section handed to a stage is valid wherever it was built, not only through
+    # load_settings.
+    with pytest.raises(ConfigError) as caught:
+        build()
+    assert caught.value.fields["setting"] == setting
+    assert caught.value.code == "bad_setting"
