@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from enum import StrEnum
 from typing import TextIO
 
 from rpmpipe.billing_export.claims import Claim, payer_name_for
@@ -80,6 +81,15 @@ CORRECTION_COLUMNS = (
 _BREAKS = re.compile(r"[\r\n\t\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]+")
 
 
+class CorrectionAction(StrEnum):
+    """What the billing team is asked to do with a correction (its ``action`` column)."""
+
+    REVIEW = "review"  # a change to review; no claim was sent
+    VOID = "void"  # the record is no longer billable, or its period no longer exists
+    REPLACEMENT_CLAIM = "replacement_claim"  # a frequency-7 claim replaced the original
+    VOID_CLAIM = "void_claim"  # a frequency-8 claim cancelled the original
+
+
 @dataclass(frozen=True, slots=True)
 class Correction:
     """A change to an already exported record, for the billing team to act on."""
@@ -93,7 +103,7 @@ class Correction:
     original_claim_id: str
     billed_lines: str  # "99454x1@2026-11-30;..."
     corrected_lines: str  # "" when the record is no longer billable
-    action: str  # replacement_claim | review | void
+    action: str  # a CorrectionAction
     replacement_claim_id: str
     reason: str
 

@@ -38,6 +38,7 @@ from rpmpipe.billing_export.plan import (
 )
 from rpmpipe.billing_export.x12 import ControlNumbers
 from rpmpipe.errors import ExportError, RegistryRecordError
+from rpmpipe.records import REVIEW_LINE_KINDS
 from rpmpipe.registry.engagement import record_of
 from rpmpipe.registry.models import (
     ControlNumber,
@@ -364,7 +365,7 @@ def record_ledger(
     rows = []
     for w in writes:
         control = stamp.control_of.get(w.claim_id)
-        sent = w.line_kind not in ("correction", "void")
+        sent = w.line_kind not in REVIEW_LINE_KINDS
         rows.append(
             {
                 "run_id": stamp.run_id,

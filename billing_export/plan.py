@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Decimal
 
-from rpmpipe.billing_export.charge_csv import Correction
+from rpmpipe.billing_export.charge_csv import Correction, CorrectionAction
 from rpmpipe.billing_export.claims import (
     BillableLine,
     Claim,
@@ -39,14 +39,14 @@ from rpmpipe.billing_export.claims import (
     unit_charge,
 )
 from rpmpipe.billing_export.holds import Held, HoldReason, hold_reason
-from rpmpipe.records import EngagementRecord, RecordKind, RecordStatus, ServiceLine
+from rpmpipe.records import EngagementRecord, LineKind, RecordKind, RecordStatus, ServiceLine
 from rpmpipe.settings import BillingSettings
 
 RecordKey = tuple[str, str, str, date]  # patient_id, program, record_kind, period_start
 LineSig = tuple[ServiceLine, ...]  # sorted (by code, units, date of service)
 EMPTY_MARKER = "-"
 CENT = Decimal("0.01")
-VOID_CLAIM = "void_claim"  # rows of a frequency-8 claim: sent, and the record has no lines
+VOID_CLAIM = LineKind.VOID_CLAIM  # rows of a frequency-8 claim: sent, and the record has no lines
 MANAGEMENT_KIND = RecordKind.TREATMENT_MANAGEMENT  # counted in minutes; the other kinds in days
 SETUP_KIND = RecordKind.SETUP
 VANISHED_REASON = (
@@ -317,7 +317,7 @@ def build_plan(
     drafts = draft_claims(work.originals)
     corrections: list[Correction] = []
     # (record, line_kind, note) for correction rows; the note says why no claim was sent
-    changes: list[tuple[FinalRecord, str, str]] = []
+    changes: list[tuple[FinalRecord, LineKind, str]] = []
     replaced: dict[str, list[RecordKey]] = {}
     held = list(work.held)
 
@@ -328,7 +328,7 @@ def build_plan(
         if hold is not None:
             held.append(hold)
             continue
-        change = "correction" if new_lines else "void"
+        change = LineKind.CORRECTION if new_lines else LineKind.VOID
         if state.lines and _sends_replacements(patients.get(record.patient_id), billing):
             if state.payer_claim_control_number:
                 replaced.setdefault(state.claim_id, []).append(record.key)
@@ -387,7 +387,9 @@ def build_plan(
             ln = cl.line
             prior = work.ledger.get((ln.patient_id, ln.program, ln.record_kind, ln.period_start))
             revision = 0 if on_claim is None or prior is None else prior.revision + 1
-            kind = {"1": "original", "7": "replacement", "8": VOID_CLAIM}[claim.frequency]
+            kind = {"1": LineKind.ORIGINAL, "7": LineKind.REPLACEMENT, "8": VOID_CLAIM}[
+                claim.frequency
+            ]
             writes.append(
                 _write(ln, revision, kind, claim.claim_id, cl.charge, cl.line_control_number)
             )
@@ -396,13 +398,23 @@ def build_plan(
             prior = work.ledger[key]
             if member is None or signature(member.billed_lines) == prior.lines:
                 continue  # an unchanged neighbour on the replaced claim: no correction to report
-            action = "void_claim" if claim.frequency == "8" else "replacement_claim"
+            action = (
+                CorrectionAction.VOID_CLAIM
+                if claim.frequency == "8"
+                else CorrectionAction.REPLACEMENT_CLAIM
+            )
             corrections.append(_correction(member, prior, action, claim.claim_id))
     for record, change, note in changes:
         state = work.ledger[record.key]
         reason = change_reason(record, state) + (f"; {note}" if note else "")
         corrections.append(
-            _correction(record, state, "review" if change == "correction" else "void", "", reason)
+            _correction(
+                record,
+                state,
+                CorrectionAction.REVIEW if change == LineKind.CORRECTION else CorrectionAction.VOID,
+                "",
+                reason,
+            )
         )
         lines = record.billable_lines()
         for ln in lines:
@@ -412,19 +424,19 @@ def build_plan(
             writes.append(_marker(record, state, change))
     for overlap in work.overlapping:
         record, clash = overlap.record, work.ledger[overlap.exported]
-        corrections.append(_correction(record, clash, "review", "", overlap.reason))
+        corrections.append(_correction(record, clash, CorrectionAction.REVIEW, "", overlap.reason))
         for ln in record.billable_lines():
             price = unit_charge(billing, ln.code) or Decimal("0.00")
-            writes.append(_write(ln, 0, "correction", clash.claim_id, price * ln.units))
+            writes.append(_write(ln, 0, LineKind.CORRECTION, clash.claim_id, price * ln.units))
         if overlap.exported not in work.records:
             # The exported record itself is gone (its lines moved to the new one): it now
             # stands for "under review", so it is not reported again as vanished.
-            writes.append(_marker(_gone(overlap.exported, clash), clash, "correction"))
+            writes.append(_marker(_gone(overlap.exported, clash), clash, LineKind.CORRECTION))
     for key in work.vanished:
         state = work.ledger[key]
         gone = _gone(key, state)
-        corrections.append(_correction(gone, state, "void", "", VANISHED_REASON))
-        writes.append(_marker(gone, state, "void"))
+        corrections.append(_correction(gone, state, CorrectionAction.VOID, "", VANISHED_REASON))
+        writes.append(_marker(gone, state, LineKind.VOID))
     return ExportPlan(tuple(claims), tuple(corrections), tuple(writes), tuple(held))
 
 

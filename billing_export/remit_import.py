@@ -21,11 +21,12 @@ from sqlalchemy.exc import IntegrityError
 from rpmpipe.billing_export.remit import ClaimPayment, Remittance, ServicePayment, parse_835
 from rpmpipe.errors import RemitError
 from rpmpipe.logs import get_logger
+from rpmpipe.records import BILLED_LINE_KINDS
 from rpmpipe.registry.models import ExportLedgerEntry, RemitLine
 from rpmpipe.registry.models import Remittance as RemittanceRow
 
 log = get_logger(__name__)
-BILLED_KINDS = ("original", "replacement")
+BILLED_KINDS = BILLED_LINE_KINDS
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from sqlalchemy import Connection, Engine, select
 
+from rpmpipe.billing_export.charge_csv import CorrectionAction
 from rpmpipe.billing_export.holds import Held
 from rpmpipe.billing_export.ledger import ledger_states, load_patients, ordering_npi
 from rpmpipe.billing_export.plan import FinalRecord, build_plan, final_record, select_work
@@ -149,7 +150,7 @@ def preview_export(
             c.original_claim_id,
             c.reason,
             "the next export reports it"
-            + (f" ({c.action.replace('_', ' ')})" if c.action != "review" else ""),
+            + (f" ({c.action.replace('_', ' ')})" if c.action != CorrectionAction.REVIEW else ""),
         )
         for c in changes.corrections
     ]

@@ -16,10 +16,11 @@ from typing import Any
 
 from rpmpipe.billing_export.holds import Held, HoldReason, group_held
 from rpmpipe.billing_export.plan import EMPTY_MARKER, VOID_CLAIM, LedgerWrite, RecordKey
+from rpmpipe.records import BILLED_LINE_KINDS, REVIEW_LINE_KINDS, LineKind
 
-BILLED_KINDS = ("original", "replacement")
+BILLED_KINDS = BILLED_LINE_KINDS
 CLAIM_KINDS = (*BILLED_KINDS, VOID_CLAIM)  # rows of a claim that was sent
-REVIEW_KINDS = ("correction", "void")
+REVIEW_KINDS = REVIEW_LINE_KINDS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,21 +62,21 @@ def _status(
 ) -> str:
     if line.line_kind == VOID_CLAIM:
         return "void claim sent (frequency 8): no longer billed"
-    if line.line_kind == "correction":
+    if line.line_kind == LineKind.CORRECTION:
         if line.revision == latest:
             return "correction reported, waiting for review"
         return "correction reported, superseded"
-    if line.line_kind == "void":
+    if line.line_kind == LineKind.VOID:
         return "no longer billable: void reported, waiting for review"
     if line.revision < billed_rev:
         if billed_kind == VOID_CLAIM:
             return "voided by a void claim"
         return "replaced by a replacement claim"
-    if latest > line.revision and latest_kind == "correction":
+    if latest > line.revision and latest_kind == LineKind.CORRECTION:
         return "billed; a correction waits for review"
-    if latest > line.revision and latest_kind == "void":
+    if latest > line.revision and latest_kind == LineKind.VOID:
         return "billed; no longer billable (void waits for review)"
-    return "billed" if line.line_kind == "original" else "billed (replacement claim)"
+    return "billed" if line.line_kind == LineKind.ORIGINAL else "billed (replacement claim)"
 
 
 def billed_lines(lines: Iterable[LedgerLine]) -> list[LedgerLine]:
@@ -207,7 +208,7 @@ def reported_reviews(lines: Sequence[LedgerLine]) -> list[ReviewItem]:
                     ln.record_kind,
                     ln.period_start,
                     ln.claim_id,
-                    "void: no longer billable" if ln.line_kind == "void" else "correction",
+                    "void: no longer billable" if ln.line_kind == LineKind.VOID else "correction",
                     f"reported in run {ln.run_id} (corrections.csv)",
                 )
             )

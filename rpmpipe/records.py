@@ -51,6 +51,19 @@ class Program(StrEnum):
     BHI = "BHI"
 
 
+class LineKind(StrEnum):
+    """What a row of the export ledger stands for (its ``line_kind``)."""
+
+    ORIGINAL = "original"  # a line of a claim sent (frequency 1)
+    REPLACEMENT = "replacement"  # a line of a replacement claim sent (frequency 7)
+    VOID_CLAIM = "void_claim"  # a line a void claim (frequency 8) repeated to cancel it
+    CORRECTION = "correction"  # a change reported for review, not billed
+    VOID = "void"  # no longer billable: reported for review, not billed
+
+
+BILLED_LINE_KINDS = (LineKind.ORIGINAL, LineKind.REPLACEMENT)  # lines a claim bills
+REVIEW_LINE_KINDS = (LineKind.CORRECTION, LineKind.VOID)  # reported, never sent
+
 STATUSES = tuple(RecordStatus)
 RECORD_KINDS = tuple(RecordKind)
 # Care-management programs a patient may be enrolled in, and who performs care time.

@@ -30,7 +30,7 @@ from rpmpipe.embedded_broker import EmbeddedBroker
 from rpmpipe.errors import RpmpipeError
 from rpmpipe.ingest.stats import StatsSnapshot
 from rpmpipe.ingest.subscriber import IngestService
-from rpmpipe.records import EngagementRecord, Program, RecordKind, RecordStatus
+from rpmpipe.records import EngagementRecord, LineKind, Program, RecordKind, RecordStatus
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.imports import import_rows
 from rpmpipe.settings import Settings
@@ -219,7 +219,7 @@ def _demo_appeal(settings: Settings, engine: Engine, out: Path, as_of: date) -> 
     with engine.connect() as conn:
         claim_id = conn.execute(
             select(e.claim_id)
-            .where(e.line_kind == "original")
+            .where(e.line_kind == LineKind.ORIGINAL)
             .order_by((e.record_kind != RecordKind.TREATMENT_MANAGEMENT), e.id)
             .limit(1)
         ).scalar()
