@@ -38,7 +38,7 @@ from rpmpipe.billing_export.plan import (
 )
 from rpmpipe.billing_export.x12 import ControlNumbers
 from rpmpipe.errors import ExportError, RegistryRecordError
-from rpmpipe.records import REVIEW_LINE_KINDS
+from rpmpipe.records import REVIEW_LINE_KINDS, RecordStatus
 from rpmpipe.registry.engagement import record_of
 from rpmpipe.registry.models import (
     ControlNumber,
@@ -51,7 +51,7 @@ from rpmpipe.registry.models import (
 
 COUNTERS = ("isa13", "gs06", "st02", "claim")
 _ISA13_MAX = 999_999_999
-BILLABLE = "billable"  # the engagement status whose lines are billed
+BILLABLE = RecordStatus.BILLABLE  # the engagement status whose lines are billed
 
 # Per record: its lines as the registry stores them (``lines_json``, "" when the record is not
 # billable) and the billed lines they say. The ledger keeps the text with each revision whose
