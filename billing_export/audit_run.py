@@ -60,11 +60,16 @@ def audit_lines(
     lines: Sequence[BillableLine],
     patients: Mapping[str, PatientInfo],
     billing: BillingSettings,
+    facts: Mapping[RecordKey, RecordFacts] | None = None,
 ) -> list[LineAudit]:
-    """Audit every line against its program's rules and its payer's profile."""
+    """Audit every line against its program's rules and its payer's profile.
+
+    ``facts`` are the lines' facts when the caller already collected them (the export keeps
+    them for the evidence of the run); else they are read here.
+    """
     profiles = payer_profiles(billing)
-    keys = {ln.record_key: ln.period_end for ln in lines}
-    facts = collect_facts(engine, readings_dir, keys.items())
+    if facts is None:
+        facts = line_facts(engine, readings_dir, lines)
     rules = default_rules()
     out = []
     for ln in lines:
@@ -82,6 +87,14 @@ def audit_lines(
         found = facts.get(ln.record_key, RecordFacts((), (), None))
         out.append(LineAudit(ln, tuple(audit_line(audited, found, rules, extra))))
     return out
+
+
+def line_facts(
+    engine: Engine, readings_dir: Path, lines: Sequence[BillableLine]
+) -> dict[RecordKey, RecordFacts]:
+    """The facts behind the records of ``lines``, read once from the registry and readings."""
+    keys = {ln.record_key: ln.period_end for ln in lines}
+    return collect_facts(engine, readings_dir, keys.items())
 
 
 def hold_undocumented(work: Work, audits: Sequence[LineAudit]) -> Work:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -131,10 +131,21 @@ def collect_evidence(
     readings_dir: Path,
     claims: Sequence[Claim],
     run_id: str,
+    known: Mapping[RecordKey, RecordFacts] | None = None,
 ) -> list[LineEvidence]:
-    """The evidence of every line of ``claims``, as the registry and readings hold it now."""
-    keys = {cl.line.record_key: cl.line.period_end for c in claims for cl in c.lines}
-    facts = collect_facts(engine, readings_dir, keys.items())
+    """The evidence of every line of ``claims``, as the registry and readings hold it now.
+
+    ``known`` are facts this run already read (for the documentation audit): only the other
+    records' facts are read here.
+    """
+    known = known or {}
+    keys = {
+        cl.line.record_key: cl.line.period_end
+        for c in claims
+        for cl in c.lines
+        if cl.line.record_key not in known
+    }
+    facts = {**known, **collect_facts(engine, readings_dir, keys.items())} if keys else known
     return build_line_evidence(claims, run_id, facts)
 
 

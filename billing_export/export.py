@@ -52,13 +52,14 @@ from sqlalchemy import Engine
 
 from rpmpipe import __version__
 from rpmpipe.asof import check_as_of
-from rpmpipe.billing_export.audit_run import audit_lines, hold_undocumented
+from rpmpipe.billing_export.audit_run import audit_lines, hold_undocumented, line_facts
 from rpmpipe.billing_export.charge_csv import write_charge_csv, write_corrections_csv
 from rpmpipe.billing_export.claims import Claim, Receiver, claims_file_for
 from rpmpipe.billing_export.evidence import (
     EVIDENCE_CSV,
     EVIDENCE_PARQUET,
     LineEvidence,
+    RecordFacts,
     evidence_table,
     write_evidence_csv,
 )
@@ -171,8 +172,13 @@ def run_export(
             ledger = load_ledger(conn)
             patients = load_patients(conn, {r.patient_id for r in records} | _ids(ledger))
         work = select_work(records, ledger, patients, billing, as_of=as_of)
+        facts: dict[RecordKey, RecordFacts] = {}
         if billing.audit_before_export and work.originals:
-            audits = audit_lines(engine, settings.readings_dir, work.originals, patients, billing)
+            # Read once: the audit's facts are also the evidence frozen with the run.
+            facts = line_facts(engine, settings.readings_dir, work.originals)
+            audits = audit_lines(
+                engine, settings.readings_dir, work.originals, patients, billing, facts
+            )
             work = hold_undocumented(work, audits)
         plan = (
             build_plan(work, patients, billing, first_claim_number=1)
@@ -215,7 +221,7 @@ def run_export(
         if final.exists():
             raise ExportError(f"run directory {final} already exists")
         private_dir(partial)
-        evidence = collect_evidence(engine, settings.readings_dir, plan.claims, run_id)
+        evidence = collect_evidence(engine, settings.readings_dir, plan.claims, run_id, facts)
         _write_run_files(
             partial, plan, settings, RunHeader(run_id, as_of, now, interchanges), evidence
         )

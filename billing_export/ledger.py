@@ -102,10 +102,28 @@ def load_final_records(
             (e.start_date, e.end_date, e.ordering_npi)
         )
     records = []
+    er = EngagementRow
     rows = conn.execute(
-        select(EngagementRow.__table__)
-        .where(EngagementRow.period_end < as_of)
-        .order_by(EngagementRow.id)
+        # Not the evidence: the audit and the run's evidence read it for the lines they need.
+        select(
+            er.id,
+            er.patient_id,
+            er.program,
+            er.kind,
+            er.period_start,
+            er.period_end,
+            er.status,
+            er.rule_set,
+            er.reason,
+            er.transmission_days,
+            er.interactive_minutes,
+            er.management_minutes,
+            er.episode_start,
+            er.lines_json,
+            er.ordering_npi,
+        )
+        .where(er.period_end < as_of)
+        .order_by(er.id)
     )
     for row in rows:
         # The record names the enrollment that owns it; rows stored before that carry no NPI

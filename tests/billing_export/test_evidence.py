@@ -128,3 +128,31 @@ def test_metrics_known_at_reproduces_what_an_earlier_run_knew(tmp_path: Path) ->
         app, [*args, "--known-at", "2026-11-01T00:00:00"], env={"RPMPIPE_CONFIG": ""}
     )
     assert naive.exit_code == 2 and "no time zone offset" in naive.output
+
+
+def test_the_audit_and_the_frozen_evidence_read_the_facts_once(
+    tmp_path: Path, database_url: str
+) -> None:
+    from sqlalchemy import event
+
+    settings = world_settings(tmp_path, database_url)
+    engine = build_world(settings)
+    reads: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        reading = statement.lstrip().startswith("SELECT")
+        if reading and ("evidence_json" in statement or "activity_id IN" in statement):
+            reads.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        result = bill(settings, engine)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    engine.dispose()
+    assert result.lines == 6 and not result.held_back
+    evidence = [s for s in reads if "evidence_json" in s]
+    # One read of the records' evidence (one chunk of patients) and one of the activities
+    # they name: the audit's facts are the evidence frozen with the run.
+    assert len(evidence) == 1, evidence
+    assert len(reads) == 2, reads
