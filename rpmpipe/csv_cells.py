@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+# First characters after which a cell needs a look (a formula, or quotes before one).
+_LOOK = frozenset((*FORMULA_TRIGGERS, "'"))
 _PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 
 
@@ -62,4 +64,6 @@ class SafeCsvWriter:
         self._writer = csv.writer(out, lineterminator="\n")
 
     def writerow(self, row: Iterable[Any]) -> None:
-        self._writer.writerow([neutralise_cell(v if isinstance(v, str) else str(v)) for v in row])
+        cells = [v if isinstance(v, str) else str(v) for v in row]
+        # Most cells start with a letter or digit: only the others go through neutralise_cell.
+        self._writer.writerow([neutralise_cell(v) if v[:1] in _LOOK else v for v in cells])

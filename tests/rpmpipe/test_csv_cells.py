@@ -59,6 +59,16 @@ def test_safe_writer_neutralises_every_cell() -> None:
     assert cells == ["'" + a for a in ATTACKS[:4]]
 
 
+@given(st.lists(st.text(max_size=12) | st.integers(), max_size=6))
+@example(["'=1+1", "''@x", "'plain", "", 7, "-2.50"])
+def test_safe_writer_cells_are_neutralise_cell_of_each_value(row: list[str | int]) -> None:
+    out = io.StringIO(newline="")
+    SafeCsvWriter(out).writerow(row)
+    expected = io.StringIO(newline="")
+    csv.writer(expected, lineterminator="\n").writerow([neutralise_cell(str(v)) for v in row])
+    assert out.getvalue() == expected.getvalue()
+
+
 def test_no_module_writes_csv_around_the_helper() -> None:
     # One implementation: every CSV writer of rpmpipe goes through rpmpipe.csv_cells.
     offenders = []
