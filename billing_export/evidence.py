@@ -329,26 +329,83 @@ def readings_by_day(
     for flag in ("manual_entry", "clock_suspect"):
         if flag in table.column_names:
             table = table.filter(pc.invert(pc.fill_null(table[flag], False)))
-    zone_cache: dict[str, ZoneInfo] = {}
-    for row in table.to_pylist():
-        device = str(row["device_id"])
-        at: datetime = row["measured_at"]
-        if at.tzinfo is None:
-            at = at.replace(tzinfo=UTC)
-        for a in by_device.get(device, ()):
-            zone = zone_cache.setdefault(a.patient_id, ZoneInfo(zones.get(a.patient_id) or "UTC"))
-            local = at.astimezone(zone).date()
-            if local < a.start or (a.end is not None and local > a.end):
-                continue
-            if local not in wanted[a.patient_id]:
-                continue
-            ids, devices = result.setdefault((a.patient_id, local), ([], []))
-            ids.append(str(row.get("reading_id") or row.get("dedup_key") or ""))
-            devices.append(device)
-    for ids, devices in result.values():
-        order = sorted(range(len(ids)), key=ids.__getitem__)
-        ids[:] = [ids[i] for i in order]
-        devices[:] = [devices[i] for i in order]
+    if table.num_rows == 0:
+        return result
+    # Columnar from here: each reading joined to the assignments of its device, its local
+    # date in that patient's zone, kept when inside the assignment and a wanted date.
+    empty = pa.nulls(table.num_rows, pa.string())
+    reading_id = table["reading_id"] if "reading_id" in table.column_names else empty
+    dedup_key = table["dedup_key"] if "dedup_key" in table.column_names else empty
+    ids = pc.if_else(
+        pc.fill_null(pc.not_equal(reading_id, ""), False),
+        reading_id,
+        pc.if_else(pc.fill_null(pc.not_equal(dedup_key, ""), False), dedup_key, pa.scalar("")),
+    )
+    measured = table["measured_at"]
+    if measured.type.tz is None:
+        measured = measured.cast(pa.timestamp("us", "UTC"))
+    readings = pa.table(
+        {
+            "device_id": table["device_id"].cast(pa.string()),
+            "at": measured,
+            "id": ids.cast(pa.string()),
+        }
+    )
+    spans = [a for spans_ in by_device.values() for a in spans_]
+    assigned = pa.table(
+        {
+            "device_id": pa.array([a.device_id for a in spans], pa.string()),
+            "patient_id": pa.array([a.patient_id for a in spans], pa.string()),
+            "start": pa.array([a.start for a in spans], pa.date32()),
+            "end": pa.array([a.end for a in spans], pa.date32()),
+            "zone": pa.array([zones.get(a.patient_id) or "UTC" for a in spans], pa.string()),
+        }
+    )
+    joined = readings.join(assigned, "device_id", join_type="inner")
+    if joined.num_rows == 0:
+        return result
+    parts = []
+    for zone in pc.unique(joined["zone"]).to_pylist():
+        part = joined.filter(pc.equal(joined["zone"], zone))
+        local = pc.local_timestamp(part["at"].cast(pa.timestamp("us", zone))).cast(pa.date32())
+        inside = pc.and_(
+            pc.greater_equal(local, part["start"]),
+            pc.fill_null(pc.less_equal(local, part["end"]), True),
+        )
+        parts.append(
+            pa.table(
+                {
+                    "patient_id": part["patient_id"],
+                    "day": local,
+                    "id": part["id"],
+                    "device_id": part["device_id"],
+                }
+            ).filter(inside)
+        )
+    found = pa.concat_tables(parts)
+    wanted_days = pa.table(
+        {
+            "patient_id": pa.array([p for p, ds_ in wanted.items() for _ in ds_], pa.string()),
+            "day": pa.array([d for ds_ in wanted.values() for d in ds_], pa.date32()),
+        }
+    )
+    found = found.join(wanted_days, ["patient_id", "day"], join_type="inner")
+    # In reading id order within each (patient, date), as the evidence lists them.
+    found = found.sort_by([(c, "ascending") for c in ("patient_id", "day", "id", "device_id")])
+    patient_ids = found["patient_id"].to_pylist()
+    found_days = found["day"].to_pylist()
+    found_ids = found["id"].to_pylist()
+    found_devices = found["device_id"].to_pylist()
+    current: tuple[str, date] | None = None
+    ids_of: list[str] = []
+    devices_of: list[str] = []
+    for n, patient_id in enumerate(patient_ids):
+        key = (patient_id, found_days[n])
+        if key != current:
+            current = key
+            ids_of, devices_of = result.setdefault(key, ([], []))
+        ids_of.append(found_ids[n])
+        devices_of.append(found_devices[n])
     return result
 
 
