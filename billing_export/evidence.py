@@ -14,7 +14,7 @@ patient's assigned devices on those local dates, and the activity rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -523,44 +523,69 @@ def _activity_value(a: dict[str, Any]) -> ActivityEvidence:
 
 
 def evidence_table(lines: Sequence[LineEvidence]) -> pa.Table:
-    rows: list[dict[str, Any]] = []
+    """The ``evidence.parquet`` table of ``lines``, built column by column (the days of all
+    lines are flat arrays with offsets, not one Python mapping per day)."""
+    day_offsets, id_offsets, device_offsets = [0], [0], [0]
+    days: list[date] = []
+    ids: list[str] = []
+    devices: list[str] = []
     for e in lines:
-        rows.append(
-            {
-                "line_control_number": e.line_control_number,
-                "claim_id": e.claim_id,
-                "line_no": e.line_no,
-                "run_id": e.run_id,
-                "patient_id": e.patient_id,
-                "program": e.program,
-                "record_kind": e.record_kind,
-                "code": e.code,
-                "units": e.units,
-                "charge": _cents(e.charge),
-                "date_of_service": e.date_of_service,
-                "period_start": e.period_start,
-                "period_end": e.period_end,
-                "rule_set": e.rule_set,
-                "transmission_days": e.transmission_days,
-                "interactive_minutes": _cents(e.interactive_minutes),
-                "ordering_npi": e.ordering_npi,
-                "consent_date": e.consent_date,
-                "enrollment_start": e.enrollment_start,
-                "enrollment_end": e.enrollment_end,
-                "days": [
-                    {
-                        "day": d.day,
-                        "reading_ids": list(d.reading_ids),
-                        "device_ids": list(d.device_ids),
-                    }
-                    for d in e.days
-                ],
-                "activities": [_activity_row(a) for a in e.activities],
-                "documentation": [_activity_row(a) for a in e.documentation],
-                "rpmpipe_version": e.rpmpipe_version,
-            }
-        )
-    return pa.Table.from_pylist(rows, schema=EVIDENCE_SCHEMA)
+        for d in e.days:
+            days.append(d.day)
+            ids.extend(d.reading_ids)
+            id_offsets.append(len(ids))
+            devices.extend(d.device_ids)
+            device_offsets.append(len(devices))
+        day_offsets.append(len(days))
+    day_values = pa.StructArray.from_arrays(
+        [
+            pa.array(days, pa.date32()),
+            pa.ListArray.from_arrays(pa.array(id_offsets, pa.int32()), pa.array(ids, pa.string())),
+            pa.ListArray.from_arrays(
+                pa.array(device_offsets, pa.int32()), pa.array(devices, pa.string())
+            ),
+        ],
+        fields=list(_DAY),
+    )
+
+    def activities(pick: str) -> pa.Array:
+        offsets = [0]
+        rows: list[dict[str, Any]] = []
+        for e in lines:
+            rows.extend(_activity_row(a) for a in getattr(e, pick))
+            offsets.append(len(rows))
+        return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(rows, _ACTIVITY))
+
+    def column(name: str, value: Callable[[LineEvidence], Any]) -> pa.Array:
+        return pa.array([value(e) for e in lines], EVIDENCE_SCHEMA.field(name).type)
+
+    columns = [
+        column("line_control_number", lambda e: e.line_control_number),
+        column("claim_id", lambda e: e.claim_id),
+        column("line_no", lambda e: e.line_no),
+        column("run_id", lambda e: e.run_id),
+        column("patient_id", lambda e: e.patient_id),
+        column("program", lambda e: e.program),
+        column("record_kind", lambda e: e.record_kind),
+        column("code", lambda e: e.code),
+        column("units", lambda e: e.units),
+        column("charge", lambda e: _cents(e.charge)),
+        column("date_of_service", lambda e: e.date_of_service),
+        column("period_start", lambda e: e.period_start),
+        column("period_end", lambda e: e.period_end),
+        column("rule_set", lambda e: e.rule_set),
+        column("transmission_days", lambda e: e.transmission_days),
+        column("interactive_minutes", lambda e: _cents(e.interactive_minutes)),
+        column("ordering_npi", lambda e: e.ordering_npi),
+        column("consent_date", lambda e: e.consent_date),
+        column("enrollment_start", lambda e: e.enrollment_start),
+        column("enrollment_end", lambda e: e.enrollment_end),
+        pa.ListArray.from_arrays(pa.array(day_offsets, pa.int32()), day_values),
+        activities("activities"),
+        activities("documentation"),
+        column("rpmpipe_version", lambda e: e.rpmpipe_version),
+    ]
+    return pa.Table.from_arrays(columns, schema=EVIDENCE_SCHEMA)
 
 
 def evidence_from_table(table: pa.Table) -> list[LineEvidence]:

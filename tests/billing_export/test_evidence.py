@@ -156,3 +156,78 @@ def test_the_audit_and_the_frozen_evidence_read_the_facts_once(
     # they name: the audit's facts are the evidence frozen with the run.
     assert len(evidence) == 1, evidence
     assert len(reads) == 2, reads
+
+
+def test_evidence_table_round_trips_every_field_and_matches_a_row_by_row_table() -> None:
+    from datetime import date
+
+    import pyarrow as pa
+
+    from rpmpipe.billing_export.evidence import (
+        ActivityEvidence,
+        DayEvidence,
+        LineEvidence,
+        evidence_table,
+    )
+
+    call = ActivityEvidence(
+        "A-1",
+        datetime(2026, 11, 5, 16, tzinfo=UTC),
+        Decimal("20.5"),
+        "phone_call",
+        "RN-8",
+        True,
+        performer="clinical_staff",
+        goals_reviewed=("G-BP", "G-DIET"),
+        pro_instrument="PHQ-9",
+        pro_score=Decimal(7),
+        note_ref="N-1",
+    )
+    survey = ActivityEvidence(
+        "A-2", datetime(2026, 11, 6, 16, tzinfo=UTC), Decimal(0), "questionnaire", "", False
+    )
+
+    def line(n: int, **fields: object) -> LineEvidence:
+        base: dict[str, object] = dict(
+            line_control_number=f"RP1-{n}",
+            claim_id="RP1",
+            line_no=n,
+            run_id="run",
+            patient_id="P-01",
+            program="RPM",
+            record_kind="device_supply",
+            code="99454",
+            units=1,
+            charge=Decimal("47.1"),
+            date_of_service=date(2026, 11, 30),
+            period_start=date(2026, 11, 1),
+            period_end=date(2026, 11, 30),
+            rule_set="CY2026",
+            transmission_days=2,
+            interactive_minutes=Decimal(0),
+            ordering_npi="1234567893",
+            consent_date=None,
+            enrollment_start=date(2026, 1, 1),
+            enrollment_end=None,
+        )
+        base.update(fields)
+        return LineEvidence(**base)  # type: ignore[arg-type]
+
+    lines = [
+        line(
+            1,
+            days=(
+                DayEvidence(date(2026, 11, 1), ("R-1", "R-2"), ("BP-1",)),
+                DayEvidence(date(2026, 11, 2), (), ()),
+            ),
+        ),
+        line(2, code="99457", activities=(call,), documentation=(survey,)),
+        line(3, consent_date=date(2026, 1, 1), enrollment_end=date(2026, 12, 31)),
+    ]
+    table = evidence_table(lines)
+    assert table.schema.equals(EVIDENCE_SCHEMA)
+    assert evidence_from_table(table) == lines
+    rows = table.to_pylist()
+    assert pa.Table.from_pylist(rows, schema=EVIDENCE_SCHEMA).equals(table)
+    assert rows[0]["days"][1] == {"day": date(2026, 11, 2), "reading_ids": [], "device_ids": []}
+    assert evidence_table([]).num_rows == 0
