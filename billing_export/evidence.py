@@ -691,7 +691,5 @@ def write_evidence_csv(out: TextIO, lines: Sequence[LineEvidence]) -> int:
                     a.activity_id,
                 ]
             )
-        for fact in facts:
-            writer.writerow((*head, *fact))
-            rows += 1
+        rows += writer.writerows_after(head, facts)
     return rows

@@ -132,7 +132,7 @@ def patient_hold_reason(patient: PatientInfo | None, billing: BillingSettings) -
     return None
 
 
-@lru_cache(maxsize=4096)  # one check per patient, however many lines they have
+@lru_cache(maxsize=1 << 18)  # one check per patient, however many lines (and patients)
 def _patient_problem(patient: PatientInfo | None) -> str | None:
     if patient is None:
         return "patient not in registry"

@@ -64,6 +64,20 @@ class SafeCsvWriter:
         self._writer = csv.writer(out, lineterminator="\n")
 
     def writerow(self, row: Iterable[Any]) -> None:
-        cells = [v if isinstance(v, str) else str(v) for v in row]
-        # Most cells start with a letter or digit: only the others go through neutralise_cell.
-        self._writer.writerow([neutralise_cell(v) if v[:1] in _LOOK else v for v in cells])
+        self._writer.writerow(_safe(row))
+
+    def writerows_after(self, head: Iterable[Any], rows: Iterable[Iterable[Any]]) -> int:
+        """One row per item of ``rows``, each after the same ``head`` cells (neutralised
+        once); returns the number of rows."""
+        first = _safe(head)
+        count = 0
+        for row in rows:
+            self._writer.writerow(first + _safe(row))
+            count += 1
+        return count
+
+
+def _safe(row: Iterable[Any]) -> list[str]:
+    cells = [v if isinstance(v, str) else str(v) for v in row]
+    # Most cells start with a letter or digit: only the others go through neutralise_cell.
+    return [neutralise_cell(v) if v[:1] in _LOOK else v for v in cells]

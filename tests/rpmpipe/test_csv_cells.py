@@ -67,6 +67,13 @@ def test_safe_writer_cells_are_neutralise_cell_of_each_value(row: list[str | int
     expected = io.StringIO(newline="")
     csv.writer(expected, lineterminator="\n").writerow([neutralise_cell(str(v)) for v in row])
     assert out.getvalue() == expected.getvalue()
+    after = io.StringIO(newline="")
+    assert SafeCsvWriter(after).writerows_after(["=head", 1], [row, row]) == 2
+    safe_head = [neutralise_cell("=head"), "1"]
+    assert (
+        list(csv.reader(io.StringIO(after.getvalue())))
+        == [safe_head + [neutralise_cell(str(v)) for v in row]] * 2
+    )
 
 
 def test_no_module_writes_csv_around_the_helper() -> None:
