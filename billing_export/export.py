@@ -493,7 +493,7 @@ def _write_atomic(path: Path, encoding: str, produce: Callable[[TextIO], object]
     """Write text atomically (0600, fsync, rename, fsync dir); return its sha256."""
 
     def write_text(raw: BinaryIO) -> None:
-        text = io.TextIOWrapper(raw, encoding=encoding, newline="", write_through=True)
+        text = io.TextIOWrapper(raw, encoding=encoding, newline="")
         produce(text)
         text.flush()
         text.detach()  # leave the raw file open for atomic_write's fsync
