@@ -164,9 +164,14 @@ def record_facts(
 ) -> dict[RecordKey, RecordFacts]:
     """The facts of each (record key, period end) (pure: every lookup is passed in)."""
     out = {}
+    zone_of: dict[str, ZoneInfo] = {}
+    # A day with data of a patient is the same evidence for each record that counts it.
+    day_of: dict[tuple[str, date], DayEvidence] = {}
+    no_readings: tuple[list[str], list[str]] = ([], [])
     for key, period_end in keys:
         patient_id, program = key[0], key[1]
-        zone = ZoneInfo((zones or {}).get(patient_id) or "UTC")
+        name = (zones or {}).get(patient_id) or "UTC"
+        zone = zone_of.get(name) or zone_of.setdefault(name, ZoneInfo(name))
         in_period = tuple(
             a
             for a in (patient_activities or {}).get(patient_id, ())
@@ -175,8 +180,12 @@ def record_facts(
         found = records.get(key, RecordEvidence((), ()))
         days = []
         for day in found.dates:
-            ids, devices = readings.get((patient_id, day), ([], []))
-            days.append(DayEvidence(day, tuple(ids), tuple(sorted(set(devices)))))
+            evidence = day_of.get((patient_id, day))
+            if evidence is None:
+                ids, devices = readings.get((patient_id, day), no_readings)
+                evidence = DayEvidence(day, tuple(ids), tuple(sorted(set(devices))))
+                day_of[(patient_id, day)] = evidence
+            days.append(evidence)
         out[key] = RecordFacts(
             days=tuple(days),
             activities=tuple(activities[a] for a in found.activity_ids if a in activities),
