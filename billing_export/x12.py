@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -73,14 +73,31 @@ class _Segments:
     def __init__(self, out: TextIO) -> None:
         self._out = out
         self.count = 0
+        # Segments that many claims of an interchange repeat (the payer, the rendering
+        # provider, the diagnoses), built once: text per key, with its number of segments.
+        self._known: dict[tuple[str, ...], tuple[str, int]] = {}
 
     def add(self, *elements: str) -> None:
-        # Trailing empty elements are not sent (X12 syntax rule).
-        items = list(elements)
-        while items and items[-1] == "":
-            items.pop()
-        self._out.write("*".join(items) + "~\n")
+        self._out.write(_segment(elements))
         self.count += 1
+
+    def known(self, key: tuple[str, ...], build: Callable[[], list[tuple[str, ...]]]) -> None:
+        """Write the segments ``build`` gives for ``key``, built the first time only."""
+        found = self._known.get(key)
+        if found is None:
+            segments = build()
+            found = ("".join(_segment(e) for e in segments), len(segments))
+            self._known[key] = found
+        self._out.write(found[0])
+        self.count += found[1]
+
+
+def _segment(elements: Sequence[str]) -> str:
+    # Trailing empty elements are not sent (X12 syntax rule).
+    items = list(elements)
+    while items and items[-1] == "":
+        items.pop()
+    return "*".join(items) + "~\n"
 
 
 def write_837p(
@@ -231,6 +248,22 @@ def _transaction(
     seg.add("SE", str(seg.count - first + 1), st)
 
 
+def _diagnoses(icd10: Sequence[str]) -> tuple[str, ...]:
+    codes = [icd10_without_dot(c) for c in icd10][:MAX_DIAGNOSES]
+    return ("HI", *(f"{'ABK' if i == 0 else 'ABF'}:{clean(c, 30)}" for i, c in enumerate(codes)))
+
+
+def _rendering(npi: str, billing: BillingSettings) -> list[tuple[str, ...]]:
+    last, _, first = billing.rendering_providers.get(npi, "").partition(",")
+    segments: list[tuple[str, ...]] = [
+        ("NM1", "82", "1", clean(last, 60), clean(first, 35), "", "", "", "XX", npi)
+    ]
+    taxonomy = billing.rendering_taxonomies.get(npi, "")
+    if taxonomy:
+        segments.append(("PRV", "PE", "PXC", clean(taxonomy, 50)))
+    return segments
+
+
 def _subscriber_and_claim(seg: _Segments, claim: Claim, billing: BillingSettings, hl: int) -> None:
     p = claim.patient
     payer = billing.payers.get(p.payer_id)
@@ -260,9 +293,13 @@ def _subscriber_and_claim(seg: _Segments, claim: Claim, billing: BillingSettings
     seg.add("N4", clean(p.city, 30), clean(p.state, 2), digits(p.zip)[:15])
     seg.add("DMG", "D8", f"{p.birth_date:%Y%m%d}", p.sex if p.sex in ("M", "F") else "U")
     # 2010BB: the payer's EDI id (for Medicare the MAC's contractor number), never our key.
-    seg.add(
-        "NM1", "PR", "2", clean(payer_name, 60), "", "", "", "", "PI", clean(payer.payer_id, 80)
-    )
+    seg.known(
+        ("2010BB", payer_name, payer.payer_id),
+        lambda: [
+            ("NM1", "PR", "2", clean(payer_name, 60), "", "", "", "", "PI",
+             clean(payer.payer_id, 80)),
+        ],
+    )  # fmt: skip
     # 2300 claim
     seg.add(
         "CLM",
@@ -281,21 +318,13 @@ def _subscriber_and_claim(seg: _Segments, claim: Claim, billing: BillingSettings
         if not claim.payer_claim_control_number:
             raise ValueError(f"claim {claim.claim_id}: frequency {claim.frequency} needs REF*F8")
         seg.add("REF", "F8", clean(claim.payer_claim_control_number, 50))
-    codes = [icd10_without_dot(c) for c in p.icd10][:MAX_DIAGNOSES]
-    seg.add("HI", *(f"{'ABK' if i == 0 else 'ABF'}:{clean(c, 30)}" for i, c in enumerate(codes)))
+    seg.known(("HI", *p.icd10), lambda: [_diagnoses(p.icd10)])
     # 2310B rendering provider: always under an organisation (the export holds claims
     # without a person's NPI); under an individual only when someone else rendered.
     if claim.rendering_npi and (
         billing.provider_entity == "organization" or claim.rendering_npi != billing.provider_npi
     ):
-        last, _, first = billing.rendering_providers.get(claim.rendering_npi, "").partition(",")
-        seg.add(
-            "NM1", "82", "1", clean(last, 60), clean(first, 35), "", "", "", "XX",
-            claim.rendering_npi,
-        )  # fmt: skip
-        taxonomy = billing.rendering_taxonomies.get(claim.rendering_npi, "")
-        if taxonomy:
-            seg.add("PRV", "PE", "PXC", clean(taxonomy, 50))
+        seg.known(("2310B", claim.rendering_npi), lambda: _rendering(claim.rendering_npi, billing))
     # 2400 service lines
     for cl in claim.lines:
         seg.add("LX", str(cl.line_no))
