@@ -188,29 +188,28 @@ def nothing_to_export(conn: Connection, as_of: date) -> bool:
     new = select(literal(1)).where(
         e.period_end < as_of, e.status == BILLABLE, ~exists().where(in_ledger)
     )
-    changed = (
+    # One pass over the latest revisions, each with its final record if there is one.
+    final = lg.outerjoin(EngagementRow.__table__, and_(in_ledger, e.period_end < as_of))
+    changed_or_vanished = (
         select(literal(1))
-        .select_from(EngagementRow.__table__.join(lg, in_ledger))
+        .select_from(final)
         .where(
-            e.period_end < as_of,
             latest,
-            or_(lg.c.record_lines.is_(None), lg.c.record_lines != _stored_text_sql()),
+            or_(
+                and_(
+                    e.id.is_not(None),
+                    or_(lg.c.record_lines.is_(None), lg.c.record_lines != _stored_text_sql()),
+                ),
+                and_(
+                    e.id.is_(None),
+                    lg.c.period_end < as_of,
+                    lg.c.code != EMPTY_MARKER,
+                    lg.c.line_kind != VOID_CLAIM,
+                ),
+            ),
         )
     )
-    vanished = select(literal(1)).where(
-        lg.c.period_end < as_of,
-        lg.c.code != EMPTY_MARKER,
-        lg.c.line_kind != VOID_CLAIM,
-        latest,
-        ~exists().where(
-            e.patient_id == lg.c.patient_id,
-            e.program == lg.c.program,
-            e.kind == lg.c.record_kind,
-            e.period_start == lg.c.period_start,
-            e.period_end < as_of,
-        ),
-    )
-    something = conn.execute(select(or_(new.exists(), changed.exists(), vanished.exists())))
+    something = conn.execute(select(or_(new.exists(), changed_or_vanished.exists())))
     return not something.scalar_one()
 
 
