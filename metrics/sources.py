@@ -96,42 +96,70 @@ def reading_batches(
     The partition day is a UTC date; a day of margin on each side covers every zone offset.
     Missing directory or no files: no batches. With ``known_at``, only readings received by
     then (``received_at``): what a run at that time could see.
+
+    Files are read one after the other on the calling thread, a file's batches before the
+    next file is opened: the counting keeps up with the decoding on a small machine, and
+    what is held at once is one file's batch, not a read-ahead of many files.
     """
     files = reading_files(readings_dir, first_day - timedelta(days=1), last_day + timedelta(days=1))
     if not files:
         return
     schema = _schema(files[0])
-    parquet = ds.ParquetFileFormat(
-        read_options=ds.ParquetReadOptions(dictionary_columns=["device_id", "type"])
-    )
+    found = pq.read_schema(files[0])
+    if known_at is not None and "received_at" not in found.names:
+        raise ValueError(f"readings file {files[0]} has no received_at for --known-at")
     by_dir: dict[Path, list[Path]] = {}
     for f in files:
         by_dir.setdefault(f.parent, []).append(f)
-    found = pq.read_schema(files[0])
-    known = None
-    if known_at is not None:
-        if "received_at" not in found.names:
-            raise ValueError(f"readings file {files[0]} has no received_at for --known-at")
-        known = ds.field("received_at") <= pa.scalar(known_at, found.field("received_at").type)
     if "dedup_key" in found.names:
         alone = [fs[0] for fs in by_dir.values() if len(fs) == 1]
         shared = [fs for fs in by_dir.values() if len(fs) > 1]
     else:  # another tool's dataset, without ingest's identity column: read as it is
         alone, shared = files, []
-    if alone:
-        read = schema if known is None else schema.append(found.field("received_at"))
-        dataset = ds.dataset([str(f) for f in alone], schema=read, format=parquet)
-        scanner = dataset.scanner(
-            columns=schema.names,
-            filter=known,
-            batch_size=BATCH_ROWS,
-            use_threads=True,
-            batch_readahead=2,
-            fragment_readahead=2,
+    for f in alone:
+        yield from _file_batches(f, schema, known_at)
+    if shared:
+        parquet = ds.ParquetFileFormat(
+            read_options=ds.ParquetReadOptions(dictionary_columns=["device_id", "type"])
         )
-        yield from scanner.to_batches()
-    for group in shared:
-        yield from _once_each(group, schema, found, parquet, known)
+        known = None
+        if known_at is not None:
+            received = found.field("received_at").type
+            known = ds.field("received_at") <= pa.scalar(known_at, received)
+        for group in shared:
+            yield from _once_each(group, schema, found, parquet, known)
+
+
+def _file_batches(
+    path: Path, schema: pa.Schema, known_at: datetime | None
+) -> Iterator[pa.RecordBatch]:
+    """One file's rows in ``schema`` (a column the file lacks is all null, as absent flags
+    mean False and an absent id counts for no one), received by ``known_at`` when given."""
+    with pq.ParquetFile(path, read_dictionary=["device_id", "type"]) as reader:
+        names = set(reader.schema_arrow.names)
+        if known_at is not None and "received_at" not in names:
+            return  # nothing in this file says when it arrived: not known by then
+        columns = [c for c in schema.names if c in names]
+        if known_at is not None:
+            columns.append("received_at")
+        for batch in reader.iter_batches(BATCH_ROWS, columns=columns, use_threads=False):
+            if known_at is not None:
+                received = batch.column("received_at")
+                batch = batch.filter(pc.less_equal(received, pa.scalar(known_at, received.type)))
+            if batch.num_rows:
+                yield _projected(batch, schema)
+
+
+def _projected(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with exactly ``schema``'s columns and types."""
+    arrays = []
+    for field in schema:
+        if field.name not in batch.schema.names:
+            arrays.append(pa.nulls(batch.num_rows, field.type))
+            continue
+        column = batch.column(field.name)
+        arrays.append(column if column.type == field.type else column.cast(field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def _once_each(
