@@ -12,6 +12,8 @@ from rpmpipe.metrics.programs import CarePlanVersion
 from rpmpipe.records import Activity
 from rpmpipe.registry.models import CareActivity, CarePlan, Enrollment, Patient
 
+_FETCH_ROWS = 10_000
+
 
 def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
@@ -73,7 +75,16 @@ def load_care_facts(engine: Engine) -> CareFacts:
 
 
 def load_all_activities(engine: Engine) -> list[Activity]:
-    """Care activities of every program (each counts for its own program only)."""
+    """Care activities of every program (each counts for its own program only).
+
+    Rows are turned into activities as they are fetched, not all held first, and the values
+    that repeat across hundreds of thousands of entries (patient, staff, kind, program,
+    performer, minutes) are kept once each instead of once per row.
+    """
+    texts: dict[str, str] = {}
+    numbers: dict[str, Decimal] = {}  # by text: 7 and 7.00 are equal but print apart
+    once = texts.setdefault
+    out: list[Activity] = []
     with engine.connect() as conn:
         rows = conn.execute(
             select(
@@ -88,8 +99,25 @@ def load_all_activities(engine: Engine) -> list[Activity]:
                 CareActivity.performer,
                 CareActivity.voided_reason,
             )
-        ).all()
-    return [
-        Activity(aid, pid, staff, _aware(at), Decimal(m), kind, bool(talk), prog, who, void)
-        for aid, pid, staff, at, m, kind, talk, prog, who, void in rows
-    ]
+        )
+        for chunk in rows.partitions(_FETCH_ROWS):
+            for aid, pid, staff, at, m, kind, talk, prog, who, void in chunk:
+                text = str(m)
+                number = numbers.get(text)
+                if number is None:
+                    number = numbers[text] = Decimal(m)
+                out.append(
+                    Activity(
+                        aid,
+                        once(pid, pid),
+                        once(staff, staff),
+                        _aware(at),
+                        number,
+                        once(kind, kind),
+                        bool(talk),
+                        once(prog, prog),
+                        once(who, who),
+                        void,
+                    )
+                )
+    return out
