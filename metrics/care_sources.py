@@ -57,20 +57,39 @@ def load_care_facts(engine: Engine) -> CareFacts:
                 CarePlan.shared_with_patient_on,
             ).order_by(CarePlan.patient_id, CarePlan.program, CarePlan.version_on)
         ).all()
+    # A fleet repeats a few zones, codes, programs, practitioners and dates across every
+    # patient: each is held once, not once per row.
+    texts: dict[str, str] = {}
+    days: dict[date, date] = {}
+    codes_of: dict[str, tuple[str, ...]] = {}
+    text = texts.setdefault
+
+    def day(value: date | str | None) -> date | None:
+        found = _day(value)
+        return None if found is None else days.setdefault(found, found)
+
+    def codes(value: str) -> tuple[str, ...]:
+        found = codes_of.get(value)
+        if found is None:
+            found = codes_of[value] = tuple(text(c, c) for c in value.split(";"))
+        return found
+
     care_plans: dict[tuple[str, str], tuple[CarePlanVersion, ...]] = {}
     for pid, program, established, revised, shared in plans:
-        version = CarePlanVersion(_day(established) or date.min, _day(revised), _day(shared))
+        version = CarePlanVersion(day(established) or date.min, day(revised), day(shared))
         care_plans[(pid, program)] = (*care_plans.get((pid, program), ()), version)
     return CareFacts(
         enrollments=tuple(
-            ProgramEnrollment(pid, prog, _day(s) or date.min, _day(e), _day(c), npi)
+            ProgramEnrollment(
+                text(pid, pid), text(prog, prog), day(s) or date.min, day(e), day(c), text(npi, npi)
+            )
             for pid, prog, s, e, c, npi in enrollments
         ),
-        zones={pid: tz.strip() for pid, tz, *_ in patients if tz and tz.strip()},
-        icd10={pid: tuple(codes.split(";")) for pid, _, codes, *_ in patients},
-        qmb={pid: qmb for pid, _, _, qmb, _ in patients},
+        zones={text(pid, pid): text(z, z) for pid, tz, *_ in patients if tz and (z := tz.strip())},
+        icd10={text(pid, pid): codes(c) for pid, _, c, *_ in patients},
+        qmb={text(pid, pid): qmb for pid, _, _, qmb, _ in patients},
         care_plans=care_plans,
-        payer_of={pid: payer for pid, *_, payer in patients},
+        payer_of={text(pid, pid): text(payer, payer) for pid, *_, payer in patients},
     )
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from sqlalchemy import insert
 
-from rpmpipe.metrics.care_sources import load_all_activities
+from rpmpipe.metrics.care_sources import load_all_activities, load_care_facts
 from rpmpipe.registry.db import open_registry
-from rpmpipe.registry.models import CareActivity
+from rpmpipe.registry.models import CareActivity, Enrollment, Patient
 
 
 def _row(i: int, minutes: str) -> dict[str, object]:
@@ -61,3 +61,64 @@ def test_activities_read_back_with_their_values_and_repeats_held_once(database_u
     assert len({id(a.staff_id) for a in loaded}) == 1
     assert len({id(a.program) for a in loaded}) == 2
     assert len({id(a.minutes) for a in loaded}) == 2
+
+
+def test_care_facts_hold_each_repeated_zone_code_and_date_once(database_url: str) -> None:
+    """Patients sharing a zone, diagnoses, payer and enrollment dates share the objects too;
+    each patient's own values are still theirs."""
+    engine = open_registry(database_url)
+    base = {
+        "mrn": "M",
+        "first_name": "Test",
+        "last_name": "Patient",
+        "birth_date": date(1950, 1, 1),
+        "sex": "F",
+        "address1": "1 Main St",
+        "city": "Springfield",
+        "state": "IL",
+        "zip": "62701",
+        "payer_name": "Medicare",
+        "member_id": "1EG4TE5MK73",
+    }
+    patients = [
+        {
+            **base,
+            "patient_id": f"P{i}",
+            "timezone": " America/Chicago " if i % 2 else "America/Denver",
+            "icd10_codes": "I10;E11.9" if i % 2 else "I10",
+            "payer_id": "MCR",
+        }
+        for i in range(6)
+    ]
+    enrollments = [
+        {
+            "patient_id": f"P{i}",
+            "program": "CCM" if i % 3 == 0 else "RPM",
+            "start_date": date(2026, 8, 1),
+            "end_date": None,
+            "consent_date": date(2026, 8, 1 + i % 2),
+            "ordering_npi": "1234567893",
+        }
+        for i in range(6)
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(Patient), patients)
+        conn.execute(insert(Enrollment), enrollments)
+    facts = load_care_facts(engine)
+    engine.dispose()
+    assert facts.zones == {
+        f"P{i}": "America/Chicago" if i % 2 else "America/Denver" for i in range(6)
+    }
+    assert facts.icd10["P1"] == ("I10", "E11.9") and facts.icd10["P2"] == ("I10",)
+    assert facts.icd10["P1"] is facts.icd10["P3"]
+    assert facts.icd10["P1"][0] is facts.icd10["P2"][0]
+    assert facts.zones["P1"] is facts.zones["P3"]
+    assert facts.payer_of["P0"] is facts.payer_of["P5"]
+    by_patient = {e.patient_id: e for e in facts.enrollments}
+    assert [by_patient[f"P{i}"].consent_date for i in range(6)] == [
+        date(2026, 8, 1 + i % 2) for i in range(6)
+    ]
+    assert by_patient["P0"].start_date is by_patient["P5"].start_date
+    assert by_patient["P0"].consent_date is by_patient["P2"].consent_date
+    assert by_patient["P1"].ordering_npi is by_patient["P4"].ordering_npi
+    assert by_patient["P1"].patient_id is next(p for p in facts.zones if p == "P1")
