@@ -103,25 +103,10 @@ def load_final_records(
         )
     records = []
     er = EngagementRow
+    table = EngagementRow.__table__
     rows = conn.execute(
         # Not the evidence: the audit and the run's evidence read it for the lines they need.
-        select(
-            er.id,
-            er.patient_id,
-            er.program,
-            er.kind,
-            er.period_start,
-            er.period_end,
-            er.status,
-            er.rule_set,
-            er.reason,
-            er.transmission_days,
-            er.interactive_minutes,
-            er.management_minutes,
-            er.episode_start,
-            er.lines_json,
-            er.ordering_npi,
-        )
+        select(*(c for c in table.c if c.name != "evidence_json"))
         .where(er.period_end < as_of)
         .order_by(er.id)
     )
