@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from enum import StrEnum
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -144,6 +145,13 @@ def readiness(settings: Settings, engine: Engine, as_of: date) -> Readiness:
     return Readiness(as_of, tuple(audits), work.held)
 
 
+class LineReadiness(StrEnum):
+    """A line's ``status`` in the readiness report."""
+
+    READY = "ready"  # documented: the next export bills it
+    HELD = "held"  # held back, with the reasons
+
+
 READINESS_COLUMNS = (
     "patient_id",
     "program",
@@ -172,7 +180,7 @@ def readiness_rows(report: Readiness) -> list[dict[str, str]]:
                 "period_start": ln.period_start.isoformat(),
                 "period_end": ln.period_end.isoformat(),
                 "date_of_service": ln.date_of_service.isoformat(),
-                "status": "ready" if a.ready else "held",
+                "status": LineReadiness.READY if a.ready else LineReadiness.HELD,
                 "reasons": "; ".join(f.reason for f in a.findings),
             }
         )
@@ -187,7 +195,7 @@ def readiness_rows(report: Readiness) -> list[dict[str, str]]:
                 "period_start": h.period_start.isoformat(),
                 "period_end": "",
                 "date_of_service": "",
-                "status": "held",
+                "status": LineReadiness.HELD,
                 "reasons": h.reason,
             }
         )

@@ -24,8 +24,12 @@ from rpmpipe.settings import Settings
 
 
 class CycleStatus(StrEnum):
+    """How a billing cycle (and the nightly job's run of it) ended; also the job's states."""
+
     SUCCEEDED = "succeeded"
     HELD = "held"  # done, with lines held back (money not yet claimed: alert someone)
+    RUNNING = "running"  # a nightly run started and not finished
+    FAILED = "failed"  # a nightly run that raised (its message says what)
 
 
 @dataclass(frozen=True)

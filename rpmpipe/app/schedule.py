@@ -20,7 +20,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine, insert, update
 
-from rpmpipe.app.cycle import run_billing_cycle
+from rpmpipe.app.cycle import CycleStatus, run_billing_cycle
 from rpmpipe.asof import last_full_day
 from rpmpipe.logs import get_logger
 from rpmpipe.records import EngagementRecord
@@ -88,7 +88,7 @@ def run_job(
                 job=JOB_NAME,
                 as_of=as_of,
                 started_at=started,
-                status="running",
+                status=CycleStatus.RUNNING,
                 records=0,
                 billable_lines=0,
                 exported_lines=0,
@@ -100,7 +100,9 @@ def run_job(
     try:
         cycle = run_billing_cycle(settings, engine, as_of, started)
     except Exception as exc:  # noqa: BLE001 - the run row must say it failed, then re-raise
-        failed = JobOutcome(run_id, as_of, "failed", message=f"{type(exc).__name__}: {exc}"[:2000])
+        failed = JobOutcome(
+            run_id, as_of, CycleStatus.FAILED, message=f"{type(exc).__name__}: {exc}"[:2000]
+        )
         log.error(
             "job_failed", run_id=run_id, as_of=as_of.isoformat(), error_type=type(exc).__name__
         )

@@ -211,6 +211,7 @@ def schedule(
     table with status succeeded, held (lines held back: the reasons are in its message) or
     failed. With --run-now the exit code is 0, 3 when lines were held, or 1 when it failed.
     """
+    from rpmpipe.app.cycle import CycleStatus
     from rpmpipe.app.schedule import build_scheduler, make_trigger, run_job, schedule_zone
     from rpmpipe.registry.db import open_registry
 
@@ -235,7 +236,7 @@ def schedule(
         )
         if outcome.report is not None:
             typer.echo(f"report: {outcome.report}")
-        if outcome.status == "held":
+        if outcome.status == CycleStatus.HELD:
             raise typer.Exit(EXIT_HELD)
         return
     scheduler = build_scheduler(settings, engine)
