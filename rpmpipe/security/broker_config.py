@@ -75,9 +75,17 @@ def registered_device_ids(engine: Engine) -> list[str]:
         return sorted(session.scalars(select(Device.device_id).where(Device.retired_on.is_(None))))
 
 
-def _fresh_passwords() -> Iterator[str]:
+def fresh_passwords() -> Iterator[str]:
+    """Random passwords of 192 bits, URL-safe so they survive env vars and CSV.
+
+    A token that starts with ``-`` is drawn again: credentials.csv neutralises a cell that a
+    spreadsheet would run as a formula by prefixing ``'``, and a password copied from such a
+    cell would not be the password.
+    """
     while True:
-        yield secrets.token_urlsafe(24)  # 192 bits; URL-safe so it survives env vars and CSV
+        token = secrets.token_urlsafe(24)
+        if token[0] != "-":
+            yield token
 
 
 def _read(path: Path) -> bytes | None:
@@ -120,7 +128,7 @@ def write_broker_config(
     creds_path = out_dir / "credentials.csv"
     old_text = _read(creds_path)
     existing = parse_credentials_csv(old_text.decode("utf-8"), str(creds_path)) if old_text else []
-    credentials = plan_credentials(existing, device_ids, _fresh_passwords(), ingest_workers)
+    credentials = plan_credentials(existing, device_ids, fresh_passwords(), ingest_workers)
     old_devices = {c.username for c in existing if c.role == "device"}
     new_devices = {c.username for c in credentials if c.role == "device"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import shutil
 import stat
 import subprocess
@@ -21,7 +22,11 @@ from rpmpipe.errors import ConfigError
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.models import Device
 from rpmpipe.security import certs
-from rpmpipe.security.broker_config import credentials_by_user, write_broker_config
+from rpmpipe.security.broker_config import (
+    credentials_by_user,
+    fresh_passwords,
+    write_broker_config,
+)
 from rpmpipe.security.mosquitto import (
     Credential,
     check_username,
@@ -105,6 +110,15 @@ def test_credentials_cover_devices_ingest_and_care_app(tmp_path: Path) -> None:
     hashes = dict(line.split(":", 1) for line in (out / "passwd").read_text().splitlines())
     for r in rows:
         assert password_matches(r["password"], hashes[r["username"]])
+
+
+def test_a_password_copied_from_credentials_csv_as_text_is_the_password() -> None:
+    # One token in 64 starts with "-", which the CSV writer neutralises with a leading "'":
+    # 3000 draws would hold about 47 such passwords, each copied wrongly from the file.
+    draws = fresh_passwords()
+    creds = [Credential("device", f"BP-{i:06d}", next(draws)) for i in range(3000)]
+    rows = list(csv.reader(io.StringIO(render_credentials_csv(creds))))[1:]
+    assert [row[2] for row in rows] == [c.password for c in creds]
 
 
 def test_rerun_keeps_passwords_and_ca_adds_new_and_drops_removed(tmp_path: Path) -> None:
