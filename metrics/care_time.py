@@ -8,7 +8,8 @@ earliest-started activity covering it (ties by activity id):
   program covers (always a prefix, so the rest is one interval); after it, activities of
   different programs never overlap, and each program's own counting (the union of its
   intervals, naming exact duplicates) sees only its time;
-- :func:`counted_minutes` is that union: each activity counts the part no earlier one covers.
+- :func:`counted_minutes` is that union (:func:`metrics.minutes.new_shares`, the one union RPM's
+  months use too): each activity counts the part no earlier one covers.
 
 The counted minutes go to the activity's own program, in the patient's local month of its
 start, split by who performed them.
@@ -22,7 +23,13 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from zoneinfo import ZoneInfo
 
-from rpmpipe.metrics.minutes import EARLIEST_ACTIVITY, LATEST_ACTIVITY, is_interactive
+from rpmpipe.metrics.minutes import (
+    EARLIEST_ACTIVITY,
+    LATEST_ACTIVITY,
+    is_interactive,
+    micros,
+    new_shares,
+)
 from rpmpipe.metrics.programs import CareMinutes
 from rpmpipe.records import Activity, Program
 
@@ -55,11 +62,6 @@ class ProgramMonth:
     activity_ids: list[str] = field(default_factory=list)
 
 
-def _micros(value: datetime) -> int:
-    # A float timestamp is exact to well under a microsecond for any date we store.
-    return round(value.timestamp() * 1_000_000)
-
-
 def _pool(entry: TimeEntry) -> str:
     """The time pool an activity counts in: its program, with 99091 interpretation time a
     pool of its own (it is never treatment-management time)."""
@@ -77,7 +79,7 @@ def trim_across_programs(entries: Iterable[TimeEntry]) -> list[TimeEntry]:
     for mine in by_patient.values():
         ends: dict[str, int] = {}  # pool -> latest end so far
         for e in sorted(mine.values(), key=lambda x: (x.started_at, x.activity_id)):
-            start = _micros(e.started_at)
+            start = micros(e.started_at)
             end = start + int(e.minutes * _MICROS_PER_MINUTE)
             pool = _pool(e)
             others = max((t for p, t in ends.items() if p != pool), default=start)
@@ -108,14 +110,11 @@ def counted_minutes(entries: Iterable[TimeEntry]) -> dict[str, Decimal]:
         by_patient.setdefault(e.patient_id, {}).setdefault(e.activity_id, e)
     counted: dict[str, Decimal] = {}
     for mine in by_patient.values():
-        covered_until: int | None = None
-        for e in sorted(mine.values(), key=lambda x: (x.started_at, x.activity_id)):
-            start = _micros(e.started_at)
-            end = start + int(e.minutes * _MICROS_PER_MINUTE)
-            begin = start if covered_until is None else max(start, covered_until)
-            extra = max(0, end - begin)
-            counted[e.activity_id] = Decimal(extra) / _MICROS_PER_MINUTE
-            covered_until = end if covered_until is None else max(covered_until, end)
+        ordered = sorted(mine.values(), key=lambda x: (x.started_at, x.activity_id))
+        spans = [(micros(e.started_at), int(e.minutes * _MICROS_PER_MINUTE)) for e in ordered]
+        shares = new_shares((start, start + length) for start, length in spans)
+        for e, share in zip(ordered, shares, strict=True):
+            counted[e.activity_id] = Decimal(share) / _MICROS_PER_MINUTE
     return counted
 
 

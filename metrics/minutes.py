@@ -75,7 +75,8 @@ def _why_outside(enrollments: Sequence[Enrollment], day: date) -> str:
     return "no RPM enrollment on the entry's date"
 
 
-def _micros(moment: datetime) -> int:
+def micros(moment: datetime) -> int:
+    """An aware instant as exact microseconds since 1970 (no float rounding)."""
     return (moment - _UNIX) // timedelta(microseconds=1)
 
 
@@ -100,27 +101,33 @@ class _Month:
     outside: list[tuple[str, str]]
 
 
+def new_shares(intervals: Iterable[tuple[int, int]]) -> list[int]:
+    """Each interval's share of the union of ``intervals`` (start, end; taken in the order
+    given, by start): the part no earlier one covers. The one union of care time: a minute
+    is counted once, for the earliest entry covering it."""
+    shares: list[int] = []
+    covered: int | None = None
+    for start, end in intervals:
+        lo = start if covered is None else max(start, covered)
+        shares.append(max(0, end - lo))
+        covered = end if covered is None else max(covered, end)
+    return shares
+
+
 def _union_shares(
     entries: list[tuple[int, int, bool, date]],
 ) -> dict[date, tuple[int, int]]:
     """Per month: (micros of the union, micros of the union of the interactive entries), each
     entry's new share credited to its own month."""
+    ordered = sorted(entries)
+    talks = [x for x in ordered if x[2]]
     out: dict[date, tuple[int, int]] = {}
-    covered = covered_interactive = None
-    for start, end, interactive, month in sorted(entries):
+    for (_, _, _, month), share in zip(ordered, new_shares(x[:2] for x in ordered), strict=True):
         total, inter = out.get(month, (0, 0))
-        lo = start if covered is None else max(start, covered)
-        if end > lo:
-            total += end - lo
-        covered = end if covered is None else max(covered, end)
-        if interactive:
-            lo = start if covered_interactive is None else max(start, covered_interactive)
-            if end > lo:
-                inter += end - lo
-            covered_interactive = (
-                end if covered_interactive is None else max(covered_interactive, end)
-            )
-        out[month] = (total, inter)
+        out[month] = (total + share, inter)
+    for (_, _, _, month), share in zip(talks, new_shares(x[:2] for x in talks), strict=True):
+        total, inter = out[month]
+        out[month] = (total, inter + share)
     return out
 
 
@@ -237,7 +244,7 @@ class _Tally:
             entry_month.not_counted.append((a.activity_id, why))
             return
         self.first_of[(a.patient_id, a.staff_id, a.started_at, a.minutes)] = a.activity_id
-        start = _micros(a.started_at)
+        start = micros(a.started_at)
         interval = (start, start + int(a.minutes * _MICROS_PER_MINUTE))
         interactive = is_interactive(a, self.secure)
         enrollments = self.by_patient.get(a.patient_id, [])
