@@ -114,14 +114,13 @@ class SupplyPart:
     found: PatientDays
     episodes: list[Episode]
     table: PeriodTable | None
-    rest: dict[int, EpisodeDays]
     as_of: date
     rules: RuleSettings
 
     def records(self, i: int) -> list[EngagementRecord]:
-        """Setup and supply records of episode ``i`` when it is outside the table."""
+        """The record of episode ``i`` when it is outside the table (no day with data)."""
         return episode_records(
-            self.episodes[i], self.rest.get(i), self.found, self.as_of, self.rules, self.program
+            self.episodes[i], None, self.found, self.as_of, self.rules, self.program
         )
 
 
@@ -159,25 +158,26 @@ def supply_part(
     as_of: date,
     rules: RuleSettings,
 ) -> SupplyPart:
-    """One program's episodes: those of one open enrollment with rolling periods (nearly
-    all) go into the table; the others keep their days for :func:`supply_and_setup`."""
+    """One program's episodes: every episode with a day with data goes into the table (the
+    others have one record each, :func:`supply_and_setup`)."""
     if program.counts_self_reported:
         found = with_self_reported(found)
     enrollments = program_enrollments(snapshot, program.program)
     episodes = episodes_of(enrollments, rules.episode_gap_days)
-    ep, day = episode_day_numbers(found, enrollments)
-    in_table = np.zeros(len(enrollments), np.bool_)
-    if rules.supply_period == "rolling_30":
-        for episode in episodes:
-            if len(episode.enrollments) == 1 and episode.enrollments[0].end_date is None:
-                in_table[episode.positions[0]] = True
-    keep = in_table[ep] if len(ep) else np.zeros(0, np.bool_)
-    rest: dict[int, EpisodeDays] = {}
-    if not bool(keep.all()):
-        rest = episode_days_of(ep[~keep], day[~keep], enrollments, episodes)
-        ep, day = ep[keep], day[keep]
-    table = period_table(ep, day, enrollments, as_of, rules, found, program)
-    return SupplyPart(program, found, episodes, table, rest, as_of, rules)
+    counted_by, day = episode_day_numbers(found, enrollments)
+    first_of = np.arange(len(enrollments), dtype=np.int64)
+    several = False
+    for episode in episodes:
+        if len(episode.positions) > 1:
+            first_of[list(episode.positions)] = episode.positions[0]
+            several = True
+    ep = first_of[counted_by] if len(counted_by) else counted_by
+    if several and len(ep) > 1 and not _days_ascend(ep, day):
+        order = np.lexsort((day, ep))
+        ep, day, counted_by = ep[order], day[order], counted_by[order]
+    episode_of = {e.positions[0]: e for e in episodes}
+    table = period_table(ep, day, counted_by, enrollments, episode_of, as_of, rules, found, program)
+    return SupplyPart(program, found, episodes, table, as_of, rules)
 
 
 def prepare(
@@ -247,28 +247,18 @@ def supply_periods(
     wanted = set(patient_ids)
     out: dict[str, list[SupplyPeriod]] = {}
     t = part.table
-    in_table: dict[int, int] = {}
-    if t is not None:
-        in_table = {pos: e for e, pos in enumerate(t.episode_at.tolist())}
-    for i, episode in enumerate(part.episodes):
+    if t is None:
+        return out
+    # Episodes without a day with data are not in the table: no period has started.
+    for e, pos in enumerate(t.episode_at.tolist()):
+        episode = t.episode_of[pos]
         if episode.patient_id not in wanted:
             continue
+        npi = episode.enrollments[0].ordering_npi
         found = out.setdefault(episode.patient_id, [])
-        e = in_table.get(episode.positions[0])
-        if t is not None and e is not None:
-            enrollment = episode.enrollments[0]
-            for k in range(int(t.period_off[e]), int(t.period_off[e + 1])):
-                start, end = from_day_number(int(t.start[k])), from_day_number(int(t.end[k]))
-                found.append(SupplyPeriod(start, end, enrollment.ordering_npi, episode.start_date))
-            continue
-        records = part.records(i)
-        if not any(r.kind == RecordKind.SETUP for r in records):
-            continue  # no day with data (or no consent): no period has started
-        found.extend(
-            SupplyPeriod(r.period_start, r.period_end, r.ordering_npi, episode.start_date)
-            for r in records
-            if r.kind == RecordKind.DEVICE_SUPPLY
-        )
+        for k in range(int(t.period_off[e]), int(t.period_off[e + 1])):
+            start, end = from_day_number(int(t.start[k])), from_day_number(int(t.end[k]))
+            found.append(SupplyPeriod(start, end, t.npi.get(k, npi), episode.start_date))
     return out
 
 

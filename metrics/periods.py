@@ -14,9 +14,10 @@ and ``--format csv`` are two renderings of one computation. Episodes outside the
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -168,8 +169,9 @@ class PeriodTable:
 
     program: SupplyProgram
     enrollments: Sequence[Enrollment]
+    episode_of: Mapping[int, Episode]  # by the position of its first enrollment
     as_of: date
-    episode_at: IntArray  # enrollment position of each episode
+    episode_at: IntArray  # enrollment position of each episode (its first enrollment's)
     enr_end: IntArray  # each episode's last day (OPEN_END when open)
     period_off: IntArray  # first period of each episode (and the total at the end)
     owner: IntArray  # episode of each period
@@ -192,6 +194,8 @@ class PeriodTable:
     setup_rs: IntArray
     setup_reason: IntArray
     setup_billed: BoolArray  # the setup line goes out (with the period's date of service)
+    setup_qualified: BoolArray  # a period has qualified for setup (billed once final)
+    npi: dict[int, str]  # period -> billing enrollment's NPI, where it is not the first's
 
     def reason_index(self, text: str, seen: dict[str, int]) -> int:
         at = seen.get(text)
@@ -201,39 +205,122 @@ class PeriodTable:
         return at
 
 
+def _month_index(days: IntArray) -> IntArray:
+    """Months since 1970-01 of day numbers."""
+    return np.asarray(days.astype("datetime64[D]").astype("datetime64[M]"), np.int64)
+
+
+def _month_start(months: IntArray) -> IntArray:
+    """The day number of the first day of each month (months since 1970-01)."""
+    return np.asarray(months.astype("datetime64[M]").astype("datetime64[D]"), np.int64)
+
+
+class _Bounds(NamedTuple):
+    period_off: IntArray  # first period of each episode (and the total at the end)
+    owner: IntArray  # episode of each period
+    start: IntArray
+    end: IntArray  # not yet cut at the enrollment's end
+    period_of_day: IntArray  # each day's period
+
+
+def _period_bounds(
+    day: IntArray, first: IntArray, last: IntArray, mode: str, rule_sets: RuleSetIds
+) -> _Bounds:
+    """The periods of every episode (days sorted by episode then day; ``first``: each
+    episode's first day's index). Rolling periods start on the first day with data, calendar
+    months on the first of its month; each day's period by arithmetic, in place on the
+    per-day arrays (millions of rows: repeats rather than gathers)."""
+    anchor = day[first]
+    days_of_episode = np.diff(np.r_[first, len(day)])
+    if mode == "calendar_month":
+        first_month = _month_index(anchor)
+        n_periods = _month_index(last) - first_month + 1
+        period_of_day = _month_index(day) - np.repeat(first_month, days_of_episode)
+    else:
+        # The first day with data picks the period length (as in _periods of the episodes).
+        probe = rule_sets.of(anchor)
+        length = np.array([rs.period_days for rs in rule_sets.sets], np.int64)[probe]
+        n_periods = (last - anchor) // length + 1
+        period_of_day = day - np.repeat(anchor, days_of_episode)
+        if bool(np.all(length == length[0])):
+            period_of_day //= int(length[0])
+        else:
+            period_of_day //= np.repeat(length, days_of_episode)
+    period_off = np.r_[0, np.cumsum(n_periods)]
+    period_of_day += np.repeat(period_off[:-1], days_of_episode)
+    owner = np.repeat(np.arange(len(anchor)), n_periods)
+    k = np.arange(int(period_off[-1])) - period_off[owner]
+    if mode == "calendar_month":
+        month = first_month[owner] + k
+        start, end = _month_start(month), _month_start(month + 1) - 1
+    else:
+        start = anchor[owner] + k * length[owner]
+        end = start + length[owner] - 1
+    return _Bounds(period_off, owner, start, end, period_of_day)
+
+
+def _cut_in_gaps(
+    p_end: IntArray,
+    p_start: IntArray,
+    period_off: IntArray,
+    episodes: IntArray,
+    episode_of: Mapping[int, Episode],
+) -> None:
+    """Periods of episodes of several enrollments end (and are dated) on the end of the
+    enrollment that was running when no enrollment covers their end (few periods, in place)."""
+    for e, pos in enumerate(episodes.tolist()):
+        episode = episode_of[pos]
+        if len(episode.enrollments) == 1:
+            continue
+        for i in range(int(period_off[e]), int(period_off[e + 1])):
+            start, end = from_day_number(int(p_start[i])), from_day_number(int(p_end[i]))
+            p_end[i] = day_number(episode.covering_end(start, end))
+
+
+def _billing_npi(t: PeriodTable, counted_by: IntArray) -> dict[int, str]:
+    """The NPI of each period of an episode of several enrollments: the enrollment that
+    counted most of its days (the later one on a tie), else the one running at its end."""
+    out: dict[int, str] = {}
+    for e, pos in enumerate(t.episode_at.tolist()):
+        episode = t.episode_of[pos]
+        if len(episode.enrollments) == 1:
+            continue
+        for i in range(int(t.period_off[e]), int(t.period_off[e + 1])):
+            owners = counted_by[t.day_off[i] : t.day_off[i + 1]].tolist()
+            if not owners:
+                chosen = episode.enrollment_on(from_day_number(int(t.end[i])))
+            else:
+                tally = {k: owners.count(k) for k in dict.fromkeys(owners)}
+                best = max(tally, key=lambda k: (tally[k], t.enrollments[k].start_date))
+                chosen = t.enrollments[best]
+            out[i] = chosen.ordering_npi
+    return out
+
+
 def _layout(
     ep: IntArray,
     day: IntArray,
-    enrollments: Sequence[Enrollment],
+    episode_of: Mapping[int, Episode],
     as_of: date,
     rules: RuleSettings,
     rule_sets: RuleSetIds,
 ) -> dict[str, IntArray]:
-    """Periods back to back from each episode's first day with data, up to the as-of date."""
+    """Periods back to back from each episode's first day with data, up to the as-of date
+    (and the enrollment's end, which also cuts the last period short)."""
     first = np.r_[0, np.flatnonzero(ep[1:] != ep[:-1]) + 1]
     episodes = ep[first]
-    anchor = day[first]
-    ends = [enrollments[i].end_date for i in episodes.tolist()]
+    ends = [episode_of[i].end_date for i in episodes.tolist()]
     enr_end = np.array([OPEN_END if e is None else day_number(e) for e in ends], np.int64)
-    today = day_number(as_of)
-    last = np.minimum(today, enr_end)
-    # The first day with data picks the period length (as in the record path's _periods).
-    probe = rule_sets.of(anchor)
-    length = np.array([rs.period_days for rs in rule_sets.sets], np.int64)[probe]
-    n_periods = (last - anchor) // length + 1
-    period_off = np.r_[0, np.cumsum(n_periods)]
-    owner = np.repeat(np.arange(len(episodes)), n_periods)
-    k = np.arange(int(period_off[-1])) - period_off[owner]
-    p_start = anchor[owner] + k * length[owner]
-    p_end = p_start + length[owner] - 1
-    # In place on the per-day arrays (millions of rows): repeats rather than gathers.
-    days_of_episode = np.diff(np.r_[first, len(ep)])
-    period_of_day = day - np.repeat(anchor, days_of_episode)
-    if bool(np.all(length == length[0])):
-        period_of_day //= int(length[0])
-    else:
-        period_of_day //= np.repeat(length, days_of_episode)
-    period_of_day += np.repeat(period_off[:-1], days_of_episode)
+    last = np.minimum(day_number(as_of), enr_end)
+    bounds = _period_bounds(day, first, last, rules.supply_period, rule_sets)
+    period_off, owner, p_start, period_of_day = (
+        bounds.period_off,
+        bounds.owner,
+        bounds.start,
+        bounds.period_of_day,
+    )
+    p_end = np.minimum(bounds.end, enr_end[owner])
+    _cut_in_gaps(p_end, p_start, bounds.period_off, episodes, episode_of)
     n = np.bincount(period_of_day, minlength=len(p_start))
     day_off = np.r_[0, np.cumsum(n)]
     if rules.supply_date_of_service == "last_reading_day":
@@ -288,7 +375,7 @@ def _notes(t: PeriodTable, found: PatientDays, seen: dict[str, int]) -> None:
     episodes whose consent came after their start, say why readings did not count (few rows,
     worded one by one)."""
     set_aside = found.set_aside
-    episode_list = [t.enrollments[i] for i in t.episode_at.tolist()]
+    episode_list = [t.episode_of[i] for i in t.episode_at.tolist()]
     noted = np.array([e.patient_id in set_aside for e in episode_list], np.bool_)
     late_consent = np.array(
         [e.consent_date is not None and e.consent_date > e.start_date for e in episode_list],
@@ -301,18 +388,17 @@ def _notes(t: PeriodTable, found: PatientDays, seen: dict[str, int]) -> None:
     candidates &= noted[t.owner] | (late_consent[t.owner] & is_first)
     today = day_number(t.as_of)
     for at in np.flatnonzero(candidates).tolist():
-        enrollment = episode_list[t.owner[at]]
+        episode = episode_list[t.owner[at]]
         first_period = bool(is_first[at])
         start, end = from_day_number(int(t.start[at])), from_day_number(int(t.end[at]))
         # The first period answers from the enrollment start (readings then may be why it
         # started late).
-        episode = Episode(enrollment.patient_id, (enrollment,), ())
         note = not_counted_note(
-            set_aside.get(enrollment.patient_id, ()),
-            enrollment.start_date if first_period else start,
+            set_aside.get(episode.patient_id, ()),
+            episode.start_date if first_period else start,
             end,
             days_before_consent(found, episode, t.as_of) if first_period else (),
-            enrollment.consent_date,
+            episode.consent_date,
         )
         if not note:
             continue
@@ -362,23 +448,27 @@ def _setup(t: PeriodTable, rule_sets: RuleSetIds, seen: dict[str, int]) -> None:
     t.setup_rs = rs_setup
     t.setup_reason = np.asarray(reason_of, np.int64)[inverse]
     t.setup_billed = case == 0
+    t.setup_qualified = qualified
 
 
 def period_table(
     ep: IntArray,
     day: IntArray,
+    counted_by: IntArray,
     enrollments: Sequence[Enrollment],
+    episode_of: Mapping[int, Episode],
     as_of: date,
     rules: RuleSettings,
     found: PatientDays,
     program: SupplyProgram,
 ) -> PeriodTable | None:
-    """The table of every episode with counted days: (enrollment position, day number)
-    pairs sorted by enrollment then day, one open enrollment per episode, rolling periods."""
+    """The table of every episode with counted days, from (episode, day number) pairs sorted
+    by episode then day (an episode by the position of its first enrollment, ``episode_of``),
+    and the enrollment position that counted each day (``counted_by``)."""
     if len(ep) == 0:
         return None
     rule_sets = RuleSetIds(program)
-    cols = _layout(ep, day, enrollments, as_of, rules, rule_sets)
+    cols = _layout(ep, day, episode_of, as_of, rules, rule_sets)
     rs_id = rule_sets.of(cols["dos"])
     n = cols["days"]
     width = int(n.max()) + 1
@@ -392,6 +482,7 @@ def period_table(
     t = PeriodTable(
         program=program,
         enrollments=enrollments,
+        episode_of=episode_of,
         as_of=as_of,
         day=day,
         rule_sets=sets,
@@ -407,8 +498,11 @@ def period_table(
         setup_rs=empty,
         setup_reason=empty,
         setup_billed=np.empty(0, np.bool_),
+        setup_qualified=np.empty(0, np.bool_),
+        npi={},
         **cols,
     )
+    t.npi = _billing_npi(t, counted_by)
     seen: dict[str, int] = {}
     _supply_wording(t, seen)
     _notes(t, found, seen)
@@ -432,15 +526,18 @@ def records_of(
     for e, pos in enumerate(t.episode_at.tolist()):
         if only is not None and pos not in only:
             continue
-        enrollment = t.enrollments[pos]
+        episode = t.episode_of[pos]
         first, stop = int(t.period_off[e]), int(t.period_off[e + 1])
-        supply = [_supply_record(t, i, enrollment, dates, lo, names) for i in range(first, stop)]
+        supply = [_supply_record(t, i, episode, dates, lo, names) for i in range(first, stop)]
         chosen = supply[int(t.setup_period[e]) - first]
+        setup_npi = chosen.ordering_npi
+        if not t.setup_qualified[e]:  # said on the latest period, under its NPI or the first's
+            setup_npi = setup_npi or episode.enrollments[0].ordering_npi
         setup_dos = dates[int(t.dos[t.setup_period[e]]) - lo]
         setup_rs = t.rule_sets[int(t.setup_rs[e])]
         out[pos] = [
             EngagementRecord(
-                patient_id=enrollment.patient_id,
+                patient_id=episode.patient_id,
                 program=t.program.program,
                 kind=RecordKind.SETUP,
                 period_start=chosen.period_start,
@@ -453,8 +550,8 @@ def records_of(
                 if t.setup_billed[e]
                 else (),
                 evidence_dates=chosen.evidence_dates,
-                ordering_npi=enrollment.ordering_npi,
-                episode_start=enrollment.start_date,
+                ordering_npi=setup_npi,
+                episode_start=episode.start_date,
             ),
             *supply,
         ]
@@ -464,7 +561,7 @@ def records_of(
 def _supply_record(
     t: PeriodTable,
     i: int,
-    enrollment: Enrollment,
+    episode: Episode,
     dates: list[date],
     lo: int,
     names: list[str],
@@ -478,9 +575,9 @@ def _supply_record(
     evidence = tuple(dates[d - lo] for d in t.day[t.day_off[i] : t.day_off[i + 1]].tolist())
     forecast = None
     if not final:
-        forecast = supply_forecast(start, end, n, enrollment.end_date, t.as_of, rs.supply_full_days)
+        forecast = supply_forecast(start, end, n, episode.end_date, t.as_of, rs.supply_full_days)
     return EngagementRecord(
-        patient_id=enrollment.patient_id,
+        patient_id=episode.patient_id,
         program=t.program.program,
         kind=RecordKind.DEVICE_SUPPLY,
         period_start=start,
@@ -492,8 +589,8 @@ def _supply_record(
         lines=lines,
         evidence_dates=evidence,
         forecast=forecast,
-        ordering_npi=enrollment.ordering_npi,
-        episode_start=enrollment.start_date,
+        ordering_npi=t.npi.get(i, episode.enrollments[0].ordering_npi),
+        episode_start=episode.start_date,
     )
 
 
@@ -525,7 +622,7 @@ def csv_of(t: PeriodTable, fmt: CsvRows) -> tuple[pa.Array, IntArray, IntArray]:
         pa.array(t.final & has_code), pc.binary_join_element_wise(code_text, dos_iso, "x1@"), ""
     )
     patients = pa.array(
-        [fmt.patient(t.enrollments[i].patient_id) for i in t.episode_at.tolist()], pa.string()
+        [fmt.patient(t.episode_of[i].patient_id) for i in t.episode_at.tolist()], pa.string()
     )
     program = csv_field(t.program.program)
     setup_codes = pa.array([rs.setup_code for rs in t.rule_sets], pa.string())
