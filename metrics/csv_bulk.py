@@ -2,8 +2,9 @@
 
 The supply and setup rows of the table of periods (:mod:`metrics.periods`), nearly all the
 rows of a large fleet, are formatted as Arrow strings without a record object per row; the
-other rows (episodes outside the table, management months) are the record rendering's own
-records, formatted by the same formatter. ``tests/metrics/test_metrics_csv_bulk.py`` checks
+other rows (episodes without a day with data, management months, patients an exclusion
+between programs changed) are the record rendering's own records, formatted by the same
+formatter. ``tests/metrics/test_metrics_csv_bulk.py`` checks
 that both renderings agree.
 """
 

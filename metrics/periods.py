@@ -1,15 +1,14 @@
 """A supply program's periods (RPM, RTM) as one table of columns, and its two renderings
 (records, CSV text).
 
-One row per 30-day period of every episode of care with counted days (rolling periods, one
-open enrollment: nearly every episode of a large fleet), computed once as arrays: episode,
-start, end, days with data, date of service, rule set, code, status (final or pending),
-reason; and per episode the setup row (the first period that bills a supply code, else the
-latest one). :func:`records_of` turns the table into ``EngagementRecord`` values and
+One row per period (30 days, or a calendar month) of every episode of care with a day with
+data (one enrollment or several, open or ended), computed once as arrays: episode, start,
+end, days with data, date of service, rule set, code, status (final or pending), reason,
+billing NPI; and per episode the setup row (the first period that bills a supply code, else
+the latest one). :func:`records_of` turns the table into ``EngagementRecord`` values and
 :func:`csv_of` into the CSV text of the same records, so ``rpmpipe metrics --format json``
-and ``--format csv`` are two renderings of one computation. Episodes outside the table
-(several enrollments, an end date, calendar-month periods) go through
-:func:`metrics.engagement.supply_and_setup` in both renderings.
+and ``--format csv`` are two renderings of one computation. An episode without a day with
+data has one record (:func:`metrics.engagement.episode_records`).
 """
 
 from __future__ import annotations
@@ -172,6 +171,7 @@ class PeriodTable:
     episode_of: Mapping[int, Episode]  # by the position of its first enrollment
     as_of: date
     episode_at: IntArray  # enrollment position of each episode (its first enrollment's)
+    several: IntArray  # the episodes of several enrollments
     enr_end: IntArray  # each episode's last day (OPEN_END when open)
     period_off: IntArray  # first period of each episode (and the total at the end)
     owner: IntArray  # episode of each period
@@ -263,15 +263,13 @@ def _cut_in_gaps(
     p_end: IntArray,
     p_start: IntArray,
     period_off: IntArray,
-    episodes: IntArray,
-    episode_of: Mapping[int, Episode],
+    episodes: Sequence[Episode],
+    at: Sequence[int],
 ) -> None:
-    """Periods of episodes of several enrollments end (and are dated) on the end of the
-    enrollment that was running when no enrollment covers their end (few periods, in place)."""
-    for e, pos in enumerate(episodes.tolist()):
-        episode = episode_of[pos]
-        if len(episode.enrollments) == 1:
-            continue
+    """Periods of episodes of several enrollments (``episodes``, the table's episodes ``at``)
+    end (and are dated) on the end of the enrollment that was running when no enrollment
+    covers their end (few periods, in place)."""
+    for episode, e in zip(episodes, at, strict=True):
         for i in range(int(period_off[e]), int(period_off[e + 1])):
             start, end = from_day_number(int(p_start[i])), from_day_number(int(p_end[i]))
             p_end[i] = day_number(episode.covering_end(start, end))
@@ -281,10 +279,8 @@ def _billing_npi(t: PeriodTable, counted_by: IntArray) -> dict[int, str]:
     """The NPI of each period of an episode of several enrollments: the enrollment that
     counted most of its days (the later one on a tie), else the one running at its end."""
     out: dict[int, str] = {}
-    for e, pos in enumerate(t.episode_at.tolist()):
-        episode = t.episode_of[pos]
-        if len(episode.enrollments) == 1:
-            continue
+    for e in t.several.tolist():
+        episode = t.episode_of[int(t.episode_at[e])]
         for i in range(int(t.period_off[e]), int(t.period_off[e + 1])):
             owners = counted_by[t.day_off[i] : t.day_off[i + 1]].tolist()
             if not owners:
@@ -309,7 +305,15 @@ def _layout(
     (and the enrollment's end, which also cuts the last period short)."""
     first = np.r_[0, np.flatnonzero(ep[1:] != ep[:-1]) + 1]
     episodes = ep[first]
-    ends = [episode_of[i].end_date for i in episodes.tolist()]
+    ends: list[date | None] = []
+    several: list[int] = []  # episodes of several enrollments (few)
+    for e, pos in enumerate(episodes.tolist()):
+        episode = episode_of[pos]
+        if len(episode.enrollments) > 1:
+            several.append(e)
+            ends.append(episode.end_date)
+        else:
+            ends.append(episode.enrollments[0].end_date)
     enr_end = np.array([OPEN_END if e is None else day_number(e) for e in ends], np.int64)
     last = np.minimum(day_number(as_of), enr_end)
     bounds = _period_bounds(day, first, last, rules.supply_period, rule_sets)
@@ -320,7 +324,9 @@ def _layout(
         bounds.period_of_day,
     )
     p_end = np.minimum(bounds.end, enr_end[owner])
-    _cut_in_gaps(p_end, p_start, bounds.period_off, episodes, episode_of)
+    _cut_in_gaps(
+        p_end, p_start, bounds.period_off, [episode_of[episodes[e]] for e in several], several
+    )
     n = np.bincount(period_of_day, minlength=len(p_start))
     day_off = np.r_[0, np.cumsum(n)]
     if rules.supply_date_of_service == "last_reading_day":
@@ -330,6 +336,7 @@ def _layout(
         dos = p_end
     return {
         "episode_at": episodes,
+        "several": np.asarray(several, np.int64),
         "enr_end": enr_end,
         "period_off": period_off,
         "owner": owner,

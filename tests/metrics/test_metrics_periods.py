@@ -1,5 +1,5 @@
 """The table of supply periods gives, episode by episode, exactly the records of the
-one-episode rule function (supply_and_setup), forecasts included."""
+one-episode reference (tests/metrics/supply_reference.py), forecasts included."""
 
 from __future__ import annotations
 
@@ -9,15 +9,10 @@ import pytest
 from engagement_world import World, local
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from supply_reference import episode_days_of, episode_records
 from test_metrics_csv_bulk import _varied_world
 
-from rpmpipe.metrics.engagement import (
-    episode_day_numbers,
-    episode_days_of,
-    episode_records,
-    prepare,
-    program_enrollments,
-)
+from rpmpipe.metrics.engagement import episode_day_numbers, prepare, program_enrollments
 from rpmpipe.metrics.periods import records_of
 from rpmpipe.metrics.snapshot import Enrollment
 from rpmpipe.settings import RuleSettings
