@@ -143,9 +143,9 @@ def supply_part(
 ) -> SupplyPart:
     """One program's episodes: every episode with a day with data goes into the table (the
     others have one record each, :func:`episode_records`)."""
-    if program.counts_self_reported:
-        found = with_self_reported(found)
     enrollments = program_enrollments(snapshot, program.program)
+    if program.counts_self_reported and enrollments:
+        found = with_self_reported(found)
     episodes = episodes_of(enrollments, rules.episode_gap_days)
     counted_by, day = episode_day_numbers(found, enrollments)
     first_of = np.arange(len(enrollments), dtype=np.int64)
