@@ -12,7 +12,7 @@ scan of the readings, one pass over the activities) is rendered as records here
 from __future__ import annotations
 
 import calendar
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -117,16 +117,21 @@ class Prepared:
     as_of: date
     rules: RuleSettings
 
-    def by_patient(self) -> list[tuple[str, list[list[int]]]]:
+    def by_patient(self) -> Iterator[tuple[str, tuple[Sequence[int], ...]]]:
         """Patients in order with each part's episodes (by index); patients with months only
-        too."""
-        found: dict[str, list[list[int]]] = {}
-        for k, part in enumerate(self.parts):
+        too (made as they are read: one small tuple at a time)."""
+        per_part: list[dict[str, list[int]]] = []
+        for part in self.parts:
+            found: dict[str, list[int]] = {}
             for i, episode in enumerate(part.episodes):
-                slots = found.setdefault(episode.patient_id, [[] for _ in self.parts])
-                slots[k].append(i)
-        empty: list[list[int]] = [[] for _ in self.parts]
-        return [(pid, found.get(pid, empty)) for pid in sorted(found.keys() | self.months.keys())]
+                found.setdefault(episode.patient_id, []).append(i)
+            per_part.append(found)
+        patients = set(self.months)
+        for found in per_part:
+            patients.update(found)
+        none: tuple[int, ...] = ()
+        for pid in sorted(patients):
+            yield pid, tuple(found.get(pid, none) for found in per_part)
 
 
 def supply_programs(rules: RuleSettings) -> tuple[SupplyProgram, ...]:
@@ -148,13 +153,15 @@ def supply_part(
         found = with_self_reported(found)
     episodes = episodes_of(enrollments, rules.episode_gap_days)
     counted_by, day = episode_day_numbers(found, enrollments)
+    # Each day's episode (by its first enrollment's position): the enrollment that counted
+    # it, the same array when every episode has one enrollment (no copy of the per-day rows).
     first_of = np.arange(len(enrollments), dtype=np.int64)
     several = False
     for episode in episodes:
         if len(episode.positions) > 1:
             first_of[list(episode.positions)] = episode.positions[0]
             several = True
-    ep = first_of[counted_by] if len(counted_by) else counted_by
+    ep = first_of[counted_by] if several and len(counted_by) else counted_by
     if several and len(ep) > 1 and not _days_ascend(ep, day):
         order = np.lexsort((day, ep))
         ep, day, counted_by = ep[order], day[order], counted_by[order]
