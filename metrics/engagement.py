@@ -141,17 +141,17 @@ def supply_programs(rules: RuleSettings) -> tuple[SupplyProgram, ...]:
 
 def supply_part(
     found: PatientDays,
-    snapshot: RegistrySnapshot,
     program: SupplyProgram,
+    enrollments: Sequence[Enrollment],
+    episodes: list[Episode],
     as_of: date,
     rules: RuleSettings,
 ) -> SupplyPart:
-    """One program's episodes: every episode with a day with data goes into the table (the
-    others have one record each, :func:`episode_records`)."""
-    enrollments = program_enrollments(snapshot, program.program)
+    """One program's episodes (of ``enrollments``, by patient then start): every episode with
+    a day with data goes into the table (the others have one record each,
+    :func:`episode_records`)."""
     if program.counts_self_reported and enrollments:
         found = with_self_reported(found)
-    episodes = episodes_of(enrollments, rules.episode_gap_days)
     counted_by, day = episode_day_numbers(found, enrollments)
     # Each day's episode (by its first enrollment's position): the enrollment that counted
     # it, the same array when every episode has one enrollment (no copy of the per-day rows).
@@ -181,9 +181,15 @@ def prepare(
     """One scan of the readings and one pass over the activities, for every supply
     program."""
     found = patient_days(readings, snapshot, as_of, org_zone)
-    parts = [supply_part(found, snapshot, p, as_of, rules) for p in supply_programs(rules)]
-    rpm = parts[0]
-    months = management_records(activities, snapshot, as_of, org_zone, rules, rpm.episodes)
+    programs = supply_programs(rules)
+    enrollments = [program_enrollments(snapshot, p.program) for p in programs]
+    episodes = [episodes_of(e, rules.episode_gap_days) for e in enrollments]
+    # The months first: their counting's passing objects are gone before the tables are built.
+    months = management_records(activities, snapshot, as_of, org_zone, rules, episodes[0])
+    parts = [
+        supply_part(found, p, e, ep, as_of, rules)
+        for p, e, ep in zip(programs, enrollments, episodes, strict=True)
+    ]
     return Prepared(parts, months, as_of, rules)
 
 

@@ -239,6 +239,7 @@ def _compute(
     # The supply programs' records (grouped by patient), then the other programs' (by
     # patient and program).
     supply = render_records(work) if work is not None else []
+    del work  # the table's columns are not needed once rendered
     records = apply_exclusions([*supply, *care], inputs.facts, _payers_allowing_99091(settings))
     _log_computed(
         as_of,
@@ -280,6 +281,7 @@ def compute_csv(settings: Settings, engine: Engine, as_of: date) -> list[bytes |
         pieces: list[bytes | memoryview] = []
         if work is not None:
             pieces, counts = render_csv(work, replaced)
+        del work  # the pieces keep the table's text, not its columns
         fmt = CsvRows()
         pieces.append("".join(map(fmt.row, care)).encode())
         for r in care:
