@@ -176,27 +176,44 @@ def test_bulk_csv_of_an_empty_world_is_the_header() -> None:
             st.lists(st.integers(0, 160), max_size=5),  # days of manual / clock-suspect readings
             st.integers(0, 20),  # consent, days after the enrollment start
             st.sampled_from(["RPM", "RTM"]),
+            st.one_of(st.none(), st.integers(-10, 45)),  # a second enrollment, days after
         ),
         max_size=6,
     ),
     as_of=st.integers(0, 180),
     dos=st.sampled_from(["period_end", "last_reading_day"]),
+    mode=st.sampled_from(["rolling_30", "calendar_month"]),
 )
 def test_csv_and_records_renderings_agree_on_random_worlds(
-    patients: list[tuple[str, int, list[int], int, int | None, int, list[int], int, str]],
+    patients: list[
+        tuple[str, int, list[int], int, int | None, int, list[int], int, str, int | None]
+    ],
     as_of: int,
     dos: str,
+    mode: str,
 ) -> None:
     base = date(2025, 11, 1)
     w = World()
-    for k, (zone, start, days, hour, length, assigned, flagged, consent, program) in enumerate(
-        patients
-    ):
+    for k, (
+        zone,
+        start,
+        days,
+        hour,
+        length,
+        assigned,
+        flagged,
+        consent,
+        program,
+        again,
+    ) in enumerate(patients):
         pid = f"P{k}"
         first = base + timedelta(days=start)
         end = None if length is None else first + timedelta(days=length)
         consented = first + timedelta(days=consent)
         w.patient(pid, zone=zone, start=first, consent=consented, end=end, program=program)
+        if again is not None:  # the first's end (or start) plus some days, another NPI
+            second = max(first, (end or first) + timedelta(days=again))
+            w.enrollments.append(Enrollment(pid, program, second, None, second, "1245319599"))
         # A second device, assigned from some day: readings before then are set aside.
         w.assign(f"E-{pid}", pid, first + timedelta(days=assigned))
         for d in days:
@@ -205,7 +222,8 @@ def test_csv_and_records_renderings_agree_on_random_worlds(
         for i, d in enumerate(flagged):
             when = local(first + timedelta(days=d), hour, 30, zone)
             w.reading(f"D-{pid}", when, manual=i % 2 == 0, suspect=i % 2 == 1)
-    expected, got, _ = _both(w, base + timedelta(days=as_of), supply_date_of_service=dos)
+    day = base + timedelta(days=as_of)
+    expected, got, _ = _both(w, day, supply_date_of_service=dos, supply_period=mode)
     assert got == expected
 
 
