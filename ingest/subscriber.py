@@ -44,6 +44,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -65,6 +66,8 @@ log = get_logger(__name__)
 IDLE_FLUSH_SECONDS = 0.02
 # At most this many packets read in one burst before the loop looks at batches and acks again.
 MAX_BURST = 1000
+# What one read of the socket asks for (paho reads a message in three small reads).
+RECV_CHUNK = 256 * 1024
 MAX_BACKOFF_SECONDS = 30.0
 # A message failing the same way this many times while the database answers is quarantined.
 MAX_ATTEMPTS = 5
@@ -101,6 +104,42 @@ def send_acks(client: mqtt.Client, mids: Sequence[int]) -> None:
         return
     packet = b"".join(map(_PUBACK_PACKET.pack, repeat(_PUBACK), repeat(2), mids))
     queue(_PUBACK, packet, 0, 0)
+
+
+class BufferedClient(mqtt.Client):
+    """paho's client, reading the socket in large chunks.
+
+    paho asks the socket for each packet's first byte, then each byte of its length, then
+    the rest: three ``recv`` calls per message, each releasing the interpreter lock, which
+    the network thread then waits to get back from the writer. Here one ``recv`` fetches up
+    to :data:`RECV_CHUNK` bytes and paho's small reads are served from them. What a chunk
+    holds beyond the packets read so far is :meth:`buffered`, which the network loop drains
+    before it waits on the socket again; a new connection starts with an empty buffer.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._chunk = b""
+        self._chunk_pos = 0
+
+    def buffered(self) -> int:
+        """Bytes received and not yet read by paho."""
+        return len(self._chunk) - self._chunk_pos
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        pos = self._chunk_pos
+        if pos >= len(self._chunk):
+            chunk = super()._sock_recv(RECV_CHUNK)  # raises as paho expects (no data yet)
+            if len(chunk) <= bufsize:
+                return chunk  # b"" (closed) included
+            self._chunk, pos = chunk, 0
+        end = min(pos + bufsize, len(self._chunk))
+        self._chunk_pos = end
+        return self._chunk[pos:end]
+
+    def reconnect(self) -> MQTTErrorCode:
+        self._chunk, self._chunk_pos = b"", 0  # bytes of the old connection are void
+        return super().reconnect()
 
 
 class _Incoming(NamedTuple):
@@ -325,6 +364,7 @@ class IngestService:
             clean=False,
             manual_ack=True,
             max_inflight=20,
+            client_class=BufferedClient,
         )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -382,12 +422,14 @@ class IngestService:
         sock = client.socket()
         if sock is None:
             return int(mqtt.MQTT_ERR_NO_CONN)
-        pending = sock.pending() if hasattr(sock, "pending") else 0  # TLS: bytes already read
+        buffered = _buffered(client)
+        if hasattr(sock, "pending"):
+            buffered += sock.pending()  # TLS: decrypted bytes not read yet
         rlist: list[Any] = [sock, self._wake_r]
         wlist: list[Any] = [sock] if client.want_write() else []
         try:
             readable, _, _ = select.select(
-                rlist, wlist, [], 0.0 if pending or self._done else timeout
+                rlist, wlist, [], 0.0 if buffered or self._done else timeout
             )
         except (OSError, TypeError, ValueError):
             return int(mqtt.MQTT_ERR_CONN_LOST)  # the socket was closed meanwhile
@@ -396,14 +438,16 @@ class IngestService:
                 os.read(self._wake_r, 4096)
             except BlockingIOError:
                 pass
-        if sock in readable or pending:
+        if sock in readable or buffered:
             for _ in range(MAX_BURST):
                 seen = self._packets
                 rc = client.loop_read()
                 if rc != mqtt.MQTT_ERR_SUCCESS:
                     return int(rc)
-                if self._packets == seen or client.socket() is None or self._done:
+                if client.socket() is None or self._done:
                     break
+                if self._packets == seen and not _buffered(client):
+                    break  # nothing more to read now
                 if self._in_writer == 0 and len(self._inbox) >= self.batch_size:
                     break
         if client.want_write():
@@ -834,6 +878,10 @@ class IngestService:
                 quarantined=s.quarantined_total,
                 waiting=len(self._waiting),
             )
+
+
+def _buffered(client: mqtt.Client) -> int:
+    return client.buffered() if isinstance(client, BufferedClient) else 0
 
 
 def check_writable(directory: Path) -> None:

@@ -97,8 +97,10 @@ def make_client(
     clean: bool = True,
     manual_ack: bool = False,
     max_inflight: int = 20,
+    client_class: type[mqtt.Client] = mqtt.Client,
 ) -> tuple[mqtt.Client, BrokerAddress]:
-    """A configured, not yet connected paho client and the address to connect it to."""
+    """A configured, not yet connected paho client (of ``client_class``, paho's or a
+    subclass) and the address to connect it to."""
     address = parse_broker(settings)
     kwargs: dict[str, object] = {
         "callback_api_version": CallbackAPIVersion.VERSION2,
@@ -108,7 +110,7 @@ def make_client(
     }
     if protocol != mqtt.MQTTv5:
         kwargs["clean_session"] = clean
-    client = mqtt.Client(**kwargs)  # type: ignore[arg-type]
+    client = client_class(**kwargs)  # type: ignore[arg-type]
     client.max_inflight_messages_set(max_inflight)
     client.max_queued_messages_set(0)
     if address.username:
