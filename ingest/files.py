@@ -12,11 +12,12 @@ import re
 import threading
 import time
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from rpmpipe.files import atomic_write, fsync_dir, private_dir
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "ensure_dir",
@@ -49,6 +50,8 @@ def write_parquet_atomic(
     table: pa.Table, directory: Path, name: str, *, row_group_size: int | None = None
 ) -> Path:
     """Write ``table`` to ``directory/name`` atomically and durably; returns the final path."""
+    import pyarrow.parquet as pq  # here: ingest connects to the broker before loading pyarrow
+
     ensure_dir(directory)
     return atomic_write(
         directory / name,

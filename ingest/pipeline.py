@@ -15,17 +15,15 @@ than an outage) quarantines that message as ``internal_error`` with the exceptio
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
 from sqlalchemy import Engine, select
 
 from rpmpipe.errors import DecodeError, is_transient
 from rpmpipe.ingest.activities import ActivityItem, activity_items, store_activities
 from rpmpipe.ingest.decoders import decode, decode_into
+from rpmpipe.ingest.messages import BatchOutcome, Message, internal_reason
 from rpmpipe.ingest.quarantine import QuarantineEntry, QuarantineStore
 from rpmpipe.ingest.schema import ReadingColumns
 from rpmpipe.ingest.sink import ReadingSink
@@ -33,36 +31,15 @@ from rpmpipe.registry.models import Device
 from rpmpipe.settings import Settings
 
 BACKFILL_TOPIC = "backfill"
-
-
-class Message(NamedTuple):
-    """One payload as received (an immutable value; a NamedTuple because it is per-message)."""
-
-    topic: str
-    payload: bytes
-    received_at: datetime
-    label: str = ""  # prefixed to quarantine reasons, e.g. "line 12"
-    source: str = "mqtt"
-
-
-@dataclass
-class BatchOutcome:
-    stored: int = 0
-    duplicates: int = 0
-    activities: int = 0
-    quarantined: Counter[str] = field(default_factory=Counter)
-    entries: list[QuarantineEntry] = field(default_factory=list)
-    # (message index in the batch, reason code) per quarantine entry, in entry order.
-    rejected: list[tuple[int, str]] = field(default_factory=list)
-    # Indices of messages whose activities wait for the database: do not acknowledge them.
-    pending: list[int] = field(default_factory=list)
-    # Why they wait (an exception type and, for the record, whether the database answered).
-    pending_error: str = ""
-
-
-def internal_reason(exc: BaseException, where: str) -> str:
-    """The quarantine sentence for an unexpected error: the type only (a message may be PHI)."""
-    return f"{type(exc).__name__} while {where}"
+__all__ = [
+    "BACKFILL_TOPIC",
+    "BatchOutcome",
+    "IngestPipeline",
+    "KnownDevices",
+    "Message",
+    "internal_reason",
+    "topic_device",
+]
 
 
 def topic_device(topic: str, topic_root: str) -> tuple[str, str | None]:

@@ -41,23 +41,26 @@ from datetime import UTC, datetime, timedelta
 from itertools import repeat
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 
 from rpmpipe.errors import ServiceUnavailable, is_transient
 from rpmpipe.ingest.files import ensure_dir, remove_stale_temp_files
-from rpmpipe.ingest.pipeline import BatchOutcome, IngestPipeline, Message, internal_reason
+from rpmpipe.ingest.messages import BatchOutcome, Message, internal_reason
 from rpmpipe.ingest.stats import IngestStats, StatsSnapshot
 from rpmpipe.logs import get_logger
 from rpmpipe.mqtt import BROKER_DROPPED_TOPIC, make_client, parse_broker
 from rpmpipe.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from rpmpipe.ingest.pipeline import IngestPipeline
 
 log = get_logger(__name__)
 
@@ -175,12 +178,16 @@ def subscriptions(settings: Settings, shared_group: str | None) -> list[str]:
 
 
 class IngestService:
-    """``IngestService(settings, engine).run(stop_event)``; ``stats`` is safe from any thread."""
+    """``IngestService(settings, engine).run(stop_event)``; ``stats`` is safe from any thread.
+
+    ``engine`` is the registry's, or a function that opens it: then the writer thread opens
+    it at start while the network thread connects to the broker (start-up overlaps).
+    """
 
     def __init__(
         self,
         settings: Settings,
-        engine: Engine,
+        engine: Engine | Callable[[], Engine],
         *,
         client_id: str | None = None,
         shared_group: str | None = None,
@@ -189,9 +196,13 @@ class IngestService:
         self.settings = settings
         self.client_id = client_id or settings.broker.client_id
         self.shared_group = shared_group or settings.broker.shared_group or None
-        self.pipeline = IngestPipeline(
-            settings, engine, self.client_id, device_refresh=device_refresh_seconds
-        )
+        self._engine = engine
+        self._device_refresh = device_refresh_seconds
+        # Built by the writer thread at start (it imports pyarrow and the registry models).
+        self._pipeline: IngestPipeline | None = None
+        self._ready = threading.Event()  # the pipeline is built and the registry answered
+        self._writer_thread: threading.Thread | None = None
+        self._subscribe_due = False  # connected, subscriptions not sent yet
         self._stats = IngestStats()
         self._inbox: list[_Incoming] = []
         self._packets = 0  # messages paho has delivered (a read burst ends when none come)
@@ -253,6 +264,21 @@ class IngestService:
         self._closed_by_broker_at = None
         self._generation += 1
         self._connected = True
+        self._subscribe_due = True
+        self._subscribe(client)
+
+    def _subscribe(self, client: mqtt.Client) -> None:
+        """Subscribe once connected and the start-up checks have passed (the registry answers);
+        only then does ingest count as connected.
+
+        A persistent session receives its queued messages from the CONNACK on: those wait in
+        the inbox meanwhile, unacknowledged.
+        """
+        if not (self._subscribe_due and self._connected and self._ready.is_set()):
+            return
+        if self._writer_failure is not None:
+            return
+        self._subscribe_due = False
         self._stats.set_connected(True)
         client.subscribe([(t, 1) for t in subscriptions(self.settings, self.shared_group)])
         # The broker's dropped-message counter, where it publishes one (Mosquitto's $SYS).
@@ -517,9 +543,46 @@ class IngestService:
         except BlockingIOError:
             pass  # the pipe is full: the network thread is being woken anyway
 
-    def _writer(self) -> None:
-        """Write the batches the network thread hands over, in order, until told to end."""
+    @property
+    def pipeline(self) -> IngestPipeline:
+        """The writer's pipeline (built at start, on the writer thread)."""
+        if self._pipeline is None:
+            raise RuntimeError("the ingest pipeline is not built yet")
+        return self._pipeline
+
+    def _start_pipeline(self) -> None:
+        """Open the registry, build the pipeline and check the registry answers (writer)."""
+        from sqlalchemy import Engine
+
+        from rpmpipe.ingest.pipeline import IngestPipeline
+
+        engine = self._engine if isinstance(self._engine, Engine) else self._engine()
+        pipeline = IngestPipeline(
+            self.settings, engine, self.client_id, device_refresh=self._device_refresh
+        )
         try:
+            pipeline.devices.refresh()
+        except Exception as exc:
+            where = database_where(self.settings.effective_database_url)
+            raise ServiceUnavailable(
+                f"registry database unavailable ({where}): {type(exc).__name__}; ingest needs "
+                "it to check devices",
+                service="database",
+                where=where,
+            ) from None
+        self._pipeline = pipeline
+
+    def _writer(self) -> None:
+        """Build the pipeline, then write the batches the network thread hands over, in
+        order, until told to end."""
+        try:
+            try:
+                self._start_pipeline()
+            except BaseException as exc:
+                self._writer_failure = exc  # before ready: the network thread looks at both
+                raise
+            finally:
+                self._ready.set()
             while True:
                 timeout = None
                 if self._waiting:
@@ -534,7 +597,7 @@ class IngestService:
                     self._write(batch, handed=True)
                 self._retry_waiting()
         except BaseException as exc:  # noqa: BLE001 - ends the service on the network thread
-            self._writer_failure = exc
+            self._writer_failure = self._writer_failure or exc
             self._finished(_Done([], handed=False))
 
     def _sleep(self, seconds: float) -> bool:
@@ -732,11 +795,13 @@ class IngestService:
             log.info("activities_stored_after_wait", messages=before)
 
     def preflight(self, client: mqtt.Client, stop: threading.Event) -> bool:
-        """Check, before subscribing, that ingest can work; raise ServiceUnavailable if not.
+        """Check at start that ingest can work; raise ServiceUnavailable if not.
 
         The data dir must be writable (leftover temp files of a killed writer are removed),
-        the registry must answer, and the broker must accept CONNECT. Leaves ``client``
-        connected; False if ``stop`` came first.
+        the registry must answer, and the broker must accept CONNECT; a failure is reported in
+        that order, before anything is acknowledged. The writer thread opens the registry (and
+        loads the pipeline's libraries) while this thread connects, so the backlog starts
+        streaming in meanwhile. Leaves ``client`` connected; False if ``stop`` came first.
         """
         for directory in (self.settings.readings_dir, self.settings.quarantine_dir):
             check_writable(directory)
@@ -745,21 +810,16 @@ class IngestService:
         )
         if removed:
             log.info("stale_temp_files_removed", files=removed)
-        try:
-            self.pipeline.devices.refresh()
-        except Exception as exc:
-            where = database_where(self.settings.effective_database_url)
-            raise ServiceUnavailable(
-                f"registry database unavailable ({where}): {type(exc).__name__}; ingest needs "
-                "it to check devices",
-                service="database",
-                where=where,
-            ) from None
+        self._writer_thread = threading.Thread(
+            target=self._writer, name="ingest-writer", daemon=True
+        )
+        self._writer_thread.start()
         address = parse_broker(self.settings.broker)
         where = f"{address.host}:{address.port}"
         try:
             self._connect(client)
         except OSError as exc:
+            self._raise_writer_failure()
             raise ServiceUnavailable(
                 f"the broker at {where} is unreachable ({exc.strerror or type(exc).__name__})"
             ) from None
@@ -770,16 +830,25 @@ class IngestService:
             if time.monotonic() > deadline or self._service(client, 0.1) != mqtt.MQTT_ERR_SUCCESS:
                 if self._refused:
                     break
+                self._raise_writer_failure()
                 raise ServiceUnavailable(
                     f"the broker at {where} did not accept CONNECT for client id "
                     f"{self.client_id!r} (no CONNACK)"
                 )
         if self._refused:
+            self._raise_writer_failure()
             raise ServiceUnavailable(
                 f"the broker at {where} refused CONNECT for client id {self.client_id!r}: "
                 f"{self._refused} (check broker.username and the password)"
             )
         return True
+
+    def _raise_writer_failure(self) -> None:
+        """Raise the registry's failure, when it has one, before the broker's (the order of
+        the checks); waits for the writer's start-up to know."""
+        self._ready.wait()
+        if self._writer_failure is not None:
+            raise self._writer_failure
 
     def run(self, stop: threading.Event, *, once: bool = False) -> None:
         """Consume until ``stop`` is set, then write, acknowledge and disconnect.
@@ -800,11 +869,9 @@ class IngestService:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        writer = threading.Thread(target=self._writer, name="ingest-writer", daemon=True)
         try:
             if not self.preflight(client, stop):
                 return
-            writer.start()
             backoff = 0.5
             last_activity = time.monotonic()
             seen = self._stats.received
@@ -837,6 +904,7 @@ class IngestService:
                     continue
                 if self._connected:
                     backoff = 0.5
+                self._subscribe(client)
                 self._acknowledge_done(client)
                 self._hand_over(everything=False)
                 if once:
@@ -853,7 +921,13 @@ class IngestService:
             raise
         finally:
             self._batches.put(None)
-            while writer.is_alive():
+            writer = self._writer_thread
+            # Failing before the writer has started up: it holds nothing to acknowledge.
+            while (
+                writer is not None
+                and writer.is_alive()
+                and (self._ready.is_set() or not self._halt.is_set())
+            ):
                 if stop.is_set():
                     self._halt.set()
                 if not self._connected or self._service(client, 0.1) != mqtt.MQTT_ERR_SUCCESS:
@@ -901,6 +975,8 @@ def check_writable(directory: Path) -> None:
 
 def database_where(url: str) -> str:
     """The database's backend, host and name without credentials, for error lines."""
+    from sqlalchemy.engine import make_url
+
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return f"sqlite file {parsed.database}"

@@ -9,7 +9,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
@@ -22,6 +22,9 @@ from rpmpipe.errors import (
     ServiceUnavailable,
     UsageError,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 # Quarantined lines listed by `import readings`; the rest are counted (see quarantine list).
 MAX_LINES_SHOWN = 20
@@ -75,13 +78,22 @@ def ingest(
     """
     from rpmpipe.ingest.stats import serve_metrics
     from rpmpipe.ingest.subscriber import IngestService
-    from rpmpipe.registry.db import open_registry
 
     settings = settings_of(ctx)
-    # An unreachable registry ends at the command line's edge: one line, exit 4.
-    engine = open_registry(settings.effective_database_url)
+    engines: list[Engine] = []
+
+    def open_engine() -> Engine:
+        # On ingest's writer thread, while the broker connection is made. An unreachable
+        # registry ends at the command line's edge all the same: one line, exit 4.
+        from rpmpipe.registry.db import open_registry
+
+        engines.append(open_registry(settings.effective_database_url))
+        return engines[-1]
+
     try:
-        service = IngestService(settings, engine, client_id=client_id, shared_group=shared_group)
+        service = IngestService(
+            settings, open_engine, client_id=client_id, shared_group=shared_group
+        )
     except RpmpipeError as exc:
         raise fail(str(exc), exc.exit_code) from None
     stop = threading.Event()
@@ -104,7 +116,8 @@ def ingest(
     finally:
         if server is not None:
             server.shutdown()
-        engine.dispose()
+        for engine in engines:
+            engine.dispose()
 
 
 def compact(
