@@ -14,11 +14,13 @@ import paho.mqtt.client as mqtt
 import pyarrow as pa
 import pyarrow.dataset as ds
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from sqlalchemy import Engine
 
 from rpmpipe.ingest.files import parquet_files
 from rpmpipe.ingest.schema import READINGS_SCHEMA
-from rpmpipe.mqtt import parse_broker
+from rpmpipe.mqtt import make_client, parse_broker
 from rpmpipe.registry.imports import import_rows
 from rpmpipe.settings import Settings
 
@@ -165,3 +167,41 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def session_client(
+    settings: Settings,
+    protocol: str,
+    client_id: str,
+    on_message: Callable[[mqtt.Client, object, mqtt.MQTTMessage], None],
+    *,
+    client_class: type[mqtt.Client] = mqtt.Client,
+    manual_ack: bool = False,
+) -> mqtt.Client:
+    """A connected client resuming (or creating) the persistent session ``client_id``."""
+    client, address = make_client(
+        settings.broker,
+        client_id,
+        protocol=mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311,
+        clean=False,
+        manual_ack=manual_ack,
+        client_class=client_class,
+    )
+    client.on_message = on_message
+    if protocol == "5":
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 300
+        # A window for the whole backlog (without one, Mosquitto keeps 20 messages in flight).
+        props.ReceiveMaximum = 65535
+        client.connect(address.host, address.port, clean_start=False, properties=props)
+    else:
+        client.connect(address.host, address.port)
+    loop_until(client, client.is_connected, 10)
+    return client
+
+
+def loop_until(client: mqtt.Client, done: Callable[[], bool], seconds: float) -> None:
+    """Drive ``client``'s network loop until ``done()`` or ``seconds`` have passed."""
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        client.loop(timeout=0.05)
