@@ -33,6 +33,7 @@ from rpmpipe.records import (
     UNTIMED_KINDS,
     Program,
 )
+from rpmpipe.registry.import_columns import COLUMNS
 from rpmpipe.registry.models import (
     Base,
     CareActivity,
@@ -387,88 +388,42 @@ def _care_plan(row: Mapping[str, str]) -> dict[str, Any]:
 class ImportKind:
     name: str
     columns: tuple[str, ...]  # required in the header
+    optional: tuple[str, ...]  # may be left out of the header (then their default)
     parse: Callable[[Mapping[str, str]], dict[str, Any]]
     model: type[Base]
     key: tuple[str, ...]
-    optional: tuple[str, ...] = ()  # may be left out of the header (then their default)
+
+
+def _columns(kind: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    found = COLUMNS[kind]
+    return found.required, found.optional
 
 
 KINDS: dict[str, ImportKind] = {
     k.name: k
     for k in (
-        ImportKind(
-            "patients",
-            (
-                "patient_id",
-                "mrn",
-                "first_name",
-                "last_name",
-                "birth_date",
-                "sex",
-                "address1",
-                "city",
-                "state",
-                "zip",
-                "timezone",
-                "payer_id",
-                "payer_name",
-                "member_id",
-                "icd10_codes",
-            ),
-            _patient,
-            Patient,
-            ("patient_id",),
-            optional=("qmb",),
-        ),
-        ImportKind(
-            "devices",
-            ("device_id", "kind", "model"),
-            _device,
-            Device,
-            ("device_id",),
-            optional=("serial_number",),
-        ),
+        ImportKind("patients", *_columns("patients"), _patient, Patient, ("patient_id",)),
+        ImportKind("devices", *_columns("devices"), _device, Device, ("device_id",)),
         ImportKind(
             "assignments",
-            ("device_id", "patient_id", "start_date", "end_date"),
+            *_columns("assignments"),
             _assignment,
             DeviceAssignment,
             ("device_id", "start_date"),
         ),
         ImportKind(
             "enrollments",
-            ("patient_id", "program", "start_date", "end_date", "consent_date", "ordering_npi"),
+            *_columns("enrollments"),
             _enrollment,
             Enrollment,
             ("patient_id", "program", "start_date"),
         ),
         ImportKind(
-            "activities",
-            (
-                "activity_id",
-                "patient_id",
-                "staff_id",
-                "started_at",
-                "minutes",
-                "kind",
-                "interactive",
-            ),
-            _activity,
-            CareActivity,
-            ("activity_id",),
-            optional=(
-                "program",
-                "performer",
-                "voided_reason",
-                "goals_reviewed",
-                "pro_instrument",
-                "pro_score",
-                "note_ref",
-            ),
+            "activities", *_columns("activities"), _activity, CareActivity, ("activity_id",)
         ),
         ImportKind(
             "care-plans",
-            ("patient_id", "program", "established_on", "revised_on", "shared_with_patient_on"),
+            *_columns("care-plans"),
             _care_plan,
             CarePlan,
             ("patient_id", "program", "version_on"),

@@ -13,9 +13,7 @@ from rpmpipe.app.cli.common import fail, settings_of
 from rpmpipe.app.cli.ingest_cmds import import_readings
 from rpmpipe.app.cli.progress import progress_bar
 from rpmpipe.errors import RpmpipeError
-from rpmpipe.registry.db import open_registry
-from rpmpipe.registry.imports import KINDS, import_csv
-from rpmpipe.settings import redact_url
+from rpmpipe.registry.import_columns import COLUMNS
 
 import_app = typer.Typer(
     help=(
@@ -35,11 +33,14 @@ _FileArg = Annotated[
 
 
 def _make_import(kind: str) -> None:
-    columns = ",".join(KINDS[kind].columns)
-    if KINDS[kind].optional:
-        columns += f" (optional: {','.join(KINDS[kind].optional)})"
+    columns = ",".join(COLUMNS[kind].required)
+    if COLUMNS[kind].optional:
+        columns += f" (optional: {','.join(COLUMNS[kind].optional)})"
 
     def command(ctx: typer.Context, file: _FileArg) -> None:
+        from rpmpipe.registry.db import open_registry
+        from rpmpipe.registry.imports import import_csv
+
         settings = settings_of(ctx)
         started = time.perf_counter()
         try:
@@ -67,13 +68,13 @@ def _make_import(kind: str) -> None:
         for warning in result.warnings:
             typer.echo(f"warning: {warning}", err=True)
 
-    optional = ",".join(KINDS[kind].optional)
+    optional = ",".join(COLUMNS[kind].optional)
     more = f"; optional: {optional}" if optional else ""
     command.__doc__ = f"Import {kind} from FILE.csv. Columns: {columns}{more}."
     import_app.command(kind)(command)
 
 
-for _kind in KINDS:
+for _kind in COLUMNS:
     _make_import(_kind)
 import_app.command("readings")(import_readings)
 
@@ -81,6 +82,9 @@ import_app.command("readings")(import_readings)
 @db_app.command("upgrade")
 def upgrade(ctx: typer.Context) -> None:
     """Create or migrate the registry schema to the current version (idempotent)."""
+    from rpmpipe.registry.db import open_registry
+    from rpmpipe.settings import redact_url
+
     settings = settings_of(ctx)
     open_registry(settings.effective_database_url)
     typer.echo(f"registry at {redact_url(settings.effective_database_url)} is up to date")

@@ -10,7 +10,6 @@ import typer
 
 from rpmpipe.app.cli.common import fail, settings_of
 from rpmpipe.errors import EXIT_UNAVAILABLE, RpmpipeError
-from rpmpipe.registry.db import open_registry
 
 
 def broker_config(
@@ -51,7 +50,8 @@ def broker_config(
 ) -> None:
     """Write a Mosquitto 2 configuration for every device in the registry."""
     settings = settings_of(ctx)
-    # Imported here so `rpmpipe --help` does not pay for the cryptography import.
+    # Imported here so `--help` pays for neither cryptography nor SQLAlchemy.
+    from rpmpipe.registry.db import open_registry
     from rpmpipe.security.broker_config import registered_device_ids, write_broker_config
 
     try:
