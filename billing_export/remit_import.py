@@ -2,6 +2,8 @@
 
 CLP01 is matched to the ledger's claim ids and each service line to the ledger line with the
 same line control number (REF*6R), else the same procedure and date of service on that claim.
+The payer's claim control number (CLP07) is kept on the ledger lines of each matched claim: a
+replacement or void claim must name it in REF*F8.
 The whole file goes in one transaction; a file already imported (same segments) changes
 nothing; a claim id rpmpipe never issued is reported, not fatal, and not recorded as a line.
 """
@@ -15,7 +17,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from rpmpipe.billing_export.remit import ClaimPayment, Remittance, ServicePayment, parse_835
@@ -27,6 +29,7 @@ from rpmpipe.registry.models import Remittance as RemittanceRow
 
 log = get_logger(__name__)
 BILLED_KINDS = BILLED_LINE_KINDS
+REVERSAL = "22"  # CLP02: the payer takes back an earlier payment (its number is not new)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +205,43 @@ def _record(
         rows = [_line_row(remit_id, m) for m in matched]
         for start in range(0, len(rows), 5000):
             conn.execute(insert(RemitLine), rows[start : start + 5000])
+        _keep_payer_claim_numbers(conn, remittance, unknown)
     return int(remit_id)
+
+
+def _keep_payer_claim_numbers(
+    conn: Connection, remittance: Remittance, unknown: Sequence[str]
+) -> None:
+    """Record each matched claim's CLP07 on its ledger lines (every revision of the claim),
+    so a later change can go out as a replacement claim naming it. A reversal does not
+    change the number; within one file the last claim payment wins."""
+    e = ExportLedgerEntry
+    skip = set(unknown)
+    numbers = {
+        c.claim_id: c.payer_claim_control[:50]
+        for c in remittance.claims
+        if c.claim_id not in skip and c.payer_claim_control and c.status != REVERSAL
+    }
+    ids = sorted(numbers)
+    changes: list[dict[str, object]] = []
+    for start in range(0, len(ids), 5000):
+        rows = conn.execute(
+            select(e.id, e.claim_id, e.payer_claim_control_number).where(
+                e.claim_id.in_(ids[start : start + 5000])
+            )
+        )
+        changes.extend(
+            {"pk": row.id, "number": numbers[row.claim_id]}
+            for row in rows
+            if row.payer_claim_control_number != numbers[row.claim_id]
+        )
+    if changes:
+        conn.execute(
+            update(e)
+            .where(e.id == bindparam("pk"))
+            .values(payer_claim_control_number=bindparam("number")),
+            changes,
+        )
 
 
 def _line_row(remit_id: int, m: MatchedLine) -> dict[str, object]:

@@ -3,13 +3,16 @@ matched to the ledger's claim ids and line control numbers, recorded once."""
 
 from __future__ import annotations
 
+import csv
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
-from billed_world import bill, build_world, cli_config, world_settings
+from billed_world import activity, bill, build_world, cli_config, world_settings
+from billing_identity import MEDICARE
 from remit_835 import Outcome, build_835, claims_of_837, write_835
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
@@ -19,6 +22,7 @@ from rpmpipe.app.cli import app
 from rpmpipe.billing_export.remit import parse_835
 from rpmpipe.billing_export.remit_import import import_remittance
 from rpmpipe.errors import RemitError
+from rpmpipe.registry.imports import import_rows
 from rpmpipe.registry.models import ExportLedgerEntry, RemitLine, Remittance
 
 CLOCK = datetime(2026, 12, 10, 9, tzinfo=UTC)
@@ -37,6 +41,17 @@ def _billed(tmp_path: Path, database_url: str) -> tuple[Engine, str, dict[str, s
         ).all()
     ids = {f"{r.patient_id}/{r.code}": r.claim_id for r in rows}
     return engine, text, ids
+
+
+def ledger_codes(engine: Engine) -> list[Any]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(
+                    ExportLedgerEntry.claim_id, ExportLedgerEntry.patient_id, ExportLedgerEntry.code
+                )
+            )
+        )
 
 
 def _count(engine: Engine, model: type) -> int:
@@ -200,3 +215,44 @@ def test_remit_import_and_denials_list_commands(tmp_path: Path) -> None:
     table = runner.invoke(app, [*base, "denials", "list"], env=env)
     assert table.exit_code == 0 and "3 denied lines" in table.output
     assert "Hopper" not in table.output and "Lovelace" not in table.output
+
+
+def test_the_payers_claim_number_is_kept_so_a_late_change_goes_out_as_a_replacement(
+    tmp_path: Path, database_url: str
+) -> None:
+    medicare = {**MEDICARE["MEDICARE"], "replacement_claims": True}
+    settings = world_settings(
+        tmp_path,
+        database_url,
+        **{"billing.replacement_claims": True, "billing.payers": {"MEDICARE": medicare}},
+    )
+    engine = build_world(settings)
+    first = bill(settings, engine)
+    assert first.run_dir is not None
+    path = write_835(tmp_path / "era.835", (first.run_dir / "claims.837").read_text(), {})
+    number_of = {c.claim_id: c.payer_claim_control for c in parse_835(path.read_text()).claims}
+    import_remittance(engine, path, CLOCK)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(ExportLedgerEntry.claim_id, ExportLedgerEntry.payer_claim_control_number)
+        ).all()
+    assert rows and all(r.payer_claim_control_number == number_of[r.claim_id] for r in rows)
+    management = next(
+        r.claim_id for r in ledger_codes(engine) if (r.patient_id, r.code) == ("P-01", "99457")
+    )
+
+    # A late time entry: P-01's October reaches 54 minutes, so 99458 joins 99457.
+    late = activity("A-01-9", "P-01", 27, "25", "phone_call", True)
+    import_rows(engine, "activities", [late], source="late", now=CLOCK)
+    second = bill(settings, engine, now=CLOCK)
+    assert second.run_dir is not None
+    text = (second.run_dir / "claims.837").read_text()
+    assert "*11:B:7*" in text
+    assert f"REF*F8*{number_of[management]}~" in text
+    [correction] = [
+        r
+        for r in csv.DictReader((second.run_dir / "corrections.csv").open(encoding="utf-8"))
+        if r["patient_id"] == "P-01"
+    ]
+    assert correction["action"] == "replacement_claim", correction
+    engine.dispose()
