@@ -318,12 +318,13 @@ def _interchanges(
     return tuple(out)
 
 
-def check_billing_identity(settings: Settings) -> None:
-    """Refuse to export without the billing identity, naming every missing key."""
+def check_billing_identity(settings: Settings, why: str = "no claim can be written") -> None:
+    """Refuse to export (or to write what else names the practice, ``why`` it is needed)
+    without the billing identity, naming every missing key."""
     missing = settings.billing.missing_identity()
     if missing:
         raise ConfigError(
-            "the billing identity is not set, so no claim can be written: set "
+            f"the billing identity is not set, so {why}: set "
             + ", ".join(missing)
             + " in the settings file ([billing] in --config or RPMPIPE_CONFIG) or as "
             "RPMPIPE_BILLING_* variables (rpmpipe demo brings its own test identity)"

@@ -19,6 +19,7 @@ from typer.testing import CliRunner, Result
 
 from rpmpipe.app.cli import app
 from rpmpipe.billing_export.denials import build_packet, write_packet
+from rpmpipe.errors import EXIT_USAGE
 from rpmpipe.registry.models import ExportLedgerEntry
 
 TODAY = date(2026, 12, 10)
@@ -212,3 +213,22 @@ def test_appeal_denied_writes_a_packet_per_denied_claim_with_the_codes_asked(
     logged = capfd.readouterr()
     for phi in ("Lovelace", "Ada", "1946-02-11", "1EG4TE5MK01"):
         assert phi not in every.output + out.output + logged.out + logged.err
+
+
+def test_appeal_without_the_billing_identity_refuses_as_export_does(
+    tmp_path: Path, billed: tuple[str, dict[str, str]]
+) -> None:
+    db, ids = billed
+    base = ["--data-dir", str(tmp_path / "data"), "--database-url", db]
+    env = {"RPMPIPE_CONFIG": ""}  # no settings file: no practice to name
+    appeal = CliRunner().invoke(
+        app, [*base, "appeal", ids["P-01/99457"], "--out", str(tmp_path / "appeals")], env=env
+    )
+    export = CliRunner().invoke(
+        app, [*base, "export", "--as-of", "2026-11-05", "--skip-metrics"], env=env
+    )
+    assert appeal.exit_code == export.exit_code == EXIT_USAGE, appeal.output
+    for key in ("billing.provider_name", "billing.provider_npi", "billing.provider_address1"):
+        assert key in appeal.output
+    assert "no appeal letter can name the practice" in appeal.output
+    assert not (tmp_path / "appeals").exists()

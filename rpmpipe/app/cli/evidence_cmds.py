@@ -226,6 +226,7 @@ def appeal(
     contacts, and the time log. Files are 0600; they hold PHI for the payer.
     """
     from rpmpipe.billing_export.denials import build_packet, list_denials, write_packet
+    from rpmpipe.billing_export.export import check_billing_identity
     from rpmpipe.registry.db import open_registry
 
     settings = settings_of(ctx)
@@ -240,6 +241,9 @@ def appeal(
     written: list[tuple[str, Path, Path]] = []
     engine = open_registry(settings.effective_database_url)
     try:
+        # As export does, after the registry is reached: the letter's header is the
+        # practice, so never a packet for a blank or made-up one.
+        check_billing_identity(settings, "no appeal letter can name the practice")
         if denied:
             wanted = [c for c in (codes or "").split(",") if c.strip()]
             found = list_denials(engine, root, settings.billing, wanted)
