@@ -29,6 +29,7 @@ from rpmpipe.billing_export.holds import Held, HoldReason
 from rpmpipe.billing_export.ledger import load_final_records, load_ledger, load_patients
 from rpmpipe.billing_export.plan import Work, select_work
 from rpmpipe.errors import ConfigError
+from rpmpipe.progress import SILENT, Progress, tracked
 from rpmpipe.settings import BillingSettings, Settings
 
 
@@ -62,18 +63,20 @@ def audit_lines(
     patients: Mapping[str, PatientInfo],
     billing: BillingSettings,
     facts: Mapping[RecordKey, RecordFacts] | None = None,
+    progress: Progress = SILENT,
 ) -> list[LineAudit]:
     """Audit every line against its program's rules and its payer's profile.
 
     ``facts`` are the lines' facts when the caller already collected them (the export keeps
-    them for the evidence of the run); else they are read here.
+    them for the evidence of the run); else they are read here. ``progress`` hears each line
+    audited.
     """
     profiles = payer_profiles(billing)
     if facts is None:
         facts = line_facts(engine, readings_dir, lines)
     rules = default_rules()
     out = []
-    for ln in lines:
+    for ln in tracked(lines, progress):
         patient = patients.get(ln.patient_id)
         extra = profiles.get(patient.payer_id, ()) if patient else ()
         audited = AuditedLine(

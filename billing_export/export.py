@@ -97,6 +97,7 @@ from rpmpipe.billing_export.x12 import (
 from rpmpipe.errors import ConfigError, ExportError
 from rpmpipe.files import atomic_write, fsync_dir, private_dir
 from rpmpipe.logs import get_logger
+from rpmpipe.progress import SILENT, Progress, tracked
 from rpmpipe.settings import BillingSettings, Settings
 
 log = get_logger(__name__)
@@ -136,6 +137,7 @@ def run_export(
     out_dir: Path | None = None,
     *,
     now: datetime,
+    progress: Progress = SILENT,
     _after_files: CrashPoint | None = None,
     _after_ledger: CrashPoint | None = None,
 ) -> ExportResult:
@@ -144,6 +146,7 @@ def run_export(
     ``now`` is the caller's clock (timezone-aware). An ``as_of`` after today in the
     organisation's zone is refused: periods ending on or after today are not over yet. So is
     a run without the billing identity (no claim is written for a made-up clinic).
+    ``progress`` hears each step and the records, lines and files done out of its total.
     """
     check_as_of(as_of, settings.org_zone, now)
     billing = settings.billing
@@ -152,6 +155,7 @@ def run_export(
     check_billing_identity(settings)  # before anything is recovered, read or written
     with _exclusive(root / LOCK_NAME):
         recovered = recover_unfinished(root, engine, now)
+        progress.step("loading the final records and the ledger")
         with engine.connect() as conn:
             if nothing_to_export(conn, as_of):
                 log.info("export_nothing_new", as_of=as_of.isoformat(), held=0)
@@ -171,15 +175,24 @@ def run_export(
             records = load_final_records(conn, as_of, stored)
             ledger = load_ledger(conn)
             patients = load_patients(conn, {r.patient_id for r in records} | _ids(ledger))
-        work = select_work(records, ledger, patients, billing, as_of=as_of)
+        progress.step("checking the records against the ledger", len(records))
+        work = select_work(tracked(records, progress), ledger, patients, billing, as_of=as_of)
         facts: dict[RecordKey, RecordFacts] = {}
         if billing.audit_before_export and work.originals:
+            progress.step("auditing the documentation of each line", len(work.originals))
             # Read once: the audit's facts are also the evidence frozen with the run.
             facts = line_facts(engine, settings.readings_dir, work.originals)
             audits = audit_lines(
-                engine, settings.readings_dir, work.originals, patients, billing, facts
+                engine,
+                settings.readings_dir,
+                work.originals,
+                patients,
+                billing,
+                facts,
+                progress,
             )
             work = hold_undocumented(work, audits)
+        progress.step("building the claims")
         plan = (
             build_plan(work, patients, billing, first_claim_number=1)
             if not work.is_empty
@@ -221,9 +234,15 @@ def run_export(
         if final.exists():
             raise ExportError(f"run directory {final} already exists")
         private_dir(partial)
+        progress.step("collecting the evidence of each line")
         evidence = collect_evidence(engine, settings.readings_dir, plan.claims, run_id, facts)
         _write_run_files(
-            partial, plan, settings, RunHeader(run_id, as_of, now, interchanges), evidence
+            partial,
+            plan,
+            settings,
+            RunHeader(run_id, as_of, now, interchanges),
+            evidence,
+            progress,
         )
         if _after_files:
             _after_files(partial)
@@ -242,7 +261,7 @@ def run_export(
             },
         )
         try:
-            record_ledger(engine, plan.ledger, stamp, stored)
+            record_ledger(engine, plan.ledger, stamp, stored, progress)
         except ExportError:
             shutil.rmtree(partial, ignore_errors=True)
             raise
@@ -409,8 +428,11 @@ def _write_run_files(
     settings: Settings,
     run: RunHeader,
     evidence: list[LineEvidence],
+    progress: Progress = SILENT,
 ) -> None:
     billing, now, interchanges = settings.billing, run.created_at, run.interchanges
+    count = (3 if plan.claims else 0) + len(interchanges) + (1 if plan.corrections else 0) + 1
+    progress.step("writing the run's files", count)
     # The interchange's dates and times (ISA09/10, GS04/05, BHT04/05) are the organisation's.
     local = now.astimezone(settings.org_zone)
     files: dict[str, str] = {}
@@ -418,13 +440,16 @@ def _write_run_files(
         files[CHARGES] = _write_atomic(
             run_dir / CHARGES, "utf-8", lambda f: write_charge_csv(f, plan.claims, billing)
         )
+        progress.advance()
         # The evidence behind every line, frozen with the run (never rewritten later).
         files[EVIDENCE_PARQUET] = _write_parquet_atomic(
             run_dir / EVIDENCE_PARQUET, evidence_table(evidence)
         )
+        progress.advance()
         files[EVIDENCE_CSV] = _write_atomic(
             run_dir / EVIDENCE_CSV, "utf-8", lambda f: write_evidence_csv(f, evidence)
         )
+        progress.advance()
     for i in interchanges:
         files[i.file_name] = _write_atomic(
             run_dir / i.file_name,
@@ -433,10 +458,12 @@ def _write_run_files(
                 f, i.claims, billing, i.control, local, receiver=i.receiver
             ),
         )
+        progress.advance()
     if plan.corrections:
         files[CORRECTIONS] = _write_atomic(
             run_dir / CORRECTIONS, "utf-8", lambda f: write_corrections_csv(f, plan.corrections)
         )
+        progress.advance()
     manifest = {
         "run_id": run.run_id,
         "rpmpipe_version": __version__,
@@ -474,6 +501,7 @@ def _write_run_files(
     }
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     _write_atomic(run_dir / MANIFEST, "utf-8", lambda f: f.write(text))
+    progress.advance()
 
 
 def _write_parquet_atomic(path: Path, table: pa.Table) -> str:

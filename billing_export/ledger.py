@@ -38,6 +38,7 @@ from rpmpipe.billing_export.plan import (
 )
 from rpmpipe.billing_export.x12 import ControlNumbers
 from rpmpipe.errors import ExportError, RegistryRecordError
+from rpmpipe.progress import SILENT, Progress
 from rpmpipe.records import REVIEW_LINE_KINDS, RecordStatus
 from rpmpipe.registry.engagement import record_of
 from rpmpipe.registry.models import (
@@ -351,6 +352,7 @@ def record_ledger(
     writes: Sequence[LedgerWrite],
     stamp: RunStamp,
     stored: StoredLines | None = None,
+    progress: Progress = SILENT,
 ) -> None:
     """Insert every line of the run, and the run itself, in one transaction (all or nothing).
 
@@ -361,8 +363,10 @@ def record_ledger(
     rows are on disk, and only then is the run directory published.
 
     ``stored`` (the records' stored lines, read with them) gives each revision its
-    ``record_lines``: the text, when the lines it says are the lines written.
+    ``record_lines``: the text, when the lines it says are the lines written. ``progress``
+    hears the rows inserted.
     """
+    progress.step("recording the lines in the ledger", len(writes))
     record_lines = _record_lines(writes, stored or {})
     rows = []
     for w in writes:
@@ -412,6 +416,7 @@ def record_ledger(
             )
             for start in range(0, len(rows), 5000):
                 conn.execute(insert(ExportLedgerEntry), rows[start : start + 5000])
+                progress.advance(len(rows[start : start + 5000]))
     except IntegrityError as exc:
         raise ExportError(
             "another export recorded some of these lines first; nothing of this run was recorded"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, Table, delete, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
@@ -42,12 +42,16 @@ from rpmpipe.metrics.engagement import (
 )
 from rpmpipe.metrics.report import CsvRows
 from rpmpipe.metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
-from rpmpipe.metrics.sources import reading_batches, readings_present
+from rpmpipe.metrics.sources import reading_batches, readings_present, stored_readings
+from rpmpipe.progress import SILENT, Progress, tracked
 from rpmpipe.records import Activity, EngagementRecord, Program, RecordStatus
 from rpmpipe.registry.engagement import CONTENT_COLUMNS, KEY_COLUMNS, engagement_row
 from rpmpipe.registry.models import DeviceAssignment, EngagementRow, Patient
 from rpmpipe.registry.models import Enrollment as EnrollmentRow
 from rpmpipe.settings import Settings
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = get_logger("metrics.job")
 
@@ -137,15 +141,20 @@ def gc_paused() -> Iterator[None]:
 
 
 def compute(
-    settings: Settings, engine: Engine, as_of: date, known_at: datetime | None = None
+    settings: Settings,
+    engine: Engine,
+    as_of: date,
+    known_at: datetime | None = None,
+    progress: Progress = SILENT,
 ) -> list[EngagementRecord]:
     """All engagement records as of ``as_of`` from the registry and the readings dataset.
 
     ``known_at`` reproduces what a run at that time knew: readings received by then, and
     activities that had started by then (the registry does not keep when they arrived).
+    ``progress`` hears each step, and the readings scanned out of those stored.
     """
     with gc_paused():
-        return _compute(settings, engine, as_of, known_at)
+        return _compute(settings, engine, as_of, known_at, progress)
 
 
 @dataclass(frozen=True)
@@ -159,20 +168,28 @@ class _Inputs:
 
 
 def _inputs(
-    settings: Settings, engine: Engine, as_of: date, known_at: datetime | None = None
+    settings: Settings,
+    engine: Engine,
+    as_of: date,
+    known_at: datetime | None = None,
+    progress: Progress = SILENT,
 ) -> _Inputs:
+    progress.step("reading the registry")
     snapshot = load_registry_snapshot(engine)
     check_readings_store(settings, snapshot)
     facts = load_care_facts(engine)
+    progress.step("reading care activities")
     activities = load_all_activities(engine)
     if known_at is not None:
         activities = [a for a in activities if a.started_at <= known_at]
     rules = settings.rules
+    progress.step("counting care time", len(activities))
     live = [
         entry_of(a, rules.secure_message_interactive)
-        for a in activities
+        for a in tracked(activities, progress)
         if counts_at_all(a, Decimal(rules.max_activity_minutes))
     ]
+    progress.step("placing care time in programs and months")
     inside = inside_entries(live, facts, as_of, settings.organization_timezone)
     entries = trim_across_programs(inside)
     taking = {e.activity_id for e in inside}
@@ -185,15 +202,36 @@ def _payers_allowing_99091(settings: Settings) -> frozenset[str]:
     )
 
 
+def _scanned(
+    settings: Settings,
+    first_day: date,
+    as_of: date,
+    known_at: datetime | None,
+    progress: Progress,
+) -> Iterator[pa.RecordBatch]:
+    """The readings batches, reported as readings scanned out of those stored; when the
+    scan is over, the counting step begins."""
+    total = stored_readings(settings.readings_dir, first_day, as_of) if progress.live else None
+    progress.step("scanning readings", total)
+    for batch in reading_batches(settings.readings_dir, first_day, as_of, known_at):
+        yield batch
+        progress.advance(batch.num_rows)
+    progress.step("counting days and periods")
+
+
 def _prepared(
-    settings: Settings, inputs: _Inputs, as_of: date, known_at: datetime | None = None
+    settings: Settings,
+    inputs: _Inputs,
+    as_of: date,
+    known_at: datetime | None = None,
+    progress: Progress = SILENT,
 ) -> Prepared | None:
     """The one scan of the readings for the supply programs' table (None: no enrollment of
     RPM or RTM)."""
     starts = [e.start_date for e in inputs.snapshot.enrollments if e.program in SUPPLY_PROGRAMS]
     if not starts:
         return None
-    batches = reading_batches(settings.readings_dir, min(starts), as_of, known_at)
+    batches = _scanned(settings, min(starts), as_of, known_at, progress)
     return prepare(
         batches,
         inputs.snapshot,
@@ -205,9 +243,14 @@ def _prepared(
 
 
 def _care(
-    settings: Settings, inputs: _Inputs, work: Prepared | None, as_of: date
+    settings: Settings,
+    inputs: _Inputs,
+    work: Prepared | None,
+    as_of: date,
+    progress: Progress = SILENT,
 ) -> list[EngagementRecord]:
     """The other programs' records (99091 on the RPM supply periods of the table)."""
+    progress.step("counting care-management months")
     with_99091 = {e.patient_id for e in inputs.entries if is_interpretation(e)}
     periods = supply_periods(work, with_99091) if work is not None and with_99091 else {}
     return compute_care_management(
@@ -231,15 +274,21 @@ def _log_computed(as_of: date, records: int, billable: int, pending: int) -> Non
 
 
 def _compute(
-    settings: Settings, engine: Engine, as_of: date, known_at: datetime | None = None
+    settings: Settings,
+    engine: Engine,
+    as_of: date,
+    known_at: datetime | None = None,
+    progress: Progress = SILENT,
 ) -> list[EngagementRecord]:
-    inputs = _inputs(settings, engine, as_of, known_at)
-    work = _prepared(settings, inputs, as_of, known_at)
-    care = _care(settings, inputs, work, as_of)
+    inputs = _inputs(settings, engine, as_of, known_at, progress)
+    work = _prepared(settings, inputs, as_of, known_at, progress)
+    care = _care(settings, inputs, work, as_of, progress)
     # The supply programs' records (grouped by patient), then the other programs' (by
     # patient and program).
+    progress.step("building the engagement records")
     supply = render_records(work) if work is not None else []
     del work  # the table's columns are not needed once rendered
+    progress.step("applying the exclusions between programs")
     records = apply_exclusions([*supply, *care], inputs.facts, _payers_allowing_99091(settings))
     _log_computed(
         as_of,
@@ -261,16 +310,19 @@ def _clashing_patients(facts: CareFacts, care: Sequence[EngagementRecord]) -> se
     return clash
 
 
-def compute_csv(settings: Settings, engine: Engine, as_of: date) -> list[bytes | memoryview]:
+def compute_csv(
+    settings: Settings, engine: Engine, as_of: date, progress: Progress = SILENT
+) -> list[bytes | memoryview]:
     """The CSV lines (no header; UTF-8 pieces to write in order) of :func:`compute`'s
     records, byte for byte: the CSV rendering of the same table of periods, without a record
     object for the bulk of the rows (``rpmpipe metrics --format csv``). The few patients an
     exclusion between programs touches are rendered from their records, exclusions applied."""
     with gc_paused():
-        inputs = _inputs(settings, engine, as_of)
-        work = _prepared(settings, inputs, as_of)
-        care = _care(settings, inputs, work, as_of)
+        inputs = _inputs(settings, engine, as_of, progress=progress)
+        work = _prepared(settings, inputs, as_of, progress=progress)
+        care = _care(settings, inputs, work, as_of, progress)
         clash = _clashing_patients(inputs.facts, care) if work is not None else set()
+        progress.step("applying the exclusions between programs")
         supply = render_records(work, clash) if clash and work is not None else []
         held = apply_exclusions([*supply, *care], inputs.facts, _payers_allowing_99091(settings))
         replaced: dict[str, list[EngagementRecord]] = {}
@@ -279,6 +331,7 @@ def compute_csv(settings: Settings, engine: Engine, as_of: date) -> list[bytes |
         care = held[len(supply) :]
         counts: dict[str, int] = {s: 0 for s in RecordStatus}
         pieces: list[bytes | memoryview] = []
+        progress.step("writing the CSV rows")
         if work is not None:
             pieces, counts = render_csv(work, replaced)
         del work  # the pieces keep the table's text, not its columns
@@ -293,7 +346,11 @@ def compute_csv(settings: Settings, engine: Engine, as_of: date) -> list[bytes |
 
 
 def persist_final(
-    engine: Engine, records: Sequence[EngagementRecord], as_of: date, now: datetime
+    engine: Engine,
+    records: Sequence[EngagementRecord],
+    as_of: date,
+    now: datetime,
+    progress: Progress = SILENT,
 ) -> int:
     """Upsert the final records (returns their number); unchanged rows are left untouched.
 
@@ -302,6 +359,7 @@ def persist_final(
     the export never reads a stale period.
     """
     final = [r for r in records if r.period_end < as_of]
+    progress.step("saving the final records", len(final))
     rows = [engagement_row(r, as_of, now) for r in final]
     table = EngagementRow.__table__
     assert isinstance(table, Table)
@@ -337,6 +395,7 @@ def persist_final(
                 where=or_(*differs),
             )
             conn.execute(stmt, rows[i : i + 5000])
+            progress.advance(len(rows[i : i + 5000]))
     log.info(
         "engagement_persisted", as_of=as_of.isoformat(), final=len(final), stale_removed=len(stale)
     )
@@ -344,7 +403,11 @@ def persist_final(
 
 
 def compute_and_persist(
-    settings: Settings, engine: Engine, as_of: date, now: datetime
+    settings: Settings,
+    engine: Engine,
+    as_of: date,
+    now: datetime,
+    progress: Progress = SILENT,
 ) -> list[EngagementRecord]:
     """Compute every record as of ``as_of`` and upsert the final ones (idempotent).
 
@@ -352,6 +415,6 @@ def compute_and_persist(
     at ``now`` in the organisation's zone.
     """
     check_as_of(as_of, settings.org_zone, now)
-    records = compute(settings, engine, as_of)
-    persist_final(engine, records, as_of, now)
+    records = compute(settings, engine, as_of, progress=progress)
+    persist_final(engine, records, as_of, now, progress)
     return records

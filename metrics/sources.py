@@ -69,6 +69,13 @@ def readings_present(readings_dir: Path) -> bool:
     return any(f.is_file() and _visible(f, readings_dir) for f in readings_dir.rglob("*.parquet"))
 
 
+def stored_readings(readings_dir: Path, first_day: date, last_day: date) -> int:
+    """How many rows :func:`reading_batches` reads for the same days, from the files' footers
+    (at least as many as it yields: copies in an open day and ``known_at`` drop some)."""
+    files = reading_files(readings_dir, first_day - timedelta(days=1), last_day + timedelta(days=1))
+    return sum(pq.read_metadata(f).num_rows for f in files)
+
+
 def _schema(first_file: Path) -> pa.Schema:
     """The projected schema: contract columns, flags always present (absent means False)."""
     found = pq.read_schema(first_file)

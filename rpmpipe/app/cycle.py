@@ -7,7 +7,7 @@ decided once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
@@ -19,6 +19,7 @@ from rpmpipe.asof import check_as_of
 from rpmpipe.billing_export.export import ExportResult, run_export
 from rpmpipe.billing_export.holds import group_held
 from rpmpipe.errors import EXIT_HELD, EXIT_OK
+from rpmpipe.progress import SILENT, Progress
 from rpmpipe.records import EngagementRecord, RecordStatus
 from rpmpipe.settings import Settings
 
@@ -72,16 +73,15 @@ def run_billing_cycle(
     *,
     out_dir: Path | None = None,
     compute: bool = True,
-    on_phase: Callable[[str], None] | None = None,
+    progress: Progress = SILENT,
 ) -> CycleOutcome:
     """Compute and persist engagement as of ``as_of`` (unless ``compute`` is False), then
     export every final, billable line not yet exported.
 
     The as-of check comes first: metrics would otherwise persist periods that have not ended
     as final. Idempotent: a rerun upserts the same records and the ledger bills nothing twice.
-    ``on_phase`` hears the name of each step as it starts (a terminal's progress display).
+    ``progress`` hears each step of both stages (a terminal's progress bars).
     """
-    phase = on_phase or (lambda _text: None)
     check_as_of(as_of, settings.org_zone, now)
     records: Sequence[EngagementRecord] = ()
     if compute:
@@ -89,8 +89,6 @@ def run_billing_cycle(
         # (compute=False) does not need it.
         from rpmpipe.metrics.job import compute_and_persist
 
-        phase(f"computing engagement as of {as_of}")
-        records = compute_and_persist(settings, engine, as_of, now)
-    phase("writing the export")
-    result = run_export(settings, engine, as_of, out_dir=out_dir, now=now)
+        records = compute_and_persist(settings, engine, as_of, now, progress)
+    result = run_export(settings, engine, as_of, out_dir=out_dir, now=now, progress=progress)
     return CycleOutcome(as_of, tuple(records), compute, result)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import io
 import json
 import os
-import pty
 import subprocess
 import sys
 from pathlib import Path
+
+from terminal import run_on_a_terminal
 
 from rpmpipe.logs import configure_logging, get_logger, resolve_format
 
@@ -36,39 +37,15 @@ def test_text_lines_are_short_and_keep_the_phi_guard() -> None:
     assert "{" not in line and "Secretname" not in line
 
 
-def _run_on_a_terminal(*args: str, env: dict[str, str]) -> str:
-    """Run ``rpmpipe ARGS`` with stderr on a pseudo-terminal; return what it showed there."""
-    master, slave = pty.openpty()
-    code = "import sys; from rpmpipe.app.cli import main; sys.argv = ['rpmpipe', *sys.argv[1:]]; main()"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=slave,
-        env=env,
-    )
-    os.close(slave)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        shown += chunk
-    proc.wait(timeout=60)
-    os.close(master)
-    return shown.decode(errors="replace")
-
-
 def test_a_command_on_a_terminal_logs_text_and_json_when_asked(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RPMPIPE_")}
     env["RPMPIPE_DATA_DIR"] = str(tmp_path)
-    shown = _run_on_a_terminal("quarantine", "list", env=env)
+    shown, _ = run_on_a_terminal("quarantine", "list", env=env)
     assert " info    rpmpipe_started version=" in shown
     assert '"event"' not in shown
-    shown_json = _run_on_a_terminal("quarantine", "list", env={**env, "RPMPIPE_LOG_FORMAT": "json"})
+    shown_json, _ = run_on_a_terminal(
+        "quarantine", "list", env={**env, "RPMPIPE_LOG_FORMAT": "json"}
+    )
     first = json.loads(shown_json.splitlines()[0])
     assert first["event"] == "rpmpipe_started"
 
@@ -86,7 +63,7 @@ def test_a_long_import_shows_a_progress_bar_on_a_terminal_and_nothing_elsewhere(
     env["RPMPIPE_DATA_DIR"] = str(tmp_path / "data")
     env["RPMPIPE_LOG_LEVEL"] = "WARNING"
     csv_file = _devices_csv(tmp_path / "devices.csv", 5000)
-    shown = _run_on_a_terminal("import", "devices", str(csv_file), env=env)
+    shown, _ = run_on_a_terminal("import", "devices", str(csv_file), env=env)
     assert "checking devices" in shown
 
     piped = subprocess.run(

@@ -55,7 +55,7 @@ def export(
     2 on bad options or settings (e.g. an AS_OF in the future); 4 when the registry database
     or the exports directory cannot be used.
     """
-    from rpmpipe.app.cli.progress import phases
+    from rpmpipe.app.cli.progress import steps
     from rpmpipe.app.cycle import run_billing_cycle
     from rpmpipe.asof import parse_day
     from rpmpipe.registry.db import open_registry
@@ -66,9 +66,9 @@ def export(
     check_as_of(day, settings.org_zone, now)  # before opening (and migrating) the registry
     engine = open_registry(settings.effective_database_url)
     try:
-        with phases("export") as phase:
+        with steps("export") as progress:
             outcome = run_billing_cycle(
-                settings, engine, day, now, out_dir=out, compute=not skip_metrics, on_phase=phase
+                settings, engine, day, now, out_dir=out, compute=not skip_metrics, progress=progress
             )
     finally:
         engine.dispose()

@@ -71,7 +71,7 @@ def metrics(
     """Engagement records as of a date: days with data per 30-day period, management minutes
     per month, the CMS codes they earn, status and the reason (billable, pending or
     not_billable)."""
-    from rpmpipe.app.cli.progress import phases
+    from rpmpipe.app.cli.progress import steps
     from rpmpipe.asof import check_as_of, future_warning, is_future, last_full_day, parse_day
     from rpmpipe.metrics.job import compute, compute_and_persist, compute_csv, gc_paused
     from rpmpipe.registry.db import open_registry
@@ -106,8 +106,10 @@ def metrics(
         pa.set_memory_pool(pa.system_memory_pool())
 
         try:
-            with phases(f"computing engagement as of {day}"):
-                pieces = compute_csv(settings, open_registry(settings.effective_database_url), day)
+            with steps("metrics") as progress:
+                pieces = compute_csv(
+                    settings, open_registry(settings.effective_database_url), day, progress
+                )
         except ValueError as exc:  # a readings file that is not what it should be
             raise fail(str(exc)) from None
         sys.stdout.flush()
@@ -116,11 +118,11 @@ def metrics(
         return
     engine = open_registry(settings.effective_database_url)
     try:
-        with phases(f"computing engagement as of {day}"):
+        with steps("metrics") as progress:
             if save:
-                records = compute_and_persist(settings, engine, day, now)
+                records = compute_and_persist(settings, engine, day, now, progress)
             else:
-                records = compute(settings, engine, day, known)
+                records = compute(settings, engine, day, known, progress)
     except ValueError as exc:  # a readings file that is not what it should be
         raise fail(str(exc)) from None
     if at_risk:
