@@ -143,7 +143,7 @@ def engagement(packet: AppealPacket) -> tuple[str, list[str]]:
         f" Consent on file from {consent_text}; ordering provider NPI {npi}; counted under "
         f"the {rule_set} rules (rpmpipe {version})."
     )
-    items = []
+    items = [_line_summary(packet, ln) for ln in sorted(packet.lines, key=lambda x: x.line_no)]
     if days:
         items.append(f"Days with data ({len(days)}): {_day_list(days)}")
     for a in contacts:
@@ -164,6 +164,30 @@ def engagement(packet: AppealPacket) -> tuple[str, list[str]]:
                 f"{a.pro_instrument} score {_minutes(a.pro_score or Decimal(0))}"
             )
     return paragraph, items
+
+
+def _line_summary(packet: AppealPacket, ln: LineEvidence) -> str:
+    """What one line bills for, from its own evidence: the days with data of a supply or
+    setup line, the time and contacts counted for a time-based line (RPM management, CCM,
+    PCM, BHI...), and the enrollment it was billed under. A claim may carry several
+    programs: each line states its own."""
+    measured = []
+    if ln.days:
+        measured.append(f"{len(ln.days)} days with data")
+    if ln.activities:
+        contacts = ln.interactive_contacts
+        staff = sorted({a.staff_id for a in ln.activities})
+        measured.append(
+            f"{_minutes(ln.minutes)} minutes counted in {len(ln.activities)} "
+            f"{'activity' if len(ln.activities) == 1 else 'activities'} "
+            f"({len(contacts)} interactive; staff {', '.join(staff)})"
+        )
+    consent = ln.consent_date.isoformat() if ln.consent_date else "not on file"
+    return (
+        f"Line {ln.line_no}, {ln.code} ({ln.program}, {ln.period_start.isoformat()} to "
+        f"{ln.period_end.isoformat()}): {'; '.join(measured) or 'no time or device data'}; "
+        f"consent {consent}, ordering provider NPI {ln.ordering_npi}"
+    )
 
 
 def letter_context(packet: AppealPacket) -> dict[str, object]:
@@ -240,6 +264,7 @@ def claim_line_rows(packet: AppealPacket) -> list[list[str]]:
             "Minutes",
         ]
     ]
+    # Minutes: the time counted for the line (its activities), as the code requires it.
     for ln in sorted(packet.lines, key=lambda x: x.line_no):
         rows.append(
             [
@@ -251,7 +276,7 @@ def claim_line_rows(packet: AppealPacket) -> list[list[str]]:
                 ln.date_of_service.isoformat(),
                 f"{ln.period_start.isoformat()} to {ln.period_end.isoformat()}",
                 str(ln.transmission_days),
-                _minutes(ln.interactive_minutes),
+                _minutes(ln.minutes),
             ]
         )
     return rows
@@ -286,7 +311,24 @@ def evidence_rows(packet: AppealPacket) -> list[list[str]]:
 
 def time_log_rows(packet: AppealPacket) -> list[list[str]]:
     zone = ZoneInfo(packet.patient.zone)
-    rows = [["Start", "Minutes", "Kind", "Staff", "Interactive", "Goals reviewed", "PRO", "Note"]]
+    rows = [
+        [
+            "Start",
+            "Minutes",
+            "Kind",
+            "Staff",
+            "Interactive",
+            "Counted for",
+            "Goals reviewed",
+            "PRO",
+            "Note",
+        ]
+    ]
+    # Each minute counts for one program: the codes whose time an activity counted toward.
+    counted: dict[str, list[str]] = {}
+    for ln in sorted(packet.lines, key=lambda x: x.line_no):
+        for act in ln.activities:
+            counted.setdefault(act.activity_id, []).append(f"{ln.code} ({ln.program})")
     for a in packet.activities:
         rows.append(
             [
@@ -295,6 +337,7 @@ def time_log_rows(packet: AppealPacket) -> list[list[str]]:
                 a.kind.replace("_", " "),
                 a.staff_id + (f" ({a.performer})" if a.performer else ""),
                 "yes" if a.interactive else "no",
+                ", ".join(dict.fromkeys(counted.get(a.activity_id, []))),
                 ", ".join(a.goals_reviewed),
                 f"{a.pro_instrument} {_minutes(a.pro_score or Decimal(0))}"
                 if a.pro_instrument
@@ -448,7 +491,7 @@ def render_pdf(packet: AppealPacket, letter_html: str) -> bytes:
         new_y="NEXT",
     )
     _pdf_calendar(pdf, packet)
-    table("Attachment 4: Time log", time_log_rows(packet), (26, 10, 18, 18, 10, 22, 14, 16))
+    table("Attachment 4: Time log", time_log_rows(packet), (26, 10, 18, 18, 10, 24, 22, 14, 16))
     return bytes(pdf.output())
 
 

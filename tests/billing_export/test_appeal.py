@@ -11,7 +11,16 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from billed_world import bill, build_world, cli_config, first_days, world_settings
+from billed_world import (
+    ACTIVITIES,
+    ORDERING_NPI,
+    activity,
+    bill,
+    build_world,
+    cli_config,
+    first_days,
+    world_settings,
+)
 from pypdf import PdfReader
 from remit_835 import Outcome, write_835
 from sqlalchemy import select
@@ -20,6 +29,7 @@ from typer.testing import CliRunner, Result
 from rpmpipe.app.cli import app
 from rpmpipe.billing_export.denials import build_packet, write_packet
 from rpmpipe.errors import EXIT_USAGE
+from rpmpipe.registry.imports import import_rows
 from rpmpipe.registry.models import ExportLedgerEntry
 
 TODAY = date(2026, 12, 10)
@@ -232,3 +242,56 @@ def test_appeal_without_the_billing_identity_refuses_as_export_does(
         assert key in appeal.output
     assert "no appeal letter can name the practice" in appeal.output
     assert not (tmp_path / "appeals").exists()
+
+
+def test_a_care_management_line_states_its_own_minutes_staff_and_enrollment(
+    tmp_path: Path,
+) -> None:
+    # P-01 is also in CCM: 27 minutes of CCM time in October (one call, one care-plan
+    # update), billed as 99490 on the claim that carries RPM's 99457.
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    settings = world_settings(tmp_path, db)
+    ccm = [
+        {**activity("C-01-1", "P-01", 7, "15", "phone_call", True), "program": "CCM"},
+        {**activity("C-01-2", "P-01", 16, "12", "care_plan_update", False), "program": "CCM"},
+    ]
+    engine = build_world(settings, activities=[*ACTIVITIES, *ccm])
+    enrol = {"patient_id": "P-01", "program": "CCM", "start_date": "2026-09-25"}
+    enrol |= {"end_date": "", "consent_date": "2026-09-28", "ordering_npi": ORDERING_NPI}
+    import_rows(engine, "enrollments", [enrol], source="test")
+    plan = {"patient_id": "P-01", "program": "CCM", "established_on": "2026-09-26"}
+    plan |= {"revised_on": "", "shared_with_patient_on": "2026-09-26"}
+    import_rows(engine, "care-plans", [plan], source="test")
+    assert bill(settings, engine).held == 0
+    with engine.connect() as conn:
+        claim = conn.execute(
+            select(ExportLedgerEntry.claim_id).where(ExportLedgerEntry.code == "99490")
+        ).scalar_one()
+    packet = build_packet(engine, settings.exports_dir, settings.billing, claim, TODAY, "CO-16")
+    engine.dispose()
+    assert sorted(ln.code for ln in packet.lines) == ["99457", "99490"]
+    pdf, html = write_packet(packet, tmp_path / "appeals", None)
+    text = _text(pdf)
+    for expected in (
+        "Line 1, 99457 (RPM, 2026-10-01 to 2026-10-31): 29 minutes counted in 3 activities "
+        "(3 interactive; staff RN-7, RN-8); consent 2026-09-25, ordering provider NPI 1234567893",
+        "Line 2, 99490 (CCM, 2026-10-01 to 2026-10-31): 27 minutes counted in 2 activities "
+        "(1 interactive; staff RN-7); consent 2026-09-28, ordering provider NPI 1234567893",
+    ):
+        assert expected in text, expected
+    page = html.read_text()
+    # The time log says which line each entry counted for: a minute counts once.
+    log = page[page.index("Attachment 4") :]
+    rows = re.findall(r"<tr>(.*?)</tr>", log, re.S)
+    counted = {
+        re.findall(r"<td>(.*?)</td>", r)[2]: re.findall(r"<td>(.*?)</td>", r)[5]
+        for r in rows
+        if "<td>" in r
+    }
+    assert counted["care plan update"] == "99490 (CCM)"
+    assert counted["video visit"] == "99457 (RPM)"
+    # The claim lines show the minutes counted for each code (all CCM time, not only
+    # the interactive part).
+    lines = page[page.index("Attachment 1") : page.index("Attachment 2")]
+    ccm_row = next(r for r in re.findall(r"<tr>(.*?)</tr>", lines, re.S) if "99490" in r)
+    assert re.findall(r"<td>(.*?)</td>", ccm_row)[-1] == "27"
