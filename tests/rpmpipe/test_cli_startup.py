@@ -75,6 +75,21 @@ def test_the_help_of_every_command_imports_no_heavy_library(args: list[str]) -> 
     assert out.rstrip().endswith("PROBE [] []"), out[-400:]
 
 
+def test_version_imports_not_even_the_command_line_framework() -> None:
+    code = (
+        "import sys\n"
+        "from rpmpipe.app.cli import main\n"
+        "sys.argv = ['rpmpipe', '--version']\n"
+        "main()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'rich', 'click'}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"rpmpipe {__version__}\n[]\n"
+
+
 def test_version_is_the_package_version() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0
