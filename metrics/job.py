@@ -97,13 +97,21 @@ def load_registry_snapshot(engine: Engine) -> RegistrySnapshot:
     of patients and this runs on every metrics call.
     """
     p, a, e = (Patient.__tablename__, DeviceAssignment.__tablename__, EnrollmentRow.__tablename__)
+    texts: dict[str, str] = {}
+    text = texts.setdefault
     with engine.connect() as conn:
         cursor = conn.connection.cursor()  # plain tuples: no Row objects for every line
         try:
             cursor.execute(f"SELECT patient_id, timezone FROM {p}")  # noqa: S608
             # An empty zone (allowed by imports) means the organisation's: left out here,
             # so every reader falls back to it (RegistrySnapshot.zone_of).
-            zones = {pid: tz.strip() for pid, tz in cursor.fetchall() if tz and tz.strip()}
+            # Zones, programs and practitioners repeat over every patient, and a patient's id
+            # over their rows: each is held once (text), not once per row.
+            zones = {
+                text(pid, pid): text(z, z)
+                for pid, tz in cursor.fetchall()
+                if tz and (z := tz.strip())
+            }
             cursor.execute(f"SELECT device_id, patient_id, start_date, end_date FROM {a}")  # noqa: S608
             assignment_rows = cursor.fetchall()
             cursor.execute(
@@ -114,10 +122,18 @@ def load_registry_snapshot(engine: Engine) -> RegistrySnapshot:
         finally:
             cursor.close()
     assignments = tuple(
-        Assignment(d, pid, _day(s) or date.min, _day(end)) for d, pid, s, end in assignment_rows
+        Assignment(d, text(pid, pid), _day(s) or date.min, _day(end))
+        for d, pid, s, end in assignment_rows
     )
     enrollments = tuple(
-        Enrollment(pid, prog, _day(s) or date.min, _day(end), _day(c), npi or "")
+        Enrollment(
+            text(pid, pid),
+            text(prog, prog),
+            _day(s) or date.min,
+            _day(end),
+            _day(c),
+            text(npi, npi) if npi else "",
+        )
         for pid, prog, s, end, c, npi in enrollment_rows
     )
     return RegistrySnapshot(zones, assignments, enrollments)

@@ -1,15 +1,16 @@
-"""Loading care activities from the registry (SQLite and PostgreSQL)."""
+"""Loading the registry's facts and care activities (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from sqlalchemy import insert
+from sqlalchemy import Engine, insert
 
 from rpmpipe.metrics.care_sources import load_all_activities, load_care_facts
+from rpmpipe.metrics.job import load_registry_snapshot
 from rpmpipe.registry.db import open_registry
-from rpmpipe.registry.models import CareActivity, Enrollment, Patient
+from rpmpipe.registry.models import CareActivity, Device, DeviceAssignment, Enrollment, Patient
 
 
 def _row(i: int, minutes: str) -> dict[str, object]:
@@ -63,9 +64,8 @@ def test_activities_read_back_with_their_values_and_repeats_held_once(database_u
     assert len({id(a.minutes) for a in loaded}) == 2
 
 
-def test_care_facts_hold_each_repeated_zone_code_and_date_once(database_url: str) -> None:
-    """Patients sharing a zone, diagnoses, payer and enrollment dates share the objects too;
-    each patient's own values are still theirs."""
+def _seed_patients(database_url: str) -> Engine:
+    """Six patients in two zones, each enrolled once and lent a cuff."""
     engine = open_registry(database_url)
     base = {
         "mrn": "M",
@@ -104,6 +104,24 @@ def test_care_facts_hold_each_repeated_zone_code_and_date_once(database_url: str
     with engine.begin() as conn:
         conn.execute(insert(Patient), patients)
         conn.execute(insert(Enrollment), enrollments)
+        conn.execute(
+            insert(Device),
+            [{"device_id": f"BP-{i}", "kind": "bp_cuff", "model": "x"} for i in range(6)],
+        )
+        conn.execute(
+            insert(DeviceAssignment),
+            [
+                {"device_id": f"BP-{i}", "patient_id": f"P{i}", "start_date": date(2026, 8, 1)}
+                for i in range(6)
+            ],
+        )
+    return engine
+
+
+def test_care_facts_hold_each_repeated_zone_code_and_date_once(database_url: str) -> None:
+    """Patients sharing a zone, diagnoses, payer and enrollment dates share the objects too;
+    each patient's own values are still theirs."""
+    engine = _seed_patients(database_url)
     facts = load_care_facts(engine)
     engine.dispose()
     assert facts.zones == {
@@ -122,3 +140,23 @@ def test_care_facts_hold_each_repeated_zone_code_and_date_once(database_url: str
     assert by_patient["P0"].consent_date is by_patient["P2"].consent_date
     assert by_patient["P1"].ordering_npi is by_patient["P4"].ordering_npi
     assert by_patient["P1"].patient_id is next(p for p in facts.zones if p == "P1")
+
+
+def test_registry_snapshot_holds_each_repeated_zone_id_and_program_once(database_url: str) -> None:
+    """The metrics snapshot: a zone, a program or a practitioner shared by patients is one
+    object, and a patient's id is the same object in the zones, assignments and enrollments."""
+    engine = _seed_patients(database_url)
+    snapshot = load_registry_snapshot(engine)
+    engine.dispose()
+    zones = snapshot.patient_zones
+    assert zones == {f"P{i}": "America/Chicago" if i % 2 else "America/Denver" for i in range(6)}
+    assert zones["P1"] is zones["P3"] and zones["P0"] is zones["P2"]
+    ids = {p: p for p in zones}
+    assert all(a.patient_id is ids[a.patient_id] for a in snapshot.assignments)
+    assert all(e.patient_id is ids[e.patient_id] for e in snapshot.enrollments)
+    rpm = [e for e in snapshot.enrollments if e.program == "RPM"]
+    assert len(rpm) == 4 and all(e.program is rpm[0].program for e in rpm)
+    assert all(e.ordering_npi is rpm[0].ordering_npi for e in snapshot.enrollments)
+    assert [
+        (a.device_id, a.patient_id, a.start_date, a.end_date) for a in snapshot.assignments
+    ] == [(f"BP-{i}", f"P{i}", date(2026, 8, 1), None) for i in range(6)]
