@@ -258,21 +258,11 @@ def _pack_rejected(assignment: IntArray, day: IntArray, cause: IntArray) -> IntA
     return (((assignment << _DAY_BITS) | day) << _CAUSE_BITS) | cause
 
 
-def _group_pairs(
+def _group_devices_and_instants(
     group: list[pa.RecordBatch],
-    slots: list[_Slot],
-    clocks: _ZoneClocks,
-    first_day: int,
-    last_day: int,
-) -> _Pairs:
-    """(patient, local day) of every qualifying reading of some batches (not yet distinct),
-    and the physiologic readings of the patients' devices that were set aside."""
-    marks = [_eligible(b) for b in group]
-    physiologic = np.concatenate([m[0] for m in marks])
-    empty = np.empty(0, np.int64)
-    if not physiologic.any():
-        return _Pairs(empty, empty, empty, empty)
-    flag = np.concatenate([m[1] for m in marks])
+) -> tuple[pa.Array, IntArray, IntArray]:
+    """The distinct device ids of some batches, each reading's code into them (-1 for none)
+    and each reading's instant in UTC microseconds (0 for none)."""
     values: list[pa.Array] = []
     codes: list[IntArray] = []
     micros_of: list[IntArray] = []
@@ -288,8 +278,25 @@ def _group_pairs(
         )
     # One device lookup for the whole group: building the lookup table is the costly part.
     devices = pa.concat_arrays(values) if len(values) > 1 else values[0]
-    code = np.concatenate(codes)
-    micros = np.concatenate(micros_of)
+    return devices, np.concatenate(codes), np.concatenate(micros_of)
+
+
+def _group_pairs(
+    group: list[pa.RecordBatch],
+    slots: list[_Slot],
+    clocks: _ZoneClocks,
+    first_day: int,
+    last_day: int,
+) -> _Pairs:
+    """(patient, local day) of every qualifying reading of some batches (not yet distinct),
+    and the physiologic readings of the patients' devices that were set aside."""
+    marks = [_eligible(b) for b in group]
+    physiologic = np.concatenate([m[0] for m in marks])
+    empty = np.empty(0, np.int64)
+    if not physiologic.any():
+        return _Pairs(empty, empty, empty, empty)
+    flag = np.concatenate([m[1] for m in marks])
+    devices, code, micros = _group_devices_and_instants(group)
     patients: list[IntArray] = []
     days: list[IntArray] = []
     rejected: list[IntArray] = []
