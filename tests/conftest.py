@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from service_settings import make_settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from rpmpipe.embedded_broker import EmbeddedBroker
-from rpmpipe.settings import Settings, load_settings
+from rpmpipe.settings import Settings
 
 REQUIRE_SERVICES = os.environ.get("RPMPIPE_REQUIRE_SERVICES") == "1"
 TEST_BROKER_URL = os.environ.get("RPMPIPE_TEST_BROKER_URL", "")
@@ -77,24 +78,6 @@ def pg_schema_url() -> Iterator[str]:
     with admin.begin() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
-
-
-def make_settings(
-    data_dir: Path, broker_url: str, database_url: str, protocol: str, **extra: object
-) -> Settings:
-    tag = uuid.uuid4().hex[:10]
-    overrides: dict[str, object] = {
-        "data_dir": str(data_dir),
-        "database_url": database_url,
-        "broker.url": broker_url,
-        "broker.protocol": protocol,
-        "broker.client_id": f"rpmpipe-test-{tag}",
-        "broker.username": "rpmpipe-test",
-        "broker.topic_root": f"rpmtest/{tag}/rpm/v1",
-        "broker.flush_seconds": 0.2,
-    }
-    overrides.update(extra)
-    return load_settings(None, env={}, overrides=overrides)
 
 
 @pytest.fixture(params=["embedded", "external"])

@@ -31,6 +31,7 @@ from ingest_helpers import (
     wait_for,
 )
 from paho.mqtt.enums import CallbackAPIVersion
+from service_settings import make_settings
 from sqlalchemy import Engine, select, text
 from sqlalchemy.engine import make_url
 
@@ -41,30 +42,11 @@ from rpmpipe.ingest.subscriber import MAX_ATTEMPTS, IngestService, run_until
 from rpmpipe.mqtt import parse_broker
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.models import CareActivity
-from rpmpipe.settings import Settings, load_settings
+from rpmpipe.settings import Settings
 
 pytestmark = pytest.mark.services
 
 TEST_BROKER_URL = os.environ.get("RPMPIPE_TEST_BROKER_URL", "")
-
-
-def make_settings(
-    data_dir: Path, broker_url: str, database_url: str, protocol: str, **extra: object
-) -> Settings:
-    """Settings of one test: its own data dir, client id and topic root (as the stack's)."""
-    tag = uuid.uuid4().hex[:10]
-    overrides: dict[str, object] = {
-        "data_dir": str(data_dir),
-        "database_url": database_url,
-        "broker.url": broker_url,
-        "broker.protocol": protocol,
-        "broker.client_id": f"rpmpipe-test-{tag}",
-        "broker.username": "rpmpipe-test",
-        "broker.topic_root": f"rpmtest/{tag}/rpm/v1",
-        "broker.flush_seconds": 0.2,
-        **extra,
-    }
-    return load_settings(None, env={}, overrides=overrides)
 
 
 DEVICES = [f"BP-{i:03d}" for i in range(10)]
