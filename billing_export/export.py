@@ -85,7 +85,8 @@ from rpmpipe.billing_export.plan import (
     LedgerState,
     LineSig,
     RecordKey,
-    build_plan,
+    draft_plan,
+    price_plan,
     select_work,
 )
 from rpmpipe.billing_export.x12 import (
@@ -193,33 +194,30 @@ def run_export(
             )
             work = hold_undocumented(work, audits)
         progress.step("building the claims")
-        plan = (
-            build_plan(work, patients, billing, first_claim_number=1)
-            if not work.is_empty
-            else ExportPlan((), (), (), work.held)
-        )
-        _log_held(plan.held)
-        if not plan.claims and not plan.corrections:
+        # Grouped and ordered once; numbered once the ledger has issued the claim numbers.
+        draft = draft_plan(work, patients, billing)
+        _log_held(draft.held)
+        if draft.is_empty:
             # Nothing to write (changed records may all be held): no empty run directory.
-            log.info("export_nothing_new", as_of=as_of.isoformat(), held=_lines(plan.held))
+            log.info("export_nothing_new", as_of=as_of.isoformat(), held=_lines(draft.held))
             return ExportResult(
                 None,
                 None,
                 0,
                 0,
                 0,
-                _lines(plan.held),
+                _lines(draft.held),
                 Decimal("0.00"),
                 None,
                 recovered=recovered,
-                held_back=plan.held,
+                held_back=draft.held,
                 usage=billing.usage,
             )
         interchanges: tuple[Interchange, ...] = ()
-        if plan.claims:
-            sizes = [transactions_needed(len(group)) for _r, group in _by_receiver(plan.claims)]
-            allocation = allocate_control_numbers(engine, sizes, len(plan.claims))
-            plan = build_plan(work, patients, billing, allocation.first_claim_number)
+        if draft.drafts:
+            sizes = [transactions_needed(n) for _r, n in draft.receivers(patients, billing)]
+            allocation = allocate_control_numbers(engine, sizes, len(draft.drafts))
+            plan = price_plan(draft, patients, billing, allocation.first_claim_number)
             interchanges = _interchanges(plan.claims, allocation, billing)
             plan = dataclasses.replace(
                 plan, claims=tuple(c for i in interchanges for c in i.claims)
@@ -227,6 +225,7 @@ def run_export(
             first = interchanges[0].control.interchange
             run_id = f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{first:09d}"
         else:
+            plan = price_plan(draft, patients, billing, first_claim_number=1)
             run_id = f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-corrections-{uuid.uuid4().hex[:8]}"
 
         partial = root / f"{PARTIAL_PREFIX}{run_id}"

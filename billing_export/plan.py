@@ -33,6 +33,7 @@ from rpmpipe.billing_export.claims import (
     Claim,
     ClaimDraft,
     PatientInfo,
+    Receiver,
     draft_claims,
     price_claims,
     receiver_for,
@@ -307,6 +308,34 @@ def _hold(
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class PlanDraft:
+    """The claims of a run before they are numbered, and the changes it reports: what
+    :func:`price_plan` turns into the plan once the ledger has issued the claim numbers."""
+
+    work: Work
+    drafts: tuple[ClaimDraft, ...]  # in claim order: the top-level receiver's first
+    # (record, line_kind, note) for correction rows; the note says why no claim was sent
+    changes: tuple[tuple[FinalRecord, LineKind, str], ...]
+    replacement_members: Mapping[int, Sequence[RecordKey]]  # draft index -> records on it
+    held: tuple[Held, ...]
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing to write: no claim and no correction (the records may all be held)."""
+        return not (self.drafts or self.changes or self.work.overlapping or self.work.vanished)
+
+    def receivers(
+        self, patients: Mapping[str, PatientInfo], billing: BillingSettings
+    ) -> list[tuple[Receiver, int]]:
+        """Each receiver of the claims, in claim order, with its number of claims."""
+        counts: dict[Receiver, int] = {}
+        for d in self.drafts:
+            receiver = receiver_for(patients[d.patient_id].payer_id, billing)
+            counts[receiver] = counts.get(receiver, 0) + 1
+        return list(counts.items())
+
+
 def build_plan(
     work: Work,
     patients: Mapping[str, PatientInfo],
@@ -314,8 +343,14 @@ def build_plan(
     first_claim_number: int,
 ) -> ExportPlan:
     """Claims, corrections and ledger rows for the work; claim ids from ``first_claim_number``."""
+    return price_plan(draft_plan(work, patients, billing), patients, billing, first_claim_number)
+
+
+def draft_plan(
+    work: Work, patients: Mapping[str, PatientInfo], billing: BillingSettings
+) -> PlanDraft:
+    """The run's claims grouped and ordered, and its changes decided, before numbering."""
     drafts = draft_claims(work.originals)
-    corrections: list[Correction] = []
     # (record, line_kind, note) for correction rows; the note says why no claim was sent
     changes: list[tuple[FinalRecord, LineKind, str]] = []
     replaced: dict[str, list[RecordKey]] = {}
@@ -379,7 +414,21 @@ def build_plan(
     # One interchange per receiver: claims of one receiver get consecutive ids, the top-level
     # receiver's first (a stable sort keeps the order within each).
     drafts.sort(key=lambda d: _receiver_rank(patients.get(d.patient_id), billing))
-    claims = price_claims(drafts, patients, billing, first_claim_number) if drafts else []
+    return PlanDraft(work, tuple(drafts), tuple(changes), replacement_members, tuple(held))
+
+
+def price_plan(
+    draft: PlanDraft,
+    patients: Mapping[str, PatientInfo],
+    billing: BillingSettings,
+    first_claim_number: int,
+) -> ExportPlan:
+    """The plan of ``draft``: claim ids from ``first_claim_number``, charges, ledger rows."""
+    work, replacement_members = draft.work, draft.replacement_members
+    corrections: list[Correction] = []
+    claims = (
+        price_claims(draft.drafts, patients, billing, first_claim_number) if draft.drafts else []
+    )
     writes: list[LedgerWrite] = []
     for index, claim in enumerate(claims):
         on_claim = replacement_members.get(index)
@@ -404,7 +453,7 @@ def build_plan(
                 else CorrectionAction.REPLACEMENT_CLAIM
             )
             corrections.append(_correction(member, prior, action, claim.claim_id))
-    for record, change, note in changes:
+    for record, change, note in draft.changes:
         state = work.ledger[record.key]
         reason = change_reason(record, state) + (f"; {note}" if note else "")
         corrections.append(
@@ -437,7 +486,7 @@ def build_plan(
         gone = _gone(key, state)
         corrections.append(_correction(gone, state, CorrectionAction.VOID, "", VANISHED_REASON))
         writes.append(_marker(gone, state, LineKind.VOID))
-    return ExportPlan(tuple(claims), tuple(corrections), tuple(writes), tuple(held))
+    return ExportPlan(tuple(claims), tuple(corrections), tuple(writes), draft.held)
 
 
 def _gone(key: RecordKey, state: LedgerState) -> FinalRecord:
