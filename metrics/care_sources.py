@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -48,6 +49,22 @@ def load_care_facts(engine: Engine) -> CareFacts:
                 Enrollment.ordering_npi,
             )
         ).all()
+    return care_facts_of(engine, patients, enrollments)
+
+
+def care_facts_of(
+    engine: Engine,
+    patients: Sequence[tuple[str, str | None, str, bool | None, str]],
+    enrollments: Iterable[
+        tuple[str, str, date | str | None, date | str | None, date | str | None, str]
+    ],
+    texts: dict[str, str] | None = None,
+) -> CareFacts:
+    """:func:`load_care_facts` from patient rows (id, zone, ICD-10 codes, QMB, payer) and
+    enrollment rows (patient, program, start, end, consent, NPI) already read (the metrics
+    job reads the registry once for both its snapshot and these facts); the care plans are
+    read here. ``texts`` holds each repeated text once, shared with the caller's."""
+    with engine.connect() as conn:
         plans = conn.execute(
             select(
                 CarePlan.patient_id,
@@ -59,7 +76,7 @@ def load_care_facts(engine: Engine) -> CareFacts:
         ).all()
     # A fleet repeats a few zones, codes, programs, practitioners and dates across every
     # patient: each is held once, not once per row.
-    texts: dict[str, str] = {}
+    texts = {} if texts is None else texts
     days: dict[date, date] = {}
     codes_of: dict[str, tuple[str, ...]] = {}
     text = texts.setdefault
@@ -100,10 +117,16 @@ def load_all_activities(engine: Engine) -> list[Activity]:
     that repeat across hundreds of thousands of entries (patient, staff, kind, program,
     performer, minutes) are kept once each instead of once per row.
     """
-    texts: dict[str, str] = {}
+    return list(iter_activities(engine))
+
+
+def iter_activities(engine: Engine, texts: dict[str, str] | None = None) -> Iterator[Activity]:
+    """:func:`load_all_activities` one at a time, as the rows are fetched (a caller that
+    keeps few of them holds no list of all); ``texts`` holds each repeated text once,
+    shared with the caller's."""
+    texts = {} if texts is None else texts
     numbers: dict[str, Decimal] = {}  # by text: 7 and 7.00 are equal but print apart
     once = texts.setdefault
-    out: list[Activity] = []
     with engine.connect() as conn:
         rows = conn.execute(
             select(
@@ -125,7 +148,7 @@ def load_all_activities(engine: Engine) -> list[Activity]:
                 number = numbers.get(text)
                 if number is None:
                     number = numbers[text] = Decimal(m)
-                out.append(
+                yield (
                     Activity(
                         aid,
                         once(pid, pid),
@@ -139,4 +162,3 @@ def load_all_activities(engine: Engine) -> list[Activity]:
                         void,
                     )
                 )
-    return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -11,7 +11,7 @@ from decimal import Decimal
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, Table, delete, or_, select, tuple_
+from sqlalchemy import Engine, Table, delete, func, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from rpmpipe.asof import check_as_of
@@ -23,7 +23,7 @@ from rpmpipe.metrics.care_management import (
     compute_care_management,
     inside_entries,
 )
-from rpmpipe.metrics.care_sources import load_all_activities, load_care_facts
+from rpmpipe.metrics.care_sources import care_facts_of, iter_activities
 from rpmpipe.metrics.care_time import (
     TimeEntry,
     counts_at_all,
@@ -46,7 +46,7 @@ from rpmpipe.metrics.sources import reading_batches, readings_present, stored_re
 from rpmpipe.progress import SILENT, Progress, tracked
 from rpmpipe.records import Activity, EngagementRecord, Program, RecordStatus
 from rpmpipe.registry.engagement import CONTENT_COLUMNS, KEY_COLUMNS, engagement_row
-from rpmpipe.registry.models import DeviceAssignment, EngagementRow, Patient
+from rpmpipe.registry.models import CareActivity, DeviceAssignment, EngagementRow, Patient
 from rpmpipe.registry.models import Enrollment as EnrollmentRow
 from rpmpipe.settings import Settings
 
@@ -96,47 +96,66 @@ def load_registry_snapshot(engine: Engine) -> RegistrySnapshot:
     Read through the driver without ORM rows: the registry may hold hundreds of thousands
     of patients and this runs on every metrics call.
     """
-    p, a, e = (Patient.__tablename__, DeviceAssignment.__tablename__, EnrollmentRow.__tablename__)
+    return load_registry(engine)[0]
+
+
+_FETCH_ROWS = 20_000
+_PATIENTS = "SELECT patient_id, timezone, icd10_codes, qmb, payer_id FROM {p}"
+_ASSIGNMENTS = "SELECT device_id, patient_id, start_date, end_date FROM {a}"
+_ENROLLMENTS = (
+    "SELECT patient_id, program, start_date, end_date, consent_date, ordering_npi FROM {e}"
+)
+
+
+def _fetched(cursor: Any, sql: str) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``sql``, fetched a chunk at a time (no list of every row)."""
+    cursor.execute(
+        sql.format(
+            p=Patient.__tablename__,
+            a=DeviceAssignment.__tablename__,
+            e=EnrollmentRow.__tablename__,
+        )
+    )
+    while chunk := cursor.fetchmany(_FETCH_ROWS):
+        yield from chunk
+
+
+def load_registry(engine: Engine) -> tuple[RegistrySnapshot, CareFacts]:
+    """The registry snapshot and the care programs' facts, from one read of the patients and
+    enrollments (both need them; reading them twice held two copies of every row).
+
+    Through the driver's cursor: plain tuples, no Row objects for hundreds of thousands of
+    lines. Zones, programs, practitioners and a patient's id repeat over the rows: each is
+    held once (``text``), shared by the snapshot and the facts.
+    """
     texts: dict[str, str] = {}
     text = texts.setdefault
     with engine.connect() as conn:
-        cursor = conn.connection.cursor()  # plain tuples: no Row objects for every line
+        cursor = conn.connection.cursor()
         try:
-            cursor.execute(f"SELECT patient_id, timezone FROM {p}")  # noqa: S608
-            # An empty zone (allowed by imports) means the organisation's: left out here,
-            # so every reader falls back to it (RegistrySnapshot.zone_of).
-            # Zones, programs and practitioners repeat over every patient, and a patient's id
-            # over their rows: each is held once (text), not once per row.
-            zones = {
-                text(pid, pid): text(z, z)
-                for pid, tz in cursor.fetchall()
-                if tz and (z := tz.strip())
-            }
-            cursor.execute(f"SELECT device_id, patient_id, start_date, end_date FROM {a}")  # noqa: S608
-            assignment_rows = cursor.fetchall()
-            cursor.execute(
-                f"SELECT patient_id, program, start_date, end_date, consent_date, ordering_npi "  # noqa: S608
-                f"FROM {e}"
+            patients = [
+                (text(pid, pid), tz, codes, None if qmb is None else bool(qmb), payer)
+                for pid, tz, codes, qmb, payer in _fetched(cursor, _PATIENTS)
+            ]
+            assignments = tuple(
+                Assignment(d, text(pid, pid), _day(s) or date.min, _day(end))
+                for d, pid, s, end in _fetched(cursor, _ASSIGNMENTS)
             )
-            enrollment_rows = cursor.fetchall()
+            enrollment_rows = [
+                (text(pid, pid), text(prog, prog), _day(s), _day(end), _day(c), npi)
+                for pid, prog, s, end, c, npi in _fetched(cursor, _ENROLLMENTS)
+            ]
         finally:
             cursor.close()
-    assignments = tuple(
-        Assignment(d, text(pid, pid), _day(s) or date.min, _day(end))
-        for d, pid, s, end in assignment_rows
-    )
+    # An empty zone (allowed by imports) means the organisation's: left out here, so every
+    # reader falls back to it (RegistrySnapshot.zone_of).
+    zones = {pid: text(z, z) for pid, tz, *_ in patients if tz and (z := tz.strip())}
     enrollments = tuple(
-        Enrollment(
-            text(pid, pid),
-            text(prog, prog),
-            _day(s) or date.min,
-            _day(end),
-            _day(c),
-            text(npi, npi) if npi else "",
-        )
+        Enrollment(pid, prog, s or date.min, end, c, text(npi, npi) if npi else "")
         for pid, prog, s, end, c, npi in enrollment_rows
     )
-    return RegistrySnapshot(zones, assignments, enrollments)
+    facts = care_facts_of(engine, patients, enrollment_rows, texts)
+    return RegistrySnapshot(zones, assignments, enrollments), facts
 
 
 @contextmanager
@@ -191,25 +210,51 @@ def _inputs(
     progress: Progress = SILENT,
 ) -> _Inputs:
     progress.step("reading the registry")
-    snapshot = load_registry_snapshot(engine)
+    snapshot, facts = load_registry(engine)
     check_readings_store(settings, snapshot)
-    facts = load_care_facts(engine)
     progress.step("reading care activities")
-    activities = load_all_activities(engine)
-    if known_at is not None:
-        activities = [a for a in activities if a.started_at <= known_at]
-    rules = settings.rules
-    progress.step("counting care time", len(activities))
-    live = [
-        entry_of(a, rules.secure_message_interactive)
-        for a in tracked(activities, progress)
-        if counts_at_all(a, Decimal(rules.max_activity_minutes))
-    ]
+    total = _activity_count(engine, known_at) if progress.live else None
+    progress.step("counting care time", total)
+    live, rpm = _care_time(settings, iter_activities(engine), known_at, progress)
     progress.step("placing care time in programs and months")
     inside = inside_entries(live, facts, as_of, settings.organization_timezone)
+    del live
     entries = trim_across_programs(inside)
     taking = {e.activity_id for e in inside}
-    return _Inputs(snapshot, facts, entries, rpm_management_activities(entries, taking, activities))
+    del inside
+    return _Inputs(snapshot, facts, entries, rpm_management_activities(entries, taking, rpm))
+
+
+def _activity_count(engine: Engine, known_at: datetime | None) -> int:
+    """How many activities :func:`_care_time` reads (for the bar of a terminal)."""
+    query = select(func.count()).select_from(CareActivity)
+    if known_at is not None:
+        query = query.where(CareActivity.started_at <= known_at)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def _care_time(
+    settings: Settings,
+    activities: Iterable[Activity],
+    known_at: datetime | None,
+    progress: Progress,
+) -> tuple[list[TimeEntry], list[Activity]]:
+    """Every activity that counts at all as a time entry, and RPM's activities (its
+    management months name why each of the others does not count), read as they are
+    fetched: no list of every activity is held."""
+    rules = settings.rules
+    cap = Decimal(rules.max_activity_minutes)
+    live: list[TimeEntry] = []
+    rpm: list[Activity] = []
+    if known_at is not None:
+        activities = (a for a in activities if a.started_at <= known_at)
+    for a in tracked(activities, progress):
+        if counts_at_all(a, cap):
+            live.append(entry_of(a, rules.secure_message_interactive))
+        if a.program == Program.RPM:
+            rpm.append(a)
+    return live, rpm
 
 
 def _payers_allowing_99091(settings: Settings) -> frozenset[str]:
@@ -361,6 +406,9 @@ def compute_csv(
     return pieces
 
 
+_UPSERT_ROWS = 5000
+
+
 def persist_final(
     engine: Engine,
     records: Sequence[EngagementRecord],
@@ -376,7 +424,6 @@ def persist_final(
     """
     final = [r for r in records if r.period_end < as_of]
     progress.step("saving the final records", len(final))
-    rows = [engagement_row(r, as_of, now) for r in final]
     table = EngagementRow.__table__
     assert isinstance(table, Table)
     dialect = engine.dialect.name
@@ -402,7 +449,9 @@ def persist_final(
                     tuple_(*(table.c[k] for k in KEY_COLUMNS)).in_(stale[i : i + 500])
                 )
             )
-        for i in range(0, len(rows), 5000):
+        # Each batch's rows are made as it is inserted: no list of every row's dict and JSON.
+        for i in range(0, len(final), _UPSERT_ROWS):
+            rows = [engagement_row(r, as_of, now) for r in final[i : i + _UPSERT_ROWS]]
             stmt = insert(table)
             differs = [table.c[c].is_distinct_from(stmt.excluded[c]) for c in CONTENT_COLUMNS]
             stmt = stmt.on_conflict_do_update(
@@ -410,8 +459,8 @@ def persist_final(
                 set_={c: stmt.excluded[c] for c in (*CONTENT_COLUMNS, "as_of", "computed_at")},
                 where=or_(*differs),
             )
-            conn.execute(stmt, rows[i : i + 5000])
-            progress.advance(len(rows[i : i + 5000]))
+            conn.execute(stmt, rows)
+            progress.advance(len(rows))
     log.info(
         "engagement_persisted", as_of=as_of.isoformat(), final=len(final), stale_removed=len(stale)
     )

@@ -160,3 +160,44 @@ def test_registry_snapshot_holds_each_repeated_zone_id_and_program_once(database
     assert [
         (a.device_id, a.patient_id, a.start_date, a.end_date) for a in snapshot.assignments
     ] == [(f"BP-{i}", f"P{i}", date(2026, 8, 1), None) for i in range(6)]
+
+
+def test_one_registry_read_gives_the_snapshot_and_the_care_facts_with_shared_ids(
+    database_url: str,
+) -> None:
+    """The metrics job reads the patients and enrollments once for both its snapshot and the
+    care programs' facts: the facts are those of their own read (QMB on file or not, a blank
+    zone, an end date), and a patient's id is one object in both."""
+    from sqlalchemy import update
+
+    from rpmpipe.metrics.job import load_registry
+
+    engine = _seed_patients(database_url)
+    with engine.begin() as conn:
+        conn.execute(update(Patient).where(Patient.patient_id == "P1").values(qmb=True))
+        conn.execute(update(Patient).where(Patient.patient_id == "P2").values(qmb=False))
+        conn.execute(update(Patient).where(Patient.patient_id == "P3").values(timezone=" "))
+        conn.execute(
+            update(Enrollment)
+            .where(Enrollment.patient_id == "P4")
+            .values(end_date=date(2026, 9, 30))
+        )
+    snapshot, facts = load_registry(engine)
+    alone = load_care_facts(engine)
+    engine.dispose()
+    assert facts == alone
+    assert facts.qmb["P1"] is True and facts.qmb["P2"] is False and facts.qmb["P0"] is None
+    assert "P3" not in facts.zones and "P3" not in snapshot.patient_zones
+    ids = {p: p for p in snapshot.patient_zones}
+    assert all(p is ids[p] for p in facts.zones)
+    enrolled = {e.patient_id: e.patient_id for e in snapshot.enrollments}
+    assert all(e.patient_id is enrolled[e.patient_id] for e in facts.enrollments)
+    by_patient = {e.patient_id: e for e in snapshot.enrollments}
+    assert by_patient["P4"].end_date == date(2026, 9, 30)
+    assert [
+        (e.patient_id, e.program, e.start_date, e.end_date, e.consent_date)
+        for e in facts.enrollments
+    ] == [
+        (e.patient_id, e.program, e.start_date, e.end_date, e.consent_date)
+        for e in snapshot.enrollments
+    ]
