@@ -72,6 +72,8 @@ MAX_BURST = 1000
 # What one read of the socket asks for (paho reads a message in three small reads).
 RECV_CHUNK = 256 * 1024
 MAX_BACKOFF_SECONDS = 30.0
+# The topic a message with a topic that is not UTF-8 is handled under (it is quarantined).
+UNDECODABLE_TOPIC = "<undecodable topic>"
 # A message failing the same way this many times while the database answers is quarantined.
 MAX_ATTEMPTS = 5
 # Stop after this many "session taken over" disconnects within TAKEOVER_WINDOW_SECONDS:
@@ -109,8 +111,16 @@ def send_acks(client: mqtt.Client, mids: Sequence[int]) -> None:
     queue(_PUBACK, packet, 0, 0)
 
 
+# What a PUBLISH's first byte is with its type and QoS bits kept (DUP and RETAIN masked off).
+_PUBLISH_MASK = 0xF6
+_PUBLISH_QOS1 = 0x32
+
+# One QoS 1 PUBLISH as the raw fast path hands it over: topic (bytes), payload, packet id.
+RawPublish = tuple[bytes, bytes, int]
+
+
 class BufferedClient(mqtt.Client):
-    """paho's client, reading the socket in large chunks.
+    """paho's client, reading the socket in large chunks and QoS 1 PUBLISHes in bulk.
 
     paho asks the socket for each packet's first byte, then each byte of its length, then
     the rest: three ``recv`` calls per message, each releasing the interpreter lock, which
@@ -118,12 +128,21 @@ class BufferedClient(mqtt.Client):
     to :data:`RECV_CHUNK` bytes and paho's small reads are served from them. What a chunk
     holds beyond the packets read so far is :meth:`buffered`, which the network loop drains
     before it waits on the socket again; a new connection starts with an empty buffer.
+
+    With ``on_publishes`` set (and manual acks), the QoS 1 PUBLISH packets that lie whole in
+    the chunk are split out in one pass and handed over as ``(topic, payload, packet id)``
+    lists, without paho's per-packet state machine, its MQTT 5 property objects, its
+    ``MQTTMessage`` and its topic matching, which were most of a drain's time. Any other
+    packet (CONNACK, SUBACK, PINGRESP, a QoS 0 or 2 PUBLISH, an empty topic, one that spans
+    two chunks or looks malformed) is left to paho, which reads it as before. Ingest reads
+    only a message's topic, payload and packet id, so the properties are skipped unread.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._chunk = b""
         self._chunk_pos = 0
+        self.on_publishes: Callable[[list[RawPublish]], None] | None = None
 
     def buffered(self) -> int:
         """Bytes received and not yet read by paho."""
@@ -140,9 +159,61 @@ class BufferedClient(mqtt.Client):
         self._chunk_pos = end
         return self._chunk[pos:end]
 
+    def _packet_read(self) -> MQTTErrorCode:
+        hook = self.on_publishes
+        if hook is not None and self._manual_ack and self._in_packet["command"] == 0:
+            publishes = self._split_publishes()
+            if publishes:
+                with self._msgtime_mutex:
+                    self._last_bytes_received = mqtt.time_func()
+                hook(publishes)
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return super()._packet_read()
+
+    def _split_publishes(self) -> list[RawPublish]:
+        """The whole QoS 1 PUBLISH packets at the read position of the chunk, consumed.
+
+        Stops at the first packet that is anything else, or not whole in the chunk.
+        """
+        chunk, pos, end = self._chunk, self._chunk_pos, len(self._chunk)
+        v5 = self._protocol == mqtt.MQTTv5
+        found: list[RawPublish] = []
+        while pos < end and chunk[pos] & _PUBLISH_MASK == _PUBLISH_QOS1:
+            length, at = _varint(chunk, pos + 1, end)
+            stop = at + length
+            if length < 0 or stop > end or length < 4:
+                break
+            topic_end = at + 2 + ((chunk[at] << 8) | chunk[at + 1])
+            if topic_end == at + 2 or topic_end + 2 > stop:
+                break  # an empty topic (MQTT 5 alias) or a malformed packet: paho's
+            mid = (chunk[topic_end] << 8) | chunk[topic_end + 1]
+            body = topic_end + 2
+            if v5:
+                props, body = _varint(chunk, body, stop)
+                body += props
+                if props < 0 or body > stop:
+                    break
+            found.append((chunk[at + 2 : topic_end], chunk[body:stop], mid))
+            pos = stop
+        self._chunk_pos = pos
+        return found
+
     def reconnect(self) -> MQTTErrorCode:
         self._chunk, self._chunk_pos = b"", 0  # bytes of the old connection are void
         return super().reconnect()
+
+
+def _varint(data: bytes, at: int, end: int) -> tuple[int, int]:
+    """An MQTT variable byte integer at ``data[at:]``: (value, position after it), or
+    (-1, at) when it is cut off by ``end`` or longer than four bytes."""
+    value = shift = 0
+    for i in range(at, min(at + 4, end)):
+        byte = data[i]
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, i + 1
+        shift += 7
+    return -1, at
 
 
 class _Incoming(NamedTuple):
@@ -343,11 +414,12 @@ class IngestService:
             log.info("broker_disconnected", reason=str(reason))
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        """A packet paho read itself (one the bulk split left to it)."""
         self._packets += 1
         try:
             topic = msg.topic
         except UnicodeDecodeError:
-            topic = "<undecodable topic>"
+            topic = UNDECODABLE_TOPIC
         if topic == BROKER_DROPPED_TOPIC:
             self._broker_dropped(bytes(msg.payload))
             return
@@ -361,6 +433,27 @@ class IngestService:
             )
         )
         self._stats.received += 1
+
+    def _on_publishes(self, publishes: list[RawPublish]) -> None:
+        """QoS 1 PUBLISHes the client split out of one chunk, as :meth:`_on_message` takes
+        them: one arrival time for the chunk (its packets came in one ``recv``)."""
+        self._packets += len(publishes)
+        received_at, arrived, generation = datetime.now(UTC), time.monotonic(), self._generation
+        inbox = self._inbox
+        taken = 0
+        for raw_topic, payload, mid in publishes:
+            try:
+                topic = raw_topic.decode()
+            except UnicodeDecodeError:
+                topic = UNDECODABLE_TOPIC
+            if topic == BROKER_DROPPED_TOPIC:
+                self._broker_dropped(payload)
+                continue
+            inbox.append(
+                _Incoming(generation, mid, 1, Message(topic, payload, received_at), arrived)
+            )
+            taken += 1
+        self._stats.received += taken
 
     def _broker_dropped(self, payload: bytes) -> None:
         try:
@@ -396,6 +489,8 @@ class IngestService:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        if isinstance(client, BufferedClient):
+            client.on_publishes = self._on_publishes
         return client
 
     def _connect(self, client: mqtt.Client) -> None:

@@ -9,7 +9,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from ingest_helpers import drop_session, loop_until, publish, reading_topic, session_client
 
-from rpmpipe.ingest.subscriber import RECV_CHUNK, BufferedClient
+from rpmpipe.ingest.subscriber import RECV_CHUNK, BufferedClient, send_acks
 
 pytestmark = pytest.mark.services
 
@@ -79,3 +79,58 @@ def test_a_backlog_is_read_in_chunks_and_every_message_arrives_whole(stack) -> N
     # paho reads each message's first byte, its length and its rest separately.
     assert _read_backlog(stack, mqtt.Client, payloads) >= 3 * len(payloads)
     assert _read_backlog(stack, BufferedClient, payloads) <= len(payloads) // 3
+
+
+def test_a_backlog_is_split_in_bulk_in_order_and_paho_reads_only_packets_across_chunks(
+    stack,  # type: ignore[no-untyped-def]
+) -> None:
+    s = stack.settings
+    client_id = f"{s.broker.client_id}-bulk"
+    payloads = [b'{"n": %d, "pad": "%s"}' % (i, b"x" * (i % 97)) for i in range(600)]
+    payloads[300] = b'{"big": "' + b"y" * (RECV_CHUNK + 1000) + b'"}'
+    got: list[bytes] = []
+    mids: list[int] = []
+    by_paho: list[int] = []
+
+    def on_message(_c: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
+        by_paho.append(m.mid)
+        got.append(bytes(m.payload))
+        mids.append(m.mid)
+
+    def on_publishes(items: list[tuple[bytes, bytes, int]]) -> None:
+        for topic, payload, mid in items:
+            assert topic == reading_topic(s, "BP-BULK").encode()
+            got.append(payload)
+            mids.append(mid)
+
+    client = session_client(
+        s, stack.protocol, client_id, on_message, client_class=BufferedClient, manual_ack=True
+    )
+    try:
+        subscribed: list[int] = []
+        client.on_subscribe = lambda _c, _u, mid, _codes, _p: subscribed.append(mid)
+        client.subscribe(reading_topic(s, "+"), qos=1)
+        loop_until(client, lambda: bool(subscribed), 10)
+        client.disconnect()
+        client.loop(timeout=0.2)
+        publish(s, [(reading_topic(s, "BP-BULK"), p) for p in payloads])
+        client = session_client(
+            s, stack.protocol, client_id, on_message, client_class=BufferedClient, manual_ack=True
+        )
+        assert isinstance(client, BufferedClient)
+        client.on_publishes = on_publishes
+        time.sleep(1.0)
+        deadline = time.monotonic() + 30
+        while len(got) < len(payloads) and time.monotonic() < deadline:
+            client.loop_read()
+            # Acknowledge as ingest does, so that a 3.1.1 broker's window keeps moving.
+            send_acks(client, mids)
+            mids.clear()
+            client.loop_write()
+        assert got == payloads
+        # paho reads a packet only where a chunk ends inside it (and the backlog's first).
+        assert len(by_paho) <= len(payloads) // 10
+    finally:
+        client.disconnect()
+        client.loop(timeout=0.2)
+        drop_session(s, client_id, stack.protocol)
