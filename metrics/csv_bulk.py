@@ -10,14 +10,15 @@ that both renderings agree.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import date
 
 import numpy as np
 import pyarrow as pa
 
 from rpmpipe.metrics.engagement import Prepared, SupplyPart, prepare
-from rpmpipe.metrics.periods import STATUSES, csv_of
+from rpmpipe.metrics.periods import STATUSES, PeriodTable, csv_of
 from rpmpipe.metrics.report import CsvRows
 from rpmpipe.metrics.snapshot import RegistrySnapshot
 from rpmpipe.records import Activity, EngagementRecord, RecordStatus
@@ -45,10 +46,47 @@ def render_csv(
     :func:`metrics.engagement.render_records`'s records, in the same order, as UTF-8 pieces,
     and the number of records per status. ``replaced``: patients whose records are given
     (an exclusion between programs changed them), written in place of theirs."""
-    replaced = replaced or {}
     counts: dict[str, int] = {s: 0 for s in RecordStatus}
+    return list(csv_chunks(work, counts, replaced)), counts
+
+
+# Patients whose rows are rendered at once: the text of a run is made, and can be written,
+# a block at a time (a few MB), never whole.
+BLOCK_PATIENTS = 16_384
+
+
+def csv_chunks(
+    work: Prepared,
+    counts: dict[str, int],
+    replaced: Mapping[str, Sequence[EngagementRecord]] | None = None,
+) -> Iterator[bytes | memoryview]:
+    """:func:`render_csv`'s pieces as they are rendered, ``BLOCK_PATIENTS`` patients at a
+    time (``counts`` gets each record's status as its row is made)."""
+    replaced = replaced or {}
     fmt = CsvRows()
-    spans = [_table_text(part, fmt, counts) for part in work.parts]
+    block: list[tuple[str, tuple[Sequence[int], ...]]] = []
+    for patient in work.by_patient():
+        block.append(patient)
+        if len(block) == BLOCK_PATIENTS:
+            yield from _block_pieces(work, block, replaced, fmt, counts)
+            block = []
+    if block:
+        yield from _block_pieces(work, block, replaced, fmt, counts)
+
+
+def _block_pieces(
+    work: Prepared,
+    block: Sequence[tuple[str, tuple[Sequence[int], ...]]],
+    replaced: Mapping[str, Sequence[EngagementRecord]],
+    fmt: CsvRows,
+    counts: dict[str, int],
+) -> list[bytes | memoryview]:
+    """The pieces of some patients in order (each part's table episodes of these patients
+    are one run of the table: the table and the patients are both in patient order)."""
+    spans = [
+        _table_text(_block_table(part, [i for _, e in block for i in e[k]]), fmt, counts)
+        for k, part in enumerate(work.parts)
+    ]
     pieces: list[bytes | memoryview] = []
     run: list[int] = []  # [part, start, end] of the current run of contiguous table text
 
@@ -65,7 +103,7 @@ def render_csv(
             out.append(fmt.row(r))
         pieces.append("".join(out).encode())
 
-    for pid, per_part in work.by_patient():
+    for pid, per_part in block:
         if pid in replaced:
             emit(replaced[pid])
             continue
@@ -82,17 +120,64 @@ def render_csv(
             if k == 0 and pid in work.months:
                 emit(work.months[pid])
     flush()
-    return pieces, counts
+    return pieces
+
+
+def _block_table(part: SupplyPart, episodes: Sequence[int]) -> PeriodTable | None:
+    """The rows of ``part``'s table of the given episodes (indexes into ``part.episodes``,
+    in order): the table's episodes from the first one's to the last one's."""
+    t = part.table
+    if t is None or not episodes:
+        return None
+    first = part.episodes[episodes[0]].positions[0]
+    last = part.episodes[episodes[-1]].positions[0]
+    e0 = int(np.searchsorted(t.episode_at, first, side="left"))
+    e1 = int(np.searchsorted(t.episode_at, last, side="right"))
+    return _episode_rows(t, e0, e1) if e0 < e1 else None
+
+
+def _episode_rows(t: PeriodTable, e0: int, e1: int) -> PeriodTable:
+    """The table of episodes ``e0 .. e1 - 1`` of ``t`` alone: their periods, setup rows
+    and days (views of ``t``'s columns, positions made relative)."""
+    p0, p1 = int(t.period_off[e0]), int(t.period_off[e1])
+    d0, d1 = int(t.day_off[p0]), int(t.day_off[p1])
+    several = t.several[(t.several >= e0) & (t.several < e1)] - e0
+    return replace(
+        t,
+        episode_at=t.episode_at[e0:e1],
+        several=several,
+        enr_end=t.enr_end[e0:e1],
+        period_off=t.period_off[e0 : e1 + 1] - p0,
+        owner=t.owner[p0:p1] - e0,
+        start=t.start[p0:p1],
+        end=t.end[p0:p1],
+        days=t.days[p0:p1],
+        dos=t.dos[p0:p1],
+        day=t.day[d0:d1],
+        day_off=t.day_off[p0 : p1 + 1] - d0,
+        rs_id=t.rs_id[p0:p1],
+        final=t.final[p0:p1],
+        code_at=t.code_at[p0:p1],
+        status=t.status[p0:p1],
+        reason=t.reason[p0:p1],
+        setup_period=t.setup_period[e0:e1] - p0,
+        setup_status=t.setup_status[e0:e1],
+        setup_rs=t.setup_rs[e0:e1],
+        setup_reason=t.setup_reason[e0:e1],
+        setup_billed=t.setup_billed[e0:e1],
+        setup_qualified=t.setup_qualified[e0:e1],
+        npi={k - p0: v for k, v in t.npi.items() if p0 <= k < p1},
+    )
 
 
 def _table_text(
-    part: SupplyPart, fmt: CsvRows, counts: dict[str, int]
+    table: PeriodTable | None, fmt: CsvRows, counts: dict[str, int]
 ) -> tuple[memoryview, dict[int, tuple[int, int]]]:
-    """The CSV text of a part's table, and each episode's rows' bytes in it (by the
-    enrollment position of the episode); ``counts`` gets the table's rows by status."""
-    if part.table is None:
+    """The CSV text of a table, and each episode's rows' bytes in it (by the enrollment
+    position of the episode); ``counts`` gets the table's rows by status."""
+    if table is None:
         return memoryview(b""), {}
-    rows, per_episode, by_status = csv_of(part.table, fmt)
+    rows, per_episode, by_status = csv_of(table, fmt)
     for name, n in zip(STATUSES, by_status.tolist(), strict=True):
         counts[name] += int(n)
     text = memoryview(rows.buffers()[2] or b"")
@@ -100,5 +185,5 @@ def _table_text(
     offsets = np.frombuffer(rows.buffers()[1], wide)[rows.offset : rows.offset + len(rows) + 1]
     bounds = offsets[np.r_[0, np.cumsum(per_episode)]].tolist()
     return text, {
-        pos: (bounds[e], bounds[e + 1]) for e, pos in enumerate(part.table.episode_at.tolist())
+        pos: (bounds[e], bounds[e + 1]) for e, pos in enumerate(table.episode_at.tolist())
     }

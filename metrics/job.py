@@ -32,7 +32,7 @@ from rpmpipe.metrics.care_time import (
     rpm_management_activities,
     trim_across_programs,
 )
-from rpmpipe.metrics.csv_bulk import render_csv
+from rpmpipe.metrics.csv_bulk import csv_chunks
 from rpmpipe.metrics.engagement import (
     SUPPLY_PROGRAMS,
     Prepared,
@@ -373,11 +373,15 @@ def _clashing_patients(facts: CareFacts, care: Sequence[EngagementRecord]) -> se
 
 def compute_csv(
     settings: Settings, engine: Engine, as_of: date, progress: Progress = SILENT
-) -> list[bytes | memoryview]:
+) -> Iterator[bytes | memoryview]:
     """The CSV lines (no header; UTF-8 pieces to write in order) of :func:`compute`'s
     records, byte for byte: the CSV rendering of the same table of periods, without a record
     object for the bulk of the rows (``rpmpipe metrics --format csv``). The few patients an
-    exclusion between programs touches are rendered from their records, exclusions applied."""
+    exclusion between programs touches are rendered from their records, exclusions applied.
+
+    Everything is counted before this returns (a wrong readings store raises here); the
+    rows are rendered as the pieces are taken, a block of patients at a time, so the text
+    of a run is written as it is made and never held whole."""
     with gc_paused():
         inputs = _inputs(settings, engine, as_of, progress=progress)
         work = _prepared(settings, inputs, as_of, progress=progress)
@@ -386,24 +390,39 @@ def compute_csv(
         progress.step("applying the exclusions between programs")
         supply = render_records(work, clash) if clash and work is not None else []
         held = apply_exclusions([*supply, *care], inputs.facts, _payers_allowing_99091(settings))
-        replaced: dict[str, list[EngagementRecord]] = {}
-        for r in held[: len(supply)]:
-            replaced.setdefault(r.patient_id, []).append(r)
-        care = held[len(supply) :]
-        counts: dict[str, int] = {s: 0 for s in RecordStatus}
-        pieces: list[bytes | memoryview] = []
+    replaced: dict[str, list[EngagementRecord]] = {}
+    for r in held[: len(supply)]:
+        replaced.setdefault(r.patient_id, []).append(r)
+    return _csv_pieces(work, replaced, held[len(supply) :], as_of, progress)
+
+
+_CSV_ROWS = 20_000
+
+
+def _csv_pieces(
+    work: Prepared | None,
+    replaced: dict[str, list[EngagementRecord]],
+    care: list[EngagementRecord],
+    as_of: date,
+    progress: Progress,
+) -> Iterator[bytes | memoryview]:
+    """The supply programs' rows a block of patients at a time, then the other programs'
+    rows in chunks; the run's counts are logged once the last piece is taken."""
+    counts: dict[str, int] = {s: 0 for s in RecordStatus}
+    with gc_paused():
         progress.step("writing the CSV rows")
         if work is not None:
-            pieces, counts = render_csv(work, replaced)
-        del work  # the pieces keep the table's text, not its columns
+            yield from csv_chunks(work, counts, replaced)
+        del work  # the table's columns are not needed once rendered
         fmt = CsvRows()
-        pieces.append("".join(map(fmt.row, care)).encode())
-        for r in care:
-            counts[r.status] += 1
+        for i in range(0, len(care), _CSV_ROWS):
+            chunk = care[i : i + _CSV_ROWS]
+            for r in chunk:
+                counts[r.status] += 1
+            yield "".join(map(fmt.row, chunk)).encode()
     _log_computed(
         as_of, sum(counts.values()), counts[RecordStatus.BILLABLE], counts[RecordStatus.PENDING]
     )
-    return pieces
 
 
 _UPSERT_ROWS = 5000

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
+from rpmpipe.metrics import csv_bulk
 from rpmpipe.metrics.csv_bulk import compute_engagement_csv
 from rpmpipe.metrics.engagement import compute_engagement
 from rpmpipe.metrics.job import compute, compute_csv
@@ -238,3 +239,37 @@ def test_compute_csv_equals_the_csv_of_compute_on_each_registry_database(
         write_csv_pieces(compute_csv(settings, engine, as_of), got)
         assert got.getvalue().decode() == expected.getvalue()
         assert expected.getvalue().count("\n") > 3
+
+
+@pytest.mark.parametrize("block", [1, 2, 5])
+@pytest.mark.parametrize("rules", RULES)
+@pytest.mark.parametrize("as_of", [date(2026, 1, 10), date(2026, 3, 31), date(2026, 4, 25)])
+def test_csv_rendered_a_few_patients_at_a_time_is_the_same_bytes(
+    monkeypatch: pytest.MonkeyPatch, block: int, rules: dict[str, object], as_of: date
+) -> None:
+    """The CSV is made and written a block of patients at a time (each block renders its own
+    rows of the table of periods): the bytes and counts are those of the records, whatever
+    the block size, with episodes of several enrollments, RPM beside RTM and episodes
+    without data falling on either side of a block's edge."""
+    monkeypatch.setattr(csv_bulk, "BLOCK_PATIENTS", block)
+    expected, got, _ = _both(_varied_world(), as_of, **rules)
+    assert got == expected
+
+
+def test_compute_csv_renders_its_rows_as_they_are_taken(
+    monkeypatch: pytest.MonkeyPatch, seeded: tuple[Settings, Engine]
+) -> None:
+    """``rpmpipe metrics --format csv`` writes each block of patients as it is rendered: the
+    pieces come one block at a time (not one text of the whole run), in order."""
+    settings, engine = seeded
+    as_of = date(2026, 4, 5)
+    expected = io.StringIO()
+    write_csv(compute(settings, engine, as_of), expected)
+    monkeypatch.setattr(csv_bulk, "BLOCK_PATIENTS", 1)
+    pieces = compute_csv(settings, engine, as_of)
+    assert not isinstance(pieces, list)
+    got = [bytes(p) for p in pieces]
+    body = expected.getvalue().split("\n", 1)[1]
+    assert b"".join(got).decode() == body
+    patients = {line.split(",", 1)[0] for line in body.splitlines()}
+    assert len(patients) > 1 and len([p for p in got if p]) >= len(patients)

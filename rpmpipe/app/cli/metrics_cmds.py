@@ -110,10 +110,11 @@ def metrics(
                 pieces = compute_csv(
                     settings, open_registry(settings.effective_database_url), day, progress
                 )
+                # Rendered as written, a block of patients at a time (the last step's bar).
+                sys.stdout.flush()
+                write_csv_pieces(pieces, sys.stdout.buffer)
         except ValueError as exc:  # a readings file that is not what it should be
             raise fail(str(exc)) from None
-        sys.stdout.flush()
-        write_csv_pieces(pieces, sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
     engine = open_registry(settings.effective_database_url)
