@@ -232,7 +232,7 @@ def _phase(tmp: Path) -> None:
     settings = _settings(tmp)
     engine = open_registry(settings.effective_database_url)
     t0 = time.perf_counter()
-    result = run_export(settings, engine, AS_OF, now=CLOCK)
+    result = run_export(settings.export, engine, AS_OF, now=CLOCK)
     seconds = time.perf_counter() - t0
     engine.dispose()
     out = {

@@ -144,7 +144,7 @@ def publish_backlog(url: str, messages: list[SimMessage]) -> float:
             "broker.topic_root": TOPIC_ROOT,
         },
     )
-    stats = publish(settings, messages, speed="max")
+    stats = publish(settings.broker, messages, speed="max")
     if stats.acked != len(messages):
         raise SystemExit(f"only {stats.acked} of {len(messages)} publishes acknowledged")
     return stats.elapsed_seconds

@@ -30,7 +30,7 @@ from rpmpipe.billing_export.ledger import load_final_records, load_ledger, load_
 from rpmpipe.billing_export.plan import Work, select_work
 from rpmpipe.errors import ConfigError
 from rpmpipe.progress import SILENT, Progress, tracked
-from rpmpipe.settings import BillingSettings, Settings
+from rpmpipe.settings import BillingSettings, ExportSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,14 +137,16 @@ class Readiness:
         return tuple(a for a in self.audits if not a.ready)
 
 
-def readiness(settings: Settings, engine: Engine, as_of: date) -> Readiness:
+def readiness(settings: ExportSettings, engine: Engine, as_of: date) -> Readiness:
     """The documentation audit of every line not yet exported as of ``as_of`` (reads only)."""
     with engine.connect() as conn:
         records = load_final_records(conn, as_of)
         ledger = load_ledger(conn)
         patients = load_patients(conn, {r.patient_id for r in records})
     work = select_work(records, ledger, patients, settings.billing, as_of=as_of)
-    audits = audit_lines(engine, settings.readings_dir, work.originals, patients, settings.billing)
+    audits = audit_lines(
+        engine, settings.store.readings_dir, work.originals, patients, settings.billing
+    )
     return Readiness(as_of, tuple(audits), work.held)
 
 

@@ -99,7 +99,7 @@ from rpmpipe.errors import ConfigError, ExportError
 from rpmpipe.files import atomic_write, fsync_dir, private_dir
 from rpmpipe.logs import get_logger
 from rpmpipe.progress import SILENT, Progress, tracked
-from rpmpipe.settings import BillingSettings, Settings
+from rpmpipe.settings import BillingSettings, ExportSettings
 
 log = get_logger(__name__)
 
@@ -132,7 +132,7 @@ class ExportResult:
 
 
 def run_export(
-    settings: Settings,
+    settings: ExportSettings,
     engine: Engine,
     as_of: date,
     out_dir: Path | None = None,
@@ -151,9 +151,9 @@ def run_export(
     """
     check_as_of(as_of, settings.org_zone, now)
     billing = settings.billing
-    root = Path(out_dir) if out_dir is not None else settings.exports_dir
+    root = Path(out_dir) if out_dir is not None else settings.store.exports_dir
     private_dir(root)
-    check_billing_identity(settings)  # before anything is recovered, read or written
+    check_billing_identity(billing)  # before anything is recovered, read or written
     with _exclusive(root / LOCK_NAME):
         recovered = recover_unfinished(root, engine, now)
         progress.step("loading the final records and the ledger")
@@ -182,10 +182,10 @@ def run_export(
         if billing.audit_before_export and work.originals:
             progress.step("auditing the documentation of each line", len(work.originals))
             # Read once: the audit's facts are also the evidence frozen with the run.
-            facts = line_facts(engine, settings.readings_dir, work.originals)
+            facts = line_facts(engine, settings.store.readings_dir, work.originals)
             audits = audit_lines(
                 engine,
-                settings.readings_dir,
+                settings.store.readings_dir,
                 work.originals,
                 patients,
                 billing,
@@ -234,7 +234,7 @@ def run_export(
             raise ExportError(f"run directory {final} already exists")
         private_dir(partial)
         progress.step("collecting the evidence of each line")
-        evidence = collect_evidence(engine, settings.readings_dir, plan.claims, run_id, facts)
+        evidence = collect_evidence(engine, settings.store.readings_dir, plan.claims, run_id, facts)
         _write_run_files(
             partial,
             plan,
@@ -336,10 +336,10 @@ def _interchanges(
     return tuple(out)
 
 
-def check_billing_identity(settings: Settings, why: str = "no claim can be written") -> None:
+def check_billing_identity(billing: BillingSettings, why: str = "no claim can be written") -> None:
     """Refuse to export (or to write what else names the practice, ``why`` it is needed)
     without the billing identity, naming every missing key."""
-    missing = settings.billing.missing_identity()
+    missing = billing.missing_identity()
     if missing:
         raise ConfigError(
             f"the billing identity is not set, so {why}: set "
@@ -424,7 +424,7 @@ class RunHeader:
 def _write_run_files(
     run_dir: Path,
     plan: ExportPlan,
-    settings: Settings,
+    settings: ExportSettings,
     run: RunHeader,
     evidence: list[LineEvidence],
     progress: Progress = SILENT,

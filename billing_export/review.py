@@ -17,7 +17,7 @@ from rpmpipe.billing_export.plan import FinalRecord, build_plan, final_record, s
 from rpmpipe.billing_export.totals import LedgerLine, ReviewItem
 from rpmpipe.records import EngagementRecord
 from rpmpipe.registry.models import Enrollment, ExportLedgerEntry
-from rpmpipe.settings import Settings
+from rpmpipe.settings import BillingSettings
 
 Span = tuple[date, date | None, str]  # an enrollment's start, end and ordering NPI
 
@@ -123,7 +123,7 @@ def final_records(
 
 
 def preview_export(
-    settings: Settings,
+    billing: BillingSettings,
     engine: Engine,
     as_of: date,
     records: Sequence[EngagementRecord],
@@ -136,12 +136,10 @@ def preview_export(
     with engine.connect() as conn:
         final = final_records(records, as_of, load_rendering_spans(conn))
         patients = load_patients(conn, {r.patient_id for r in final})
-    work = select_work(final, ledger, patients, settings.billing, as_of=as_of)
+    work = select_work(final, ledger, patients, billing, as_of=as_of)
     # The plan of the changes alone (new lines need no pricing here): its corrections and
     # holds are exactly what the export would report.
-    changes = build_plan(
-        replace(work, originals=()), patients, settings.billing, first_claim_number=1
-    )
+    changes = build_plan(replace(work, originals=()), patients, billing, first_claim_number=1)
     pending = [
         ReviewItem(
             c.patient_id,

@@ -19,7 +19,7 @@ from rpmpipe.errors import DecodeError, RegistryImportError, ServiceUnavailable
 from rpmpipe.ingest.pipeline import BACKFILL_TOPIC, IngestPipeline, Message
 from rpmpipe.ingest.validation import check_device_id
 from rpmpipe.logs import get_logger
-from rpmpipe.settings import Settings
+from rpmpipe.settings import IngestSettings
 
 log = get_logger(__name__)
 
@@ -35,7 +35,7 @@ class BackfillSummary:
 
 
 def backfill_file(
-    settings: Settings,
+    settings: IngestSettings,
     engine: Engine,
     path: Path,
     received_at: datetime,

@@ -28,7 +28,7 @@ from rpmpipe.ingest.quarantine import QuarantineEntry, QuarantineStore
 from rpmpipe.ingest.schema import ReadingColumns
 from rpmpipe.ingest.sink import ReadingSink
 from rpmpipe.registry.models import Device
-from rpmpipe.settings import Settings
+from rpmpipe.settings import IngestSettings
 
 BACKFILL_TOPIC = "backfill"
 __all__ = [
@@ -104,16 +104,21 @@ class KnownDevices:
 
 class IngestPipeline:
     def __init__(
-        self, settings: Settings, engine: Engine, writer_id: str, *, device_refresh: float = 5.0
+        self,
+        settings: IngestSettings,
+        engine: Engine,
+        writer_id: str,
+        *,
+        device_refresh: float = 5.0,
     ):
         self.settings = settings
         self.engine = engine
-        self.sink = ReadingSink(settings.readings_dir, writer_id)
+        self.sink = ReadingSink(settings.store.readings_dir, writer_id)
         self.quarantine = QuarantineStore(
-            settings.quarantine_dir, writer_id, settings.broker.message_size_limit
+            settings.store.quarantine_dir, writer_id, settings.broker.message_size_limit
         )
         self.devices = KnownDevices(engine, device_refresh)
-        self.clock_skew = timedelta(minutes=settings.rules.clock_skew_minutes)
+        self.clock_skew = timedelta(minutes=settings.clock_skew_minutes)
 
     def handle(self, messages: Sequence[Message]) -> BatchOutcome:
         """Write the batch durably (readings, quarantine, activities); raises on I/O errors."""

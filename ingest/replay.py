@@ -16,7 +16,7 @@ from rpmpipe.errors import ServiceUnavailable
 from rpmpipe.ingest.pipeline import IngestPipeline, Message
 from rpmpipe.ingest.quarantine import read_quarantine
 from rpmpipe.logs import get_logger
-from rpmpipe.settings import Settings
+from rpmpipe.settings import IngestSettings
 
 log = get_logger(__name__)
 
@@ -31,9 +31,13 @@ class ReplaySummary:
 
 
 def replay(
-    settings: Settings, engine: Engine, reason_code: str | None = None, *, batch_size: int = 2000
+    settings: IngestSettings,
+    engine: Engine,
+    reason_code: str | None = None,
+    *,
+    batch_size: int = 2000,
 ) -> ReplaySummary:
-    table = read_quarantine(settings.quarantine_dir)
+    table = read_quarantine(settings.store.quarantine_dir)
     rows = table.to_pylist()
     if reason_code:
         rows = [r for r in rows if r["reason_code"] == reason_code]

@@ -55,7 +55,7 @@ from rpmpipe.ingest.messages import BatchOutcome, Message, internal_reason
 from rpmpipe.ingest.stats import IngestStats, StatsSnapshot
 from rpmpipe.logs import get_logger
 from rpmpipe.mqtt import BROKER_DROPPED_TOPIC, make_client, parse_broker
-from rpmpipe.settings import Settings
+from rpmpipe.settings import BrokerSettings, IngestSettings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -240,8 +240,8 @@ class _Done(NamedTuple):
     seconds: float | None = None  # how long the write took
 
 
-def subscriptions(settings: Settings, shared_group: str | None) -> list[str]:
-    root = settings.broker.topic_root
+def subscriptions(broker: BrokerSettings, shared_group: str | None) -> list[str]:
+    root = broker.topic_root
     topics = [f"{root}/devices/+/readings", f"{root}/activities"]
     if shared_group:
         topics = [f"$share/{shared_group}/{t}" for t in topics]
@@ -257,7 +257,7 @@ class IngestService:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: IngestSettings,
         engine: Engine | Callable[[], Engine],
         *,
         client_id: str | None = None,
@@ -351,7 +351,7 @@ class IngestService:
             return
         self._subscribe_due = False
         self._stats.set_connected(True)
-        client.subscribe([(t, 1) for t in subscriptions(self.settings, self.shared_group)])
+        client.subscribe([(t, 1) for t in subscriptions(self.settings.broker, self.shared_group)])
         # The broker's dropped-message counter, where it publishes one (Mosquitto's $SYS).
         self._sys_mid = client.subscribe(BROKER_DROPPED_TOPIC, 0)[1]
         log.info(
@@ -658,7 +658,7 @@ class IngestService:
         try:
             pipeline.devices.refresh()
         except Exception as exc:
-            where = database_where(self.settings.effective_database_url)
+            where = database_where(self.settings.store.database_url)
             raise ServiceUnavailable(
                 f"registry database unavailable ({where}): {type(exc).__name__}; ingest needs "
                 "it to check devices",
@@ -898,11 +898,11 @@ class IngestService:
         loads the pipeline's libraries) while this thread connects, so the backlog starts
         streaming in meanwhile. Leaves ``client`` connected; False if ``stop`` came first.
         """
-        for directory in (self.settings.readings_dir, self.settings.quarantine_dir):
+        for directory in (self.settings.store.readings_dir, self.settings.store.quarantine_dir):
             check_writable(directory)
-        removed = remove_stale_temp_files(self.settings.readings_dir) + remove_stale_temp_files(
-            self.settings.quarantine_dir
-        )
+        removed = remove_stale_temp_files(
+            self.settings.store.readings_dir
+        ) + remove_stale_temp_files(self.settings.store.quarantine_dir)
         if removed:
             log.info("stale_temp_files_removed", files=removed)
         self._writer_thread = threading.Thread(

@@ -48,7 +48,7 @@ from rpmpipe.records import Activity, EngagementRecord, Program, RecordStatus
 from rpmpipe.registry.engagement import CONTENT_COLUMNS, KEY_COLUMNS, engagement_row
 from rpmpipe.registry.models import CareActivity, DeviceAssignment, EngagementRow, Patient
 from rpmpipe.registry.models import Enrollment as EnrollmentRow
-from rpmpipe.settings import Settings
+from rpmpipe.settings import MetricsSettings
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -61,12 +61,12 @@ class ReadingsStoreError(RpmpipeError):
     data directory. Counting "no readings" then would unbill every period."""
 
 
-def check_readings_store(settings: Settings, snapshot: RegistrySnapshot) -> None:
+def check_readings_store(settings: MetricsSettings, snapshot: RegistrySnapshot) -> None:
     """Refuse to count when the registry has device assignments and the readings store is
     missing or holds no readings (nothing is computed, persisted or deleted)."""
-    if snapshot.assignments and not readings_present(settings.readings_dir):
+    if snapshot.assignments and not readings_present(settings.store.readings_dir):
         raise ReadingsStoreError(
-            f"readings directory {settings.readings_dir} is missing or holds no readings, "
+            f"readings directory {settings.store.readings_dir} is missing or holds no readings, "
             f"while the registry has {len(snapshot.assignments)} device assignments: check "
             "--data-dir / RPMPIPE_DATA_DIR; nothing was computed and no record was changed"
         )
@@ -176,7 +176,7 @@ def gc_paused() -> Iterator[None]:
 
 
 def compute(
-    settings: Settings,
+    settings: MetricsSettings,
     engine: Engine,
     as_of: date,
     known_at: datetime | None = None,
@@ -203,7 +203,7 @@ class _Inputs:
 
 
 def _inputs(
-    settings: Settings,
+    settings: MetricsSettings,
     engine: Engine,
     as_of: date,
     known_at: datetime | None = None,
@@ -235,7 +235,7 @@ def _activity_count(engine: Engine, known_at: datetime | None) -> int:
 
 
 def _care_time(
-    settings: Settings,
+    settings: MetricsSettings,
     activities: Iterable[Activity],
     known_at: datetime | None,
     progress: Progress,
@@ -257,14 +257,8 @@ def _care_time(
     return live, rpm
 
 
-def _payers_allowing_99091(settings: Settings) -> frozenset[str]:
-    return frozenset(
-        pid for pid, payer in settings.billing.payers.items() if payer.bill_99091_with_99457
-    )
-
-
 def _scanned(
-    settings: Settings,
+    settings: MetricsSettings,
     first_day: date,
     as_of: date,
     known_at: datetime | None,
@@ -272,16 +266,18 @@ def _scanned(
 ) -> Iterator[pa.RecordBatch]:
     """The readings batches, reported as readings scanned out of those stored; when the
     scan is over, the counting step begins."""
-    total = stored_readings(settings.readings_dir, first_day, as_of) if progress.live else None
+    total = (
+        stored_readings(settings.store.readings_dir, first_day, as_of) if progress.live else None
+    )
     progress.step("scanning readings", total)
-    for batch in reading_batches(settings.readings_dir, first_day, as_of, known_at):
+    for batch in reading_batches(settings.store.readings_dir, first_day, as_of, known_at):
         yield batch
         progress.advance(batch.num_rows)
     progress.step("counting days and periods")
 
 
 def _prepared(
-    settings: Settings,
+    settings: MetricsSettings,
     inputs: _Inputs,
     as_of: date,
     known_at: datetime | None = None,
@@ -304,7 +300,7 @@ def _prepared(
 
 
 def _care(
-    settings: Settings,
+    settings: MetricsSettings,
     inputs: _Inputs,
     work: Prepared | None,
     as_of: date,
@@ -335,7 +331,7 @@ def _log_computed(as_of: date, records: int, billable: int, pending: int) -> Non
 
 
 def _compute(
-    settings: Settings,
+    settings: MetricsSettings,
     engine: Engine,
     as_of: date,
     known_at: datetime | None = None,
@@ -350,7 +346,7 @@ def _compute(
     supply = render_records(work) if work is not None else []
     del work  # the table's columns are not needed once rendered
     progress.step("applying the exclusions between programs")
-    records = apply_exclusions([*supply, *care], inputs.facts, _payers_allowing_99091(settings))
+    records = apply_exclusions([*supply, *care], inputs.facts, settings.payers_allowing_99091)
     _log_computed(
         as_of,
         len(records),
@@ -372,7 +368,7 @@ def _clashing_patients(facts: CareFacts, care: Sequence[EngagementRecord]) -> se
 
 
 def compute_csv(
-    settings: Settings, engine: Engine, as_of: date, progress: Progress = SILENT
+    settings: MetricsSettings, engine: Engine, as_of: date, progress: Progress = SILENT
 ) -> Iterator[bytes | memoryview]:
     """The CSV lines (no header; UTF-8 pieces to write in order) of :func:`compute`'s
     records, byte for byte: the CSV rendering of the same table of periods, without a record
@@ -389,7 +385,7 @@ def compute_csv(
         clash = _clashing_patients(inputs.facts, care) if work is not None else set()
         progress.step("applying the exclusions between programs")
         supply = render_records(work, clash) if clash and work is not None else []
-        held = apply_exclusions([*supply, *care], inputs.facts, _payers_allowing_99091(settings))
+        held = apply_exclusions([*supply, *care], inputs.facts, settings.payers_allowing_99091)
     replaced: dict[str, list[EngagementRecord]] = {}
     for r in held[: len(supply)]:
         replaced.setdefault(r.patient_id, []).append(r)
@@ -487,7 +483,7 @@ def persist_final(
 
 
 def compute_and_persist(
-    settings: Settings,
+    settings: MetricsSettings,
     engine: Engine,
     as_of: date,
     now: datetime,

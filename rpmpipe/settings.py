@@ -496,6 +496,56 @@ class Settings:
 
     @property
     def readings_dir(self) -> Path:
+        return self.store.readings_dir
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.store.quarantine_dir
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.store.exports_dir
+
+    @property
+    def org_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.organization_timezone)
+
+    # What each stage receives: its sections, never the whole settings (the application
+    # holds those and hands these out; tests/rpmpipe/test_layers.py keeps stages to them).
+
+    @property
+    def store(self) -> StoreSettings:
+        return StoreSettings(self.data_dir, self.effective_database_url)
+
+    @property
+    def ingest(self) -> IngestSettings:
+        return IngestSettings(self.broker, self.store, self.rules.clock_skew_minutes)
+
+    @property
+    def metrics(self) -> MetricsSettings:
+        allowing_99091 = frozenset(
+            pid for pid, payer in self.billing.payers.items() if payer.bill_99091_with_99457
+        )
+        return MetricsSettings(self.rules, self.store, self.organization_timezone, allowing_99091)
+
+    @property
+    def export(self) -> ExportSettings:
+        return ExportSettings(self.billing, self.store, self.organization_timezone)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Where the data lives: the data directory (readings, quarantine, exports) and the
+    registry's URL (the configured one, or a SQLite file under the data directory)."""
+
+    data_dir: Path
+    database_url: str
+
+    @property
+    def readings_dir(self) -> Path:
         return self.data_dir / "readings"
 
     @property
@@ -506,12 +556,42 @@ class Settings:
     def exports_dir(self) -> Path:
         return self.data_dir / "exports"
 
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """What ingest uses: the broker, the store, and how far ahead a device clock may run."""
+
+    broker: BrokerSettings
+    store: StoreSettings
+    clock_skew_minutes: int
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """What metrics uses: the rules, the store, the organisation's zone, and the payers that
+    take 99091 with 99457 (``billing.payers.*.bill_99091_with_99457``)."""
+
+    rules: RuleSettings
+    store: StoreSettings
+    organization_timezone: str
+    payers_allowing_99091: frozenset[str]
+
     @property
     def org_zone(self) -> ZoneInfo:
         return ZoneInfo(self.organization_timezone)
 
-    def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **changes)
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """What export uses: the billing section, the store, and the organisation's zone."""
+
+    billing: BillingSettings
+    store: StoreSettings
+    organization_timezone: str
+
+    @property
+    def org_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.organization_timezone)
 
 
 def redact_url(url: str) -> str:

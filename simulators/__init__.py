@@ -15,7 +15,7 @@ Typical use (the demo and the benchmarks)::
         import_rows(engine, kind, rows, source="simulator")
     sim = simulate(fleet, topic_root=settings.broker.topic_root, fmt="mixed", faults=True,
                    until=now)
-    stats = publish(settings, sim.messages, speed="max", progress=print)
+    stats = publish(settings.broker, sim.messages, speed="max", progress=print)
     # sim.manifest: every injected fault (kind, topic, device id, reading ids), or None
 
 Layout: ``fleet`` (who and what devices), ``traffic`` (what they send, when), ``payloads``

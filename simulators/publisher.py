@@ -1,6 +1,6 @@
 """Publishing simulated traffic to the broker: QoS 1, every result checked, paced or flat out.
 
-``publish(settings, messages, speed="max")`` sends each ``SimMessage`` with QoS 1 and only
+``publish(broker, messages, speed="max")`` sends each ``SimMessage`` with QoS 1 and only
 returns when the broker has acknowledged every one (PUBACK, counted per message id in
 ``on_publish``). A publish the client refuses, a PUBACK with an MQTT 5 failure reason, or no
 acknowledgement progress for ``ack_timeout`` seconds raises ``TransientError``.
@@ -31,7 +31,7 @@ from rpmpipe.errors import TransientError
 from rpmpipe.files import private_dir, write_private
 from rpmpipe.logs import get_logger
 from rpmpipe.mqtt import make_client, parse_broker
-from rpmpipe.settings import Settings
+from rpmpipe.settings import BrokerSettings
 from rpmpipe.simulators.faults import FaultManifest
 from rpmpipe.simulators.traffic import SimMessage
 
@@ -87,9 +87,9 @@ def parse_speed(speed: str | float) -> float | None:
 class _Connection:
     """One paho client with its own accounting of unacknowledged message ids."""
 
-    def __init__(self, settings: Settings, client_id: str, protocol: int) -> None:
+    def __init__(self, broker: BrokerSettings, client_id: str, protocol: int) -> None:
         self.client, self.address = make_client(
-            settings.broker, client_id, protocol=protocol, clean=True, max_inflight=100
+            broker, client_id, protocol=protocol, clean=True, max_inflight=100
         )
         self.client_id = client_id
         self.cond = threading.Condition()
@@ -238,7 +238,7 @@ def connection_count(rate: float | None, connections: int | None = None) -> int:
 
 
 def publish(
-    settings: Settings,
+    broker: BrokerSettings,
     messages: Iterable[SimMessage],
     *,
     speed: str | float = "max",
@@ -252,11 +252,10 @@ def publish(
     factor = parse_speed(speed)
     if rate is not None and (not math.isfinite(rate) or rate <= 0):
         raise ValueError(f"rate must be a positive number of messages per second, got {rate!r}")
-    broker = settings.broker
     if not parse_broker(broker).username:
         # Brokers such as the embedded one keep sessions only for named clients.
-        settings = settings.replace(broker=replace(broker, username=SIMULATOR_USERNAME))
-    protocol = mqtt.MQTTv5 if settings.broker.protocol == "5" else mqtt.MQTTv311
+        broker = replace(broker, username=SIMULATOR_USERNAME)
+    protocol = mqtt.MQTTv5 if broker.protocol == "5" else mqtt.MQTTv311
     run = uuid.uuid4().hex[:8]
     count = connection_count(rate, connections)
     conns: list[_Connection] = []
@@ -268,7 +267,7 @@ def publish(
 
     try:
         for k in range(count):
-            conn = _Connection(settings, f"rpmpipe-sim-{run}-{k}", protocol)
+            conn = _Connection(broker, f"rpmpipe-sim-{run}-{k}", protocol)
             conns.append(conn)
             conn.open(timeout=15.0)
         log.info("simulator_publishing", connections=count, speed=str(speed), rate=rate)

@@ -89,6 +89,6 @@ def run_billing_cycle(
         # (compute=False) does not need it.
         from rpmpipe.metrics.job import compute_and_persist
 
-        records = compute_and_persist(settings, engine, as_of, now, progress)
-    result = run_export(settings, engine, as_of, out_dir=out_dir, now=now, progress=progress)
+        records = compute_and_persist(settings.metrics, engine, as_of, now, progress)
+    result = run_export(settings.export, engine, as_of, out_dir=out_dir, now=now, progress=progress)
     return CycleOutcome(as_of, tuple(records), compute, result)

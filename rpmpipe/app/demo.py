@@ -163,7 +163,7 @@ def run_demo(
         if sim.manifest is not None:
             write_manifest(out / "faults.json", sim.manifest)
 
-        service = IngestService(settings, engine)
+        service = IngestService(settings.ingest, engine)
         stop = threading.Event()
         worker = threading.Thread(target=service.run, args=(stop,), name="ingest", daemon=True)
         worker.start()
@@ -177,7 +177,7 @@ def run_demo(
                 f"ingested {stats.processed}"
             )
 
-        published = publish(settings, sim.messages, speed="max", progress=show)
+        published = publish(settings.broker, sim.messages, speed="max", progress=show)
         _wait(
             lambda: service.stats.processed >= published.messages,
             60,

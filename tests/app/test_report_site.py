@@ -78,7 +78,7 @@ def test_registry_text_is_escaped_in_the_pages(
 ) -> None:
     summary, settings = demo
     engine = open_registry(settings.effective_database_url)
-    records = compute(settings, engine, summary.as_of)
+    records = compute(settings.metrics, engine, summary.as_of)
     inputs = gather(settings, engine, summary.as_of, records, NOW)
     pid = sorted(inputs.patients)[0]
     hostile = dataclasses.replace(inputs.patients[pid], name="<script>alert(1)</script>")

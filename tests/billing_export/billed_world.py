@@ -197,15 +197,15 @@ def build_world(settings: Settings, *, activities: list[dict[str, str]] | None =
     for name, lines, received in (("early", early, ON_TIME), ("late", late, LATE)):
         path = folder / f"{name}.jsonl"
         path.write_text("\n".join(lines) + "\n")
-        summary = backfill_file(settings, engine, path, received)
+        summary = backfill_file(settings.ingest, engine, path, received)
         assert summary.stored == len(lines), summary
     return engine
 
 
 def bill(settings: Settings, engine: Engine, now: datetime = NOW) -> ExportResult:
     as_of = now.astimezone(settings.org_zone).date()
-    compute_and_persist(settings, engine, as_of, now)
-    return run_export(settings, engine, as_of, now=now)
+    compute_and_persist(settings.metrics, engine, as_of, now)
+    return run_export(settings.export, engine, as_of, now=now)
 
 
 def day(d: int) -> date:

@@ -130,7 +130,9 @@ def test_audit_command_reports_readiness_without_exporting(tmp_path: Path) -> No
     from rpmpipe.registry.db import open_registry
 
     engine = open_registry(db)
-    compute_and_persist(settings, engine, date(2026, 11, 5), datetime(2026, 11, 5, 12, tzinfo=UTC))
+    compute_and_persist(
+        settings.metrics, engine, date(2026, 11, 5), datetime(2026, 11, 5, 12, tzinfo=UTC)
+    )
     engine.dispose()
     base = ["--config", str(config), "--data-dir", str(tmp_path / "data"), "--database-url", db]
     runner = CliRunner()

@@ -33,7 +33,7 @@ AETNA_RECEIVER = {
 
 
 def export(settings: Settings, engine: Engine, **kwargs: object) -> ExportResult:
-    return run_export(settings, engine, AS_OF, now=CLOCK, **kwargs)  # type: ignore[arg-type]
+    return run_export(settings.export, engine, AS_OF, now=CLOCK, **kwargs)  # type: ignore[arg-type]
 
 
 def csv_rows(path: Path) -> list[dict[str, str]]:
@@ -237,7 +237,7 @@ def test_interchange_dates_and_times_are_the_organisations(
     settings = export_settings(tmp_path, database_url, organization_timezone="America/Chicago")
     # 05:10 UTC on Dec 2 is 23:10 on Dec 1 in Chicago.
     now = datetime(2026, 12, 2, 5, 10, tzinfo=UTC)
-    result = run_export(settings, registry, AS_OF, now=now)
+    result = run_export(settings.export, registry, AS_OF, now=now)
     assert result.run_dir is not None
     text = (result.run_dir / "claims.837").read_text()
     isa, gs, bht = seg(text, "ISA")[0], seg(text, "GS")[0], seg(text, "BHT")[0]
@@ -267,7 +267,7 @@ def test_claim_ids_are_short_and_unique_across_runs_with_readable_parts_in_the_c
         period_end=date(2026, 12, 30),
     )
     second = run_export(
-        settings, registry, date(2027, 1, 1), now=CLOCK.replace(year=2027, month=1, day=1)
+        settings.export, registry, date(2027, 1, 1), now=CLOCK.replace(year=2027, month=1, day=1)
     )
     ids = []
     for result in (first, second):

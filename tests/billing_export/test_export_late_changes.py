@@ -25,7 +25,7 @@ from rpmpipe.settings import Settings
 
 
 def export(settings: Settings, engine: Engine) -> ExportResult:
-    return run_export(settings, engine, AS_OF, now=CLOCK)
+    return run_export(settings.export, engine, AS_OF, now=CLOCK)
 
 
 def csv_rows(path: Path) -> list[dict[str, str]]:
@@ -177,5 +177,5 @@ def test_a_period_not_yet_over_at_an_earlier_as_of_is_not_voided(
     put_record(registry, "P-01", "device_supply", [("99454", 1, NOV_END)], days=20)
     export(settings, registry)
     # An export for an earlier as-of date sees no final November record: not a vanished one.
-    earlier = run_export(settings, registry, NOV_END, now=CLOCK)
+    earlier = run_export(settings.export, registry, NOV_END, now=CLOCK)
     assert earlier.run_dir is None and earlier.corrections == 0

@@ -57,7 +57,7 @@ def quick(engine: Engine) -> bool:
 
 
 def exported(settings: Settings, engine: Engine) -> int:
-    result = run_export(settings, engine, AS_OF, now=CLOCK)
+    result = run_export(settings.export, engine, AS_OF, now=CLOCK)
     return result.lines + result.corrections + result.held
 
 
@@ -178,7 +178,7 @@ def test_rerun_with_nothing_new_reads_no_record_and_no_patient(
 
     event.listen(registry, "before_cursor_execute", seen)
     try:
-        result = run_export(settings, registry, AS_OF, now=CLOCK)
+        result = run_export(settings.export, registry, AS_OF, now=CLOCK)
     finally:
         event.remove(registry, "before_cursor_execute", seen)
     assert result.run_dir is None and result.lines == 0

@@ -20,7 +20,11 @@ def test_export_reports_each_step_and_what_it_did_out_of_the_total(
     seed(registry)  # 2 patients, 4 records, 4 lines
     progress = Recorder()
     result = run_export(
-        export_settings(tmp_path, database_url), registry, AS_OF, now=CLOCK, progress=progress
+        export_settings(tmp_path, database_url).export,
+        registry,
+        AS_OF,
+        now=CLOCK,
+        progress=progress,
     )
     assert result.run_dir is not None and result.lines == 4
     assert progress.labels == [
@@ -47,6 +51,6 @@ def test_the_audit_step_counts_every_line_audited(
     seed(registry)
     settings = export_settings(tmp_path, database_url, **{"billing.audit_before_export": True})
     progress = Recorder()
-    run_export(settings, registry, AS_OF, now=CLOCK, progress=progress)
+    run_export(settings.export, registry, AS_OF, now=CLOCK, progress=progress)
     audited = progress.named("auditing the documentation of each line")
     assert (audited.total, audited.done) == (4, 4)

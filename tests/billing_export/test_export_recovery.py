@@ -37,7 +37,7 @@ def seed(engine: Engine) -> None:
 def export(
     settings: Settings, engine: Engine, out: Path | None = None, **kw: object
 ) -> ExportResult:
-    return run_export(settings, engine, AS_OF, out_dir=out, now=CLOCK, **kw)  # type: ignore[arg-type]
+    return run_export(settings.export, engine, AS_OF, out_dir=out, now=CLOCK, **kw)  # type: ignore[arg-type]
 
 
 def ledger_lines(engine: Engine) -> int:

@@ -64,7 +64,7 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
 
 
 def export(settings: Settings, engine: Engine, **kwargs: object) -> ExportResult:
-    return run_export(settings, engine, AS_OF, now=CLOCK, **kwargs)  # type: ignore[arg-type]
+    return run_export(settings.export, engine, AS_OF, now=CLOCK, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -150,7 +150,7 @@ def test_later_run_bills_only_new_lines_with_higher_control_numbers(
         period_end=DEC_END,
     )
     second = run_export(
-        settings, registry, date(2027, 1, 1), now=CLOCK.replace(year=2027, month=1, day=1)
+        settings.export, registry, date(2027, 1, 1), now=CLOCK.replace(year=2027, month=1, day=1)
     )
     assert first.control is not None and second.control is not None
     assert second.control.interchange > first.control.interchange
@@ -163,7 +163,7 @@ def test_later_run_bills_only_new_lines_with_higher_control_numbers(
 
 def test_periods_not_yet_over_are_not_exported(registry: Engine, settings: Settings) -> None:
     seed(registry)
-    result = run_export(settings, registry, NOV_END, now=CLOCK)  # Nov 30 is not past yet
+    result = run_export(settings.export, registry, NOV_END, now=CLOCK)  # Nov 30 is not past yet
     assert result.run_dir is None and not ledger_rows(registry)
 
 
@@ -211,7 +211,7 @@ def test_same_inputs_give_byte_identical_exports(tmp_path: Path) -> None:
         url = f"sqlite:///{tmp_path / name}.db"
         engine = open_registry(url)
         seed(engine)
-        result = run_export(export_settings(tmp_path / name, url), engine, AS_OF, now=CLOCK)
+        result = run_export(export_settings(tmp_path / name, url).export, engine, AS_OF, now=CLOCK)
         engine.dispose()
         assert result.run_dir is not None
         outputs.append({p.name: p.read_bytes() for p in result.run_dir.iterdir()})
@@ -439,7 +439,7 @@ def test_two_racing_exports_bill_each_line_once(
     winner: list[ExportResult] = []
 
     def rival(_run_dir: Path) -> None:
-        winner.append(run_export(settings, registry, AS_OF, out_dir=other_dir, now=CLOCK))
+        winner.append(run_export(settings.export, registry, AS_OF, out_dir=other_dir, now=CLOCK))
 
     with pytest.raises(ExportError, match="another export"):
         export(settings, registry, _after_files=rival)
@@ -513,13 +513,13 @@ def test_as_of_after_today_is_refused_and_nothing_is_billed(
     seed_past_november(registry)
     today_noon = datetime(2026, 11, 30, 17, 0, tzinfo=UTC)  # Nov 30 in New York
     with pytest.raises(AsOfError, match=r"as-of date 2027-01-31 is after today \(2026-11-30"):
-        run_export(settings, registry, date(2027, 1, 31), now=today_noon)
+        run_export(settings.export, registry, date(2027, 1, 31), now=today_noon)
     assert not ledger_rows(registry)
     assert not settings.exports_dir.exists() or not any(settings.exports_dir.iterdir())
     with registry.connect() as conn:
         assert not conn.execute(select(ControlNumber.name)).all()
     # Today itself is fine: only periods that ended before it are final, so none here.
-    assert run_export(settings, registry, date(2026, 11, 30), now=today_noon).run_dir is None
+    assert run_export(settings.export, registry, date(2026, 11, 30), now=today_noon).run_dir is None
 
 
 @pytest.mark.parametrize(
@@ -534,10 +534,10 @@ def test_today_is_the_organisations_date_not_utcs(
     now = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
     if refused:
         with pytest.raises(AsOfError, match="after today"):
-            run_export(settings, registry, AS_OF, now=now)
+            run_export(settings.export, registry, AS_OF, now=now)
         assert not ledger_rows(registry)
     else:
-        assert run_export(settings, registry, AS_OF, now=now).lines == 4
+        assert run_export(settings.export, registry, AS_OF, now=now).lines == 4
 
 
 def test_payer_missing_from_billing_payers_is_held_not_billed_as_medicare(

@@ -92,7 +92,7 @@ def test_broker_restart_mid_stream_loses_nothing_and_stores_once(
     )
     engine = open_registry(s.effective_database_url)
     register_devices(engine, ["BP-1"])
-    service = IngestService(s, engine)
+    service = IngestService(s.ingest, engine)
     stop = threading.Event()
     runner = threading.Thread(target=service.run, args=(stop,), daemon=True)
     runner.start()

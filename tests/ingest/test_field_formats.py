@@ -65,7 +65,7 @@ def test_activity_with_an_impossible_date_is_quarantined_as_bad_time_and_the_res
             NOW,
         ),
     ]
-    outcome = IngestPipeline(settings, registry, "t").handle(messages)
+    outcome = IngestPipeline(settings.ingest, registry, "t").handle(messages)
     assert outcome.activities == 2
     assert outcome.quarantined == {"bad_time": 4}
     with registry.connect() as conn:
@@ -140,11 +140,11 @@ def test_gateway_bundle_is_stored_under_the_device_its_serial_number_names(
     register_device(registry, "BP-000999")
     jsonl = tmp_path / "gateway.jsonl"
     jsonl.write_bytes(gateway_upload("SN-44107", 1) + b"\n" + gateway_upload("SN-55555", 2) + b"\n")
-    summary = backfill_file(settings, registry, jsonl, NOW)
+    summary = backfill_file(settings.ingest, registry, jsonl, NOW)
     assert (summary.stored, dict(summary.quarantined)) == (1, {"unknown_device": 1})
     topic = f"{settings.broker.topic_root}/devices/BP-000123/readings"
     other = f"{settings.broker.topic_root}/devices/BP-000999/readings"
-    outcome = IngestPipeline(settings, registry, "t").handle(
+    outcome = IngestPipeline(settings.ingest, registry, "t").handle(
         [
             Message(topic, gateway_upload("SN-44107", 3), NOW),
             Message(other, gateway_upload("SN-44107", 4), NOW),
@@ -156,7 +156,7 @@ def test_gateway_bundle_is_stored_under_the_device_its_serial_number_names(
     assert table.column("systolic_mmhg").to_pylist() == [128, 128]
     # Registering the unknown cuff's serial number lets a replay store its upload.
     register_device(registry, "BP-000555", "SN-55555")
-    assert replay(settings, registry, "unknown_device").stored == 1
+    assert replay(settings.ingest, registry, "unknown_device").stored == 1
     assert "BP-000555" in stored_readings(settings).column("device_id").to_pylist()
 
 

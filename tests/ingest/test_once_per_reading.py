@@ -151,7 +151,7 @@ def test_a_compaction_killed_after_writing_its_merged_file_shows_no_reading_twic
     settings = load_settings(None, env={}, overrides={"data_dir": str(tmp_path / "data")})
     engine = open_registry(settings.effective_database_url)
     register_devices(engine, DEVICES)
-    pipeline = IngestPipeline(settings, engine, "test")
+    pipeline = IngestPipeline(settings.ingest, engine, "test")
     topic_of = {d: reading_topic(settings, d) for d in DEVICES}
     n = 600  # minutes after 12:00 UTC: one day
     received = datetime(2026, 11, 4, tzinfo=UTC)
@@ -210,7 +210,7 @@ def test_a_reading_id_resent_with_other_times_is_quarantined_and_counted_once(
     topic = reading_topic(settings, device)
     # The original, then 16 resends of the same id dated on 16 other days, and one true copy.
     messages = [(topic, doc(0))] + [(topic, doc(d)) for d in range(1, 17)] + [(topic, doc(0))]
-    service = IngestService(settings, registry)
+    service = IngestService(settings.ingest, registry)
     import threading
 
     stop = threading.Event()

@@ -123,7 +123,7 @@ def test_a_poison_activity_is_quarantined_and_the_1000_readings_around_it_are_st
 ) -> None:
     s = live.settings
     poison = activity(s, "A-POISON", "9999-12-31T23:59:59-14:00")
-    with running(IngestService(s, live.engine)) as service:
+    with running(IngestService(s.ingest, live.engine)) as service:
         publish(s, [*readings(s, 500), poison, *readings(s, 500, start=500)])
         wait_for(lambda: service.stats.processed >= 1001, 60, "every message handled")
     assert service.stats.processed == 1001
@@ -135,7 +135,7 @@ def test_a_poison_activity_is_quarantined_and_the_1000_readings_around_it_are_st
     if q[0]["reason_code"] == "internal_error":
         assert q[0]["reason"].endswith("while handling the message") or "Error" in q[0]["reason"]
     # It was acknowledged: a restart gets nothing back.
-    again = run_until(IngestService(s, live.engine), lambda st: False, 3)
+    again = run_until(IngestService(s.ingest, live.engine), lambda st: False, 3)
     assert again.received == 0
 
 
@@ -162,7 +162,7 @@ def test_a_message_failing_the_same_way_n_times_while_the_database_answers_is_qu
     s = live.settings
     good = activity(s, "A-GOOD", "2026-11-03T10:00:00-06:00")
     poison = activity(s, "A-POISON", "2026-11-03T11:00:00-06:00")
-    with running(IngestService(s, live.engine)) as service:
+    with running(IngestService(s.ingest, live.engine)) as service:
         publish(s, [*readings(s, 100), poison, good, *readings(s, 100, start=100)])
         wait_for(lambda: service.stats.processed >= 202, 90, "every message handled")
     assert service.stats.processed == 202
@@ -171,7 +171,7 @@ def test_a_message_failing_the_same_way_n_times_while_the_database_answers_is_qu
     q = read_quarantine(s.quarantine_dir).to_pylist()
     assert [r["reason_code"] for r in q] == ["internal_error"]
     assert f"OperationalError {MAX_ATTEMPTS} times" in q[0]["reason"]
-    again = run_until(IngestService(s, live.engine), lambda st: False, 3)
+    again = run_until(IngestService(s.ingest, live.engine), lambda st: False, 3)
     assert again.received == 0
 
 
@@ -256,7 +256,7 @@ def test_readings_are_stored_and_acknowledged_while_the_database_is_down(
     proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     stack = live_stack(tmp_path, proxied)
     s = stack.settings
-    service = IngestService(s, stack.engine)
+    service = IngestService(s.ingest, stack.engine)
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     thread.start()
@@ -292,7 +292,7 @@ def test_keepalive_is_serviced_while_a_failed_write_is_retried_and_the_log_names
 ) -> None:
     stack = live_stack(tmp_path, pg_schema_url, **{"broker.keepalive_seconds": 2})
     s = stack.settings
-    service = IngestService(s, stack.engine)
+    service = IngestService(s.ingest, stack.engine)
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     with caplog.at_level(logging.ERROR, logger="rpmpipe.ingest"):
@@ -328,7 +328,7 @@ def test_messages_keep_coming_in_while_a_batch_waits_for_the_store(
 ) -> None:
     stack = live_stack(tmp_path, pg_schema_url, **{"broker.batch_size": 10})
     s = stack.settings
-    service = IngestService(s, stack.engine)
+    service = IngestService(s.ingest, stack.engine)
     try:
         with running(service):
             # Another writer holds the store: the first batch of 10 waits for it.
@@ -342,7 +342,7 @@ def test_messages_keep_coming_in_while_a_batch_waits_for_the_store(
         assert service.stats.processed == 30
         assert len(stored_readings(s)) == 30
         # Each was acknowledged after its write: the session brings none back.
-        again = run_until(IngestService(s, stack.engine), lambda st: False, 3)
+        again = run_until(IngestService(s.ingest, stack.engine), lambda st: False, 3)
         assert again.received == 0
     finally:
         stack.engine.dispose()
@@ -363,7 +363,7 @@ def test_temp_files_left_by_a_killed_writer_are_removed_at_start_up(live: Live) 
     q_left.mkdir(parents=True, exist_ok=True)
     q_tmp = q_left / f".part-x-{dead.pid}-18a2b3c4d5e6f708-000002.parquet.00ff00ff.tmp"
     q_tmp.write_bytes(b"")
-    run_until(IngestService(s, live.engine), lambda st: st.subscribed > 0, 15)
+    run_until(IngestService(s.ingest, live.engine), lambda st: st.subscribed > 0, 15)
     assert not left.exists() and not q_tmp.exists()
 
 
@@ -372,7 +372,7 @@ def test_temp_files_left_by_a_killed_writer_are_removed_at_start_up(live: Live) 
 
 def test_a_session_taken_over_repeatedly_stops_ingest_naming_the_client_id(live: Live) -> None:
     s = live.settings
-    service = IngestService(s, live.engine)
+    service = IngestService(s.ingest, live.engine)
     address = parse_broker(s.broker)
     stop_thief = threading.Event()
 
@@ -416,7 +416,7 @@ def test_an_unwritable_data_dir_is_one_clear_error_before_subscribing(live: Live
     s.data_dir.mkdir(parents=True, exist_ok=True)
     (s.data_dir / "readings").write_bytes(b"")  # a file where the readings dir should be
     with pytest.raises(ServiceUnavailable) as caught:
-        IngestService(s, live.engine).run(threading.Event())
+        IngestService(s.ingest, live.engine).run(threading.Event())
     assert str(s.readings_dir) in str(caught.value)
     assert "not writable" in str(caught.value)
 
@@ -432,6 +432,6 @@ def test_an_unreachable_registry_is_one_clear_error_before_subscribing(tmp_path:
 
     engine = make_engine(url)
     with pytest.raises(ServiceUnavailable) as caught:
-        IngestService(settings, engine).run(threading.Event())
+        IngestService(settings.ingest, engine).run(threading.Event())
     assert f"127.0.0.1:{free}/test" in str(caught.value)
     assert "pw-" not in str(caught.value)

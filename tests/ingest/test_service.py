@@ -67,7 +67,7 @@ def assert_stored_exactly_once(stack, n: int) -> None:  # type: ignore[no-untype
 
 def test_published_readings_are_stored_once_and_bad_ones_quarantined(stack, registry) -> None:  # type: ignore[no-untyped-def]
     register_patient(registry)
-    service = IngestService(stack.settings, registry)
+    service = IngestService(stack.settings.ingest, registry)
     run_until(service, lambda s: s.subscribed > 0, 15)
     good = readings(stack, 300)
     activity = {
@@ -92,7 +92,9 @@ def test_published_readings_are_stored_once_and_bad_ones_quarantined(stack, regi
     ]
     publish(stack.settings, good + good[:50] + bad)
     total = len(good) + 50 + len(bad)
-    stats = run_until(IngestService(stack.settings, registry), lambda s: s.processed >= total, 60)
+    stats = run_until(
+        IngestService(stack.settings.ingest, registry), lambda s: s.processed >= total, 60
+    )
     assert stats.processed == total
     assert_stored_exactly_once(stack, 300)
     assert stats.quarantined == {
@@ -109,10 +111,14 @@ def test_published_readings_are_stored_once_and_bad_ones_quarantined(stack, regi
 
 
 def test_backlog_published_while_ingest_was_away_is_delivered(stack, registry) -> None:  # type: ignore[no-untyped-def]
-    first = run_until(IngestService(stack.settings, registry), lambda s: s.subscribed > 0, 15)
+    first = run_until(
+        IngestService(stack.settings.ingest, registry), lambda s: s.subscribed > 0, 15
+    )
     assert first.subscribed > 0
     publish(stack.settings, readings(stack, 400))
-    stats = run_until(IngestService(stack.settings, registry), lambda s: s.processed >= 400, 60)
+    stats = run_until(
+        IngestService(stack.settings.ingest, registry), lambda s: s.processed >= 400, 60
+    )
     assert stats.processed == 400
     assert_stored_exactly_once(stack, 400)
 
@@ -242,7 +248,7 @@ def test_broker_unreachable_at_start_is_one_error_naming_host_and_port_never_cre
         },
     )
     engine = open_registry(settings.effective_database_url)
-    service = IngestService(settings, engine)
+    service = IngestService(settings.ingest, engine)
     with pytest.raises(ServiceUnavailable) as caught:
         service.run(threading.Event())
     engine.dispose()

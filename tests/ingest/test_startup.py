@@ -36,7 +36,7 @@ def test_a_queued_backlog_streams_in_while_the_registry_is_opened(stack) -> None
     register_devices(registry, ["BP-001"])
     try:
         # The persistent session exists; 20 readings queue for it while ingest is away.
-        run_until(IngestService(s, registry), lambda st: st.subscribed > 0, 30)
+        run_until(IngestService(s.ingest, registry), lambda st: st.subscribed > 0, 30)
         publish(s, [(reading_topic(s, "BP-001"), bp_payload("BP-001", i)) for i in range(20)])
         service: IngestService | None = None
 
@@ -48,7 +48,7 @@ def test_a_queued_backlog_streams_in_while_the_registry_is_opened(stack) -> None
                 time.sleep(0.01)
             return registry
 
-        service = IngestService(s, open_engine)
+        service = IngestService(s.ingest, open_engine)
         stats = run_until(service, lambda st: st.processed >= 20, 30)
         assert stats.processed == 20 and stats.stored == 20
     finally:

@@ -146,12 +146,12 @@ def test_backfill_stores_good_lines_quarantines_bad_ones_with_line_numbers(
     ]
     path = tmp_path / "backfill.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
-    summary = backfill_file(settings, registry, path, NOW)
+    summary = backfill_file(settings.ingest, registry, path, NOW)
     assert (summary.lines, summary.stored, summary.duplicates) == (5, 2, 1)
     assert dict(summary.quarantined) == {"bad_json": 1, "unknown_device": 1, "unknown_type": 1}
     reasons = sorted(read_quarantine(settings.quarantine_dir).column("reason").to_pylist())
     assert reasons[0].startswith("line 3:") and reasons[1].startswith("line 4:")
-    again = backfill_file(settings, registry, path, NOW)
+    again = backfill_file(settings.ingest, registry, path, NOW)
     assert (again.stored, again.duplicates) == (0, 3)
     assert stored_readings(settings).num_rows == 2
     assert read_quarantine(settings.quarantine_dir).num_rows == 3
@@ -162,20 +162,20 @@ def test_replay_after_registering_the_device_stores_once_and_leaves_quarantine(
     registry: Engine,
 ) -> None:
     topic = f"{settings.broker.topic_root}/devices/BP-7/readings"
-    pipeline = IngestPipeline(settings, registry, "t", device_refresh=0)
+    pipeline = IngestPipeline(settings.ingest, registry, "t", device_refresh=0)
     msgs = [Message(topic, bp_payload("BP-7", i), NOW) for i in range(3)]
     msgs.append(Message(topic, b"garbage", NOW))
     outcome = pipeline.handle(msgs)
     assert outcome.quarantined == {"unknown_device": 4}
-    assert replay(settings, registry, "unknown_device").still_quarantined == 4
+    assert replay(settings.ingest, registry, "unknown_device").still_quarantined == 4
     register_devices(registry, ["BP-7"])
-    summary = replay(settings, registry, "unknown_device")
+    summary = replay(settings.ingest, registry, "unknown_device")
     assert (summary.stored, summary.replayed, summary.still_quarantined) == (3, 3, 1)
     left = read_quarantine(settings.quarantine_dir)
     # The first reason stays; the latest attempt's is recorded beside it.
     assert left.column("reason_code").to_pylist() == ["unknown_device"]
     assert left.column("last_reason_code").to_pylist() == ["bad_json"]
-    again = replay(settings, registry)
+    again = replay(settings.ingest, registry)
     assert (again.stored, again.replayed) == (0, 0)
     assert stored_readings(settings).num_rows == 3
 
@@ -332,19 +332,21 @@ def test_replay_failing_for_another_reason_keeps_the_first_reason(
     import dataclasses
 
     topic = f"{settings.broker.topic_root}/devices/BP-9/readings"
-    IngestPipeline(settings, registry, "t").handle([Message(topic, bp_payload("BP-9", 1), NOW)])
+    IngestPipeline(settings.ingest, registry, "t").handle(
+        [Message(topic, bp_payload("BP-9", 1), NOW)]
+    )
     (first,) = read_quarantine(settings.quarantine_dir).to_pylist()
     assert (first["reason_code"], first["last_reason_code"]) == ("unknown_device", None)
     # Replayed under another topic root, the record now fails as unknown_topic.
     moved = dataclasses.replace(
         settings, broker=dataclasses.replace(settings.broker, topic_root="elsewhere/v1")
     )
-    assert replay(moved, registry).still_quarantined == 1
+    assert replay(moved.ingest, registry).still_quarantined == 1
     (after,) = read_quarantine(settings.quarantine_dir).to_pylist()
     assert (after["reason_code"], after["reason"]) == (first["reason_code"], first["reason"])
     assert after["last_reason_code"] == "unknown_topic"
     # Replayed again with the right root, the latest reason follows; the first stays.
-    assert replay(settings, registry).still_quarantined == 1
+    assert replay(settings.ingest, registry).still_quarantined == 1
     (again,) = read_quarantine(settings.quarantine_dir).to_pylist()
     assert (again["reason_code"], again["last_reason_code"]) == ("unknown_device", "unknown_device")
 
@@ -386,7 +388,7 @@ def test_one_bad_activity_of_an_array_quarantines_only_itself(
     too_long = {**ok, "activity_id": "A-2", "minutes": 5000}
     not_object = 7
     topic = f"{settings.broker.topic_root}/activities"
-    pipeline = IngestPipeline(settings, registry, "t")
+    pipeline = IngestPipeline(settings.ingest, registry, "t")
     outcome = pipeline.handle(
         [
             Message(
@@ -419,7 +421,7 @@ def test_backfill_reports_quarantined_line_numbers_with_codes(
     ]
     path = tmp_path / "backfill.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
-    summary = backfill_file(settings, registry, path, NOW, batch_lines=2)
+    summary = backfill_file(settings.ingest, registry, path, NOW, batch_lines=2)
     assert summary.rejected_lines == [(2, "bad_json"), (3, "unknown_device"), (4, "unknown_type")]
 
 
@@ -428,7 +430,7 @@ def test_device_registered_just_after_start_is_accepted_in_the_next_batch(
 ) -> None:
     # Devices registered moments before their first sync (as `rpmpipe simulate` does) must not
     # wait out the refresh interval in quarantine.
-    pipeline = IngestPipeline(settings, registry, "t", device_refresh=3600)
+    pipeline = IngestPipeline(settings.ingest, registry, "t", device_refresh=3600)
     pipeline.devices.refresh()  # ingest read the registry at start-up, before the device existed
     register_devices(registry, ["BP-NEW"])
     topic = f"{settings.broker.topic_root}/devices/BP-NEW/readings"
@@ -446,10 +448,10 @@ def test_replay_that_empties_a_quarantine_file_removes_it(
 ) -> None:
     jsonl = tmp_path / "one.jsonl"
     jsonl.write_bytes(bp_payload("BP-LATE", 1) + b"\n")
-    backfill_file(settings, registry, jsonl, NOW)
+    backfill_file(settings.ingest, registry, jsonl, NOW)
     assert read_quarantine(settings.quarantine_dir).num_rows == 1
     register_devices(registry, ["BP-LATE"])
-    replay(settings, registry)
+    replay(settings.ingest, registry)
     assert read_quarantine(settings.quarantine_dir).num_rows == 0
     assert stored_readings(settings).column("device_id").to_pylist() == ["BP-LATE"]
-    replay(settings, registry)  # nothing left: a second replay is a no-op, not a crash
+    replay(settings.ingest, registry)  # nothing left: a second replay is a no-op, not a crash

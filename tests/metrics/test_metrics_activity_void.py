@@ -28,7 +28,7 @@ MARCH = date(2026, 3, 1)
 def _march(settings: Settings, engine: Engine) -> object:
     (month,) = [
         r
-        for r in compute(settings, engine, AS_OF)
+        for r in compute(settings.metrics, engine, AS_OF)
         if r.patient_id == "P1" and r.kind == "treatment_management" and r.period_start == MARCH
     ]
     return month
@@ -82,12 +82,12 @@ def test_voiding_time_in_an_exported_month_writes_a_correction(
     seeded: tuple[Settings, Engine], tmp_path: Path
 ) -> None:
     settings, engine = seeded
-    compute_and_persist(settings, engine, AS_OF, NOW)
-    first = run_export(settings, engine, AS_OF, tmp_path / "first", now=NOW)
+    compute_and_persist(settings.metrics, engine, AS_OF, NOW)
+    first = run_export(settings.export, engine, AS_OF, tmp_path / "first", now=NOW)
     assert first.lines > 0
     _void(settings, "A2", "--reason", "duplicate of the call", "--by", "alice")
-    compute_and_persist(settings, engine, AS_OF, NOW)
-    second = run_export(settings, engine, AS_OF, tmp_path / "second", now=NOW)
+    compute_and_persist(settings.metrics, engine, AS_OF, NOW)
+    second = run_export(settings.export, engine, AS_OF, tmp_path / "second", now=NOW)
     assert second.corrections == 1 and second.run_dir is not None
     rows = list(csv.DictReader(io.StringIO((second.run_dir / "corrections.csv").read_text())))
     assert [(r["record_kind"], r["period_start"]) for r in rows] == [

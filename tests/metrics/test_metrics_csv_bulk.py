@@ -234,9 +234,9 @@ def test_compute_csv_equals_the_csv_of_compute_on_each_registry_database(
     settings, engine = seeded
     for as_of in (date(2026, 3, 20), date(2026, 4, 5), date(2026, 6, 1)):
         expected = io.StringIO()
-        write_csv(compute(settings, engine, as_of), expected)
+        write_csv(compute(settings.metrics, engine, as_of), expected)
         got = io.BytesIO()
-        write_csv_pieces(compute_csv(settings, engine, as_of), got)
+        write_csv_pieces(compute_csv(settings.metrics, engine, as_of), got)
         assert got.getvalue().decode() == expected.getvalue()
         assert expected.getvalue().count("\n") > 3
 
@@ -264,9 +264,9 @@ def test_compute_csv_renders_its_rows_as_they_are_taken(
     settings, engine = seeded
     as_of = date(2026, 4, 5)
     expected = io.StringIO()
-    write_csv(compute(settings, engine, as_of), expected)
+    write_csv(compute(settings.metrics, engine, as_of), expected)
     monkeypatch.setattr(csv_bulk, "BLOCK_PATIENTS", 1)
-    pieces = compute_csv(settings, engine, as_of)
+    pieces = compute_csv(settings.metrics, engine, as_of)
     assert not isinstance(pieces, list)
     got = [bytes(p) for p in pieces]
     body = expected.getvalue().split("\n", 1)[1]

@@ -186,7 +186,7 @@ def test_compute_and_persist_writes_final_records_idempotently(
     settings, engine = seeded
     now = datetime(2026, 4, 6, 7, 0, tzinfo=UTC)
 
-    records = compute_and_persist(settings, engine, AS_OF, now)
+    records = compute_and_persist(settings.metrics, engine, AS_OF, now)
 
     p1 = {(r.kind, r.period_start): r for r in records if r.patient_id == "P1"}
     assert p1[("device_supply", date(2026, 3, 1))].transmission_days == 20
@@ -221,7 +221,7 @@ def test_compute_and_persist_writes_final_records_idempotently(
     assert month.episode_start == date(2026, 3, 1)
 
     before = _rows(engine)
-    compute_and_persist(settings, engine, AS_OF, now + timedelta(hours=5))
+    compute_and_persist(settings.metrics, engine, AS_OF, now + timedelta(hours=5))
     assert _rows(engine) == before
 
 
@@ -229,7 +229,7 @@ def test_no_consent_patient_is_reported_but_not_persisted_while_open(
     seeded: tuple[Settings, Engine],
 ) -> None:
     settings, engine = seeded
-    records = compute(settings, engine, AS_OF)
+    records = compute(settings.metrics, engine, AS_OF)
     p2 = [r for r in records if r.patient_id == "P2"]
     assert [(r.status, r.reason) for r in p2] == [
         (
@@ -323,7 +323,7 @@ def test_counts_readings_stored_by_the_ingest_sink(tmp_path: Path) -> None:
     sink.write(readings)
     supply = [
         r
-        for r in compute(settings, engine, AS_OF)
+        for r in compute(settings.metrics, engine, AS_OF)
         if r.kind == "device_supply" and r.patient_id == "P1"
     ]
     assert supply[0].transmission_days == 17
@@ -375,7 +375,7 @@ def test_patient_without_a_zone_is_counted_in_the_organisations_zone(
                     }
                 ],
             )
-        records = compute(settings, engine, AS_OF)
+        records = compute(settings.metrics, engine, AS_OF)
         p1 = [r for r in records if r.patient_id == "P1"]
         supply = next(r for r in p1 if r.kind == "device_supply")
         assert supply.evidence_dates == (date(2026, 3, 31),)
@@ -391,11 +391,11 @@ def test_compute_and_persist_refuses_an_as_of_after_today_and_saves_nothing(
     # 02:00 UTC on Apr 6 is still Apr 5 in New York: Apr 6 is tomorrow there.
     now = datetime(2026, 4, 6, 2, 0, tzinfo=UTC)
     with pytest.raises(AsOfError, match=r"as-of date 2026-04-06 is after today \(2026-04-05"):
-        compute_and_persist(settings, engine, date(2026, 4, 6), now)
+        compute_and_persist(settings.metrics, engine, date(2026, 4, 6), now)
     assert issubclass(AsOfError, RpmpipeError)
     assert _rows(engine) == []
     # Today itself is accepted (only periods ended before it are final).
-    assert compute_and_persist(settings, engine, date(2026, 4, 5), now)
+    assert compute_and_persist(settings.metrics, engine, date(2026, 4, 5), now)
     assert _rows(engine)
 
 
@@ -403,4 +403,4 @@ def test_compute_and_persist_needs_an_aware_clock(tmp_path: Path) -> None:
     settings = _settings(tmp_path, f"sqlite:///{tmp_path / 'registry.db'}")
     engine = open_registry(settings.effective_database_url)
     with pytest.raises(ValueError, match="timezone-aware"):
-        compute_and_persist(settings, engine, AS_OF, datetime(2026, 4, 6, 7))  # noqa: DTZ001
+        compute_and_persist(settings.metrics, engine, AS_OF, datetime(2026, 4, 6, 7))  # noqa: DTZ001

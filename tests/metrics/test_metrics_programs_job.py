@@ -200,7 +200,7 @@ NOV = date(2026, 11, 1)
 
 def test_every_program_bills_its_month_from_its_own_time(world: tuple[Settings, Engine]) -> None:
     settings, engine = world
-    records = job.compute(settings, engine, AS_OF)
+    records = job.compute(settings.metrics, engine, AS_OF)
     assert billed(records, "P-CCM", "CCM", NOV) == ["99490x1", "99439x1"]
     assert billed(records, "P-PCM", "PCM", NOV) == ["99424x1"]
     assert billed(records, "P-BHI", "BHI", NOV) == ["99484x1"]
@@ -219,8 +219,8 @@ def test_every_program_bills_its_month_from_its_own_time(world: tuple[Settings, 
 def test_record_and_csv_renderings_agree(world: tuple[Settings, Engine]) -> None:
     settings, engine = world
     text = io.StringIO()
-    write_csv(job.compute(settings, engine, AS_OF), text)
-    pieces = job.compute_csv(settings, engine, AS_OF)
+    write_csv(job.compute(settings.metrics, engine, AS_OF), text)
+    pieces = job.compute_csv(settings.metrics, engine, AS_OF)
     assert b"".join(bytes(p) for p in pieces).decode() == text.getvalue().split("\n", 1)[1]
 
 
@@ -232,7 +232,7 @@ def test_rpm_and_rtm_overlapping_hold_the_later_and_both_renderings_agree(
     nov7 = "2026-11-08T10:00:00-06:00"
     t2 = activity("T2", "P-BOTH", "RTM", nov7, 25, interactive=True)
     import_rows(engine, "activities", [t2], "t", now=CLOCK)
-    records = job.compute(settings, engine, AS_OF)
+    records = job.compute(settings.metrics, engine, AS_OF)
     rtm = next(
         r
         for r in records
@@ -255,7 +255,7 @@ def test_rpm_and_rtm_overlapping_hold_the_later_and_both_renderings_agree(
     assert {x.code for r in rpm for x in r.lines} == {"99453", "99454", "99457"}
     text = io.StringIO()
     write_csv(records, text)
-    pieces = job.compute_csv(settings, engine, AS_OF)
+    pieces = job.compute_csv(settings.metrics, engine, AS_OF)
     assert b"".join(bytes(p) for p in pieces).decode() == text.getvalue().split("\n", 1)[1]
 
 
@@ -266,7 +266,7 @@ def test_99091_from_physician_data_review_is_held_beside_99457_unless_the_payer_
     at = "2026-11-09T08:00:00-06:00"
     review = activity("I1", "P-BOTH", "RPM", at, 35, "physician", kind="data_review")
     import_rows(engine, "activities", [review], "test", now=CLOCK)
-    records = job.compute(settings, engine, AS_OF)
+    records = job.compute(settings.metrics, engine, AS_OF)
     interp = [r for r in records if r.kind == "data_interpretation"]
     # The 30-day period of the supply periods: from the first day with data (2026-11-01),
     # not from the enrollment start (2026-10-01).
@@ -294,12 +294,14 @@ def test_99091_from_physician_data_review_is_held_beside_99457_unless_the_payer_
             },
         },
     )
-    interp = [r for r in job.compute(allowing, engine, AS_OF) if r.kind == "data_interpretation"]
+    interp = [
+        r for r in job.compute(allowing.metrics, engine, AS_OF) if r.kind == "data_interpretation"
+    ]
     assert [x.code for x in interp[0].lines] == ["99091"]
     for each in (settings, allowing):  # both renderings, with a 99091 line held or billed
         text = io.StringIO()
-        write_csv(job.compute(each, engine, AS_OF), text)
-        pieces = job.compute_csv(each, engine, AS_OF)
+        write_csv(job.compute(each.metrics, engine, AS_OF), text)
+        pieces = job.compute_csv(each.metrics, engine, AS_OF)
         assert b"".join(bytes(p) for p in pieces).decode() == text.getvalue().split("\n", 1)[1]
 
 
@@ -309,8 +311,8 @@ def test_export_carries_every_program_and_its_837p_passes_pyx12(
     plain, engine = world
     # The enrollments are ordered by a practitioner (NPI), the clinic bills under its own.
     settings = with_identity(plain, provider_npi=OTHER_ORGANISATION_NPI, rendering_npi=NPI)
-    job.compute_and_persist(settings, engine, AS_OF, CLOCK)
-    result = run_export(settings, engine, AS_OF, tmp_path / "out", now=CLOCK)
+    job.compute_and_persist(settings.metrics, engine, AS_OF, CLOCK)
+    result = run_export(settings.export, engine, AS_OF, tmp_path / "out", now=CLOCK)
     assert result.run_dir is not None
     with (result.run_dir / "charges.csv").open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -329,7 +331,7 @@ def test_a_voided_entry_counts_for_no_program(world: tuple[Settings, Engine]) ->
             .where(CareActivity.activity_id.in_(["C2", "R1"]))
             .values(voided_reason="entered twice", voided_by="S9", voided_at=CLOCK)
         )
-    records = job.compute(settings, engine, AS_OF)
+    records = job.compute(settings.metrics, engine, AS_OF)
     assert billed(records, "P-CCM", "CCM", NOV) == ["99490x1"]
     # With the RPM call voided, the CCM call keeps all its 30 minutes.
     assert billed(records, "P-BOTH", "CCM", NOV) == ["99490x1"]

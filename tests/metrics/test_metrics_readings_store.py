@@ -36,16 +36,16 @@ def test_metrics_refuse_a_missing_or_empty_readings_store_naming_it(
     seeded: tuple[Settings, Engine], tmp_path: Path, empty: bool
 ) -> None:
     settings, engine = seeded
-    compute_and_persist(settings, engine, AS_OF, NOW)
+    compute_and_persist(settings.metrics, engine, AS_OF, NOW)
     before = _stored(engine)
     assert before
     wrong = _elsewhere(settings, tmp_path / "typo")
     if empty:
         (wrong.readings_dir / "date=2026-03-02").mkdir(parents=True)
     for run in (
-        lambda: compute(wrong, engine, AS_OF),
-        lambda: compute_csv(wrong, engine, AS_OF),
-        lambda: compute_and_persist(wrong, engine, AS_OF, NOW),
+        lambda: compute(wrong.metrics, engine, AS_OF),
+        lambda: compute_csv(wrong.metrics, engine, AS_OF),
+        lambda: compute_and_persist(wrong.metrics, engine, AS_OF, NOW),
     ):
         with pytest.raises(ReadingsStoreError) as caught:
             run()
@@ -72,7 +72,7 @@ def test_metrics_and_export_commands_exit_1_naming_the_readings_directory(
     seeded: tuple[Settings, Engine], tmp_path: Path
 ) -> None:
     settings, engine = seeded
-    compute_and_persist(settings, engine, AS_OF, NOW)
+    compute_and_persist(settings.metrics, engine, AS_OF, NOW)
     before = _stored(engine)
     wrong = tmp_path / "typo"
     base = ["--data-dir", str(wrong), "--database-url", settings.effective_database_url]

@@ -29,8 +29,8 @@ def test_compute_reports_each_step_and_every_reading_scanned(
 ) -> None:
     settings, engine = seeded
     progress = Recorder()
-    records = compute(settings, engine, AS_OF, progress=progress)
-    assert records == compute(settings, engine, AS_OF)  # watching changes nothing
+    records = compute(settings.metrics, engine, AS_OF, progress=progress)
+    assert records == compute(settings.metrics, engine, AS_OF)  # watching changes nothing
     assert progress.labels == [
         "reading the registry",
         "reading care activities",
@@ -55,7 +55,7 @@ def test_persisting_reports_the_final_records_saved(seeded: tuple[Settings, Engi
     settings, engine = seeded
     progress = Recorder()
     records = compute_and_persist(
-        settings, engine, AS_OF, datetime(2026, 4, 6, 7, tzinfo=UTC), progress
+        settings.metrics, engine, AS_OF, datetime(2026, 4, 6, 7, tzinfo=UTC), progress
     )
     final = sum(1 for r in records if r.period_end < AS_OF)
     saved = progress.named("saving the final records")

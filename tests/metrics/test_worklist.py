@@ -162,7 +162,9 @@ def test_metrics_at_risk_prints_the_worklist_of_the_records(
 ) -> None:
     settings, engine = seeded
     as_of = date(2026, 3, 20)  # P1's first period (from 2026-03-01) and March are open
-    expected = [row_to_dict(r) for r in build_worklist(compute(settings, engine, as_of), as_of)]
+    expected = [
+        row_to_dict(r) for r in build_worklist(compute(settings.metrics, engine, as_of), as_of)
+    ]
     assert expected, "the seed patients have open periods"
     base = [
         "--data-dir",

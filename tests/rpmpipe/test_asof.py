@@ -61,7 +61,7 @@ def test_metrics_and_export_raise_the_same_as_of_error(tmp_path: Path) -> None:
 
     settings = load_settings(None, env={}, overrides={"data_dir": str(tmp_path)})
     engine = open_registry(settings.effective_database_url)
-    for run in (compute_and_persist, lambda s, e, d, n: run_export(s, e, d, now=n)):
+    for run in (compute_and_persist, lambda s, e, d, n: run_export(s.export, e, d, now=n)):
         with pytest.raises(AsOfError, match="as-of date 2026-04-06 is after today"):
             run(settings, engine, date(2026, 4, 6), LATE_EVENING_NY)
 

@@ -95,3 +95,58 @@ def test_the_stage_folders_are_never_imported_as_top_level_packages() -> None:
         if module.split(".")[0] in STAGES
     ]
     assert top_level == []
+
+
+# The application holds the whole settings; a stage receives its sections (BrokerSettings,
+# RuleSettings, BillingSettings, StoreSettings) or its stage's view (IngestSettings,
+# MetricsSettings, ExportSettings). Loading the settings is the application's too.
+WHOLE_SETTINGS = {"Settings", "load_settings"}
+
+
+def _takes_the_whole_settings(source: str, name: str) -> list[str]:
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source, name)):
+        if isinstance(node, ast.ImportFrom) and node.module == "rpmpipe.settings":
+            found.extend(
+                f"{name}:{node.lineno} imports {a.name}"
+                for a in node.names
+                if a.name in WHOLE_SETTINGS or a.name == "*"
+            )
+        elif isinstance(node, ast.ImportFrom) and node.module == "rpmpipe":
+            found.extend(
+                f"{name}:{node.lineno} imports the module settings"
+                for a in node.names
+                if a.name == "settings"
+            )
+        elif isinstance(node, ast.Import):
+            found.extend(
+                f"{name}:{node.lineno} imports the module {a.name}"
+                for a in node.names
+                if a.name == "rpmpipe.settings"
+            )
+    return found
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in _sources() if _layer(_module_name(p)) in STAGES],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_a_stage_receives_its_settings_sections_not_the_whole_settings(path: Path) -> None:
+    assert _takes_the_whole_settings(path.read_text(), str(path.relative_to(ROOT))) == []
+
+
+def test_the_settings_check_sees_every_way_of_importing_the_whole_settings() -> None:
+    # The walk above would pass vacuously if it recognised no import at all.
+    source = (
+        "from rpmpipe.settings import RuleSettings, Settings\n"
+        "import rpmpipe.settings\n"
+        "from rpmpipe import settings\n"
+        "from rpmpipe.settings import load_settings as load\n"
+    )
+    assert _takes_the_whole_settings(source, "probe.py") == [
+        "probe.py:1 imports Settings",
+        "probe.py:2 imports the module rpmpipe.settings",
+        "probe.py:3 imports the module settings",
+        "probe.py:4 imports load_settings",
+    ]

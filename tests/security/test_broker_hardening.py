@@ -260,10 +260,10 @@ def test_a_full_broker_queue_shows_in_ingests_counters(tmp_path: Path) -> None:
             [{"device_id": d, "kind": "bp_cuff", "model": "t"} for d in DEVICES],
             source="test",
         )
-        run_until(IngestService(settings, engine), lambda s: s.subscribed > 0, 15)
+        run_until(IngestService(settings.ingest, engine), lambda s: s.subscribed > 0, 15)
         assert publish_acked(broker, DEVICES[0], 80) == 80  # 30 more than the queue holds
         stats = run_until(
-            IngestService(settings, engine),
+            IngestService(settings.ingest, engine),
             lambda s: (s.broker_dropped or 0) > 0 and s.processed >= 50,
             30,
         )

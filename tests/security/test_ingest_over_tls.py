@@ -70,7 +70,7 @@ def test_ingest_over_tls_stores_own_readings_and_never_forged_ones(
     engine = open_registry(settings.effective_database_url)
     devices = [{"device_id": d, "kind": "bp_cuff", "model": "t"} for d in DEVICES]
     import_rows(engine, "devices", devices, source="test")
-    service = IngestService(settings, engine)
+    service = IngestService(settings.ingest, engine)
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     thread.start()

@@ -146,7 +146,7 @@ def _payloads() -> list[bytes]:
 
 
 def _ingest(settings: Settings, engine: Engine, payloads: list[bytes]) -> None:
-    service = IngestService(settings, engine)
+    service = IngestService(settings.ingest, engine)
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     thread.start()
@@ -188,9 +188,13 @@ def test_whole_scenario_at_debug_logs_no_phi(
     try:
         _import_registry(engine, tmp_path)
         _ingest(settings, engine, _payloads())
-        records = compute_and_persist(settings, engine, AS_OF, datetime(2026, 11, 5, 9, tzinfo=UTC))
+        records = compute_and_persist(
+            settings.metrics, engine, AS_OF, datetime(2026, 11, 5, 9, tzinfo=UTC)
+        )
         assert any(r.status == "billable" for r in records)
-        result = run_export(settings, engine, AS_OF, now=datetime(2026, 11, 5, 9, 5, tzinfo=UTC))
+        result = run_export(
+            settings.export, engine, AS_OF, now=datetime(2026, 11, 5, 9, 5, tzinfo=UTC)
+        )
         assert result.claims >= 1
         assert result.run_dir is not None
         files = [p for p in result.run_dir.rglob("*") if p.is_file()]
@@ -219,8 +223,8 @@ def test_data_and_export_files_are_private(
     try:
         _import_registry(engine, tmp_path)
         _ingest(settings, engine, _payloads())
-        compute_and_persist(settings, engine, AS_OF, datetime(2026, 11, 5, 9, tzinfo=UTC))
-        run_export(settings, engine, AS_OF, now=datetime(2026, 11, 5, 9, 5, tzinfo=UTC))
+        compute_and_persist(settings.metrics, engine, AS_OF, datetime(2026, 11, 5, 9, tzinfo=UTC))
+        run_export(settings.export, engine, AS_OF, now=datetime(2026, 11, 5, 9, 5, tzinfo=UTC))
     finally:
         engine.dispose()
     checked = {"readings": 0, "quarantine": 0, "exports": 0}

@@ -131,7 +131,7 @@ def test_quarantine_keeps_only_the_start_of_an_oversized_payload(tmp_path: Path)
     settings = load_settings(None, env={}, overrides={"data_dir": str(tmp_path / "data")})
     engine = open_registry(settings.effective_database_url)
     registry_with_devices(settings.data_dir)
-    pipeline = IngestPipeline(settings, engine, "test")
+    pipeline = IngestPipeline(settings.ingest, engine, "test")
     huge = b'{"device_id": "BP-000001", "pad": "' + b"x" * (10 * 1024 * 1024) + b'"}'
     topic = f"{settings.broker.topic_root}/devices/BP-000001/readings"
     for _ in range(5):  # five floods of 10 MB each
@@ -153,7 +153,9 @@ def test_quarantine_keeps_only_the_start_of_an_oversized_payload(tmp_path: Path)
         if r["payload_size"] == len(huge)
     ]
     assert newest[0]["payload_sha256"] == hashlib.sha256(huge).hexdigest()
-    summary = replay(settings, engine)  # a cut payload cannot be replayed; it stays, saying why
+    summary = replay(
+        settings.ingest, engine
+    )  # a cut payload cannot be replayed; it stays, saying why
     assert summary.replayed == 0 and summary.still_quarantined == 6
     engine.dispose()
 
@@ -161,7 +163,7 @@ def test_quarantine_keeps_only_the_start_of_an_oversized_payload(tmp_path: Path)
 def test_quarantine_list_shows_the_topic_kind_never_the_raw_topic(tmp_path: Path) -> None:
     settings = load_settings(None, env={}, overrides={"data_dir": str(tmp_path / "data")})
     engine = open_registry(settings.effective_database_url)
-    pipeline = IngestPipeline(settings, engine, "test")
+    pipeline = IngestPipeline(settings.ingest, engine, "test")
     root = settings.broker.topic_root
     pipeline.handle(
         [

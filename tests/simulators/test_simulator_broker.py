@@ -59,7 +59,7 @@ def test_broker_receives_every_device_type_day_activity_and_fault(
     assert sim.manifest is not None
     progress: list[PublishStats] = []
     with subscribe(settings, len(sim.messages)) as received:
-        stats = publish(settings, sim.messages, speed="max", progress=progress.append)
+        stats = publish(settings.broker, sim.messages, speed="max", progress=progress.append)
         got = received.wait(60)
 
     assert stats.messages == stats.acked == len(sim.messages)
@@ -116,7 +116,7 @@ def test_publisher_paces_over_several_connections_keeping_device_order(
     sim = simulate(fleet, topic_root=settings.broker.topic_root, fmt="native")
     with subscribe(settings, len(sim.messages)) as received:
         # 3 simulated days in about 0.3 s; 2000 msg/s cap; three connections.
-        stats = publish(settings, sim.messages, speed="1000000", rate=2000, connections=3)
+        stats = publish(settings.broker, sim.messages, speed="1000000", rate=2000, connections=3)
         got = received.wait(60)
     assert stats.connections == 3 and stats.acked == len(sim.messages) == len(got)
     sent_order: dict[str, list[bytes]] = defaultdict(list)
@@ -218,4 +218,4 @@ def test_publish_to_an_unreachable_broker_raises_a_transient_error(tmp_path: Pat
     )
     sim = simulate(build_fleet(1, date(2026, 11, 2), 1, seed=1))
     with pytest.raises(TransientError, match="unreachable"):
-        publish(settings, sim.messages)
+        publish(settings.broker, sim.messages)

@@ -72,7 +72,7 @@ def audit(
     day = parse_day(as_of)
     engine = open_registry(settings.effective_database_url)
     try:
-        report = readiness(settings, engine, day)
+        report = readiness(settings.export, engine, day)
     finally:
         engine.dispose()
     if output is Format.json:
@@ -243,7 +243,7 @@ def appeal(
     try:
         # As export does, after the registry is reached: the letter's header is the
         # practice, so never a packet for a blank or made-up one.
-        check_billing_identity(settings, "no appeal letter can name the practice")
+        check_billing_identity(settings.billing, "no appeal letter can name the practice")
         if denied:
             wanted = [c for c in (codes or "").split(",") if c.strip()]
             found = list_denials(engine, root, settings.billing, wanted)

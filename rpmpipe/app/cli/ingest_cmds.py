@@ -92,7 +92,7 @@ def ingest(
 
     try:
         service = IngestService(
-            settings, open_engine, client_id=client_id, shared_group=shared_group
+            settings.ingest, open_engine, client_id=client_id, shared_group=shared_group
         )
     except RpmpipeError as exc:
         raise fail(str(exc), exc.exit_code) from None
@@ -253,7 +253,7 @@ def quarantine_replay(
     _check_reason(reason)
     engine = open_registry(settings.effective_database_url)
     try:
-        s = replay(settings, engine, reason)
+        s = replay(settings.ingest, engine, reason)
     finally:
         engine.dispose()
     typer.echo(
@@ -298,7 +298,7 @@ def import_readings(
     engine = open_registry(settings.effective_database_url)
     try:
         # FILE was checked readable above; an OSError here is the data dir (the edge names it).
-        s = backfill_file(settings, engine, file, datetime.now(UTC), device_id=device)
+        s = backfill_file(settings.ingest, engine, file, datetime.now(UTC), device_id=device)
     except RpmpipeError as exc:
         raise fail(f"{exc}; nothing was imported", exc.exit_code) from None
     finally:

@@ -108,7 +108,7 @@ def metrics(
         try:
             with steps("metrics") as progress:
                 pieces = compute_csv(
-                    settings, open_registry(settings.effective_database_url), day, progress
+                    settings.metrics, open_registry(settings.effective_database_url), day, progress
                 )
                 # Rendered as written, a block of patients at a time (the last step's bar).
                 sys.stdout.flush()
@@ -121,9 +121,9 @@ def metrics(
     try:
         with steps("metrics") as progress:
             if save:
-                records = compute_and_persist(settings, engine, day, now, progress)
+                records = compute_and_persist(settings.metrics, engine, day, now, progress)
             else:
-                records = compute(settings, engine, day, known, progress)
+                records = compute(settings.metrics, engine, day, known, progress)
     except ValueError as exc:  # a readings file that is not what it should be
         raise fail(str(exc)) from None
     if at_risk:

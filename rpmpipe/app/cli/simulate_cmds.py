@@ -135,7 +135,7 @@ def simulate(
             f"publishing {len(sim.messages)} messages for {patients} patients, "
             f"{first_day} to {fleet.end}, to {redact_url(settings.broker.url)}"
         )
-        stats = publish(settings, sim.messages, speed=speed, rate=rate, progress=show)
+        stats = publish(settings.broker, sim.messages, speed=speed, rate=rate, progress=show)
     except RpmpipeError as exc:
         raise fail(str(exc), exc.exit_code) from None
     typer.echo(

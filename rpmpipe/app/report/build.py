@@ -33,7 +33,7 @@ def build_report(
 
     start_vega_bundle()  # in a thread, while the figures are gathered
     if records is None:
-        records = compute(settings, engine, as_of)
+        records = compute(settings.metrics, engine, as_of)
     with gc_paused():  # hundreds of thousands of small acyclic values, as in metrics
         inputs = gather(settings, engine, as_of, records, now.astimezone(settings.org_zone))
         result = write_site(inputs, out)

@@ -92,7 +92,7 @@ def gather(
     patients, devices, enrollments = _registry(engine)
     with engine.connect() as conn:
         ledger = load_ledger_lines(conn)
-    preview: ExportPreview = preview_export(settings, engine, as_of, records, ledger)
+    preview: ExportPreview = preview_export(settings.billing, engine, as_of, records, ledger)
     payer_of = {pid: p.payer_id for pid, p in patients.items()}
     return ReportInputs(
         as_of=as_of,
