@@ -242,12 +242,14 @@ def native_fast(
     received_at: datetime,
     clock_skew: timedelta,
 ) -> bool:
-    """Append the reading of a valid single native payload to ``columns`` and say True.
+    """Append the readings of a valid native payload to ``columns`` and say True.
 
-    False (``columns`` untouched) for anything else: another format, a batch, an unknown
-    field, a value the general decoder would refuse or any doubt. The caller then decodes
-    the payload with :func:`decode`, which gives the same reading for whatever this accepts
-    (``tests/ingest/test_decoders_fast.py`` pins that) and the reject reasons.
+    A payload is one native reading, an array of them or a ``{"readings": [...]}`` sync
+    (with the sync's ``device_id``). False (``columns`` untouched) for anything else: another
+    format, an unknown field, a value the general decoder would refuse in any item, or any
+    doubt. The caller then decodes the payload with :func:`decode`, which gives the same
+    readings for whatever this accepts (``tests/ingest/test_decoders_fast.py`` pins that)
+    and the reject reasons.
     """
     if len(payload) > MAX_PAYLOAD_BYTES or not DEVICE_RE.fullmatch(device_id):
         return False
@@ -255,6 +257,49 @@ def native_fast(
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError:
         return False
+    if type(doc) is dict and "readings" not in doc:
+        return _native_item(columns, device_id, doc, received_at, clock_skew)
+    defaults: dict[str, Any] | None = None
+    if type(doc) is dict:
+        if not doc.keys() <= _SYNC_FIELDS:
+            return False
+        items = doc["readings"]
+        if "device_id" in doc:
+            defaults = {"device_id": doc["device_id"]}
+    else:
+        items = doc
+    if type(items) is not list or not 0 < len(items) <= MAX_ITEMS:
+        return False
+    before = len(columns)
+    for item in items:
+        if type(item) is not dict:
+            ok = False
+        else:
+            ok = _native_item(
+                columns,
+                device_id,
+                {**defaults, **item} if defaults else item,
+                received_at,
+                clock_skew,
+            )
+        if not ok:
+            columns.truncate(before)
+            return False
+    return True
+
+
+# The keys of a native batched sync object (anything else: the general decoder's).
+_SYNC_FIELDS = frozenset({"readings", "device_id"})
+
+
+def _native_item(
+    columns: ReadingColumns,
+    device_id: str,
+    doc: Any,
+    received_at: datetime,
+    clock_skew: timedelta,
+) -> bool:
+    """:func:`native_fast` for one parsed item (with its sync's defaults merged in)."""
     if type(doc) is not dict or not doc.keys() <= NATIVE_FIELDS:
         return False
     get = doc.get

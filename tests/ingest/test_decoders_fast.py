@@ -131,8 +131,8 @@ FIELD_VALUES: dict[str, st.SearchStrategy[object]] = {
 
 
 @st.composite
-def native_payloads(draw: st.DrawFn) -> bytes:
-    """Valid native readings, most with one to three fields spoiled, dropped or added."""
+def native_docs(draw: st.DrawFn) -> dict[str, object]:
+    """A valid native reading, most with one to three fields spoiled, dropped or added."""
     doc = draw(valid_native())
     for _ in range(draw(st.sampled_from([0, 0, 1, 1, 2, 3]))):
         name = draw(st.sampled_from(sorted(FIELD_VALUES)))
@@ -141,13 +141,26 @@ def native_payloads(draw: st.DrawFn) -> bytes:
             doc.pop(name, None)
         else:
             doc[name] = value
+    return doc
+
+
+@st.composite
+def native_payloads(draw: st.DrawFn) -> bytes:
+    """One native reading, or a batched sync of a few (an array, or an object with the
+    sync's device_id or not), in any of which a field may be spoiled."""
+    doc = draw(native_docs())
     shape = draw(st.sampled_from(["object", "object", "object", "array", "wrapped", "bytes"]))
     # The standard library's encoder, which also writes NaN, Infinity and integers beyond
     # 64 bits (JSON the decoders must refuse or read as the general decoder does).
-    if shape == "array":
-        return json.dumps([doc]).encode()
-    if shape == "wrapped":
-        return json.dumps({"readings": [doc]}).encode()
+    if shape in ("array", "wrapped"):
+        docs = [doc, *draw(st.lists(native_docs(), max_size=3))]
+        if shape == "array":
+            return json.dumps(docs).encode()
+        sync: dict[str, object] = {"readings": docs}
+        named = draw(st.sampled_from([ABSENT, ABSENT, DEVICE, "BP-000999", None]))
+        if named is not ABSENT:
+            sync["device_id"] = named
+        return json.dumps(sync).encode()
     raw = json.dumps(doc).encode()
     if shape == "bytes":
         cut = draw(st.integers(min_value=0, max_value=len(raw)))
@@ -203,6 +216,21 @@ def test_the_simulators_single_native_readings_all_take_the_fast_path() -> None:
         assert_same(columns, expected)
         kinds.update(columns.type)
     assert kinds == {"blood_pressure", "body_weight"}
+
+
+def test_the_simulators_batched_native_syncs_take_the_fast_path() -> None:
+    fleet = build_fleet(patients=200, start=date(2026, 10, 1), days=20, seed=3)
+    sim = simulate(fleet, topic_root="t", fmt="native", until=datetime(2026, 10, 21, tzinfo=UTC))
+    syncs = [m for m in sim.messages if m.kind != "activity" and len(m.reading_ids) > 1]
+    assert len(syncs) > 10
+    for m in syncs:
+        device = m.topic.split("/")[-2]
+        columns = ReadingColumns()
+        assert native_fast(columns, device, m.payload, RECEIVED, SKEW), m.topic
+        expected, rejects = general(m.payload, device)
+        assert not rejects
+        assert_same(columns, expected)
+        assert len(columns) == len(m.reading_ids)
 
 
 BASE = {
