@@ -17,11 +17,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, select
 
 from rpmpipe.errors import DecodeError, is_transient
-from rpmpipe.ingest.activities import ActivityItem, activity_items, store_activities
 from rpmpipe.ingest.decoders import decode, decode_into
 from rpmpipe.ingest.messages import BatchOutcome, Message, internal_reason
 from rpmpipe.ingest.quarantine import QuarantineEntry, QuarantineStore
@@ -29,6 +29,9 @@ from rpmpipe.ingest.schema import ReadingColumns
 from rpmpipe.ingest.sink import ReadingSink
 from rpmpipe.registry.models import Device
 from rpmpipe.settings import IngestSettings
+
+if TYPE_CHECKING:
+    from rpmpipe.ingest.activities import ActivityItem
 
 BACKFILL_TOPIC = "backfill"
 __all__ = [
@@ -156,6 +159,10 @@ class IngestPipeline:
                 reject(m, "unknown_topic", "the topic is not a readings or activities topic")
                 continue
             if kind == "activity":
+                # Loaded with the first activity: a readings stream never needs the
+                # registry's import rules (a fifth of the writer's start-up).
+                from rpmpipe.ingest.activities import activity_items
+
                 try:
                     good, bad = activity_items(m.payload)
                 except DecodeError as exc:
@@ -253,6 +260,8 @@ class IngestPipeline:
         All at once first; on an unexpected error each activity alone, so that one poison
         activity is quarantined (``internal_error``) and an outage holds back only activities.
         """
+        from rpmpipe.ingest.activities import store_activities
+
         source = origins[0][0].source
 
         def record(failed: list[tuple[int, str, str]], offset: int) -> None:
