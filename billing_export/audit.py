@@ -142,7 +142,7 @@ def audit_line(
         ),
         "days_with_data": lambda: (
             None
-            if facts.days and all(d.reading_ids for d in facts.days)
+            if facts.every_day_read
             else f"no device readings behind the days with data for {line.code} "
             f"({line.period_start.isoformat()} to {line.period_end.isoformat()})"
         ),

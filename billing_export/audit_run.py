@@ -24,7 +24,7 @@ from rpmpipe.billing_export.audit import (
 )
 from rpmpipe.billing_export.claims import BillableLine, PatientInfo
 from rpmpipe.billing_export.evidence import RecordFacts, RecordKey
-from rpmpipe.billing_export.evidence_load import collect_facts
+from rpmpipe.billing_export.evidence_load import RunFacts, collect_run_facts
 from rpmpipe.billing_export.holds import Held, HoldReason
 from rpmpipe.billing_export.ledger import load_final_records, load_ledger, load_patients
 from rpmpipe.billing_export.plan import Work, select_work
@@ -73,7 +73,7 @@ def audit_lines(
     """
     profiles = payer_profiles(billing)
     if facts is None:
-        facts = line_facts(engine, readings_dir, lines)
+        facts = line_facts(engine, readings_dir, lines).records
     rules = default_rules()
     out = []
     for ln in tracked(lines, progress):
@@ -93,12 +93,10 @@ def audit_lines(
     return out
 
 
-def line_facts(
-    engine: Engine, readings_dir: Path, lines: Sequence[BillableLine]
-) -> dict[RecordKey, RecordFacts]:
+def line_facts(engine: Engine, readings_dir: Path, lines: Sequence[BillableLine]) -> RunFacts:
     """The facts behind the records of ``lines``, read once from the registry and readings."""
     keys = {ln.record_key: ln.period_end for ln in lines}
-    return collect_facts(engine, readings_dir, keys.items())
+    return collect_run_facts(engine, readings_dir, keys.items())
 
 
 def hold_undocumented(work: Work, audits: Sequence[LineAudit]) -> Work:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -27,8 +27,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rpmpipe import __version__
-from rpmpipe.billing_export.claims import Claim, line_control_number_for
-from rpmpipe.csv_cells import SafeCsvWriter
 from rpmpipe.records import READING_TYPES
 
 EVIDENCE_PARQUET = "evidence.parquet"
@@ -111,9 +109,10 @@ class EnrollmentSpan:
 
 @dataclass(frozen=True, slots=True)
 class RecordEvidence:
-    """What the engagement record names: its dates with data and its activity ids."""
+    """What the engagement record names: its dates with data (ISO text, as stored: the
+    export keeps them in Arrow) and its activity ids."""
 
-    dates: tuple[date, ...]
+    dates: tuple[str, ...]
     activity_ids: tuple[str, ...]
 
 
@@ -121,7 +120,7 @@ def record_evidence(evidence_json: str) -> RecordEvidence:
     """The engagement record's stored evidence (``{"dates": [...], "activity_ids": [...]}``)."""
     doc = orjson.loads(evidence_json or "{}")
     return RecordEvidence(
-        tuple(date.fromisoformat(d) for d in doc.get("dates", [])),
+        tuple(doc.get("dates", [])),
         tuple(str(a) for a in doc.get("activity_ids", [])),
     )
 
@@ -147,6 +146,17 @@ class RecordFacts:
     # reviews are looked for; ``activities`` are the ones the record counted.
     period_activities: tuple[ActivityEvidence, ...] = ()
     zone: str = "UTC"  # the patient's zone: activity dates are local dates
+    # (dates with data, dates with readings behind them) when the run keeps the days
+    # themselves in Arrow (``evidence_days.RecordDays``) and ``days`` is left empty.
+    day_counts: tuple[int, int] | None = None
+
+    @property
+    def every_day_read(self) -> bool:
+        """The record names dates with data, and readings stand behind each of them."""
+        if self.day_counts is not None:
+            dates, read = self.day_counts
+            return dates > 0 and read == dates
+        return bool(self.days) and all(d.reading_ids for d in self.days)
 
 
 RecordKey = tuple[str, str, str, date]
@@ -157,17 +167,16 @@ def record_facts(
     records: Mapping[RecordKey, RecordEvidence],
     enrollments: Mapping[tuple[str, str], Sequence[EnrollmentSpan]],
     activities: Mapping[str, ActivityEvidence],
-    readings: Mapping[tuple[str, date], tuple[list[str], list[str]]],
+    day_counts: Callable[[RecordKey], tuple[int, int]],
     patient_activities: Mapping[str, Sequence[ActivityEvidence]] | None = None,
     zones: Mapping[str, str] | None = None,
     care_plans: Mapping[tuple[str, str], Sequence[date]] | None = None,
 ) -> dict[RecordKey, RecordFacts]:
-    """The facts of each (record key, period end) (pure: every lookup is passed in)."""
+    """The facts of each (record key, period end) (pure: every lookup is passed in; the
+    days themselves stay in Arrow, ``day_counts`` gives each record's counts of them)."""
     out = {}
     zone_of: dict[str, ZoneInfo] = {}
-    # A day with data of a patient is the same evidence for each record that counts it.
-    day_of: dict[tuple[str, date], DayEvidence] = {}
-    no_readings: tuple[list[str], list[str]] = ([], [])
+    no_evidence = RecordEvidence((), ())
     for key, period_end in keys:
         patient_id, program = key[0], key[1]
         name = (zones or {}).get(patient_id) or "UTC"
@@ -177,17 +186,9 @@ def record_facts(
             for a in (patient_activities or {}).get(patient_id, ())
             if key[3] <= a.started_at.astimezone(zone).date() <= period_end
         )
-        found = records.get(key, RecordEvidence((), ()))
-        days = []
-        for day in found.dates:
-            evidence = day_of.get((patient_id, day))
-            if evidence is None:
-                ids, devices = readings.get((patient_id, day), no_readings)
-                evidence = DayEvidence(day, tuple(ids), tuple(sorted(set(devices))))
-                day_of[(patient_id, day)] = evidence
-            days.append(evidence)
+        found = records.get(key, no_evidence)
         out[key] = RecordFacts(
-            days=tuple(days),
+            days=(),
             activities=tuple(activities[a] for a in found.activity_ids if a in activities),
             enrollment=enrollment_for(enrollments.get((patient_id, program), ()), period_end),
             period_activities=in_period,
@@ -196,54 +197,12 @@ def record_facts(
                 (d for d in (care_plans or {}).get((patient_id, program), ()) if d <= period_end),
                 default=None,
             ),
+            day_counts=day_counts(key),
         )
     return out
 
 
-def build_line_evidence(
-    claims: Sequence[Claim],
-    run_id: str,
-    facts: Mapping[RecordKey, RecordFacts],
-) -> list[LineEvidence]:
-    """One LineEvidence per claim line (pure)."""
-    out = []
-    for claim in claims:
-        for cl in claim.lines:
-            ln = cl.line
-            f = facts.get(ln.record_key, RecordFacts((), (), None))
-            span = f.enrollment
-            lcn = cl.line_control_number or line_control_number_for(claim.claim_id, cl.line_no)
-            out.append(
-                LineEvidence(
-                    line_control_number=lcn,
-                    claim_id=claim.claim_id,
-                    line_no=cl.line_no,
-                    run_id=run_id,
-                    patient_id=ln.patient_id,
-                    program=ln.program,
-                    record_kind=ln.record_kind,
-                    code=ln.code,
-                    units=ln.units,
-                    charge=cl.charge,
-                    date_of_service=ln.date_of_service,
-                    period_start=ln.period_start,
-                    period_end=ln.period_end,
-                    rule_set=ln.rule_set,
-                    transmission_days=ln.transmission_days,
-                    interactive_minutes=ln.interactive_minutes,
-                    ordering_npi=span.ordering_npi if span else ln.rendering_npi,
-                    consent_date=span.consent_date if span else None,
-                    enrollment_start=span.start if span else None,
-                    enrollment_end=span.end if span else None,
-                    days=f.days,
-                    activities=f.activities,
-                    documentation=_documentation(f),
-                )
-            )
-    return out
-
-
-def _documentation(f: RecordFacts) -> tuple[ActivityEvidence, ...]:
+def documentation_of(f: RecordFacts) -> tuple[ActivityEvidence, ...]:
     counted = {a.activity_id for a in f.activities}
     return tuple(
         a
@@ -287,31 +246,77 @@ def readings_by_day(
     assignments: Iterable[AssignmentSpan],
     zones: Mapping[str, str],
 ) -> dict[tuple[str, date], tuple[list[str], list[str]]]:
-    """(reading ids, device ids) per (patient, local date) of ``wanted``.
+    """(reading ids, device ids) per (patient, local date) of ``wanted`` (see
+    :func:`reading_rows`; the export keeps the same rows in Arrow, :func:`day_table`)."""
+    wanted_days = pa.table(
+        {
+            "patient_id": pa.array([p for p, ds_ in wanted.items() for _ in ds_], pa.string()),
+            "day": pa.array([d for ds_ in wanted.values() for d in ds_], pa.date32()),
+        }
+    )
+    found = reading_rows(readings_dir, wanted_days, assignments, zones)
+    result: dict[tuple[str, date], tuple[list[str], list[str]]] = {}
+    patient_ids = found["patient_id"].to_pylist()
+    found_days = found["day"].to_pylist()
+    found_ids = found["id"].to_pylist()
+    found_devices = found["device_id"].to_pylist()
+    current: tuple[str, date] | None = None
+    ids_of: list[str] = []
+    devices_of: list[str] = []
+    for n, patient_id in enumerate(patient_ids):
+        key = (patient_id, found_days[n])
+        if key != current:
+            current = key
+            ids_of, devices_of = result.setdefault(key, ([], []))
+        ids_of.append(found_ids[n])
+        devices_of.append(found_devices[n])
+    return result
+
+
+READING_ROWS_SCHEMA = pa.schema(
+    [
+        ("patient_id", pa.string()),
+        ("day", pa.date32()),
+        ("id", pa.string()),
+        ("device_id", pa.string()),
+    ]
+)
+
+
+def reading_rows(
+    readings_dir: Path,
+    wanted_days: pa.Table,
+    assignments: Iterable[AssignmentSpan],
+    zones: Mapping[str, str],
+) -> pa.Table:
+    """The readings behind each (patient_id, day) row of ``wanted_days`` (local dates): one
+    row per reading and patient (``READING_ROWS_SCHEMA``), sorted by patient, day, reading id
+    and device.
 
     A reading stands behind a date when it is physiologic, transmitted (not manual, clock
     not suspect), from a device assigned to the patient on that local date, and measured on
-    that date in the patient's zone. Hidden files (dot or underscore names) are never read.
+    that date in the patient's zone. Its id is the reading id, else its dedup key. Hidden
+    files (dot or underscore names) are never read.
     """
-    result: dict[tuple[str, date], tuple[list[str], list[str]]] = {}
-    if not readings_dir.is_dir() or not any(wanted.values()):
-        return result
+    none = READING_ROWS_SCHEMA.empty_table()
+    if not readings_dir.is_dir() or wanted_days.num_rows == 0:
+        return none
+    patients = set(pc.unique(wanted_days["patient_id"]).to_pylist())
     by_device: dict[str, list[AssignmentSpan]] = {}
     for a in assignments:
-        if a.patient_id in wanted:
+        if a.patient_id in patients:
             by_device.setdefault(a.device_id, []).append(a)
     if not by_device:
-        return result
-    days = [d for ds_ in wanted.values() for d in ds_]
-    first = datetime.combine(min(days) - timedelta(days=1), time(), UTC)
-    last = datetime.combine(max(days) + timedelta(days=2), time(), UTC)
+        return none
+    bounds = pc.min_max(wanted_days["day"]).as_py()
+    low, high = bounds["min"], bounds["max"]
+    first = datetime.combine(low - timedelta(days=1), time(), UTC)
+    last = datetime.combine(high + timedelta(days=2), time(), UTC)
     import pyarrow.dataset as ds  # here: importing it loads pandas, which exports never need
 
-    files = _reading_files(
-        readings_dir, min(days) - timedelta(days=1), max(days) + timedelta(days=1)
-    )
+    files = _reading_files(readings_dir, low - timedelta(days=1), high + timedelta(days=1))
     if not files:
-        return result
+        return none
     dataset = ds.dataset([str(f) for f in files], format="parquet")
     names = set(dataset.schema.names)
     columns = [
@@ -339,7 +344,7 @@ def readings_by_day(
         if flag in table.column_names:
             table = table.filter(pc.invert(pc.fill_null(table[flag], False)))
     if table.num_rows == 0:
-        return result
+        return none
     # Columnar from here: each reading joined to the assignments of its device, its local
     # date in that patient's zone, kept when inside the assignment and a wanted date.
     empty = pa.nulls(table.num_rows, pa.string())
@@ -372,7 +377,7 @@ def readings_by_day(
     )
     joined = readings.join(assigned, "device_id", join_type="inner")
     if joined.num_rows == 0:
-        return result
+        return none
     parts = []
     for zone in pc.unique(joined["zone"]).to_pylist():
         part = joined.filter(pc.equal(joined["zone"], zone))
@@ -392,30 +397,11 @@ def readings_by_day(
             ).filter(inside)
         )
     found = pa.concat_tables(parts)
-    wanted_days = pa.table(
-        {
-            "patient_id": pa.array([p for p, ds_ in wanted.items() for _ in ds_], pa.string()),
-            "day": pa.array([d for ds_ in wanted.values() for d in ds_], pa.date32()),
-        }
-    )
-    found = found.join(wanted_days, ["patient_id", "day"], join_type="inner")
+    wanted = wanted_days.select(["patient_id", "day"]).group_by(["patient_id", "day"]).aggregate([])
+    found = found.join(wanted, ["patient_id", "day"], join_type="inner")
     # In reading id order within each (patient, date), as the evidence lists them.
     found = found.sort_by([(c, "ascending") for c in ("patient_id", "day", "id", "device_id")])
-    patient_ids = found["patient_id"].to_pylist()
-    found_days = found["day"].to_pylist()
-    found_ids = found["id"].to_pylist()
-    found_devices = found["device_id"].to_pylist()
-    current: tuple[str, date] | None = None
-    ids_of: list[str] = []
-    devices_of: list[str] = []
-    for n, patient_id in enumerate(patient_ids):
-        key = (patient_id, found_days[n])
-        if key != current:
-            current = key
-            ids_of, devices_of = result.setdefault(key, ([], []))
-        ids_of.append(found_ids[n])
-        devices_of.append(found_devices[n])
-    return result
+    return found.select(READING_ROWS_SCHEMA.names).cast(READING_ROWS_SCHEMA)
 
 
 def _reading_files(root: Path, first: date, last: date) -> list[Path]:
@@ -443,14 +429,14 @@ def _reading_files(root: Path, first: date, last: date) -> list[Path]:
 
 # --- Parquet and CSV --------------------------------------------------------------------
 
-_DAY = pa.struct(
+DAY_STRUCT = pa.struct(
     [
         ("day", pa.date32()),
         ("reading_ids", pa.list_(pa.string())),
         ("device_ids", pa.list_(pa.string())),
     ]
 )
-_ACTIVITY = pa.struct(
+ACTIVITY_STRUCT = pa.struct(
     [
         ("activity_id", pa.string()),
         ("started_at", pa.timestamp("us", "UTC")),
@@ -487,15 +473,15 @@ EVIDENCE_SCHEMA = pa.schema(
         ("consent_date", pa.date32()),
         ("enrollment_start", pa.date32()),
         ("enrollment_end", pa.date32()),
-        ("days", pa.list_(_DAY)),
-        ("activities", pa.list_(_ACTIVITY)),
-        ("documentation", pa.list_(_ACTIVITY)),
+        ("days", pa.list_(DAY_STRUCT)),
+        ("activities", pa.list_(ACTIVITY_STRUCT)),
+        ("documentation", pa.list_(ACTIVITY_STRUCT)),
         ("rpmpipe_version", pa.string()),
     ]
 )
 
 
-def _cents(value: Decimal | None) -> Decimal | None:
+def cents(value: Decimal | None) -> Decimal | None:
     return None if value is None else value.quantize(Decimal("0.01"))
 
 
@@ -503,14 +489,14 @@ def _activity_row(a: ActivityEvidence) -> dict[str, Any]:
     return {
         "activity_id": a.activity_id,
         "started_at": a.started_at.astimezone(UTC),
-        "minutes": _cents(a.minutes),
+        "minutes": cents(a.minutes),
         "kind": a.kind,
         "performer": a.performer,
         "staff_id": a.staff_id,
         "interactive": a.interactive,
         "goals_reviewed": list(a.goals_reviewed),
         "pro_instrument": a.pro_instrument,
-        "pro_score": _cents(a.pro_score),
+        "pro_score": cents(a.pro_score),
         "note_ref": a.note_ref,
     }
 
@@ -554,7 +540,7 @@ def evidence_table(lines: Sequence[LineEvidence]) -> pa.Table:
                 pa.array(device_offsets, pa.int32()), pa.array(devices, pa.string())
             ),
         ],
-        fields=list(_DAY),
+        fields=list(DAY_STRUCT),
     )
 
     def activities(pick: str) -> pa.Array:
@@ -563,7 +549,9 @@ def evidence_table(lines: Sequence[LineEvidence]) -> pa.Table:
         for e in lines:
             rows.extend(_activity_row(a) for a in getattr(e, pick))
             offsets.append(len(rows))
-        return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(rows, _ACTIVITY))
+        return pa.ListArray.from_arrays(
+            pa.array(offsets, pa.int32()), pa.array(rows, ACTIVITY_STRUCT)
+        )
 
     def column(name: str, value: Callable[[LineEvidence], Any]) -> pa.Array:
         return pa.array([value(e) for e in lines], EVIDENCE_SCHEMA.field(name).type)
@@ -578,13 +566,13 @@ def evidence_table(lines: Sequence[LineEvidence]) -> pa.Table:
         column("record_kind", lambda e: e.record_kind),
         column("code", lambda e: e.code),
         column("units", lambda e: e.units),
-        column("charge", lambda e: _cents(e.charge)),
+        column("charge", lambda e: cents(e.charge)),
         column("date_of_service", lambda e: e.date_of_service),
         column("period_start", lambda e: e.period_start),
         column("period_end", lambda e: e.period_end),
         column("rule_set", lambda e: e.rule_set),
         column("transmission_days", lambda e: e.transmission_days),
-        column("interactive_minutes", lambda e: _cents(e.interactive_minutes)),
+        column("interactive_minutes", lambda e: cents(e.interactive_minutes)),
         column("ordering_npi", lambda e: e.ordering_npi),
         column("consent_date", lambda e: e.consent_date),
         column("enrollment_start", lambda e: e.enrollment_start),
@@ -648,57 +636,3 @@ EVIDENCE_CSV_COLUMNS = (
     "detail",
     "ids",
 )
-
-
-def write_evidence_csv(out: TextIO, lines: Sequence[LineEvidence]) -> int:
-    """One row per fact behind each line (a day with data, an activity, the enrollment)."""
-    writer = SafeCsvWriter(out)
-    writer.writerow(EVIDENCE_CSV_COLUMNS)
-    rows = 0
-    for e in lines:
-        head = [e.line_control_number, e.claim_id, str(e.line_no), e.patient_id, e.code]
-        head.append(e.date_of_service.isoformat())
-        facts: list[list[str]] = [
-            [
-                "enrollment",
-                e.enrollment_start.isoformat() if e.enrollment_start else "",
-                "",
-                f"consent {e.consent_date.isoformat() if e.consent_date else 'none'}; ordering "
-                f"NPI {e.ordering_npi}; rule set {e.rule_set}; rpmpipe {e.rpmpipe_version}",
-                "",
-            ]
-        ]
-        for d in e.days:
-            facts.append(
-                [
-                    "day_with_data",
-                    d.day.isoformat(),
-                    "",
-                    f"{len(d.reading_ids)} readings from {', '.join(d.device_ids)}",
-                    ";".join(d.reading_ids),
-                ]
-            )
-        for a in (*e.activities, *e.documentation):
-            detail = [f"{a.minutes:f} min {a.kind}", f"staff {a.staff_id}"]
-            if a.performer:
-                detail.append(a.performer)
-            if a.interactive:
-                detail.append("interactive")
-            if a.goals_reviewed:
-                detail.append("goals " + ",".join(a.goals_reviewed))
-            if a.pro_instrument:
-                detail.append(f"{a.pro_instrument} {a.pro_score}")
-            if a.note_ref:
-                detail.append(f"note {a.note_ref}")
-            started = a.started_at.astimezone(UTC)
-            facts.append(
-                [
-                    "activity",
-                    started.date().isoformat(),
-                    started.strftime("%H:%M:%SZ"),
-                    "; ".join(detail),
-                    a.activity_id,
-                ]
-            )
-        rows += writer.writerows_after(head, facts)
-    return rows

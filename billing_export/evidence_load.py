@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -15,15 +16,13 @@ from rpmpipe.billing_export.evidence import (
     ActivityEvidence,
     AssignmentSpan,
     EnrollmentSpan,
-    LineEvidence,
     RecordEvidence,
     RecordFacts,
     RecordKey,
-    build_line_evidence,
-    readings_by_day,
     record_evidence,
     record_facts,
 )
+from rpmpipe.billing_export.evidence_days import RecordDays, record_days
 from rpmpipe.registry.models import (
     CareActivity,
     CarePlan,
@@ -36,10 +35,30 @@ from rpmpipe.registry.models import (
 _CHUNK = 5000
 
 
+@dataclass(frozen=True, slots=True)
+class RunFacts:
+    """What stands behind a run's records: each record's facts (what the audit checks) and
+    the days with data of all of them, in Arrow (what the evidence files freeze)."""
+
+    records: Mapping[RecordKey, RecordFacts]
+    days: RecordDays
+
+    def merged(self, other: RunFacts) -> RunFacts:
+        """These facts and ``other``'s (records this run read later)."""
+        return RunFacts({**self.records, **other.records}, self.days.merged(other.days))
+
+
 def collect_facts(
     engine: Engine, readings_dir: Path, keys: Iterable[tuple[RecordKey, date]]
 ) -> dict[RecordKey, RecordFacts]:
     """The facts behind each (record key, period end), as the registry and readings hold them."""
+    return dict(collect_run_facts(engine, readings_dir, keys).records)
+
+
+def collect_run_facts(
+    engine: Engine, readings_dir: Path, keys: Iterable[tuple[RecordKey, date]]
+) -> RunFacts:
+    """The facts behind each (record key, period end) and the days with data behind them."""
     wanted_keys = dict(keys)
     patients = sorted({k[0] for k in wanted_keys})
     records: dict[RecordKey, RecordEvidence] = {}
@@ -86,20 +105,19 @@ def collect_facts(
         by_patient = _patient_activities(
             conn, patients, [k[3] for k in wanted_keys], wanted_keys.values()
         )
-    wanted: dict[str, set[date]] = {}
-    for key, found in records.items():
-        wanted.setdefault(key[0], set()).update(found.dates)
-    readings = readings_by_day(readings_dir, wanted, assignments, zones)
-    return record_facts(
+    named = list(records)
+    days = record_days(named, [records[k].dates for k in named], readings_dir, assignments, zones)
+    facts = record_facts(
         wanted_keys.items(),
         records,
         enrollments,
         activities,
-        readings,
+        days.counts,
         by_patient,
         zones,
         care_plans,
     )
+    return RunFacts(facts, days)
 
 
 def _patient_activities(
@@ -130,23 +148,25 @@ def collect_evidence(
     engine: Engine,
     readings_dir: Path,
     claims: Sequence[Claim],
-    run_id: str,
-    known: Mapping[RecordKey, RecordFacts] | None = None,
-) -> list[LineEvidence]:
-    """The evidence of every line of ``claims``, as the registry and readings hold it now.
+    known: RunFacts | None = None,
+) -> RunFacts:
+    """The facts behind every line of ``claims``, as the registry and readings hold them now.
 
     ``known`` are facts this run already read (for the documentation audit): only the other
     records' facts are read here.
     """
-    known = known or {}
+    seen = known.records if known is not None else {}
     keys = {
         cl.line.record_key: cl.line.period_end
         for c in claims
         for cl in c.lines
-        if cl.line.record_key not in known
+        if cl.line.record_key not in seen
     }
-    facts = {**known, **collect_facts(engine, readings_dir, keys.items())} if keys else known
-    return build_line_evidence(claims, run_id, facts)
+    if known is None:
+        return collect_run_facts(engine, readings_dir, keys.items())
+    if not keys:
+        return known
+    return known.merged(collect_run_facts(engine, readings_dir, keys.items()))
 
 
 def load_activity_evidence(

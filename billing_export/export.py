@@ -55,15 +55,9 @@ from rpmpipe.asof import check_as_of
 from rpmpipe.billing_export.audit_run import audit_lines, hold_undocumented, line_facts
 from rpmpipe.billing_export.charge_csv import write_charge_csv, write_corrections_csv
 from rpmpipe.billing_export.claims import Claim, Receiver, claims_file_for
-from rpmpipe.billing_export.evidence import (
-    EVIDENCE_CSV,
-    EVIDENCE_PARQUET,
-    LineEvidence,
-    RecordFacts,
-    evidence_table,
-    write_evidence_csv,
-)
-from rpmpipe.billing_export.evidence_load import collect_evidence
+from rpmpipe.billing_export.evidence import EVIDENCE_CSV, EVIDENCE_PARQUET
+from rpmpipe.billing_export.evidence_files import RunEvidence, run_evidence, write_evidence_csv
+from rpmpipe.billing_export.evidence_load import RunFacts, collect_evidence
 from rpmpipe.billing_export.holds import Held, group_held
 from rpmpipe.billing_export.ledger import (
     Allocation,
@@ -178,7 +172,7 @@ def run_export(
             patients = load_patients(conn, {r.patient_id for r in records} | _ids(ledger))
         progress.step("checking the records against the ledger", len(records))
         work = select_work(tracked(records, progress), ledger, patients, billing, as_of=as_of)
-        facts: dict[RecordKey, RecordFacts] = {}
+        facts: RunFacts | None = None
         if billing.audit_before_export and work.originals:
             progress.step("auditing the documentation of each line", len(work.originals))
             # Read once: the audit's facts are also the evidence frozen with the run.
@@ -189,7 +183,7 @@ def run_export(
                 work.originals,
                 patients,
                 billing,
-                facts,
+                facts.records,
                 progress,
             )
             work = hold_undocumented(work, audits)
@@ -234,7 +228,8 @@ def run_export(
             raise ExportError(f"run directory {final} already exists")
         private_dir(partial)
         progress.step("collecting the evidence of each line")
-        evidence = collect_evidence(engine, settings.store.readings_dir, plan.claims, run_id, facts)
+        found = collect_evidence(engine, settings.store.readings_dir, plan.claims, facts)
+        evidence = run_evidence(plan.claims, run_id, found.records, found.days)
         _write_run_files(
             partial,
             plan,
@@ -426,7 +421,7 @@ def _write_run_files(
     plan: ExportPlan,
     settings: ExportSettings,
     run: RunHeader,
-    evidence: list[LineEvidence],
+    evidence: RunEvidence,
     progress: Progress = SILENT,
 ) -> None:
     billing, now, interchanges = settings.billing, run.created_at, run.interchanges
@@ -441,12 +436,10 @@ def _write_run_files(
         )
         progress.advance()
         # The evidence behind every line, frozen with the run (never rewritten later).
-        files[EVIDENCE_PARQUET] = _write_parquet_atomic(
-            run_dir / EVIDENCE_PARQUET, evidence_table(evidence)
-        )
+        files[EVIDENCE_PARQUET] = _write_parquet_atomic(run_dir / EVIDENCE_PARQUET, evidence.table)
         progress.advance()
-        files[EVIDENCE_CSV] = _write_atomic(
-            run_dir / EVIDENCE_CSV, "utf-8", lambda f: write_evidence_csv(f, evidence)
+        files[EVIDENCE_CSV] = _write_bytes_atomic(
+            run_dir / EVIDENCE_CSV, lambda raw: write_evidence_csv(raw, evidence)
         )
         progress.advance()
     for i in interchanges:
@@ -509,6 +502,12 @@ def _write_parquet_atomic(path: Path, table: pa.Table) -> str:
     return _sha256(path)
 
 
+def _write_bytes_atomic(path: Path, produce: Callable[[BinaryIO], object]) -> str:
+    """Write bytes atomically (0600, fsync, rename, fsync dir); return their sha256."""
+    atomic_write(path, produce)
+    return _sha256(path)
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as check:
@@ -527,11 +526,7 @@ def _write_atomic(path: Path, encoding: str, produce: Callable[[TextIO], object]
         text.detach()  # leave the raw file open for atomic_write's fsync
 
     atomic_write(path, write_text)
-    digest = hashlib.sha256()
-    with path.open("rb") as check:
-        for chunk in iter(lambda: check.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return _sha256(path)
 
 
 @contextmanager

@@ -13,13 +13,16 @@ rpmpipe's own readers of its CSVs undo the quote with :func:`restore_cell`.
 from __future__ import annotations
 
 import csv
+import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 # First characters after which a cell needs a look (a formula, or quotes before one).
 _LOOK = frozenset((*FORMULA_TRIGGERS, "'"))
+# What the csv module may quote (delimiter, quote, line ends): such rows go through it.
+_QUOTED = re.compile(r'[,"\r\n]')
 _PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 
 
@@ -55,6 +58,19 @@ def csv_field(text: str) -> str:
     if "," in text or '"' in text or "\n" in text or "\r" in text:
         return '"' + text.replace('"', '""') + '"'
     return text
+
+
+def csv_row(cells: Sequence[str]) -> str:
+    """The line :class:`SafeCsvWriter` writes for ``cells``, without its line end.
+
+    For writers that assemble many rows from pieces: plain cells are joined as they are,
+    and a row with a cell to neutralise or quote goes through the csv module itself.
+    """
+    if any(c[:1] in _LOOK or _QUOTED.search(c) for c in cells):
+        text = io.StringIO()
+        SafeCsvWriter(text).writerow(cells)
+        return text.getvalue()[:-1]
+    return ",".join(cells)
 
 
 class SafeCsvWriter:
