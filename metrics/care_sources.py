@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Engine, select
 
 from rpmpipe.metrics.care_management import CareFacts, ProgramEnrollment
+from rpmpipe.metrics.care_table import ActivityColumns, IntArray, objects
+from rpmpipe.metrics.minutes import micros
 from rpmpipe.metrics.programs import CarePlanVersion
 from rpmpipe.records import Activity
 from rpmpipe.registry.models import CareActivity, CarePlan, Enrollment, Patient
@@ -110,55 +116,79 @@ def care_facts_of(
     )
 
 
-def load_all_activities(engine: Engine) -> list[Activity]:
-    """Care activities of every program (each counts for its own program only).
+_ACTIVITY_COLUMNS = (
+    "activity_id",
+    "patient_id",
+    "staff_id",
+    "started_at",
+    "minutes",
+    "kind",
+    "interactive",
+    "program",
+    "performer",
+    "voided_reason",
+)
 
-    Rows are turned into activities as they are fetched, not all held first, and the values
-    that repeat across hundreds of thousands of entries (patient, staff, kind, program,
-    performer, minutes) are kept once each instead of once per row.
-    """
-    return list(iter_activities(engine))
+
+def _instants(values: list[Any]) -> IntArray:
+    """Microseconds since 1970 of the driver's start times: ISO text on SQLite (UTC, no
+    zone), aware datetimes on PostgreSQL."""
+    if not values:
+        return np.zeros(0, np.int64)
+    if isinstance(values[0], str):
+        stamps = pc.cast(pa.array(values, pa.string()), pa.timestamp("us"))
+    else:
+        stamps = pa.array([_aware(v) for v in values], pa.timestamp("us", tz="UTC"))
+    return np.asarray(pc.cast(stamps, pa.int64()).to_numpy(zero_copy_only=False), np.int64)
 
 
-def iter_activities(engine: Engine, texts: dict[str, str] | None = None) -> Iterator[Activity]:
-    """:func:`load_all_activities` one at a time, as the rows are fetched (a caller that
-    keeps few of them holds no list of all); ``texts`` holds each repeated text once,
-    shared with the caller's."""
-    texts = {} if texts is None else texts
-    numbers: dict[str, Decimal] = {}  # by text: 7 and 7.00 are equal but print apart
-    once = texts.setdefault
+def _hundredths(values: list[Any]) -> IntArray:
+    """Stored minutes (two decimals) as whole hundredths."""
+    if any(isinstance(v, Decimal) for v in values):
+        return np.array([int(Decimal(v).scaleb(2)) for v in values], np.int64)
+    return np.rint(np.array(values, np.float64) * 100).astype(np.int64)
+
+
+def load_activity_columns(engine: Engine, known_at: datetime | None = None) -> ActivityColumns:
+    """Care activities of every program as columns, read through the driver in chunks
+    (no object per row); with ``known_at``, those that had started by then."""
+    table = CareActivity.__tablename__
+    parts: list[list[Any]] = [[] for _ in _ACTIVITY_COLUMNS]
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(
-                CareActivity.activity_id,
-                CareActivity.patient_id,
-                CareActivity.staff_id,
-                CareActivity.started_at,
-                CareActivity.minutes,
-                CareActivity.kind,
-                CareActivity.interactive,
-                CareActivity.program,
-                CareActivity.performer,
-                CareActivity.voided_reason,
-            )
-        )
-        for chunk in rows.partitions(_FETCH_ROWS):
-            for aid, pid, staff, at, m, kind, talk, prog, who, void in chunk:
-                text = str(m)
-                number = numbers.get(text)
-                if number is None:
-                    number = numbers[text] = Decimal(m)
-                yield (
-                    Activity(
-                        aid,
-                        once(pid, pid),
-                        once(staff, staff),
-                        _aware(at),
-                        number,
-                        once(kind, kind),
-                        bool(talk),
-                        once(prog, prog),
-                        once(who, who),
-                        void,
-                    )
-                )
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(f"SELECT {', '.join(_ACTIVITY_COLUMNS)} FROM {table}")  # noqa: S608
+            while chunk := cursor.fetchmany(_FETCH_ROWS):
+                for column, values in zip(parts, zip(*chunk, strict=True), strict=True):
+                    column.extend(values)
+        finally:
+            cursor.close()
+    aid, pid, staff, at, minutes, kind, talk, prog, who, void = parts
+    cols = ActivityColumns(
+        objects(aid),
+        objects(_once(pid)),
+        objects(_once(staff)),
+        _instants(at),
+        _hundredths(minutes),
+        objects(_once(kind)),
+        np.array(talk, np.bool_).reshape(-1),
+        objects(_once(prog)),
+        objects(_once(who)),
+        objects(void),
+    )
+    if known_at is not None:
+        cols = cols.take(cols.at <= micros(known_at))
+    return cols
+
+
+def _once(values: list[str]) -> list[str]:
+    """The values with each distinct one held once."""
+    seen: dict[str, str] = {}
+    return [seen.setdefault(v, v) for v in values]
+
+
+def load_all_activities(engine: Engine) -> list[Activity]:
+    """Care activities of every program as values (each counts for its own program only):
+    :func:`load_activity_columns`, one activity per row."""
+    cols = load_activity_columns(engine)
+    return [cols.activity(i) for i in range(len(cols.at))]

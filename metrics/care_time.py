@@ -8,7 +8,7 @@ earliest-started activity covering it (ties by activity id):
   program covers (always a prefix, so the rest is one interval); after it, activities of
   different programs never overlap, and each program's own counting (the union of its
   intervals, naming exact duplicates) sees only its time;
-- :func:`counted_minutes` is that union (:func:`metrics.minutes.new_shares`, the one union RPM's
+- :func:`counted_minutes` is that union (:func:`metrics.minutes.union_shares`, the one union RPM's
   months use too): each activity counts the part no earlier one covers.
 
 The counted minutes go to the activity's own program, in the patient's local month of its
@@ -23,19 +23,23 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import numpy.typing as npt
+
 from rpmpipe.metrics.minutes import (
-    EARLIEST_ACTIVITY,
-    LATEST_ACTIVITY,
-    is_interactive,
+    NOT_COVERED,
+    covered_before,
     micros,
-    new_shares,
+    union_shares,
 )
 from rpmpipe.metrics.programs import CareMinutes
-from rpmpipe.records import Activity, Program
+from rpmpipe.records import Program
 
 _MICROS_PER_MINUTE = 60_000_000
 INTERPRETATION_KIND = "data_review"
 _CENT = Decimal("0.01")
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,60 +66,82 @@ class ProgramMonth:
     activity_ids: list[str] = field(default_factory=list)
 
 
-def _pool(entry: TimeEntry) -> str:
-    """The time pool an activity counts in: its program, with 99091 interpretation time a
-    pool of its own (it is never treatment-management time)."""
-    return "RPM:99091" if is_interpretation(entry) else entry.program
+def pool_codes(program: IntArray, interpretation: BoolArray) -> IntArray:
+    """The time pool each activity counts in: its program (a code from 0), with 99091
+    interpretation time a pool of its own (it is never treatment-management time)."""
+    return np.where(interpretation, -1, program)
+
+
+def trimmed_starts(start: IntArray, end: IntArray, pool: IntArray, first: BoolArray) -> IntArray:
+    """Each activity's start once the part an earlier activity of another pool covers is cut
+    (rows sorted by patient, start and id; ``first`` marks each patient's first row). A row
+    whose trimmed start is not before its end has no time left."""
+    others = np.full(len(start), NOT_COVERED, np.int64)
+    for p in np.unique(pool).tolist():
+        mine = pool == p
+        before = covered_before(np.where(mine, end, NOT_COVERED), first)
+        others = np.where(mine, others, np.maximum(others, before))
+    return np.maximum(start, others)
+
+
+def _ordered(entries: Iterable[TimeEntry]) -> list[TimeEntry]:
+    """Each patient's entries (patients as first seen; repeats of an id once) by start and
+    id."""
+    by_patient: dict[str, dict[str, TimeEntry]] = {}
+    for e in entries:
+        by_patient.setdefault(e.patient_id, {}).setdefault(e.activity_id, e)
+    return [
+        e
+        for mine in by_patient.values()
+        for e in sorted(mine.values(), key=lambda x: (x.started_at, x.activity_id))
+    ]
+
+
+def _spans(ordered: list[TimeEntry]) -> tuple[IntArray, IntArray, BoolArray]:
+    start = np.array([micros(e.started_at) for e in ordered], np.int64)
+    length = np.array([int(e.minutes * _MICROS_PER_MINUTE) for e in ordered], np.int64)
+    first = np.ones(len(ordered), np.bool_)
+    first[1:] = [a.patient_id != b.patient_id for a, b in zip(ordered[1:], ordered, strict=False)]
+    return start, start + length, first
 
 
 def trim_across_programs(entries: Iterable[TimeEntry]) -> list[TimeEntry]:
     """Each activity without the part an earlier activity of another program covers (it then
-    starts where that time ends); activities left with no time are dropped. Repeats of an
-    activity id count once."""
-    by_patient: dict[str, dict[str, TimeEntry]] = {}
-    for e in entries:
-        by_patient.setdefault(e.patient_id, {}).setdefault(e.activity_id, e)
+    starts where that time ends, :func:`trimmed_starts`); activities left with no time are
+    dropped. Repeats of an activity id count once."""
+    ordered = _ordered(entries)
+    start, end, first = _spans(ordered)
+    names = {p: k for k, p in enumerate(sorted({e.program for e in ordered}))}
+    program = np.array([names[e.program] for e in ordered], np.int64)
+    interpretation = np.array([is_interpretation(e) for e in ordered], np.bool_)
+    begin = trimmed_starts(start, end, pool_codes(program, interpretation), first)
     kept: list[TimeEntry] = []
-    for mine in by_patient.values():
-        ends: dict[str, int] = {}  # pool -> latest end so far
-        for e in sorted(mine.values(), key=lambda x: (x.started_at, x.activity_id)):
-            start = micros(e.started_at)
-            end = start + int(e.minutes * _MICROS_PER_MINUTE)
-            pool = _pool(e)
-            others = max((t for p, t in ends.items() if p != pool), default=start)
-            ends[pool] = max(ends.get(pool, end), end)
-            begin = max(start, others)
-            if begin >= end:
-                continue
-            if begin == start:
-                kept.append(e)
-                continue
-            kept.append(
-                replace(
-                    e,
-                    started_at=e.started_at + timedelta(microseconds=begin - start),
-                    minutes=Decimal(end - begin) / _MICROS_PER_MINUTE,
-                )
+    for e, s, b, t in zip(ordered, start.tolist(), begin.tolist(), end.tolist(), strict=True):
+        if b >= t:
+            continue
+        if b == s:
+            kept.append(e)
+            continue
+        kept.append(
+            replace(
+                e,
+                started_at=e.started_at + timedelta(microseconds=b - s),
+                minutes=Decimal(t - b) / _MICROS_PER_MINUTE,
             )
+        )
     return kept
 
 
 def counted_minutes(entries: Iterable[TimeEntry]) -> dict[str, Decimal]:
-    """Minutes each activity adds to its patient's union of care time (0 when fully covered).
-
-    Exact repeats of an activity id count once.
-    """
-    by_patient: dict[str, dict[str, TimeEntry]] = {}
-    for e in entries:
-        by_patient.setdefault(e.patient_id, {}).setdefault(e.activity_id, e)
-    counted: dict[str, Decimal] = {}
-    for mine in by_patient.values():
-        ordered = sorted(mine.values(), key=lambda x: (x.started_at, x.activity_id))
-        spans = [(micros(e.started_at), int(e.minutes * _MICROS_PER_MINUTE)) for e in ordered]
-        shares = new_shares((start, start + length) for start, length in spans)
-        for e, share in zip(ordered, shares, strict=True):
-            counted[e.activity_id] = Decimal(share) / _MICROS_PER_MINUTE
-    return counted
+    """Minutes each activity adds to its patient's union of care time (0 when fully covered,
+    :func:`metrics.minutes.union_shares`). Exact repeats of an activity id count once."""
+    ordered = _ordered(entries)
+    start, end, first = _spans(ordered)
+    shares = union_shares(start, end, first).tolist()
+    return {
+        e.activity_id: Decimal(share) / _MICROS_PER_MINUTE
+        for e, share in zip(ordered, shares, strict=True)
+    }
 
 
 def is_interpretation(entry: TimeEntry) -> bool:
@@ -169,55 +195,3 @@ def program_months(
             slot.interactive_minutes += add
         slot.activity_ids.append(e.activity_id)
     return months
-
-
-def entry_of(activity: Activity, secure_message_interactive: bool) -> TimeEntry:
-    """The counting's view of a care activity (interactive as the settings decide)."""
-    return TimeEntry(
-        activity.activity_id,
-        activity.patient_id,
-        activity.program,
-        activity.performer,
-        activity.kind,
-        activity.started_at,
-        activity.minutes,
-        is_interactive(activity, secure_message_interactive),
-    )
-
-
-def counts_at_all(activity: Activity, max_activity_minutes: Decimal) -> bool:
-    """False for an entry that counts for no program: voided, over the one-entry limit, or
-    with an impossible date (RPM's counting names these with why)."""
-    return (
-        activity.voided_reason is None
-        and activity.minutes <= max_activity_minutes
-        and EARLIEST_ACTIVITY <= activity.started_at < LATEST_ACTIVITY
-    )
-
-
-def rpm_management_activities(
-    trimmed: Iterable[TimeEntry], taking: set[str], activities: Iterable[Activity]
-) -> list[Activity]:
-    """RPM's treatment-management activities for its own counting: an entry that takes time
-    (id in ``taking``) as :func:`trim_across_programs` left it (dropped when another program's
-    earlier time covers it all), every other RPM entry as it is, for RPM to name why it does
-    not count; 99091 interpretation time left out."""
-    cut = {e.activity_id: e for e in trimmed}
-    out = []
-    for a in activities:
-        if a.program != Program.RPM or (
-            a.performer == "physician" and a.kind == INTERPRETATION_KIND
-        ):
-            continue
-        if a.activity_id not in taking:
-            out.append(a)
-            continue
-        e = cut.get(a.activity_id)
-        if e is None:
-            continue
-        minutes = e.minutes.quantize(_CENT, rounding=ROUND_DOWN)
-        if (e.started_at, e.minutes) == (a.started_at, a.minutes):
-            out.append(a)
-        elif minutes > 0:
-            out.append(replace(a, started_at=e.started_at, minutes=minutes))
-    return out

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, Table, delete, func, or_, select, tuple_
+import numpy as np
+from sqlalchemy import Engine, Table, delete, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from rpmpipe.asof import check_as_of
@@ -19,19 +19,14 @@ from rpmpipe.errors import RpmpipeError
 from rpmpipe.logs import get_logger
 from rpmpipe.metrics.care_management import (
     CareFacts,
+    CareTable,
     apply_exclusions,
-    compute_care_management,
-    inside_entries,
+    care_table,
+    exclusion_patients,
+    hold_in_table,
 )
-from rpmpipe.metrics.care_sources import care_facts_of, iter_activities
-from rpmpipe.metrics.care_time import (
-    TimeEntry,
-    counts_at_all,
-    entry_of,
-    is_interpretation,
-    rpm_management_activities,
-    trim_across_programs,
-)
+from rpmpipe.metrics.care_sources import care_facts_of, load_activity_columns
+from rpmpipe.metrics.care_table import CareEntries, care_time, rpm_management_activities
 from rpmpipe.metrics.csv_bulk import csv_chunks
 from rpmpipe.metrics.engagement import (
     SUPPLY_PROGRAMS,
@@ -43,10 +38,10 @@ from rpmpipe.metrics.engagement import (
 from rpmpipe.metrics.report import CsvRows
 from rpmpipe.metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
 from rpmpipe.metrics.sources import reading_batches, readings_present, stored_readings
-from rpmpipe.progress import SILENT, Progress, tracked
-from rpmpipe.records import Activity, EngagementRecord, Program, RecordStatus
+from rpmpipe.progress import SILENT, Progress
+from rpmpipe.records import Activity, EngagementRecord, RecordStatus
 from rpmpipe.registry.engagement import CONTENT_COLUMNS, KEY_COLUMNS, engagement_row
-from rpmpipe.registry.models import CareActivity, DeviceAssignment, EngagementRow, Patient
+from rpmpipe.registry.models import DeviceAssignment, EngagementRow, Patient
 from rpmpipe.registry.models import Enrollment as EnrollmentRow
 from rpmpipe.settings import MetricsSettings
 
@@ -198,7 +193,7 @@ class _Inputs:
 
     snapshot: RegistrySnapshot
     facts: CareFacts
-    entries: list[TimeEntry]
+    entries: CareEntries
     rpm_activities: list[Activity]
 
 
@@ -213,48 +208,21 @@ def _inputs(
     snapshot, facts = load_registry(engine)
     check_readings_store(settings, snapshot)
     progress.step("reading care activities")
-    total = _activity_count(engine, known_at) if progress.live else None
-    progress.step("counting care time", total)
-    live, rpm = _care_time(settings, iter_activities(engine), known_at, progress)
-    progress.step("placing care time in programs and months")
-    inside = inside_entries(live, facts, as_of, settings.organization_timezone)
-    del live
-    entries = trim_across_programs(inside)
-    taking = {e.activity_id for e in inside}
-    del inside
-    return _Inputs(snapshot, facts, entries, rpm_management_activities(entries, taking, rpm))
-
-
-def _activity_count(engine: Engine, known_at: datetime | None) -> int:
-    """How many activities :func:`_care_time` reads (for the bar of a terminal)."""
-    query = select(func.count()).select_from(CareActivity)
-    if known_at is not None:
-        query = query.where(CareActivity.started_at <= known_at)
-    with engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
-
-
-def _care_time(
-    settings: MetricsSettings,
-    activities: Iterable[Activity],
-    known_at: datetime | None,
-    progress: Progress,
-) -> tuple[list[TimeEntry], list[Activity]]:
-    """Every activity that counts at all as a time entry, and RPM's activities (its
-    management months name why each of the others does not count), read as they are
-    fetched: no list of every activity is held."""
+    acts = load_activity_columns(engine, known_at)
     rules = settings.rules
-    cap = Decimal(rules.max_activity_minutes)
-    live: list[TimeEntry] = []
-    rpm: list[Activity] = []
-    if known_at is not None:
-        activities = (a for a in activities if a.started_at <= known_at)
-    for a in tracked(activities, progress):
-        if counts_at_all(a, cap):
-            live.append(entry_of(a, rules.secure_message_interactive))
-        if a.program == Program.RPM:
-            rpm.append(a)
-    return live, rpm
+    progress.step("counting care time", len(acts.at))
+    time = care_time(
+        acts,
+        facts.enrollments,
+        facts.zones,
+        settings.organization_timezone,
+        as_of,
+        rules.max_activity_minutes,
+        rules.secure_message_interactive,
+    )
+    progress.advance(len(acts.at))
+    progress.step("placing care time in programs and months")
+    return _Inputs(snapshot, facts, time.entries, rpm_management_activities(acts, time))
 
 
 def _scanned(
@@ -305,13 +273,14 @@ def _care(
     work: Prepared | None,
     as_of: date,
     progress: Progress = SILENT,
-) -> list[EngagementRecord]:
-    """The other programs' records (99091 on the RPM supply periods of the table)."""
+) -> CareTable:
+    """The other programs' table (99091 on the RPM supply periods of the table)."""
     progress.step("counting care-management months")
-    with_99091 = {e.patient_id for e in inputs.entries if is_interpretation(e)}
+    entries = inputs.entries
+    with_99091 = set(entries.patient_id[entries.interpretation()].tolist())
     periods = supply_periods(work, with_99091) if work is not None and with_99091 else {}
-    return compute_care_management(
-        inputs.entries,
+    return care_table(
+        entries,
         inputs.facts,
         as_of,
         settings.rules,
@@ -339,14 +308,20 @@ def _compute(
 ) -> list[EngagementRecord]:
     inputs = _inputs(settings, engine, as_of, known_at, progress)
     work = _prepared(settings, inputs, as_of, known_at, progress)
-    care = _care(settings, inputs, work, as_of, progress)
+    table = _care(settings, inputs, work, as_of, progress)
     # The supply programs' records (grouped by patient), then the other programs' (by
     # patient and program).
     progress.step("building the engagement records")
     supply = render_records(work) if work is not None else []
     del work  # the table's columns are not needed once rendered
+    care = table.records()
     progress.step("applying the exclusions between programs")
-    records = apply_exclusions([*supply, *care], inputs.facts, settings.payers_allowing_99091)
+    records = apply_exclusions(
+        [*supply, *care],
+        inputs.facts,
+        settings.payers_allowing_99091,
+        exclusion_patients(inputs.facts, table),
+    )
     _log_computed(
         as_of,
         len(records),
@@ -354,17 +329,6 @@ def _compute(
         sum(r.status == RecordStatus.PENDING for r in records),
     )
     return records
-
-
-def _clashing_patients(facts: CareFacts, care: Sequence[EngagementRecord]) -> set[str]:
-    """Patients whose supply-program records an exclusion can change or needs: RPM and RTM
-    both, or a 99091 line (held beside 99457)."""
-    programs: dict[str, set[str]] = {}
-    for e in facts.enrollments:
-        programs.setdefault(e.patient_id, set()).add(e.program)
-    clash = {pid for pid, p in programs.items() if {Program.RPM, Program.RTM} <= p}
-    clash.update(r.patient_id for r in care if any(line.code == "99091" for line in r.lines))
-    return clash
 
 
 def compute_csv(
@@ -381,15 +345,15 @@ def compute_csv(
     with gc_paused():
         inputs = _inputs(settings, engine, as_of, progress=progress)
         work = _prepared(settings, inputs, as_of, progress=progress)
-        care = _care(settings, inputs, work, as_of, progress)
-        clash = _clashing_patients(inputs.facts, care) if work is not None else set()
+        table = _care(settings, inputs, work, as_of, progress)
+        clash = exclusion_patients(inputs.facts, table)
         progress.step("applying the exclusions between programs")
         supply = render_records(work, clash) if clash and work is not None else []
-        held = apply_exclusions([*supply, *care], inputs.facts, settings.payers_allowing_99091)
+        held = hold_in_table(table, supply, inputs.facts, settings.payers_allowing_99091, clash)
     replaced: dict[str, list[EngagementRecord]] = {}
-    for r in held[: len(supply)]:
+    for r in held:
         replaced.setdefault(r.patient_id, []).append(r)
-    return _csv_pieces(work, replaced, held[len(supply) :], as_of, progress)
+    return _csv_pieces(work, replaced, table, as_of, progress)
 
 
 _CSV_ROWS = 20_000
@@ -398,7 +362,7 @@ _CSV_ROWS = 20_000
 def _csv_pieces(
     work: Prepared | None,
     replaced: dict[str, list[EngagementRecord]],
-    care: list[EngagementRecord],
+    care: CareTable,
     as_of: date,
     progress: Progress,
 ) -> Iterator[bytes | memoryview]:
@@ -412,10 +376,10 @@ def _csv_pieces(
         del work  # the table's columns are not needed once rendered
         fmt = CsvRows()
         for i in range(0, len(care), _CSV_ROWS):
-            chunk = care[i : i + _CSV_ROWS]
-            for r in chunk:
-                counts[r.status] += 1
-            yield "".join(map(fmt.row, chunk)).encode()
+            chunk = care.take(np.arange(i, min(i + _CSV_ROWS, len(care))))
+            for status in chunk.status.tolist():
+                counts[status] += 1
+            yield chunk.csv_text(fmt).encode()
     _log_computed(
         as_of, sum(counts.values()), counts[RecordStatus.BILLABLE], counts[RecordStatus.PENDING]
     )

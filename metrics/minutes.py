@@ -16,6 +16,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import numpy.typing as npt
+
 from rpmpipe.metrics.report import format_minutes
 from rpmpipe.metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
 from rpmpipe.records import Activity, Program
@@ -28,6 +31,9 @@ LATEST_ACTIVITY = datetime(2100, 1, 1, tzinfo=UTC)
 _UNIX = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROS_PER_MINUTE = 60_000_000
 _CENT = Decimal("0.01")
+NOT_COVERED = np.iinfo(np.int64).min  # before a group's first interval: nothing covered
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,17 +107,44 @@ class _Month:
     outside: list[tuple[str, str]]
 
 
+def running_max(values: IntArray, first: BoolArray) -> IntArray:
+    """The running maximum of ``values`` within each group of consecutive rows (``first``
+    marks each group's first row), in log2(n) vector passes."""
+    out = values.copy()
+    group = np.cumsum(first)
+    shift = 1
+    while shift < len(out):
+        same = group[shift:] == group[:-shift]
+        out[shift:] = np.maximum(out[shift:], np.where(same, out[:-shift], out[shift:]))
+        shift *= 2
+    return out
+
+
+def covered_before(end: IntArray, first: BoolArray) -> IntArray:
+    """Per row, the latest end of the earlier rows of its group (``NOT_COVERED`` for a
+    group's first row)."""
+    before = np.full(len(end), NOT_COVERED, np.int64)
+    if len(end) > 1:
+        before[1:] = running_max(end, first)[:-1]
+    before[first] = NOT_COVERED
+    return before
+
+
+def union_shares(start: IntArray, end: IntArray, first: BoolArray) -> IntArray:
+    """Each interval's share of the union of its group's intervals (rows sorted by group,
+    then start): the part no earlier interval of the group covers. The one union of care
+    time: a minute is counted once, for the earliest entry covering it."""
+    lo = np.maximum(start, covered_before(end, first))
+    return np.maximum(end - lo, 0)
+
+
 def new_shares(intervals: Iterable[tuple[int, int]]) -> list[int]:
     """Each interval's share of the union of ``intervals`` (start, end; taken in the order
-    given, by start): the part no earlier one covers. The one union of care time: a minute
-    is counted once, for the earliest entry covering it."""
-    shares: list[int] = []
-    covered: int | None = None
-    for start, end in intervals:
-        lo = start if covered is None else max(start, covered)
-        shares.append(max(0, end - lo))
-        covered = end if covered is None else max(covered, end)
-    return shares
+    given, by start), by :func:`union_shares`."""
+    spans = np.array(list(intervals), np.int64).reshape(-1, 2)
+    first = np.zeros(len(spans), np.bool_)
+    first[:1] = True
+    return [int(x) for x in union_shares(spans[:, 0], spans[:, 1], first).tolist()]
 
 
 def _union_shares(

@@ -1,0 +1,420 @@
+"""Care time as columns: one pass over every program's activities (pure, vectorised).
+
+The activities come as columns (:class:`ActivityColumns`, :mod:`metrics.care_sources` reads
+them from the registry without an object per row). :func:`care_entries` keeps what takes time
+(counts at all, inside an enrollment of its program with consent, on or before the as-of date
+in the patient's zone), cuts from each activity the part an earlier activity of another
+program covers (:func:`metrics.care_time.trimmed_starts`) and gives each its share of the
+patient's union of care time (:func:`metrics.minutes.union_shares`): the columns
+:class:`CareEntries` from which :mod:`metrics.care_management` builds the table of months.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rpmpipe.metrics.care_time import (
+    INTERPRETATION_KIND,
+    TimeEntry,
+    is_interpretation,
+    pool_codes,
+    trimmed_starts,
+)
+from rpmpipe.metrics.minutes import EARLIEST_ACTIVITY, LATEST_ACTIVITY, micros, union_shares
+from rpmpipe.records import Activity, Program
+
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+ObjArray = npt.NDArray[np.object_]
+MICROS_PER_MINUTE = 60_000_000
+MICROS_PER_HUNDREDTH = 600_000
+DAY_US = 86_400 * 10**6
+OPEN_DAY = 2**30  # an open enrollment's end, as a day number
+NO_DAY = 2**30 + 1  # no consent on file
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_UNIX = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def day_of(d: date) -> int:
+    return d.toordinal() - _EPOCH_ORDINAL
+
+
+def date_of(n: int) -> date:
+    return date.fromordinal(n + _EPOCH_ORDINAL)
+
+
+def objects(values: Sequence[Any]) -> ObjArray:
+    out = np.empty(len(values), object)
+    out[:] = values
+    return out
+
+
+def sorted_codes(values: ObjArray) -> tuple[list[str], IntArray]:
+    """The distinct strings of ``values`` in order, and each value's index among them."""
+    arr = pa.array(values.tolist(), pa.string())
+    distinct = pc.unique(arr)
+    distinct = distinct.take(pc.array_sort_indices(distinct))
+    codes = pc.index_in(arr, value_set=distinct).to_numpy(zero_copy_only=False)
+    return distinct.to_pylist(), np.asarray(codes, np.int64)
+
+
+def local_days(at: IntArray, zones: ObjArray) -> IntArray:
+    """Day numbers of UTC microseconds in each row's zone (an IANA name)."""
+    out = np.empty(len(at), np.int64)
+    names, code = sorted_codes(zones)
+    for k, name in enumerate(names):
+        rows = np.flatnonzero(code == k)
+        stamps = pa.array(at[rows], pa.timestamp("us", tz=name))
+        local = pc.cast(pc.local_timestamp(stamps), pa.int64()).to_numpy()
+        out[rows] = np.floor_divide(local, DAY_US)
+    return out
+
+
+def month_of_day(days: IntArray) -> IntArray:
+    """The day number of the first day of each day's month."""
+    months = days.astype("datetime64[D]").astype("datetime64[M]")
+    return np.asarray(months.astype("datetime64[D]"), np.int64)
+
+
+def month_end_of_day(days: IntArray) -> IntArray:
+    """The day number of the last day of each day's month."""
+    months = days.astype("datetime64[D]").astype("datetime64[M]") + 1
+    return np.asarray(months.astype("datetime64[D]"), np.int64) - 1
+
+
+@dataclass
+class ActivityColumns:
+    """Care activities as columns, one row each (ids unique, as the registry keys them)."""
+
+    activity_id: ObjArray
+    patient_id: ObjArray
+    staff_id: ObjArray
+    at: IntArray  # start, microseconds since 1970 (UTC)
+    hundredths: IntArray  # minutes, in hundredths
+    kind: ObjArray
+    interactive: BoolArray
+    program: ObjArray
+    performer: ObjArray
+    voided_reason: ObjArray  # None unless voided
+
+    def take(self, rows: IntArray | BoolArray) -> ActivityColumns:
+        return ActivityColumns(**{k: v[rows] for k, v in vars(self).items()})
+
+    def activity(self, i: int) -> Activity:
+        """Row ``i`` as an activity (for the few rows counted one by one)."""
+        return Activity(
+            self.activity_id[i],
+            self.patient_id[i],
+            self.staff_id[i],
+            _UNIX + timedelta(microseconds=int(self.at[i])),
+            hundredths_decimal(int(self.hundredths[i])),
+            self.kind[i],
+            bool(self.interactive[i]),
+            self.program[i],
+            self.performer[i],
+            self.voided_reason[i],
+        )
+
+
+@lru_cache(maxsize=1 << 14)
+def hundredths_decimal(h: int) -> Decimal:
+    """Minutes of a whole number of hundredths, as the registry's two decimals give them
+    (one value for each: they repeat over hundreds of thousands of rows)."""
+    return Decimal(h).scaleb(-2)
+
+
+@dataclass
+class CareEntries:
+    """Care time that takes time, every program's, as columns sorted by patient then start:
+    each row trimmed across programs, with what it adds to the patient's union."""
+
+    activity_id: ObjArray
+    patient_id: ObjArray
+    program: ObjArray
+    performer: ObjArray
+    kind: ObjArray
+    start: IntArray  # microseconds (after the trim)
+    end: IntArray
+    interactive: BoolArray
+    counted: IntArray  # microseconds this entry adds to the patient's union
+
+    def take(self, rows: IntArray | BoolArray) -> CareEntries:
+        return CareEntries(**{k: v[rows] for k, v in vars(self).items()})
+
+    def interpretation(self) -> BoolArray:
+        """99091 data-interpretation time (RPM time a physician/QHP logs as data review)."""
+        return interpretation_rows(self.program, self.performer, self.kind)
+
+    def entry(self, i: int) -> TimeEntry:
+        """Row ``i`` as a time entry (its trimmed start and minutes)."""
+        start, end = int(self.start[i]), int(self.end[i])
+        return TimeEntry(
+            self.activity_id[i],
+            self.patient_id[i],
+            self.program[i],
+            self.performer[i],
+            self.kind[i],
+            _UNIX + timedelta(microseconds=start),
+            Decimal(end - start) / MICROS_PER_MINUTE,
+            bool(self.interactive[i]),
+        )
+
+
+def interpretation_rows(program: ObjArray, performer: ObjArray, kind: ObjArray) -> BoolArray:
+    """Rows of 99091 data-interpretation time (:func:`metrics.care_time.is_interpretation`)."""
+    found: BoolArray = program == Program.RPM
+    found &= performer == "physician"
+    found &= kind == INTERPRETATION_KIND
+    return found
+
+
+def group_firsts(group: IntArray) -> BoolArray:
+    """The first row of each run of equal values (rows sorted by group)."""
+    first: BoolArray = np.ones(len(group), np.bool_)
+    first[1:] = group[1:] != group[:-1]
+    return first
+
+
+def with_union(entries: CareEntries, patient: IntArray) -> CareEntries:
+    """``entries`` sorted by patient, trimmed start and id, each with its share of the
+    patient's union of care time."""
+    _, id_rank = sorted_codes(entries.activity_id)
+    order = np.lexsort((id_rank, entries.start, patient))
+    out = entries.take(order)
+    out.counted = union_shares(out.start, out.end, group_firsts(patient[order]))
+    return out
+
+
+def entries_of(entries: Sequence[TimeEntry]) -> CareEntries:
+    """Already trimmed time entries (repeats of an id count once) as columns, with their
+    share of the union."""
+    once = list({(e.patient_id, e.activity_id): e for e in reversed(entries)}.values())[::-1]
+    start = np.array([micros(e.started_at) for e in once], np.int64)
+    length = [int(e.minutes * MICROS_PER_MINUTE) for e in once]
+    cols = CareEntries(
+        objects([e.activity_id for e in once]),
+        objects([e.patient_id for e in once]),
+        objects([e.program for e in once]),
+        objects([e.performer for e in once]),
+        objects([e.kind for e in once]),
+        start,
+        start + np.array(length, np.int64),
+        np.array([e.interactive for e in once], np.bool_),
+        np.zeros(len(once), np.int64),
+    )
+    return with_union(cols, sorted_codes(cols.patient_id)[1])
+
+
+@dataclass(frozen=True)
+class EnrollmentColumns:
+    """Every program's enrollments as columns, sorted by (patient, program) key then start."""
+
+    key: IntArray  # patient code * programs + program code
+    start: IntArray
+    end: IntArray  # OPEN_DAY when open
+    consent: IntArray  # NO_DAY without consent
+    row: IntArray  # index in the enrollments given
+
+
+def enrollment_columns(
+    enrollments: Sequence[Any], patients: Mapping[str, int], programs: Mapping[str, int]
+) -> EnrollmentColumns:
+    """Enrollments (anything with patient_id, program, start_date, end_date, consent_date) of
+    the patients and programs given, keyed as :func:`keys_of`."""
+    n = len(programs)
+    rows = [
+        i for i, e in enumerate(enrollments) if e.patient_id in patients and e.program in programs
+    ]
+    key = np.array(
+        [patients[enrollments[i].patient_id] * n + programs[enrollments[i].program] for i in rows],
+        np.int64,
+    )
+    start = np.array([day_of(enrollments[i].start_date) for i in rows], np.int64)
+    end = np.array(
+        [OPEN_DAY if (d := enrollments[i].end_date) is None else day_of(d) for i in rows], np.int64
+    )
+    consent = np.array(
+        [NO_DAY if (d := enrollments[i].consent_date) is None else day_of(d) for i in rows],
+        np.int64,
+    )
+    order = np.lexsort((start, key))
+    return EnrollmentColumns(
+        key[order], start[order], end[order], consent[order], np.array(rows, np.int64)[order]
+    )
+
+
+def latest_overlapping(e: EnrollmentColumns, key: IntArray, lo: IntArray, hi: IntArray) -> IntArray:
+    """Per query, the position (in ``e``) of the latest-starting enrollment of ``key`` with a
+    day inside ``lo .. hi``, or -1."""
+    packed = e.key * (1 << 32) + e.start
+    pos = np.searchsorted(packed, key * (1 << 32) + hi, side="right") - 1
+    found = np.full(len(key), -1, np.int64)
+    todo = np.flatnonzero(pos >= 0)
+    while len(todo):
+        p = pos[todo]
+        same = e.key[p] == key[todo]
+        hit = same & (e.end[p] >= lo[todo])
+        found[todo[hit]] = p[hit]
+        todo = todo[same & ~hit & (p > 0)]
+        pos[todo] -= 1
+    return found
+
+
+def covered_by_any(e: EnrollmentColumns, key: IntArray, day: IntArray) -> BoolArray:
+    """Per query, whether an enrollment of ``key`` with consent on file covers ``day``."""
+    lo = np.searchsorted(e.key, key, side="left")
+    hi = np.searchsorted(e.key, key, side="right")
+    inside = np.zeros(len(key), np.bool_)
+    k = 0
+    while True:
+        at = lo + k
+        live = at < hi
+        if not live.any():
+            return inside
+        p = np.where(live, at, 0)
+        ok = live & (e.start[p] <= day) & (day <= e.end[p]) & (e.consent[p] <= day)
+        inside |= ok
+        k += 1
+
+
+def counts_at_all(acts: ActivityColumns, max_activity_minutes: int) -> BoolArray:
+    """Rows that count for some program: not voided, not over the one-entry limit, with a
+    possible date (RPM's counting names the others with why)."""
+    voided = np.array([v is not None for v in acts.voided_reason.tolist()], np.bool_)
+    return (
+        ~voided
+        & (acts.hundredths <= max_activity_minutes * 100)
+        & (acts.at >= micros(EARLIEST_ACTIVITY))
+        & (acts.at < micros(LATEST_ACTIVITY))
+    )
+
+
+def decided_interactive(acts: ActivityColumns, secure_message_interactive: bool) -> BoolArray:
+    """Real-time two-way communication; secure messages only when the setting says so."""
+    decided: BoolArray = acts.interactive.copy()
+    if not secure_message_interactive:
+        decided &= acts.kind != "secure_message"
+    return decided
+
+
+@dataclass
+class CareTime:
+    """The one pass over the activities: what takes time, and which rows it came from."""
+
+    entries: CareEntries
+    taking: BoolArray  # per activity row: it takes time (before the trim)
+    kept_begin: IntArray  # per activity row: its trimmed start (-1: dropped or not taking)
+    zones: ObjArray  # per activity row: the patient's zone
+
+
+def care_time(
+    acts: ActivityColumns,
+    enrollments: Sequence[Any],
+    zone_of: Mapping[str, str],
+    org_zone: str,
+    as_of: date,
+    max_activity_minutes: int,
+    secure_message_interactive: bool,
+) -> CareTime:
+    """Every program's activities that take time, trimmed across programs and counted once
+    (the union per patient), as :class:`CareEntries`."""
+    names, patient = sorted_codes(acts.patient_id)
+    zones = objects([zone_of.get(p) or org_zone for p in names])[patient]
+    live = np.flatnonzero(counts_at_all(acts, max_activity_minutes))
+    day = np.full(len(acts.at), NO_DAY, np.int64)
+    day[live] = local_days(acts.at[live], zones[live])
+    program_names = sorted({*acts.program.tolist(), *(e.program for e in enrollments)})
+    programs = {p: k for k, p in enumerate(program_names)}
+    e = enrollment_columns(enrollments, {p: k for k, p in enumerate(names)}, programs)
+    prog = np.array([programs[p] for p in acts.program.tolist()], np.int64)
+    key = patient * len(programs) + prog
+    taking = np.zeros(len(acts.at), np.bool_)
+    inside = live[day[live] <= day_of(as_of)]
+    taking[inside] = covered_by_any(e, key[inside], day[inside])
+    rows = np.flatnonzero(taking)
+    _, id_rank = sorted_codes(acts.activity_id[rows])
+    rows = rows[np.lexsort((id_rank, acts.at[rows], patient[rows]))]
+    start = acts.at[rows]
+    end = start + acts.hundredths[rows] * MICROS_PER_HUNDREDTH
+    sub = acts.take(rows)
+    interpretation = interpretation_rows(sub.program, sub.performer, sub.kind)
+    begin = trimmed_starts(
+        start, end, pool_codes(prog[rows], interpretation), group_firsts(patient[rows])
+    )
+    keep = begin < end
+    kept_begin = np.full(len(acts.at), -1, np.int64)
+    kept_begin[rows[keep]] = begin[keep]
+    cols = CareEntries(
+        sub.activity_id[keep],
+        sub.patient_id[keep],
+        sub.program[keep],
+        sub.performer[keep],
+        sub.kind[keep],
+        begin[keep],
+        end[keep],
+        decided_interactive(sub, secure_message_interactive)[keep],
+        np.zeros(int(keep.sum()), np.int64),
+    )
+    return CareTime(with_union(cols, patient[rows][keep]), taking, kept_begin, zones)
+
+
+def rpm_management_activities(acts: ActivityColumns, time: CareTime) -> list[Activity]:
+    """RPM's treatment-management activities for its own counting: an entry that takes time
+    as the trim left it (dropped when another program's earlier time covers it all), every
+    other RPM entry as it is, for RPM to name why it does not count; 99091 interpretation
+    time left out."""
+    rpm = (acts.program == Program.RPM) & ~interpretation_rows(
+        acts.program, acts.performer, acts.kind
+    )
+    out = []
+    for i in np.flatnonzero(rpm).tolist():
+        a = acts.activity(i)
+        if not time.taking[i]:
+            out.append(a)
+            continue
+        begin = int(time.kept_begin[i])
+        if begin < 0:
+            continue
+        if begin == int(acts.at[i]):
+            out.append(a)
+            continue
+        end = int(acts.at[i]) + int(acts.hundredths[i]) * MICROS_PER_HUNDREDTH
+        cut = (end - begin) // MICROS_PER_HUNDREDTH
+        if cut > 0:
+            out.append(
+                replace(
+                    a,
+                    started_at=_UNIX + timedelta(microseconds=begin),
+                    minutes=hundredths_decimal(cut),
+                )
+            )
+    return out
+
+
+def activity_columns(activities: Sequence[Activity]) -> ActivityColumns:
+    """Activity values as columns (for callers that hold activities, not the registry)."""
+    return ActivityColumns(
+        objects([a.activity_id for a in activities]),
+        objects([a.patient_id for a in activities]),
+        objects([a.staff_id for a in activities]),
+        np.array([micros(a.started_at) for a in activities], np.int64),
+        np.array([int(a.minutes * 100) for a in activities], np.int64),
+        objects([a.kind for a in activities]),
+        np.array([a.interactive for a in activities], np.bool_),
+        objects([a.program for a in activities]),
+        objects([a.performer for a in activities]),
+        objects([a.voided_reason for a in activities]),
+    )
+
+
+__all__ = ["is_interpretation"]
