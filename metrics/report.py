@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
+from itertools import islice
 from typing import IO, Any
 
 import orjson
@@ -69,9 +70,19 @@ def record_to_dict(record: EngagementRecord) -> dict[str, Any]:
     }
 
 
-def write_json(records: Iterable[EngagementRecord], out: IO[bytes]) -> None:
-    out.write(orjson.dumps([record_to_dict(r) for r in records], option=orjson.OPT_INDENT_2))
-    out.write(b"\n")
+def write_json(records: Iterable[EngagementRecord], out: IO[bytes], chunk: int = 5_000) -> None:
+    """The records as one indented JSON array, written ``chunk`` records at a time: the
+    bytes of one ``orjson.dumps`` of them all, without the whole text (or a dict of every
+    record) held at once."""
+    rows = iter(records)
+    opened = False
+    while batch := [record_to_dict(r) for r in islice(rows, chunk)]:
+        text = orjson.dumps(batch, option=orjson.OPT_INDENT_2)
+        # "[\n  {...},\n  {...}\n]": the items between the brackets, joined by ",\n".
+        out.write(b",\n" if opened else b"[\n")
+        out.write(memoryview(text)[2:-2])
+        opened = True
+    out.write(b"\n]\n" if opened else b"[]\n")
 
 
 def _lines_text(record: EngagementRecord) -> str:
