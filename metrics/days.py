@@ -37,6 +37,7 @@ _BITMAP_CELLS = 64_000_000  # patients x days; one byte each
 PHYSIOLOGIC_TYPES = pa.array(list(READING_TYPES), pa.string())
 
 IntArray = npt.NDArray[np.int64]
+Int32Array = npt.NDArray[np.int32]
 
 
 def day_number(day: date) -> int:
@@ -410,8 +411,8 @@ class PatientDays:
     the readings set aside on days without data (sorted by day), for the reasons."""
 
     index: PatientIndex
-    patient: IntArray
-    day: IntArray
+    patient: Int32Array
+    day: Int32Array
     set_aside: Mapping[str, tuple[SetAside, ...]] = field(default_factory=dict)
 
     @staticmethod
@@ -421,7 +422,15 @@ class PatientDays:
     @cached_property
     def keys(self) -> IntArray:
         """(patient, day) packed into sorted integers, for range look-ups (made on demand)."""
-        return (self.patient << _DAY_BITS) | self.day
+        return (self.patient.astype(np.int64) << _DAY_BITS) | self.day
+
+
+def _unpacked(keys: IntArray) -> tuple[Int32Array, Int32Array]:
+    """Packed (patient, day) keys as their two columns, 32 bits each: a fleet's days with
+    data are millions of rows, held for the whole run."""
+    patient = (keys >> _DAY_BITS).astype(np.int32)
+    day = (keys & ((1 << _DAY_BITS) - 1)).astype(np.int32)
+    return patient, day
 
 
 _WORK_ROWS = 1 << 18
@@ -500,12 +509,16 @@ def patient_days(
             found = [np.unique(np.concatenate(found))]
             pending = len(found[0])
     if bitmap is not None:
-        patient, day = np.divmod(np.flatnonzero(bitmap), span)
-        day += first
+        cells = np.flatnonzero(bitmap)
+        patient = (cells // span).astype(np.int32)
+        cells %= span
+        cells += first
+        day = cells.astype(np.int32)
+        del cells
         counted_keys = None
     else:
         counted_keys = np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
-        patient, day = counted_keys >> _DAY_BITS, counted_keys & ((1 << _DAY_BITS) - 1)
+        patient, day = _unpacked(counted_keys)
     set_aside = _set_aside(
         rejected, rejected_readings, snapshot, index, bitmap, counted_keys, first, span
     )
@@ -576,7 +589,7 @@ def with_self_reported(found: PatientDays) -> PatientDays:
     keys = np.unique(
         np.concatenate([found.keys, np.array([found.key(p, d) for p, d in extra], np.int64)])
     )
-    patient, day = keys >> _DAY_BITS, keys & ((1 << _DAY_BITS) - 1)
+    patient, day = _unpacked(keys)
     counted = {(found.index.ids[p], d) for p, d in extra}
     set_aside = {
         pid: kept

@@ -379,7 +379,7 @@ def episode_day_numbers(
         episode[hit] = owned[hit]
     keep = episode >= 0
     ep = episode[keep]
-    day = found.day[keep]
+    day = found.day[keep].astype(np.int64)  # the table computes in 64 bits
     if len(ep) == 0:
         return empty
     # Pairs come sorted by patient and day; with one enrollment per patient (the usual case)
