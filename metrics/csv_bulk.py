@@ -136,6 +136,20 @@ def _block_table(part: SupplyPart, episodes: Sequence[int]) -> PeriodTable | Non
     return _episode_rows(t, e0, e1) if e0 < e1 else None
 
 
+# The table's columns with a value per episode, and with one per period (the others hold
+# positions, made relative by _episode_rows).
+_PER_EPISODE = (
+    "episode_at",
+    "enr_end",
+    "setup_status",
+    "setup_rs",
+    "setup_reason",
+    "setup_billed",
+    "setup_qualified",
+)
+_PER_PERIOD = ("start", "end", "days", "dos", "rs_id", "final", "code_at", "status", "reason")
+
+
 def _episode_rows(t: PeriodTable, e0: int, e1: int) -> PeriodTable:
     """The table of episodes ``e0 .. e1 - 1`` of ``t`` alone: their periods, setup rows
     and days (views of ``t``'s columns, positions made relative)."""
@@ -144,28 +158,14 @@ def _episode_rows(t: PeriodTable, e0: int, e1: int) -> PeriodTable:
     several = t.several[(t.several >= e0) & (t.several < e1)] - e0
     return replace(
         t,
-        episode_at=t.episode_at[e0:e1],
+        **{name: getattr(t, name)[e0:e1] for name in _PER_EPISODE},
+        **{name: getattr(t, name)[p0:p1] for name in _PER_PERIOD},
         several=several,
-        enr_end=t.enr_end[e0:e1],
         period_off=t.period_off[e0 : e1 + 1] - p0,
         owner=t.owner[p0:p1] - e0,
-        start=t.start[p0:p1],
-        end=t.end[p0:p1],
-        days=t.days[p0:p1],
-        dos=t.dos[p0:p1],
+        setup_period=t.setup_period[e0:e1] - p0,
         day=t.day[d0:d1],
         day_off=t.day_off[p0 : p1 + 1] - d0,
-        rs_id=t.rs_id[p0:p1],
-        final=t.final[p0:p1],
-        code_at=t.code_at[p0:p1],
-        status=t.status[p0:p1],
-        reason=t.reason[p0:p1],
-        setup_period=t.setup_period[e0:e1] - p0,
-        setup_status=t.setup_status[e0:e1],
-        setup_rs=t.setup_rs[e0:e1],
-        setup_reason=t.setup_reason[e0:e1],
-        setup_billed=t.setup_billed[e0:e1],
-        setup_qualified=t.setup_qualified[e0:e1],
         npi={k - p0: v for k, v in t.npi.items() if p0 <= k < p1},
     )
 
