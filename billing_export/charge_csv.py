@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import TextIO
 
 from rpmpipe.billing_export.claims import Claim, payer_name_for
-from rpmpipe.csv_cells import SafeCsvWriter
+from rpmpipe.csv_cells import SafeCsvWriter, csv_row
 from rpmpipe.settings import BillingSettings
 
 CHARGE_COLUMNS = (
@@ -120,81 +120,93 @@ def money(value: Decimal) -> str:
 
 def write_charge_csv(out: TextIO, claims: Sequence[Claim], billing: BillingSettings) -> int:
     """Write the header and one row per service line; returns the number of rows."""
-    writer = SafeCsvWriter(out)
-    writer.writerow(CHARGE_COLUMNS)
+    out.write(csv_row(CHARGE_COLUMNS) + "\n")
     rows = 0
     for claim in claims:
         p = claim.patient
-        # The claim's and the patient's cells once per claim; per line only the line's own.
-        claim_id = one_line(claim.claim_id)
-        about_claim = [
-            one_line(v)
-            for v in (
-                claim.frequency,
-                claim.original_claim_id,
-                claim.payer_claim_control_number,
-                claim.receiver.receiver_id,
-                str(claim.interchange_control),
-                p.patient_id,
-                p.member_id,
-                p.payer_id,
-                payer_name_for(p, billing),
-            )
-        ]
-        diagnoses = one_line(";".join(p.icd10))
-        about_patient = [
-            one_line(v)
-            for v in (
-                billing.place_of_service,
-                billing.provider_npi,
-                claim.rendering_npi,
-                p.last_name,
-                p.first_name,
-                p.birth_date.isoformat(),
-                p.sex,
-                p.address1,
-                p.city,
-                p.state,
-                p.zip,
-            )
-        ]
+        # The claim's and the patient's cells once per claim, as CSV text; per line only the
+        # line's own cells (each piece is a run of neutralised, quoted cells).
+        claim_id = csv_row([one_line(claim.claim_id)])
+        about_claim = csv_row(
+            [
+                one_line(v)
+                for v in (
+                    claim.frequency,
+                    claim.original_claim_id,
+                    claim.payer_claim_control_number,
+                    claim.receiver.receiver_id,
+                    str(claim.interchange_control),
+                    p.patient_id,
+                    p.member_id,
+                    p.payer_id,
+                    payer_name_for(p, billing),
+                )
+            ]
+        )
+        diagnoses = csv_row([one_line(";".join(p.icd10))])
+        about_patient = csv_row(
+            [
+                one_line(v)
+                for v in (
+                    billing.place_of_service,
+                    billing.provider_npi,
+                    claim.rendering_npi,
+                    p.last_name,
+                    p.first_name,
+                    p.birth_date.isoformat(),
+                    p.sex,
+                    p.address1,
+                    p.city,
+                    p.state,
+                    p.zip,
+                )
+            ]
+        )
+        text = []
         for cl in claim.lines:
             line = cl.line
-            writer.writerow(
-                [
-                    claim_id,
-                    one_line(str(cl.line_no)),
-                    one_line(cl.line_control_number),
-                    *about_claim,
-                    *[
-                        one_line(v)
-                        for v in (
-                            line.code,
-                            ";".join(cl.modifiers),
-                            str(line.units),
-                            money(cl.charge),
-                            line.date_of_service.isoformat(),
-                            line.period_start.isoformat(),
-                            line.period_end.isoformat(),
-                        )
-                    ],
-                    diagnoses,
-                    one_line(";".join(str(n) for n in cl.diagnosis_pointers)),
-                    *about_patient,
-                    *[
-                        one_line(v)
-                        for v in (
-                            line.program,
-                            line.record_kind,
-                            line.rule_set,
-                            str(line.transmission_days),
-                            money(line.interactive_minutes),
-                            money(line.management_minutes),
-                        )
-                    ],
-                ]
+            text.append(
+                ",".join(
+                    (
+                        claim_id,
+                        csv_row([one_line(str(cl.line_no)), one_line(cl.line_control_number)]),
+                        about_claim,
+                        csv_row(
+                            [
+                                one_line(v)
+                                for v in (
+                                    line.code,
+                                    ";".join(cl.modifiers),
+                                    str(line.units),
+                                    money(cl.charge),
+                                    line.date_of_service.isoformat(),
+                                    line.period_start.isoformat(),
+                                    line.period_end.isoformat(),
+                                )
+                            ]
+                        ),
+                        diagnoses,
+                        csv_row([one_line(";".join(str(n) for n in cl.diagnosis_pointers))]),
+                        about_patient,
+                        csv_row(
+                            [
+                                one_line(v)
+                                for v in (
+                                    line.program,
+                                    line.record_kind,
+                                    line.rule_set,
+                                    str(line.transmission_days),
+                                    money(line.interactive_minutes),
+                                    money(line.management_minutes),
+                                )
+                            ]
+                        ),
+                    )
+                )
             )
             rows += 1
+        text.append("")
+        out.write("\n".join(text))
     return rows
 
 
