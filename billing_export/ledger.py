@@ -6,12 +6,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Table,
     and_,
     case,
     delete,
@@ -414,13 +415,48 @@ def record_ledger(
                     recorded_at=stamp.exported_at,
                 )
             )
-            for start in range(0, len(rows), 5000):
-                conn.execute(insert(ExportLedgerEntry), rows[start : start + 5000])
-                progress.advance(len(rows[start : start + 5000]))
+            insert_rows(conn, cast(Table, ExportLedgerEntry.__table__), rows, progress)
     except IntegrityError as exc:
         raise ExportError(
             "another export recorded some of these lines first; nothing of this run was recorded"
         ) from exc
+
+
+def insert_rows(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    progress: Progress = SILENT,
+    chunk: int = 5000,
+) -> None:
+    """Insert ``rows`` (all with the same keys) with the driver's executemany, in chunks.
+
+    The statement is compiled once and each column's bind processor (the conversion
+    SQLAlchemy applies to a value for this dialect) is taken once, so a row costs the
+    driver's work and one conversion per value, not SQLAlchemy's per-row parameter build.
+    """
+    if not rows:
+        return
+    names = list(rows[0])
+    dialect = conn.dialect
+    compiled = insert(table).compile(dialect=dialect, column_keys=names)
+    convert = [
+        (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names
+    ]
+    positional = compiled.positional
+    order = list(compiled.positiontup or ()) if positional else names
+    at = {name: n for n, name in enumerate(names)}
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        values = [
+            [row[name] if fn is None else fn(row[name]) for name, fn in convert] for row in part
+        ]
+        if positional:
+            params: list[Any] = [tuple(v[at[name]] for name in order) for v in values]
+        else:
+            params = [dict(zip(names, v, strict=True)) for v in values]
+        conn.exec_driver_sql(compiled.string, params)
+        progress.advance(len(part))
 
 
 def _record_lines(
