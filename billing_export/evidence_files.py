@@ -236,12 +236,31 @@ def _activity_text(a: ActivityEvidence) -> str:
     )
 
 
-def write_evidence_csv(out: BinaryIO, evidence: RunEvidence) -> int:
+def write_evidence_csv(out: BinaryIO, evidence: RunEvidence, lines_at_once: int = 20_000) -> int:
     """One row per fact behind each line (its enrollment, each day with data, each activity),
-    UTF-8; returns the number of rows."""
-    table = evidence.table
-    n = table.num_rows
-    days = table["days"].combine_chunks()
+    UTF-8, assembled ``lines_at_once`` lines at a time; returns the number of rows."""
+    out.write((csv_row(list(EVIDENCE_CSV_COLUMNS)) + "\n").encode("utf-8"))
+    days = evidence.table["days"].combine_chunks()
+    rows = 0
+    for start in range(0, evidence.table.num_rows, lines_at_once):
+        end = start + lines_at_once
+        part = _fact_rows(
+            days.slice(start, lines_at_once),
+            pa.array(evidence.heads[start:end], pa.large_string()),
+            pa.array(evidence.enrollment_rows[start:end], pa.large_string()),
+            evidence.activity_rows.slice(start, lines_at_once),
+        )
+        _write_lines(out, part)
+        rows += len(part)
+    return rows
+
+
+def _fact_rows(
+    days: pa.ListArray, heads: pa.Array, enrollment_rows: pa.Array, acts: pa.ListArray
+) -> pa.Array:
+    """The CSV rows of some lines, in order: each line's enrollment, its days in order, then
+    its activities, each after the line's own cells."""
+    n = len(heads)
     flat = pc.list_flatten(days)
     day_line = pc.list_parent_indices(days).to_numpy()
     ids = flat.field("reading_ids")
@@ -251,7 +270,6 @@ def write_evidence_csv(out: BinaryIO, evidence: RunEvidence) -> int:
         pc.binary_join(flat.field("device_ids"), ", "),
         "",
     )
-    heads = pa.array(evidence.heads, pa.large_string())
     day_rows = pc.binary_join_element_wise(
         heads.take(pa.array(day_line)),
         _text("day_with_data"),
@@ -261,17 +279,13 @@ def write_evidence_csv(out: BinaryIO, evidence: RunEvidence) -> int:
         _cells(pc.binary_join(ids, ";")).cast(pa.large_string()),
         _text(","),
     )
-    acts = evidence.activity_rows
     act_line = pc.list_parent_indices(acts).to_numpy()
     act_rows = pc.binary_join_element_wise(
         heads.take(pa.array(act_line)),
         pc.list_flatten(acts).cast(pa.large_string()),
         _text(","),
     )
-    enroll_rows = pc.binary_join_element_wise(
-        heads, pa.array(evidence.enrollment_rows, pa.large_string()), _text(",")
-    )
-    # Each line's rows together: its enrollment, its days in order, then its activities.
+    enroll_rows = pc.binary_join_element_wise(heads, enrollment_rows, _text(","))
     day_counts = pc.list_value_length(days).to_numpy(zero_copy_only=False)
     act_counts = pc.list_value_length(acts).to_numpy(zero_copy_only=False)
     first = np.zeros(n + 1, np.int64)
@@ -292,12 +306,7 @@ def write_evidence_csv(out: BinaryIO, evidence: RunEvidence) -> int:
     )
     order = np.empty_like(where)
     order[where] = np.arange(len(where))
-    rows = pa.concat_arrays(
-        [enroll_rows.cast(pa.large_string()), day_rows.cast(pa.large_string()), act_rows]
-    ).take(pa.array(order))
-    out.write((csv_row(list(EVIDENCE_CSV_COLUMNS)) + "\n").encode("utf-8"))
-    _write_lines(out, rows)
-    return len(where)
+    return pa.concat_arrays([enroll_rows, day_rows, act_rows]).take(pa.array(order))
 
 
 def _text(value: str) -> pa.Scalar:

@@ -115,6 +115,10 @@ def test_the_columnar_evidence_is_the_line_by_line_evidence(tmp_path: Path) -> N
     write_evidence_csv(expected, lines)
     assert columnar.getvalue().decode("utf-8") == expected.getvalue()
     assert rows == len(expected.getvalue().splitlines()) - 1
+    for lines_at_once in (1, 2, 3):  # the rows of a few lines at a time are the same bytes
+        part = io.BytesIO()
+        assert write_columnar(part, new, lines_at_once) == rows
+        assert part.getvalue() == columnar.getvalue()
     text = expected.getvalue()
     # The formula-like id neutralised, the device list quoted, the plain number kept.
     assert ',"3 readings from BP,""2"", BP-1",\'=1+1;R1;R2\n' in text
