@@ -112,6 +112,11 @@ class ReadingIdIndex:
         # No fsync of its own: after a crash, rows it lost belong to files it no longer lists,
         # and catch_up() indexes those again from the Parquet files, which are durable.
         self._db.execute("PRAGMA synchronous=OFF")
+        # A batch's ids land on pages all over the key order: a page cache of 64 MB and a
+        # checkpoint every 10,000 WAL pages (40 MB) instead of SQLite's 2 MB and 1,000 take
+        # about a third off an insert once the index outgrows the default cache.
+        self._db.execute("PRAGMA cache_size=-65536")
+        self._db.execute("PRAGMA wal_autocheckpoint=10000")
         # One text key (device id, unit separator, reading id): an IN list on it uses the
         # primary key, where a row-value IN over two columns scans the table.
         self._db.execute(
