@@ -201,29 +201,18 @@ def test_fast_path_gives_the_general_decoders_readings_and_rejects(
         assert len(alone) == 0
 
 
-def test_the_simulators_single_native_readings_all_take_the_fast_path() -> None:
-    fleet = build_fleet(patients=30, start=date(2026, 10, 1), days=5, seed=3)
-    sim = simulate(fleet, topic_root="t", fmt="native", until=datetime(2026, 10, 6, tzinfo=UTC))
-    singles = [m for m in sim.messages if m.kind != "activity" and len(m.reading_ids) == 1]
-    assert len(singles) > 50
-    kinds = set()
-    for m in singles:
-        device = m.topic.split("/")[-2]
-        columns = ReadingColumns()
-        assert native_fast(columns, device, m.payload, RECEIVED, SKEW), m.topic
-        expected, rejects = general(m.payload, device)
-        assert not rejects
-        assert_same(columns, expected)
-        kinds.update(columns.type)
-    assert kinds == {"blood_pressure", "body_weight"}
+def _simulated(patients: int, days: int, batched: bool) -> list[object]:
+    fleet = build_fleet(patients=patients, start=date(2026, 10, 1), days=days, seed=3)
+    until = datetime(2026, 10, 1 + days, tzinfo=UTC)
+    sim = simulate(fleet, topic_root="t", fmt="native", until=until)
+    return [m for m in sim.messages if m.kind != "activity" and (len(m.reading_ids) > 1) == batched]
 
 
-def test_the_simulators_batched_native_syncs_take_the_fast_path() -> None:
-    fleet = build_fleet(patients=200, start=date(2026, 10, 1), days=20, seed=3)
-    sim = simulate(fleet, topic_root="t", fmt="native", until=datetime(2026, 10, 21, tzinfo=UTC))
-    syncs = [m for m in sim.messages if m.kind != "activity" and len(m.reading_ids) > 1]
-    assert len(syncs) > 10
-    for m in syncs:
+def _take_fast(messages: list) -> set[str]:  # type: ignore[type-arg]
+    """Each message takes the fast path and gives the general decoder's readings; the
+    reading types seen."""
+    kinds: set[str] = set()
+    for m in messages:
         device = m.topic.split("/")[-2]
         columns = ReadingColumns()
         assert native_fast(columns, device, m.payload, RECEIVED, SKEW), m.topic
@@ -231,6 +220,20 @@ def test_the_simulators_batched_native_syncs_take_the_fast_path() -> None:
         assert not rejects
         assert_same(columns, expected)
         assert len(columns) == len(m.reading_ids)
+        kinds.update(columns.type)
+    return kinds
+
+
+def test_the_simulators_single_native_readings_all_take_the_fast_path() -> None:
+    singles = _simulated(30, 5, batched=False)
+    assert len(singles) > 50
+    assert _take_fast(singles) == {"blood_pressure", "body_weight"}
+
+
+def test_the_simulators_batched_native_syncs_take_the_fast_path() -> None:
+    syncs = _simulated(200, 20, batched=True)
+    assert len(syncs) > 10
+    _take_fast(syncs)
 
 
 BASE = {

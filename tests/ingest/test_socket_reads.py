@@ -41,6 +41,18 @@ def _drain(client: mqtt.Client, got: list[bytes], n: int) -> int:
     return counting.reads
 
 
+def _queue_while_away(s, client: mqtt.Client, device: str, payloads: list[bytes]) -> None:  # type: ignore[no-untyped-def]
+    """Subscribe ``client``'s session to the readings, leave, and publish ``payloads`` on
+    ``device``'s topic: they wait at the broker for the session's return."""
+    subscribed: list[int] = []
+    client.on_subscribe = lambda _c, _u, mid, _codes, _p: subscribed.append(mid)
+    client.subscribe(reading_topic(s, "+"), qos=1)
+    loop_until(client, lambda: bool(subscribed), 10)
+    client.disconnect()
+    client.loop(timeout=0.2)
+    publish(s, [(reading_topic(s, device), p) for p in payloads])
+
+
 def _read_backlog(stack, client_class: type[mqtt.Client], payloads: list[bytes]) -> int:  # type: ignore[no-untyped-def]
     """Queue ``payloads`` for a session of ``client_class`` while it is away, reconnect, and
     read them all; returns the socket reads that took (and checks every payload)."""
@@ -53,13 +65,7 @@ def _read_backlog(stack, client_class: type[mqtt.Client], payloads: list[bytes])
 
     client = session_client(s, stack.protocol, client_id, on_message, client_class=client_class)
     try:
-        subscribed: list[int] = []
-        client.on_subscribe = lambda _c, _u, mid, _codes, _p: subscribed.append(mid)
-        client.subscribe(reading_topic(s, "+"), qos=1)
-        loop_until(client, lambda: bool(subscribed), 10)
-        client.disconnect()
-        client.loop(timeout=0.2)
-        publish(s, [(reading_topic(s, "BP-READ"), p) for p in payloads])
+        _queue_while_away(s, client, "BP-READ", payloads)
         # The backlog arrives all at once on reconnect; let it pile up in the socket.
         client = session_client(s, stack.protocol, client_id, on_message, client_class=client_class)
         time.sleep(1.0)
@@ -107,13 +113,7 @@ def test_a_backlog_is_split_in_bulk_in_order_and_paho_reads_only_packets_across_
         s, stack.protocol, client_id, on_message, client_class=BufferedClient, manual_ack=True
     )
     try:
-        subscribed: list[int] = []
-        client.on_subscribe = lambda _c, _u, mid, _codes, _p: subscribed.append(mid)
-        client.subscribe(reading_topic(s, "+"), qos=1)
-        loop_until(client, lambda: bool(subscribed), 10)
-        client.disconnect()
-        client.loop(timeout=0.2)
-        publish(s, [(reading_topic(s, "BP-BULK"), p) for p in payloads])
+        _queue_while_away(s, client, "BP-BULK", payloads)
         client = session_client(
             s, stack.protocol, client_id, on_message, client_class=BufferedClient, manual_ack=True
         )
