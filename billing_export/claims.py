@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+from rpmpipe.records import FinalRecord, RecordKey, ServiceLine
 from rpmpipe.settings import BillingSettings
 
 MAX_DIAGNOSES = 12  # HI holds 12 codes
@@ -44,26 +45,78 @@ class PatientInfo:
 
 @dataclass(frozen=True, slots=True)
 class BillableLine:
-    """One service line of a final engagement record, before pricing."""
+    """One service line of a final engagement record, before pricing: the record and the line
+    (the properties are what pricing, the audit, the claims and the ledger read of them)."""
 
-    patient_id: str
-    program: str
-    record_kind: str
-    period_start: date
-    period_end: date
-    code: str
-    units: int
-    date_of_service: date
-    rule_set: str
-    transmission_days: int
-    interactive_minutes: Decimal
-    rendering_npi: str
-    management_minutes: Decimal = Decimal("0.00")  # all care time that counts
-    episode_start: date | None = None  # the episode of care the line's record belongs to
+    record: FinalRecord
+    line: ServiceLine
 
     @property
-    def record_key(self) -> tuple[str, str, str, date]:
-        return (self.patient_id, self.program, self.record_kind, self.period_start)
+    def record_key(self) -> RecordKey:
+        return self.record.key
+
+    @property
+    def patient_id(self) -> str:
+        return self.record.patient_id
+
+    @property
+    def program(self) -> str:
+        return self.record.program
+
+    @property
+    def record_kind(self) -> str:
+        return self.record.kind
+
+    @property
+    def period_start(self) -> date:
+        return self.record.period_start
+
+    @property
+    def period_end(self) -> date:
+        return self.record.period_end
+
+    @property
+    def rule_set(self) -> str:
+        return self.record.rule_set
+
+    @property
+    def transmission_days(self) -> int:
+        return self.record.transmission_days
+
+    @property
+    def interactive_minutes(self) -> Decimal:
+        return self.record.interactive_minutes
+
+    @property
+    def management_minutes(self) -> Decimal:
+        """All care time that counts."""
+        return self.record.management_minutes
+
+    @property
+    def episode_start(self) -> date | None:
+        """The episode of care the line's record belongs to."""
+        return self.record.episode_start
+
+    @property
+    def rendering_npi(self) -> str:
+        return self.record.rendering_npi
+
+    @property
+    def code(self) -> str:
+        return self.line.code
+
+    @property
+    def units(self) -> int:
+        return self.line.units
+
+    @property
+    def date_of_service(self) -> date:
+        return self.line.date_of_service
+
+
+def billable_lines(record: FinalRecord) -> list[BillableLine]:
+    """The lines ``record`` bills (none unless it is billable), each with its record."""
+    return [BillableLine(record, line) for line in record.billed_lines]
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,8 +77,6 @@ from rpmpipe.billing_export.ledger import (
 from rpmpipe.billing_export.plan import (
     ExportPlan,
     LedgerState,
-    LineSig,
-    RecordKey,
     draft_plan,
     price_plan,
     select_work,
@@ -93,6 +91,7 @@ from rpmpipe.errors import ConfigError, ExportError
 from rpmpipe.files import atomic_write, fsync_dir, private_dir
 from rpmpipe.logs import get_logger
 from rpmpipe.progress import SILENT, Progress, tracked
+from rpmpipe.records import LineSig, RecordKey
 from rpmpipe.settings import BillingSettings, ExportSettings
 
 log = get_logger(__name__)

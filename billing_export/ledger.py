@@ -30,17 +30,14 @@ from rpmpipe.billing_export.claims import PatientInfo
 from rpmpipe.billing_export.plan import (
     EMPTY_MARKER,
     VOID_CLAIM,
-    FinalRecord,
     LedgerState,
     LedgerWrite,
-    LineSig,
-    RecordKey,
     signature,
 )
 from rpmpipe.billing_export.x12 import ControlNumbers
 from rpmpipe.errors import ExportError, RegistryRecordError
 from rpmpipe.progress import SILENT, Progress
-from rpmpipe.records import REVIEW_LINE_KINDS, RecordStatus
+from rpmpipe.records import REVIEW_LINE_KINDS, FinalRecord, LineSig, RecordKey, RecordStatus
 from rpmpipe.registry.engagement import record_of
 from rpmpipe.registry.models import (
     ControlNumber,

@@ -34,17 +34,26 @@ from rpmpipe.billing_export.claims import (
     ClaimDraft,
     PatientInfo,
     Receiver,
+    billable_lines,
     draft_claims,
     price_claims,
     receiver_for,
     unit_charge,
 )
 from rpmpipe.billing_export.holds import Held, HoldReason, hold_reason
-from rpmpipe.records import EngagementRecord, LineKind, RecordKind, RecordStatus, ServiceLine
+from rpmpipe.records import (
+    EngagementRecord,
+    FinalRecord,
+    LineKind,
+    LineSig,
+    RecordKey,
+    RecordKind,
+    RecordStatus,
+    ServiceLine,
+    billed_text,
+)
 from rpmpipe.settings import BillingSettings
 
-RecordKey = tuple[str, str, str, date]  # patient_id, program, record_kind, period_start
-LineSig = tuple[ServiceLine, ...]  # sorted (by code, units, date of service)
 EMPTY_MARKER = "-"
 CENT = Decimal("0.01")
 VOID_CLAIM = LineKind.VOID_CLAIM  # rows of a frequency-8 claim: sent, and the record has no lines
@@ -54,45 +63,6 @@ VANISHED_REASON = (
     "the period no longer exists: no engagement record is computed for it any more (a device "
     "assignment, consent or enrollment changed after the export); the billed lines need a void"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class FinalRecord(EngagementRecord):
-    """An engagement record whose period ended before the as-of date, as the export bills it:
-    its lines sorted (a :data:`LineSig`), its minutes to the cent, and the NPI its lines go
-    out under (``rendering_npi``: the record's ordering NPI, or for records stored without
-    one the enrollment's covering the period end)."""
-
-    rendering_npi: str = ""
-
-    @property
-    def key(self) -> RecordKey:
-        return (self.patient_id, self.program, self.kind, self.period_start)
-
-    @property
-    def billed_lines(self) -> LineSig:
-        return self.lines if self.status == RecordStatus.BILLABLE else ()
-
-    def billable_lines(self) -> list[BillableLine]:
-        return [
-            BillableLine(
-                patient_id=self.patient_id,
-                program=self.program,
-                record_kind=self.kind,
-                period_start=self.period_start,
-                period_end=self.period_end,
-                code=code,
-                units=units,
-                date_of_service=dos,
-                rule_set=self.rule_set,
-                transmission_days=self.transmission_days,
-                interactive_minutes=self.interactive_minutes,
-                rendering_npi=self.rendering_npi,
-                management_minutes=self.management_minutes,
-                episode_start=self.episode_start,
-            )
-            for code, units, dos in self.billed_lines
-        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +198,7 @@ def select_work(
                 repeated.add(overlap.exported)
                 continue
         if state is None:
-            lines = record.billable_lines()
+            lines = billable_lines(record)
             hold = _hold(record, lines, patients, billing)
             if hold is not None:
                 held.append(hold)
@@ -285,7 +255,7 @@ def _overlap(
     if not same:
         return None
     key = min(same)
-    codes = _codes(ledger[key].lines)
+    codes = billed_text(ledger[key].lines)
     return Overlap(
         record,
         key,
@@ -358,7 +328,7 @@ def draft_plan(
 
     for record in sorted(work.changed, key=lambda r: r.key):
         state = work.ledger[record.key]
-        new_lines = record.billable_lines()
+        new_lines = billable_lines(record)
         hold = _hold(record, new_lines, patients, billing)
         if hold is not None:
             held.append(hold)
@@ -391,7 +361,7 @@ def draft_plan(
         for key in members:
             member = work.records.get(key)
             if member is not None:
-                lines.extend(member.billable_lines())
+                lines.extend(billable_lines(member))
         frequency = "7"
         if not lines:
             frequency = "8"
@@ -465,7 +435,7 @@ def price_plan(
                 reason,
             )
         )
-        lines = record.billable_lines()
+        lines = billable_lines(record)
         for ln in lines:
             price = unit_charge(billing, ln.code) or Decimal("0.00")
             writes.append(_write(ln, state.revision + 1, change, state.claim_id, price * ln.units))
@@ -474,7 +444,7 @@ def price_plan(
     for overlap in work.overlapping:
         record, clash = overlap.record, work.ledger[overlap.exported]
         corrections.append(_correction(record, clash, CorrectionAction.REVIEW, "", overlap.reason))
-        for ln in record.billable_lines():
+        for ln in billable_lines(record):
             price = unit_charge(billing, ln.code) or Decimal("0.00")
             writes.append(_write(ln, 0, LineKind.CORRECTION, clash.claim_id, price * ln.units))
         if overlap.exported not in work.records:
@@ -568,17 +538,13 @@ def change_reason(record: FinalRecord, state: LedgerState) -> str:
     elif record.transmission_days != state.transmission_days:
         parts.append(f"{state.transmission_days} → {record.transmission_days} days with data")
     now = signature(record.billed_lines)
-    billed_codes, now_codes = _codes(state.lines), _codes(now)
+    billed_codes, now_codes = billed_text(state.lines), billed_text(now)
     if billed_codes != now_codes:
         parts.append(f"billed {billed_codes or 'nothing'}, now {now_codes or 'nothing'}")
     billed_dates, now_dates = _dates(state.lines), _dates(now)
     if billed_dates and now_dates and billed_dates != now_dates:
         parts.append(f"date of service {billed_dates} → {now_dates}")
     return "; ".join(parts) or "lines changed after export"
-
-
-def _codes(lines: LineSig) -> str:
-    return " + ".join(code if units == 1 else f"{code} x{units}" for code, units, _dos in lines)
 
 
 def _dates(lines: LineSig) -> str:
@@ -600,26 +566,24 @@ def _sends_replacements(patient: PatientInfo | None, billing: BillingSettings) -
 def _exported_lines(
     key: RecordKey, state: LedgerState, record: FinalRecord | None
 ) -> list[BillableLine]:
-    """The lines the ledger holds for a record, as a void claim repeats them."""
-    patient_id, program, kind, period_start = key
-    return [
-        BillableLine(
-            patient_id=patient_id,
-            program=program,
-            record_kind=kind,
-            period_start=period_start,
-            period_end=state.period_end,
-            code=code,
-            units=units,
-            date_of_service=dos,
-            rule_set=record.rule_set if record is not None else "",
-            transmission_days=state.transmission_days,
-            interactive_minutes=state.interactive_minutes,
-            rendering_npi=record.rendering_npi if record is not None else "",
-            management_minutes=state.management_minutes,
-        )
-        for code, units, dos in state.lines
-    ]
+    """The lines the ledger holds for a record, as a void claim repeats them: the record as
+    it was exported (the ledger's counts, the current record's rule set and NPI)."""
+    exported = FinalRecord(
+        patient_id=key[0],
+        program=key[1],
+        kind=key[2],
+        period_start=key[3],
+        period_end=state.period_end,
+        status=RecordStatus.BILLABLE,
+        reason="",
+        rule_set=record.rule_set if record is not None else "",
+        transmission_days=state.transmission_days,
+        interactive_minutes=state.interactive_minutes,
+        management_minutes=state.management_minutes,
+        lines=state.lines,
+        rendering_npi=record.rendering_npi if record is not None else "",
+    )
+    return billable_lines(exported)
 
 
 def _write(

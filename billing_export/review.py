@@ -13,9 +13,9 @@ from sqlalchemy import Connection, Engine, select
 from rpmpipe.billing_export.charge_csv import CorrectionAction
 from rpmpipe.billing_export.holds import Held
 from rpmpipe.billing_export.ledger import ledger_states, load_patients, ordering_npi
-from rpmpipe.billing_export.plan import FinalRecord, build_plan, final_record, select_work
+from rpmpipe.billing_export.plan import build_plan, final_record, select_work
 from rpmpipe.billing_export.totals import LedgerLine, ReviewItem
-from rpmpipe.records import EngagementRecord
+from rpmpipe.records import EngagementRecord, FinalRecord
 from rpmpipe.registry.models import Enrollment, ExportLedgerEntry
 from rpmpipe.settings import BillingSettings
 

@@ -15,8 +15,8 @@ from decimal import Decimal
 from typing import Any
 
 from rpmpipe.billing_export.holds import Held, HoldReason, group_held
-from rpmpipe.billing_export.plan import EMPTY_MARKER, VOID_CLAIM, LedgerWrite, RecordKey
-from rpmpipe.records import BILLED_LINE_KINDS, REVIEW_LINE_KINDS, LineKind
+from rpmpipe.billing_export.plan import EMPTY_MARKER, VOID_CLAIM, LedgerWrite
+from rpmpipe.records import BILLED_LINE_KINDS, REVIEW_LINE_KINDS, LineKind, RecordKey
 
 BILLED_KINDS = BILLED_LINE_KINDS
 CLAIM_KINDS = (*BILLED_KINDS, VOID_CLAIM)  # rows of a claim that was sent

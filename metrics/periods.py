@@ -46,7 +46,7 @@ from rpmpipe.metrics.reasons import (
 from rpmpipe.metrics.report import CsvRows
 from rpmpipe.metrics.rules import RuleSet, supply_code
 from rpmpipe.metrics.snapshot import Enrollment
-from rpmpipe.records import EngagementRecord, RecordKind, RecordStatus, ServiceLine
+from rpmpipe.records import EngagementRecord, RecordKind, RecordStatus, ServiceLine, line_infix
 from rpmpipe.settings import RuleSettings
 
 STATUSES = (
@@ -604,6 +604,11 @@ def _supply_record(
 # --- rendering: CSV text ---------------------------------------------------------------------
 
 
+# Between a line's code and its date of service in ServiceLine's text form, for one unit
+# ("x1@"): the CSV ``lines`` cell written a column at a time.
+_X1 = line_infix(1)
+
+
 def csv_of(t: PeriodTable, fmt: CsvRows) -> tuple[pa.Array, IntArray, IntArray]:
     """The CSV lines of :func:`records_of`'s records, as Arrow strings: one element per
     period, each episode's setup line in front of its first period's; the number of elements
@@ -626,7 +631,7 @@ def csv_of(t: PeriodTable, fmt: CsvRows) -> tuple[pa.Array, IntArray, IntArray]:
     code_text = pa.array([c or "" for c in t.codes], pa.string()).take(pa.array(t.code_at))
     has_code = np.array([c is not None for c in t.codes], np.bool_)[t.code_at]
     supply_lines = pc.if_else(
-        pa.array(t.final & has_code), pc.binary_join_element_wise(code_text, dos_iso, "x1@"), ""
+        pa.array(t.final & has_code), pc.binary_join_element_wise(code_text, dos_iso, _X1), ""
     )
     patients = pa.array(
         [fmt.patient(t.episode_of[i].patient_id) for i in t.episode_at.tolist()], pa.string()
@@ -637,7 +642,7 @@ def csv_of(t: PeriodTable, fmt: CsvRows) -> tuple[pa.Array, IntArray, IntArray]:
     setup_lines = pc.if_else(
         pa.array(t.setup_billed),
         pc.binary_join_element_wise(
-            setup_codes.take(pa.array(t.setup_rs)), dos_iso.take(picked), "x1@"
+            setup_codes.take(pa.array(t.setup_rs)), dos_iso.take(picked), _X1
         ),
         "",
     )

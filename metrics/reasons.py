@@ -22,7 +22,7 @@ from rpmpipe.metrics.programs import (
 )
 from rpmpipe.metrics.report import format_minutes
 from rpmpipe.metrics.rules import RuleSet, Tier, supply_code
-from rpmpipe.records import ServiceLine
+from rpmpipe.records import ServiceLine, billed_text
 
 NO_DEVICE = "no device assigned to the patient this month"
 MOST_NOTES = 3
@@ -163,13 +163,6 @@ def _lowest_tier(rs: RuleSet) -> Tier:
 @cache
 def _top_tier(rs: RuleSet) -> Tier:
     return max(rs.management_tiers, key=lambda t: t.minimum)
-
-
-def billed_text(lines: Sequence[ServiceLine]) -> str:
-    """``99490 + 2x 99439``."""
-    return " + ".join(
-        line.code if line.units == 1 else f"{line.units}x {line.code}" for line in lines
-    )
 
 
 def management_reason(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -150,6 +150,18 @@ class Activity:
             raise ValueError("a patient-reported outcome needs both its instrument and score")
 
 
+# The text form of a service line, ``99454x1@2026-11-30``: the code, UNITS_MARK, the units,
+# DATE_MARK, the ISO date of service. Vectorised renderings join a code column and a date
+# column with :func:`line_infix` (metrics/periods.py), so both spell it one way.
+UNITS_MARK = "x"
+DATE_MARK = "@"
+
+
+def line_infix(units: int) -> str:
+    """What the text form of a line of ``units`` puts between its code and its ISO date."""
+    return f"{UNITS_MARK}{units}{DATE_MARK}"
+
+
 class ServiceLine(NamedTuple):
     """One service to bill: a procedure code, its units and its date of service.
 
@@ -165,13 +177,18 @@ class ServiceLine(NamedTuple):
     date_of_service: date
 
     def __str__(self) -> str:
-        return f"{self.code}x{self.units}@{self.date_of_service.isoformat()}"
+        return f"{self.code}{UNITS_MARK}{self.units}{DATE_MARK}{self.date_of_service.isoformat()}"
+
+    @property
+    def billed(self) -> str:
+        """The line as a biller says it: ``99439``, or ``2x 99439`` for two units."""
+        return self.code if self.units == 1 else f"{self.units}x {self.code}"
 
     @classmethod
     def parse(cls, text: str) -> ServiceLine:
         """The line written as ``str(line)``; ``ValueError`` for any other text."""
-        head, at, day = text.rpartition("@")
-        code, x, units = head.rpartition("x")
+        head, at, day = text.rpartition(DATE_MARK)
+        code, x, units = head.rpartition(UNITS_MARK)
         if not (at and x and code and units.isdecimal() and units.isascii()):
             raise ValueError(f"not a service line (code x units @ date): {text!r}")
         if not _is_code(code):
@@ -193,9 +210,15 @@ class ServiceLine(NamedTuple):
         )
 
 
+def billed_text(lines: Iterable[ServiceLine]) -> str:
+    """Lines as a biller says them, in the record reasons and the correction reports:
+    ``99490 + 2x 99439``."""
+    return " + ".join(line.billed for line in lines)
+
+
 def _is_code(code: str) -> bool:
     # CPT/HCPCS codes: letters and digits (never the text form's "x" and "@").
-    return code.isascii() and code.isalnum() and "x" not in code
+    return code.isascii() and code.isalnum() and UNITS_MARK not in code
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,3 +274,25 @@ class EngagementRecord:
             raise ValueError(f"unknown record kind {self.kind!r}")
         if self.period_end < self.period_start:
             raise ValueError("period_end before period_start")
+
+
+RecordKey = tuple[str, str, str, date]  # patient_id, program, record kind, period_start
+LineSig = tuple[ServiceLine, ...]  # sorted (by code, units, date of service)
+
+
+@dataclass(frozen=True, slots=True)
+class FinalRecord(EngagementRecord):
+    """An engagement record whose period ended before the as-of date, as the export bills it:
+    its lines sorted (a :data:`LineSig`), its minutes to the cent, and the NPI its lines go
+    out under (``rendering_npi``: the record's ordering NPI, or for records stored without
+    one the enrollment's covering the period end)."""
+
+    rendering_npi: str = ""
+
+    @property
+    def key(self) -> RecordKey:
+        return (self.patient_id, self.program, self.kind, self.period_start)
+
+    @property
+    def billed_lines(self) -> LineSig:
+        return self.lines if self.status == RecordStatus.BILLABLE else ()

@@ -14,6 +14,7 @@ from rpmpipe.billing_export.claims import (
     draft_claims,
     price_claims,
 )
+from rpmpipe.records import FinalRecord, RecordStatus, ServiceLine
 from rpmpipe.settings import Settings, load_settings
 
 SECOND_NPI = "1456789019"  # another practitioner of the clinic
@@ -87,21 +88,23 @@ def line(
     rendering_npi: str = SECOND_NPI,
     minutes: str = "0",
 ) -> BillableLine:
-    return BillableLine(
+    service = ServiceLine(code, units, dos)
+    record = FinalRecord(
         patient_id=patient_id,
         program="RPM",
-        record_kind=kind,
+        kind=kind,
         period_start=NOV_START,
         period_end=NOV_END,
-        code=code,
-        units=units,
-        date_of_service=dos,
+        status=RecordStatus.BILLABLE,
+        reason="",
         rule_set="CY2026",
         transmission_days=18,
         interactive_minutes=Decimal(minutes),
         management_minutes=Decimal(minutes),
+        lines=(service,),
         rendering_npi=rendering_npi,
     )
+    return BillableLine(record, service)
 
 
 def sample_lines() -> list[BillableLine]:

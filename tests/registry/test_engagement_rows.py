@@ -11,11 +11,18 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select, update
 
-from rpmpipe.billing_export.plan import FinalRecord, final_record
+from rpmpipe.billing_export.plan import final_record
 from rpmpipe.billing_export.review import final_records
 from rpmpipe.errors import RegistryRecordError
 from rpmpipe.metrics.job import persist_final
-from rpmpipe.records import EngagementRecord, Program, RecordKind, RecordStatus, ServiceLine
+from rpmpipe.records import (
+    EngagementRecord,
+    FinalRecord,
+    Program,
+    RecordKind,
+    RecordStatus,
+    ServiceLine,
+)
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.engagement import record_of
 from rpmpipe.registry.models import EngagementRow

@@ -9,6 +9,8 @@ from datetime import date
 from pathlib import Path
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -22,6 +24,8 @@ from rpmpipe.records import (
     RecordKind,
     RecordStatus,
     ServiceLine,
+    billed_text,
+    line_infix,
 )
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -128,3 +132,25 @@ def test_service_line_text_form_is_code_x_units_at_iso_date() -> None:
 def test_service_line_parse_refuses_other_text(text: str) -> None:
     with pytest.raises(ValueError):
         ServiceLine.parse(text)
+
+
+def test_lines_are_worded_for_a_biller_as_code_or_units_x_code() -> None:
+    day = date(2026, 11, 30)
+    assert ServiceLine("99490", 1, day).billed == "99490"
+    assert ServiceLine("99439", 2, day).billed == "2x 99439"
+    assert billed_text([ServiceLine("99490", 1, day), ServiceLine("99439", 2, day)]) == (
+        "99490 + 2x 99439"
+    )
+    assert billed_text([]) == ""
+
+
+@given(st.lists(_lines, max_size=20))
+def test_the_vectorised_text_of_lines_is_their_text_form(lines: list[ServiceLine]) -> None:
+    # metrics/periods.py writes the CSV lines of a whole table at once, joining a code column
+    # and a date column with line_infix: the same text as str() of each line.
+    for units in {line.units for line in lines}:
+        same = [line for line in lines if line.units == units]
+        codes = pa.array([line.code for line in same], pa.string())
+        days = pa.array([line.date_of_service.isoformat() for line in same], pa.string())
+        joined = pc.binary_join_element_wise(codes, days, line_infix(units))
+        assert joined.to_pylist() == [str(line) for line in same]
