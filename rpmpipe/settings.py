@@ -431,10 +431,14 @@ class BillingSettings:
             )
         for code, amount in self.charges.items():
             if amount < 0:
-                raise ConfigError(f"setting 'billing.charges.{code}': must not be negative")
+                raise ConfigError(
+                    f"setting 'billing.charges.{code}': must not be negative",
+                    setting=f"billing.charges.{code}",
+                )
             if amount != amount.quantize(Decimal("0.01")):
                 raise ConfigError(
-                    f"setting 'billing.charges.{code}': {amount} has more than two decimal places"
+                    f"setting 'billing.charges.{code}': {amount} has more than two decimal places",
+                    setting=f"billing.charges.{code}",
                 )
         for npi in self.rendering_providers:
             if not npi_is_valid(npi):
@@ -447,12 +451,14 @@ class BillingSettings:
             if not payer.claim_filing_indicator:
                 raise ConfigError(
                     f"setting 'billing.payers.{payer_id}.claim_filing_indicator' is required "
-                    "(MB Medicare Part B, MC Medicaid, CI commercial, ...)"
+                    "(MB Medicare Part B, MC Medicaid, CI commercial, ...)",
+                    setting=f"billing.payers.{payer_id}.claim_filing_indicator",
                 )
             if payer.claim_filing_indicator not in CLAIM_FILING_INDICATORS:
                 raise ConfigError(
                     f"setting 'billing.payers.{payer_id}.claim_filing_indicator': "
-                    f"{payer.claim_filing_indicator!r} is not an X12 claim filing indicator code"
+                    f"{payer.claim_filing_indicator!r} is not an X12 claim filing indicator code",
+                    setting=f"billing.payers.{payer_id}.claim_filing_indicator",
                 )
 
     def missing_identity(self) -> list[str]:
@@ -844,7 +850,8 @@ def _build_billing(value: Any, source_of: Mapping[str, str]) -> BillingSettings:
         mods = [mods] if isinstance(mods, str) else mods
         if not isinstance(mods, list) or not all(isinstance(m, str) and len(m) == 2 for m in mods):
             raise ConfigError(
-                f"billing.modifiers.{code}: expected a list of two-character modifiers"
+                f"billing.modifiers.{code}: expected a list of two-character modifiers",
+                setting=f"billing.modifiers.{code}",
             )
         modifiers[str(code)] = tuple(mods)
     payers = dict(DEFAULT_PAYERS)
@@ -854,8 +861,14 @@ def _build_billing(value: Any, source_of: Mapping[str, str]) -> BillingSettings:
                 PayerSettings, f"billing.payers.{payer_id}", conf, source_of
             )
         except ConfigError as exc:
+            # A payer's own checks name it "billing.payers.*": put in its key, keep the code.
+            here = f"billing.payers.{payer_id}."
+            fields = {
+                k: v.replace("billing.payers.*.", here) if k == "setting" else v
+                for k, v in exc.fields.items()
+            }
             raise ConfigError(
-                str(exc).replace("billing.payers.*.", f"billing.payers.{payer_id}.")
+                str(exc).replace("billing.payers.*.", here), code=exc.code, **fields
             ) from None
     rendering = {}
     for npi, name in (value.get("rendering_providers") or {}).items():
@@ -864,7 +877,8 @@ def _build_billing(value: Any, source_of: Mapping[str, str]) -> BillingSettings:
         if not isinstance(name, str) or not _PRACTITIONER_NAME.match(name):
             raise ConfigError(
                 f"setting 'billing.rendering_providers.{npi}': expected the practitioner's name "
-                f"as 'LAST, FIRST', got {name!r}"
+                f"as 'LAST, FIRST', got {name!r}",
+                setting=f"billing.rendering_providers.{npi}",
             )
         rendering[str(npi)] = name
     taxonomies = {

@@ -193,3 +193,35 @@ def test_each_settings_section_checks_its_own_values_when_built(
         build()
     assert caught.value.fields["setting"] == setting
     assert caught.value.code == "bad_setting"
+
+
+@pytest.mark.parametrize(
+    ("toml", "setting"),
+    [
+        (
+            '[billing.payers.AETNA]\nclaim_filing_indicator = "CI"\npayer_id = "60*54"\n',
+            "billing.payers.AETNA.payer_id",
+        ),
+        ('[billing.payers.AETNA]\nname = "Aetna"\n', "billing.payers.AETNA.claim_filing_indicator"),
+        (
+            '[billing.payers.AETNA]\nclaim_filing_indicator = "QQ"\n',
+            "billing.payers.AETNA.claim_filing_indicator",
+        ),
+        ('[billing.charges]\n99454 = "-1"\n', "billing.charges.99454"),
+        ('[billing.charges]\n99454 = "47.001"\n', "billing.charges.99454"),
+        ('[billing.modifiers]\n99457 = ["959"]\n', "billing.modifiers.99457"),
+        (
+            '[billing.rendering_providers]\n"1045678905" = "RIVERA"\n',
+            "billing.rendering_providers.1045678905",
+        ),
+    ],
+)
+def test_a_bad_billing_table_entry_is_named_by_the_errors_setting_field(
+    tmp_path: Path, toml: str, setting: str
+) -> None:
+    # Callers read which setting is wrong from the error's fields, never from its text.
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write_toml(tmp_path, toml), env={})
+    assert caught.value.code == "bad_setting"
+    assert caught.value.fields["setting"] == setting
+    assert f"'{setting}" in str(caught.value) or f"{setting}:" in str(caught.value)
