@@ -340,10 +340,15 @@ def _owned(
     )
     at = latest_overlapping(cols, pcode * len(programs) + prog, lo, hi)
     found = at >= 0
-    row = cols.row[np.where(found, at, 0)]
-    end = np.where(found, cols.end[np.where(found, at, 0)], -1)
-    npi = objects([facts.enrollments[r].ordering_npi for r in row.tolist()])
-    return end, npi, np.where(found, cols.start[np.where(found, at, 0)], -1)
+    if not found.any():  # no enrollment of these programs at all
+        return at, objects([""] * len(at)), at
+    at_or_first = np.where(found, at, 0)
+    npi = objects([facts.enrollments[r].ordering_npi for r in cols.row[at_or_first].tolist()])
+    return (
+        np.where(found, cols.end[at_or_first], -1),
+        npi,
+        np.where(found, cols.start[at_or_first], -1),
+    )
 
 
 def _time_rows(entries: CareEntries, facts: CareFacts, org_zone: str) -> _Rows:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from engagement_world import ORG_ZONE, World, local
@@ -18,7 +20,7 @@ from rpmpipe.metrics.engagement import compute_engagement
 from rpmpipe.metrics.job import compute, compute_csv
 from rpmpipe.metrics.report import CSV_HEADER, write_csv, write_csv_pieces
 from rpmpipe.metrics.snapshot import Enrollment
-from rpmpipe.settings import RuleSettings, Settings
+from rpmpipe.settings import RuleSettings, Settings, load_settings
 
 RULES = [
     {},
@@ -273,3 +275,166 @@ def test_compute_csv_renders_its_rows_as_they_are_taken(
     assert b"".join(got).decode() == body
     patients = {line.split(",", 1)[0] for line in body.splitlines()}
     assert len(patients) > 1 and len([p for p in got if p]) >= len(patients)
+
+
+def _every_program_registry(tmp_path: Path, database_url: str, seed: int) -> Settings:
+    """A random registry of every program (RPM, RTM, CCM, PCM, BHI, APCM): second
+    enrollments, care plans, QMB, diagnoses, and care time of every program and performer
+    (overlapping, duplicated, voided, over the one-entry limit, 99091 data review), with
+    Parquet readings for the supply programs."""
+    import random
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from sqlalchemy import insert
+
+    from rpmpipe.registry.db import open_registry
+    from rpmpipe.registry.models import (
+        CareActivity,
+        CarePlan,
+        Device,
+        DeviceAssignment,
+        Patient,
+    )
+    from rpmpipe.registry.models import Enrollment as EnrollmentRow
+
+    rng = random.Random(seed)
+    base = date(2025, 11, 1)
+    t0 = datetime(2025, 11, 1, tzinfo=UTC)
+    rows: dict[type, list[dict[str, object]]] = {
+        m: [] for m in (Patient, Device, DeviceAssignment, EnrollmentRow, CarePlan, CareActivity)
+    }
+    readings: list[tuple[str, datetime, bool]] = []
+    for i in range(80):
+        pid = f"P{i:03d}"
+        rows[Patient].append(
+            {
+                "patient_id": pid,
+                "mrn": "M",
+                "first_name": "A",
+                "last_name": "B",
+                "birth_date": date(1950, 1, 1),
+                "sex": "F",
+                "address1": "1 Main St",
+                "city": "Springfield",
+                "state": "IL",
+                "zip": "62701",
+                "payer_id": rng.choice(["MEDICARE", "OTHER"]),
+                "payer_name": "MEDICARE PART B",
+                "member_id": "1EG4TE5MK73",
+                "icd10_codes": rng.choice(["I10", "I10;E11.9", "F32.9;I10", "I50.9", "M54.50"]),
+                "timezone": rng.choice(["America/Chicago", "America/New_York", "UTC", ""]),
+                "qmb": rng.choice([None, True, False]),
+            }
+        )
+        programs = rng.sample(["RPM", "RTM", "CCM", "PCM", "BHI", "APCM"], rng.randint(1, 3))
+        for program in programs:
+            for start in {
+                base + timedelta(days=rng.randint(0, 120)) for _ in range(rng.choice([1, 2]))
+            }:
+                rows[EnrollmentRow].append(
+                    {
+                        "patient_id": pid,
+                        "program": program,
+                        "start_date": start,
+                        "end_date": rng.choice([None, start + timedelta(days=rng.randint(10, 90))]),
+                        "consent_date": rng.choice([None, start, start + timedelta(days=7)]),
+                        "ordering_npi": rng.choice(["1234567893", "1245319599"]),
+                    }
+                )
+            if program in ("CCM", "PCM"):
+                on = base + timedelta(days=rng.randint(0, 150))
+                rows[CarePlan].append(
+                    {
+                        "patient_id": pid,
+                        "program": program,
+                        "established_on": on,
+                        "revised_on": rng.choice([None, on + timedelta(days=40)]),
+                        "shared_with_patient_on": rng.choice([None, on]),
+                        "version_on": on,
+                    }
+                )
+        rows[Device].append({"device_id": f"D-{i}", "kind": "bp_cuff", "model": "x"})
+        rows[DeviceAssignment].append(
+            {"device_id": f"D-{i}", "patient_id": pid, "start_date": base, "end_date": None}
+        )
+        for d in rng.sample(range(200), rng.randint(0, 60)):
+            readings.append(
+                (f"D-{i}", t0 + timedelta(days=d, hours=rng.randint(0, 23)), d % 9 == 0)
+            )
+        for k in range(rng.randint(0, 10)):
+            at = t0 + timedelta(minutes=rng.randint(0, 200 * 24 * 60))
+            if k and rng.random() < 0.2:  # overlapping the previous entry
+                at = rows[CareActivity][-1]["started_at"] + timedelta(minutes=5)  # type: ignore[operator]
+            rows[CareActivity].append(
+                {
+                    "activity_id": f"A{i}-{k}",
+                    "patient_id": pid,
+                    "staff_id": rng.choice(["S1", "S2"]),
+                    "started_at": at,
+                    "minutes": Decimal(rng.choice(["12", "19.9", "20", "35", "40", "61", "150"])),
+                    "kind": rng.choice(["phone_call", "video_visit", "data_review"]),
+                    "interactive": rng.random() < 0.7,
+                    "program": rng.choice([*programs, "RPM"]),
+                    "performer": rng.choice(["clinical_staff", "physician"]),
+                    "voided_reason": "entered twice" if rng.random() < 0.05 else None,
+                }
+            )
+    engine = open_registry(database_url)
+    with engine.begin() as conn:
+        for model, values in rows.items():
+            if values:
+                conn.execute(insert(model), values)
+    engine.dispose()
+    for day in sorted({at.date() for _, at, _ in readings}):
+        mine = [r for r in readings if r[1].date() == day]
+        part = tmp_path / "data" / "readings" / f"date={day.isoformat()}"
+        part.mkdir(parents=True, exist_ok=True)
+        n = len(mine)
+        pq.write_table(
+            pa.table(
+                {
+                    "device_id": [r[0] for r in mine],
+                    "type": ["blood_pressure"] * n,
+                    "measured_at": pa.array([r[1] for r in mine], pa.timestamp("us", tz="UTC")),
+                    "received_at": pa.array([r[1] for r in mine], pa.timestamp("us", tz="UTC")),
+                    "manual_entry": [r[2] for r in mine],
+                    "clock_suspect": [False] * n,
+                    "systolic_mmhg": [120.0] * n,
+                    "diastolic_mmhg": [80.0] * n,
+                    "pulse_bpm": [70.0] * n,
+                    "source_format": ["native"] * n,
+                }
+            ),
+            part / "part-0.parquet",
+        )
+    return load_settings(
+        None,
+        env={},
+        overrides={"data_dir": str(tmp_path / "data"), "database_url": database_url},
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_both_renderings_agree_on_every_program_and_the_exclusions_between_them(
+    tmp_path: Path, database_url: str, seed: int
+) -> None:
+    """The CSV of a run (the care-management table rendered as text, the exclusions between
+    programs held in place) is the CSV of its records, on registries of every program."""
+    from rpmpipe.registry.db import open_registry
+
+    settings = _every_program_registry(tmp_path, database_url, seed)
+    engine = open_registry(database_url)
+    kinds: set[tuple[str, str]] = set()
+    for as_of in (date(2026, 1, 15), date(2026, 3, 31), date(2026, 6, 1)):
+        records = compute(settings.metrics, engine, as_of)
+        expected = io.StringIO()
+        write_csv(records, expected)
+        got = io.BytesIO()
+        write_csv_pieces(compute_csv(settings.metrics, engine, as_of), got)
+        assert got.getvalue().decode() == expected.getvalue()
+        kinds.update((r.program, r.kind) for r in records)
+        kinds.update(("held", r.program) for r in records if r.reason.startswith("held: "))
+    engine.dispose()
+    assert {("CCM", "treatment_management"), ("APCM", "treatment_management")} <= kinds
+    assert any(k[0] == "held" for k in kinds)
