@@ -359,8 +359,7 @@ def _time_rows(entries: CareEntries, facts: CareFacts, org_zone: str) -> _Rows:
     zones = objects([facts.zone_of(p, org_zone) for p in names])
     month = month_of_day(local_days(e.start, zones[pcode]))
     programs, prog = sorted_codes(e.program)
-    _, id_rank = sorted_codes(e.activity_id)
-    order = np.lexsort((id_rank, month, prog, pcode))
+    order = np.lexsort((e.id_rank, month, prog, pcode))
     e, month, key = e.take(order), month[order], (pcode * len(programs) + prog)[order]
     first = np.flatnonzero(group_firsts(key) | group_firsts(month))
     hundredths = e.counted // MICROS_PER_HUNDREDTH
@@ -392,13 +391,9 @@ def _time_rows(entries: CareEntries, facts: CareFacts, org_zone: str) -> _Rows:
 
 def _apcm_rows(facts: CareFacts, as_of: date) -> _Rows:
     """Every month of an APCM enrollment with consent on file, up to the as-of month."""
-    found = [
-        (e, m)
-        for (_pid, program), enrollments in facts.enrollments_of().items()
-        if program == Program.APCM
-        for e in enrollments
-        for m in _apcm_months(e, as_of)
-    ]
+    apcm = [e for e in facts.enrollments if e.program == Program.APCM]
+    apcm.sort(key=lambda e: (e.patient_id, e.start_date))
+    found = [(e, m) for e in apcm for m in _apcm_months(e, as_of)]
     zero = np.zeros(len(found), np.int64)
     return _Rows(
         objects([e.patient_id for e, _ in found]),

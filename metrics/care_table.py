@@ -68,6 +68,14 @@ def sorted_codes(values: ObjArray) -> tuple[list[str], IntArray]:
     return distinct.to_pylist(), np.asarray(codes, np.int64)
 
 
+def ranks(values: ObjArray) -> IntArray:
+    """Each string's rank in the sorted order of ``values`` (ties in no set order)."""
+    order = pc.sort_indices(pa.array(values.tolist(), pa.string())).to_numpy()
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    return rank
+
+
 def local_days(at: IntArray, zones: ObjArray) -> IntArray:
     """Day numbers of UTC microseconds in each row's zone (an IANA name)."""
     out = np.empty(len(at), np.int64)
@@ -147,6 +155,7 @@ class CareEntries:
     end: IntArray
     interactive: BoolArray
     counted: IntArray  # microseconds this entry adds to the patient's union
+    id_rank: IntArray  # the activity id's rank among the ids (orders rows by id)
 
     def take(self, rows: IntArray | BoolArray) -> CareEntries:
         return CareEntries(**{k: v[rows] for k, v in vars(self).items()})
@@ -188,8 +197,7 @@ def group_firsts(group: IntArray) -> BoolArray:
 def with_union(entries: CareEntries, patient: IntArray) -> CareEntries:
     """``entries`` sorted by patient, trimmed start and id, each with its share of the
     patient's union of care time."""
-    _, id_rank = sorted_codes(entries.activity_id)
-    order = np.lexsort((id_rank, entries.start, patient))
+    order = np.lexsort((entries.id_rank, entries.start, patient))
     out = entries.take(order)
     out.counted = union_shares(out.start, out.end, group_firsts(patient[order]))
     return out
@@ -211,7 +219,9 @@ def entries_of(entries: Sequence[TimeEntry]) -> CareEntries:
         start + np.array(length, np.int64),
         np.array([e.interactive for e in once], np.bool_),
         np.zeros(len(once), np.int64),
+        np.zeros(len(once), np.int64),
     )
+    cols.id_rank = ranks(cols.activity_id)
     return with_union(cols, sorted_codes(cols.patient_id)[1])
 
 
@@ -342,8 +352,9 @@ def care_time(
     inside = live[day[live] <= day_of(as_of)]
     taking[inside] = covered_by_any(e, key[inside], day[inside])
     rows = np.flatnonzero(taking)
-    _, id_rank = sorted_codes(acts.activity_id[rows])
-    rows = rows[np.lexsort((id_rank, acts.at[rows], patient[rows]))]
+    id_rank = ranks(acts.activity_id[rows])
+    order = np.lexsort((id_rank, acts.at[rows], patient[rows]))
+    rows, id_rank = rows[order], id_rank[order]
     start = acts.at[rows]
     end = start + acts.hundredths[rows] * MICROS_PER_HUNDREDTH
     sub = acts.take(rows)
@@ -364,6 +375,7 @@ def care_time(
         end[keep],
         decided_interactive(sub, secure_message_interactive)[keep],
         np.zeros(int(keep.sum()), np.int64),
+        id_rank[keep],
     )
     return CareTime(with_union(cols, patient[rows][keep]), taking, kept_begin, zones)
 

@@ -148,19 +148,43 @@ def new_shares(intervals: Iterable[tuple[int, int]]) -> list[int]:
 
 
 def _union_shares(
-    entries: list[tuple[int, int, bool, date]],
-) -> dict[date, tuple[int, int]]:
-    """Per month: (micros of the union, micros of the union of the interactive entries), each
-    entry's new share credited to its own month."""
-    ordered = sorted(entries)
-    talks = [x for x in ordered if x[2]]
-    out: dict[date, tuple[int, int]] = {}
-    for (_, _, _, month), share in zip(ordered, new_shares(x[:2] for x in ordered), strict=True):
-        total, inter = out.get(month, (0, 0))
-        out[month] = (total + share, inter)
-    for (_, _, _, month), share in zip(talks, new_shares(x[:2] for x in talks), strict=True):
-        total, inter = out[month]
-        out[month] = (total, inter + share)
+    entries: dict[str, list[tuple[int, int, bool, date]]],
+) -> dict[str, dict[date, tuple[int, int]]]:
+    """Per patient and month: (micros of the union, micros of the union of the interactive
+    entries), each entry's new share credited to its own month; every patient in one pass."""
+    flat = [(k, *e) for k, mine in enumerate(entries.values()) for e in mine]
+    if not flat:
+        return {}
+    who = np.array([x[0] for x in flat], np.int64)
+    start = np.array([x[1] for x in flat], np.int64)
+    end = np.array([x[2] for x in flat], np.int64)
+    talk = np.array([x[3] for x in flat], np.bool_)
+    month = np.array([x[4].toordinal() for x in flat], np.int64)
+    order = np.lexsort((month, talk, end, start, who))
+    who, start, end, talk, month = who[order], start[order], end[order], talk[order], month[order]
+    first = np.ones(len(who), np.bool_)
+    first[1:] = who[1:] != who[:-1]
+    total = union_shares(start, end, first)
+    inter = np.zeros(len(who), np.int64)
+    if talk.any():
+        t = np.flatnonzero(talk)
+        lead = np.ones(len(t), np.bool_)
+        lead[1:] = who[t][1:] != who[t][:-1]
+        inter[t] = union_shares(start[t], end[t], lead)
+    names = list(entries)
+    out: dict[str, dict[date, tuple[int, int]]] = {}
+    sums: dict[tuple[int, int], list[int]] = {}
+    for k, m, a, b in zip(
+        who.tolist(), month.tolist(), total.tolist(), inter.tolist(), strict=True
+    ):
+        slot = sums.get((k, m))
+        if slot is None:
+            sums[(k, m)] = [a, b]
+        else:
+            slot[0] += a
+            slot[1] += b
+    for (k, m), (a, b) in sums.items():
+        out.setdefault(names[k], {})[date.fromordinal(m)] = (a, b)
     return out
 
 
@@ -298,8 +322,8 @@ class _Tally:
         self.entries.setdefault(a.patient_id, []).append((*interval, interactive, key))
 
     def results(self) -> list[MonthMinutes]:
-        counted_shares = {p: _union_shares(v) for p, v in self.entries.items()}
-        would_shares = {p: _union_shares(v) for p, v in self.would.items()}
+        counted_shares = _union_shares(self.entries)
+        would_shares = _union_shares(self.would)
         out: list[MonthMinutes] = []
         for (pid, month), m in sorted(self.months.items()):
             assigned = _has_device(self.devices.get(pid, ()), month, _month_end(month))
