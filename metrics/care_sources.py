@@ -128,6 +128,7 @@ _ACTIVITY_COLUMNS = (
     "performer",
     "voided_reason",
 )
+_REPEATED = frozenset({1, 2, 5, 7, 8})  # patient, staff, kind, program, performer
 
 
 def _instants(values: list[Any]) -> IntArray:
@@ -154,37 +155,35 @@ def load_activity_columns(engine: Engine, known_at: datetime | None = None) -> A
     (no object per row); with ``known_at``, those that had started by then."""
     table = CareActivity.__tablename__
     parts: list[list[Any]] = [[] for _ in _ACTIVITY_COLUMNS]
+    # Patient, staff, kind, program and performer repeat over every row: each chunk's are
+    # held once as they are fetched, so the copies of a whole fleet's rows never pile up.
+    seen: dict[Any, Any] = {}
+    once = seen.setdefault
     with engine.connect() as conn:
         cursor = conn.connection.cursor()
         try:
             cursor.execute(f"SELECT {', '.join(_ACTIVITY_COLUMNS)} FROM {table}")  # noqa: S608
             while chunk := cursor.fetchmany(_FETCH_ROWS):
-                for column, values in zip(parts, zip(*chunk, strict=True), strict=True):
-                    column.extend(values)
+                for k, values in enumerate(zip(*chunk, strict=True)):
+                    parts[k].extend([once(v, v) for v in values] if k in _REPEATED else values)
         finally:
             cursor.close()
     aid, pid, staff, at, minutes, kind, talk, prog, who, void = parts
     cols = ActivityColumns(
         objects(aid),
-        objects(_once(pid)),
-        objects(_once(staff)),
+        objects(pid),
+        objects(staff),
         _instants(at),
         _hundredths(minutes),
-        objects(_once(kind)),
+        objects(kind),
         np.array(talk, np.bool_).reshape(-1),
-        objects(_once(prog)),
-        objects(_once(who)),
+        objects(prog),
+        objects(who),
         objects(void),
     )
     if known_at is not None:
         cols = cols.take(cols.at <= micros(known_at))
     return cols
-
-
-def _once(values: list[str]) -> list[str]:
-    """The values with each distinct one held once."""
-    seen: dict[str, str] = {}
-    return [seen.setdefault(v, v) for v in values]
 
 
 def load_all_activities(engine: Engine) -> list[Activity]:
