@@ -23,22 +23,19 @@ import numpy as np
 
 from rpmpipe.csv_cells import csv_field
 from rpmpipe.metrics.care_table import (
-    MICROS_PER_HUNDREDTH,
     MICROS_PER_MINUTE,
     BoolArray,
     CareEntries,
     IntArray,
     ObjArray,
+    counted_hundredths,
     date_of,
     day_of,
     enrollment_columns,
     entries_of,
-    group_firsts,
-    hundredths_decimal,
     latest_overlapping,
-    local_days,
     month_end_of_day,
-    month_of_day,
+    month_groups,
     objects,
     sorted_codes,
 )
@@ -352,37 +349,22 @@ def _owned(
 
 
 def _time_rows(entries: CareEntries, facts: CareFacts, org_zone: str) -> _Rows:
-    """The months with time of CCM, PCM, BHI and RTM: each entry's counted hundredths in the
-    local month of its (trimmed) start, under the enrollment that owns the month."""
-    e = entries.take(np.flatnonzero(np.isin(entries.program, TIME_PROGRAMS)))
-    names, pcode = sorted_codes(e.patient_id)
-    zones = objects([facts.zone_of(p, org_zone) for p in names])
-    month = month_of_day(local_days(e.start, zones[pcode]))
-    programs, prog = sorted_codes(e.program)
-    order = np.lexsort((e.id_rank, month, prog, pcode))
-    e, month, key = e.take(order), month[order], (pcode * len(programs) + prog)[order]
-    first = np.flatnonzero(group_firsts(key) | group_firsts(month))
-    hundredths = e.counted // MICROS_PER_HUNDREDTH
-    physician = e.performer == "physician"
-
-    def total(values: IntArray) -> IntArray:
-        return np.add.reduceat(values, first) if len(first) else np.zeros(0, np.int64)
-
-    bounds = np.r_[first, len(e.start)].tolist()
-    ids = e.activity_id.tolist()
-    m = month[first]
-    end, npi, since = _owned(e.patient_id[first], e.program[first], m, month_end_of_day(m), facts)
-    month_end = month_end_of_day(m)
+    """The months with time of CCM, PCM, BHI and RTM (:func:`month_groups`), under the
+    enrollment that owns the month."""
+    timed = np.array([p in TIME_PROGRAMS for p in entries.program.tolist()], np.bool_)
+    g = month_groups(entries.take(np.flatnonzero(timed)), lambda p: facts.zone_of(p, org_zone))
+    month_end = month_end_of_day(g.month)
+    end, npi, since = _owned(g.patient, g.program, g.month, month_end, facts)
     rows = _Rows(
-        e.patient_id[first],
-        e.program[first],
-        m,
+        g.patient,
+        g.program,
+        g.month,
         np.where((end < 0) | (end >= month_end), month_end, end),
-        total(np.where(physician, 0, hundredths)),
-        total(np.where(physician, hundredths, 0)),
-        total(np.where(e.interactive, hundredths, 0)),
-        total(e.interactive.astype(np.int64)),
-        objects([tuple(ids[x:y]) for x, y in zip(bounds, bounds[1:], strict=False)]),
+        g.staff,
+        g.physician,
+        g.interactive,
+        g.talks,
+        g.activity_ids,
         npi,
         since,
     )
@@ -449,7 +431,7 @@ def _cases(rows: _Rows, facts: CareFacts, rules: RuleSettings, as_of: date) -> l
         last = month_end(first)
         state = care_plan_state(plans[pl], first, last)
         chronic, behavioral, qmb = profiles[pr]
-        minutes = CareMinutes(_minutes(staff), _minutes(phys))
+        minutes = CareMinutes(counted_hundredths(staff), counted_hundredths(phys))
         on_file, changed = state.on_file, state.changed_this_month
         cases.append(
             _Case(
@@ -487,7 +469,9 @@ def _month_table(rows: _Rows, facts: CareFacts, rules: RuleSettings, as_of: date
         staff=rows.staff,
         physician=rows.physician,
         minutes=objects([c.minutes.total for c in cases]),
-        interactive_minutes=objects([_minutes(int(h)) for h in rows.interactive.tolist()]),
+        interactive_minutes=objects(
+            [counted_hundredths(int(h)) for h in rows.interactive.tolist()]
+        ),
         communications=rows.talks,
         dos=rows.dos,
         rule_set=objects([c.rs.name for c in cases]),
@@ -534,12 +518,6 @@ def _table_of(records: Sequence[EngagementRecord]) -> CareTable:
             [-1 if r.episode_start is None else day_of(r.episode_start) for r in records], np.int64
         ),
     )
-
-
-@lru_cache(maxsize=1 << 12)
-def _minutes(hundredths: int) -> Decimal:
-    """Counted minutes of whole hundredths (0 as the count starts: no entry)."""
-    return hundredths_decimal(hundredths) if hundredths else Decimal(0)
 
 
 def _apcm_months(e: ProgramEnrollment, as_of: date) -> Iterable[date]:

@@ -11,7 +11,7 @@ patient's union of care time (:func:`metrics.minutes.union_shares`): the columns
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -25,12 +25,15 @@ import pyarrow.compute as pc
 
 from rpmpipe.metrics.care_time import (
     INTERPRETATION_KIND,
+    ProgramMonth,
     TimeEntry,
     is_interpretation,
     pool_codes,
+    trim_across_programs,
     trimmed_starts,
 )
 from rpmpipe.metrics.minutes import EARLIEST_ACTIVITY, LATEST_ACTIVITY, micros, union_shares
+from rpmpipe.metrics.programs import CareMinutes
 from rpmpipe.records import Activity, Program
 
 IntArray = npt.NDArray[np.int64]
@@ -223,6 +226,87 @@ def entries_of(entries: Sequence[TimeEntry]) -> CareEntries:
     )
     cols.id_rank = ranks(cols.activity_id)
     return with_union(cols, sorted_codes(cols.patient_id)[1])
+
+
+@lru_cache(maxsize=1 << 12)
+def counted_hundredths(hundredths: int) -> Decimal:
+    """Counted minutes of whole hundredths (0 as the count starts: no entry)."""
+    return hundredths_decimal(hundredths) if hundredths else Decimal(0)
+
+
+@dataclass
+class MonthGroups:
+    """Care time summed per patient, program and local month of the entries' (trimmed)
+    start, sorted so; each entry's share of the union cut to whole hundredths (never
+    rounded up)."""
+
+    patient: ObjArray
+    program: ObjArray
+    month: IntArray  # first day
+    staff: IntArray  # hundredths of clinical staff time
+    physician: IntArray  # hundredths of physician/QHP time
+    interactive: IntArray  # hundredths of interactive entries
+    talks: IntArray  # interactive communications
+    activity_ids: ObjArray  # tuple[str, ...], sorted
+
+
+def month_groups(e: CareEntries, zone_of: Callable[[str], str]) -> MonthGroups:
+    """``e``'s counted time per patient, program and month in the patient's zone."""
+    names, pcode = sorted_codes(e.patient_id)
+    zones = objects([zone_of(p) for p in names])
+    month = month_of_day(local_days(e.start, zones[pcode]))
+    programs, prog = sorted_codes(e.program)
+    order = np.lexsort((e.id_rank, month, prog, pcode))
+    e, month, key = e.take(order), month[order], (pcode * len(programs) + prog)[order]
+    first = np.flatnonzero(group_firsts(key) | group_firsts(month))
+    hundredths = e.counted // MICROS_PER_HUNDREDTH
+    physician = e.performer == "physician"
+
+    def total(values: IntArray) -> IntArray:
+        return np.add.reduceat(values, first) if len(first) else np.zeros(0, np.int64)
+
+    bounds = np.r_[first, len(e.start)].tolist()
+    ids = e.activity_id.tolist()
+    return MonthGroups(
+        e.patient_id[first],
+        e.program[first],
+        month[first],
+        total(np.where(physician, 0, hundredths)),
+        total(np.where(physician, hundredths, 0)),
+        total(np.where(e.interactive, hundredths, 0)),
+        total(e.interactive.astype(np.int64)),
+        objects([tuple(ids[x:y]) for x, y in zip(bounds, bounds[1:], strict=False)]),
+    )
+
+
+def program_months(
+    entries: Iterable[TimeEntry], zone_of: Callable[[str], str]
+) -> dict[tuple[str, str, date], ProgramMonth]:
+    """(patient, program, first day of local month) -> counted minutes by performer, of
+    entries trimmed across programs and counted once (:func:`month_groups`). 99091
+    interpretation time is left out (it is counted per 30-day period, never as
+    treatment-management time)."""
+    cols = entries_of(trim_across_programs(list(entries)))
+    g = month_groups(cols.take(np.flatnonzero(~cols.interpretation())), zone_of)
+    return {
+        (p, program, date_of(m)): ProgramMonth(
+            CareMinutes(counted_hundredths(s), counted_hundredths(d)),
+            counted_hundredths(i),
+            t,
+            list(ids),
+        )
+        for p, program, m, s, d, i, t, ids in zip(
+            g.patient.tolist(),
+            g.program.tolist(),
+            g.month.tolist(),
+            g.staff.tolist(),
+            g.physician.tolist(),
+            g.interactive.tolist(),
+            g.talks.tolist(),
+            g.activity_ids.tolist(),
+            strict=True,
+        )
+    }
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,15 @@ earliest-started activity covering it (ties by activity id):
   months use too): each activity counts the part no earlier one covers.
 
 The counted minutes go to the activity's own program, in the patient's local month of its
-start, split by who performed them.
+start, split by who performed them (:func:`metrics.care_table.month_groups`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
-from decimal import ROUND_DOWN, Decimal
-from zoneinfo import ZoneInfo
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +36,6 @@ from rpmpipe.records import Program
 
 _MICROS_PER_MINUTE = 60_000_000
 INTERPRETATION_KIND = "data_review"
-_CENT = Decimal("0.01")
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
@@ -151,47 +149,3 @@ def is_interpretation(entry: TimeEntry) -> bool:
         and entry.performer == "physician"
         and entry.kind == INTERPRETATION_KIND
     )
-
-
-def program_months(
-    entries: Iterable[TimeEntry],
-    zone_of: Callable[[str], str],
-    counted: Mapping[str, Decimal] | None = None,
-) -> dict[tuple[str, str, date], ProgramMonth]:
-    """(patient, program, first day of local month) -> counted minutes by performer.
-
-    99091 interpretation time is left out (it is counted per 30-day period, never as
-    treatment-management time). ``counted``: the :func:`counted_minutes` of ``entries``
-    when they are already :func:`trim_across_programs`'d.
-    """
-    originals = list(entries)
-    began = {e.activity_id: e.started_at for e in reversed(originals)}  # first of a repeat
-    if counted is None:
-        items = trim_across_programs(originals)
-        counted = counted_minutes(items)
-    else:
-        items = originals
-    zones: dict[str, ZoneInfo] = {}
-    months: dict[tuple[str, str, date], ProgramMonth] = {}
-    seen: set[str] = set()
-    for e in items:
-        if e.activity_id in seen or is_interpretation(e):
-            continue
-        seen.add(e.activity_id)
-        name = zone_of(e.patient_id)
-        zone = zones.get(name) or zones.setdefault(name, ZoneInfo(name))
-        month = began[e.activity_id].astimezone(zone).date().replace(day=1)
-        slot = months.setdefault((e.patient_id, e.program, month), ProgramMonth())
-        # Counted time is exact; a month's figures keep whole hundredths (never rounded up).
-        add = counted[e.activity_id].quantize(_CENT, rounding=ROUND_DOWN)
-        m = slot.minutes
-        slot.minutes = (
-            CareMinutes(m.clinical_staff, m.physician + add)
-            if e.performer == "physician"
-            else CareMinutes(m.clinical_staff + add, m.physician)
-        )
-        slot.interactive_communications += int(e.interactive)
-        if e.interactive:
-            slot.interactive_minutes += add
-        slot.activity_ids.append(e.activity_id)
-    return months

@@ -8,7 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from rpmpipe.metrics.care_time import TimeEntry, counted_minutes, program_months
+from rpmpipe.metrics.care_table import program_months
+from rpmpipe.metrics.care_time import TimeEntry, counted_minutes
 from rpmpipe.metrics.conflicts import Claim, held_reasons
 from rpmpipe.metrics.programs import (
     RULE_SETS,

@@ -8,11 +8,11 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rpmpipe.metrics.care_table import program_months
 from rpmpipe.metrics.care_time import (
     TimeEntry,
     counted_minutes,
     is_interpretation,
-    program_months,
     trim_across_programs,
 )
 from rpmpipe.metrics.programs import (
