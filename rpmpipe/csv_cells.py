@@ -74,13 +74,31 @@ def csv_row(cells: Sequence[str]) -> str:
 
 
 class SafeCsvWriter:
-    """``csv.writer`` whose every cell is neutralised first (``\\n`` line endings)."""
+    """``csv.writer`` whose every cell is neutralised first (``\\n`` line endings).
+
+    A cell holding a carriage return is quoted too. Python 3.11's writer quotes only the
+    characters of its own line end, so with ``\\n`` it would write a lone ``\\r`` bare and a
+    reader would split the row there; such rows are written with a ``\\r\\n`` line end, which
+    makes the writer quote both, and the line end is then put back to ``\\n``.
+    """
 
     def __init__(self, out: TextIO) -> None:
+        self._out = out
         self._writer = csv.writer(out, lineterminator="\n")
+        self._buffer = io.StringIO()
+        self._quoting_cr = csv.writer(self._buffer, lineterminator="\r\n")
+
+    def _write(self, cells: list[str]) -> None:
+        if not any("\r" in c for c in cells):
+            self._writer.writerow(cells)
+            return
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._quoting_cr.writerow(cells)
+        self._out.write(self._buffer.getvalue()[:-2] + "\n")
 
     def writerow(self, row: Iterable[Any]) -> None:
-        self._writer.writerow(_safe(row))
+        self._write(_safe(row))
 
     def writerows_after(self, head: Iterable[Any], rows: Iterable[Iterable[Any]]) -> int:
         """One row per item of ``rows``, each after the same ``head`` cells (neutralised
@@ -88,7 +106,7 @@ class SafeCsvWriter:
         first = _safe(head)
         count = 0
         for row in rows:
-            self._writer.writerow(first + _safe(row))
+            self._write(first + _safe(row))
             count += 1
         return count
 

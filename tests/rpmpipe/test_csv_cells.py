@@ -12,7 +12,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from rpmpipe.csv_cells import SafeCsvWriter, csv_field, neutralise_cell, restore_cell
+from rpmpipe.csv_cells import SafeCsvWriter, csv_field, csv_row, neutralise_cell, restore_cell
 
 ROOT = Path(__file__).resolve().parents[2]
 ATTACKS = [
@@ -64,16 +64,35 @@ def test_safe_writer_neutralises_every_cell() -> None:
 def test_safe_writer_cells_are_neutralise_cell_of_each_value(row: list[str | int]) -> None:
     out = io.StringIO(newline="")
     SafeCsvWriter(out).writerow(row)
-    expected = io.StringIO(newline="")
-    csv.writer(expected, lineterminator="\n").writerow([neutralise_cell(str(v)) for v in row])
-    assert out.getvalue() == expected.getvalue()
+    safe = [neutralise_cell(str(v)) for v in row]
+    assert list(csv.reader(io.StringIO(out.getvalue(), newline=""))) == [safe]
+    if not any("\r" in cell for cell in safe):
+        expected = io.StringIO(newline="")
+        csv.writer(expected, lineterminator="\n").writerow(safe)
+        assert out.getvalue() == expected.getvalue()
     after = io.StringIO(newline="")
     assert SafeCsvWriter(after).writerows_after(["=head", 1], [row, row]) == 2
     safe_head = [neutralise_cell("=head"), "1"]
     assert (
-        list(csv.reader(io.StringIO(after.getvalue())))
+        list(csv.reader(io.StringIO(after.getvalue(), newline="")))
         == [safe_head + [neutralise_cell(str(v)) for v in row]] * 2
     )
+
+
+@pytest.mark.parametrize("value", ["a\rb", "x\r", "\r", "=1\r+2", "a\r\nb"])
+def test_a_carriage_return_inside_a_cell_is_quoted_so_readers_keep_the_row(value: str) -> None:
+    # Python 3.11's csv writer with "\n" line ends left a lone "\r" bare: a reader then split
+    # the row in two there.
+    out = io.StringIO(newline="")
+    writer = SafeCsvWriter(out)
+    writer.writerow(["P1", value, 3])
+    writer.writerows_after(["P2"], [[value]])
+    rows = list(csv.reader(io.StringIO(out.getvalue(), newline="")))
+    assert rows == [["P1", neutralise_cell(value), "3"], ["P2", neutralise_cell(value)]]
+    assert out.getvalue().endswith("\n") and not out.getvalue().endswith("\r\n")
+    one = io.StringIO(newline="")
+    SafeCsvWriter(one).writerow(["P1", value, "3"])
+    assert csv_row(["P1", value, "3"]) + "\n" == one.getvalue()
 
 
 def test_no_module_writes_csv_around_the_helper() -> None:
