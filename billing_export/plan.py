@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from rpmpipe.billing_export.charge_csv import Correction, CorrectionAction
 from rpmpipe.billing_export.claims import (
@@ -459,14 +460,24 @@ def price_plan(
     return ExportPlan(tuple(claims), tuple(corrections), tuple(writes), draft.held)
 
 
+def _remembered(key: RecordKey, state: LedgerState, **values: Any) -> FinalRecord:
+    """The record of ``key`` as the ledger remembers it (its period), with ``values``."""
+    patient_id, program, kind, period_start = key
+    return FinalRecord(
+        patient_id=patient_id,
+        program=program,
+        kind=kind,
+        period_start=period_start,
+        period_end=state.period_end,
+        **values,
+    )
+
+
 def _gone(key: RecordKey, state: LedgerState) -> FinalRecord:
     """An exported record whose period is no longer computed, as the ledger remembers it."""
-    return FinalRecord(
-        patient_id=key[0],
-        program=key[1],
-        kind=key[2],
-        period_start=key[3],
-        period_end=state.period_end,
+    return _remembered(
+        key,
+        state,
         status=RecordStatus.NOT_BILLABLE,
         rule_set="",
         reason=VANISHED_REASON,
@@ -568,12 +579,9 @@ def _exported_lines(
 ) -> list[BillableLine]:
     """The lines the ledger holds for a record, as a void claim repeats them: the record as
     it was exported (the ledger's counts, the current record's rule set and NPI)."""
-    exported = FinalRecord(
-        patient_id=key[0],
-        program=key[1],
-        kind=key[2],
-        period_start=key[3],
-        period_end=state.period_end,
+    exported = _remembered(
+        key,
+        state,
         status=RecordStatus.BILLABLE,
         reason="",
         rule_set=record.rule_set if record is not None else "",
