@@ -44,20 +44,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from sqlalchemy import Engine
 
 from rpmpipe import __version__
 from rpmpipe.asof import check_as_of
-from rpmpipe.billing_export.audit_run import audit_lines, hold_undocumented, line_facts
 from rpmpipe.billing_export.charge_csv import write_charge_csv, write_corrections_csv
 from rpmpipe.billing_export.claims import Claim, Receiver, claims_file_for
-from rpmpipe.billing_export.evidence import EVIDENCE_CSV, EVIDENCE_PARQUET
-from rpmpipe.billing_export.evidence_files import RunEvidence, run_evidence, write_evidence_csv
-from rpmpipe.billing_export.evidence_load import RunFacts, collect_evidence
 from rpmpipe.billing_export.holds import Held, group_held
 from rpmpipe.billing_export.ledger import (
     Allocation,
@@ -93,6 +87,12 @@ from rpmpipe.logs import get_logger
 from rpmpipe.progress import SILENT, Progress, tracked
 from rpmpipe.records import LineSig, RecordKey
 from rpmpipe.settings import BillingSettings, ExportSettings
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from rpmpipe.billing_export.evidence_files import RunEvidence
+    from rpmpipe.billing_export.evidence_load import RunFacts
 
 log = get_logger(__name__)
 
@@ -165,6 +165,17 @@ def run_export(
                     recovered=recovered,
                     usage=billing.usage,
                 )
+            # Imported only now that there is something to do: the documentation audit and
+            # the evidence bring pyarrow and numpy, about a second of a process's start-up
+            # that a rerun with nothing new does not pay.
+            from rpmpipe.billing_export.audit_run import (
+                audit_lines,
+                hold_undocumented,
+                line_facts,
+            )
+            from rpmpipe.billing_export.evidence_files import run_evidence
+            from rpmpipe.billing_export.evidence_load import collect_evidence
+
             stored: dict[RecordKey, tuple[str, LineSig]] = {}
             records = load_final_records(conn, as_of, stored)
             ledger = load_ledger(conn)
@@ -423,6 +434,9 @@ def _write_run_files(
     evidence: RunEvidence,
     progress: Progress = SILENT,
 ) -> None:
+    from rpmpipe.billing_export.evidence import EVIDENCE_CSV, EVIDENCE_PARQUET
+    from rpmpipe.billing_export.evidence_files import write_evidence_csv
+
     billing, now, interchanges = settings.billing, run.created_at, run.interchanges
     count = (3 if plan.claims else 0) + len(interchanges) + (1 if plan.corrections else 0) + 1
     progress.step("writing the run's files", count)
@@ -497,6 +511,8 @@ def _write_run_files(
 
 def _write_parquet_atomic(path: Path, table: pa.Table) -> str:
     """Write a Parquet table atomically (0600); return its sha256."""
+    import pyarrow.parquet as pq
+
     atomic_write(path, lambda raw: pq.write_table(table, raw, compression="zstd"))
     return _sha256(path)
 

@@ -5,6 +5,8 @@ something (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -186,3 +188,40 @@ def test_rerun_with_nothing_new_reads_no_record_and_no_patient(
     assert len(touching) == 1, touching
     assert "EXISTS" in touching[0] and "FROM patients" not in touching[0]
     assert not any("evidence_json" in s or "first_name" in s for s in statements)
+
+
+# The export command's path (its CLI module and the billing cycle without metrics) in a
+# fresh process: a rerun with nothing new, then which heavy libraries it imported.
+RERUN_PROBE = """
+import sys
+from pathlib import Path
+sys.path[:0] = sys.argv[3:]
+from export_registry import AS_OF, CLOCK, export_settings
+import rpmpipe.app.cli.export_cmds
+from rpmpipe.app.cycle import run_billing_cycle
+from rpmpipe.registry.db import open_registry
+settings = export_settings(Path(sys.argv[1]), sys.argv[2])
+engine = open_registry(settings.effective_database_url)
+outcome = run_billing_cycle(settings, engine, AS_OF, CLOCK, compute=False)
+engine.dispose()
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"pyarrow", "numpy", "pandas", "duckdb"})
+print("PROBE", outcome.export.run_dir, outcome.export.lines, heavy)
+"""
+
+
+def test_rerun_with_nothing_new_decides_before_importing_pyarrow_and_numpy(
+    registry: Engine, settings: Settings, tmp_path: Path, database_url: str
+) -> None:
+    seed(registry)
+    tests = Path(__file__).resolve().parents[1]
+    probe = [sys.executable, "-c", RERUN_PROBE, str(tmp_path), database_url]
+    probe += [str(tests), str(tests / "billing_export")]
+
+    def run() -> str:
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip().splitlines()[-1]
+
+    first = run()  # something to export: the audit and the evidence need pyarrow
+    assert not first.startswith("PROBE None") and "pyarrow" in first, first
+    assert run() == "PROBE None 0 []"
