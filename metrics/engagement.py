@@ -35,7 +35,8 @@ from rpmpipe.metrics.days import (
     with_self_reported,
 )
 from rpmpipe.metrics.episodes import Episode, episodes_of
-from rpmpipe.metrics.minutes import MonthMinutes, monthly_minutes
+from rpmpipe.metrics.management_months import management_months
+from rpmpipe.metrics.minutes import MonthMinutes
 from rpmpipe.metrics.periods import (
     PeriodTable,
     period_table,
@@ -296,8 +297,8 @@ def management_records(
         for e in episode.enrollments:
             episode_of[id(e)] = episode
     months: dict[str, list[EngagementRecord]] = {}
-    for m in monthly_minutes(
-        activities,
+    for m in management_months(
+        list(activities),
         snapshot,
         as_of,
         org_zone,

@@ -193,9 +193,40 @@ def management_reason(
     return f"{text} with {comms} ({verb} {billed})"
 
 
+# --- care time entries of RPM's management months ------------------------------------------
+
+NO_CONSENT = "no consent on file"
+NO_ENTRY_COUNTS = "no time entry counts this month"
+NO_ENROLLMENT = "no RPM enrollment on the entry's date"
+
+
+def entry_voided(voided_reason: str) -> str:
+    return f"voided: {voided_reason}"
+
+
+def entry_held_for_review(minutes: Decimal, most: Decimal) -> str:
+    return (
+        f"held for review: {format_minutes(minutes)} minutes in one entry, over the "
+        f"{format_minutes(most)} allowed"
+    )
+
+
+def entry_duplicate(original: str) -> str:
+    return f"exact duplicate of {original}"
+
+
+def entry_impossible_start(started: str, earliest: date, latest: date) -> str:
+    """A start no month can hold (``latest`` the last possible day)."""
+    return f"impossible start {started} (outside {earliest.isoformat()} to {latest.isoformat()})"
+
+
+def entry_before_consent(consent: date) -> str:
+    return f"before consent on {consent.isoformat()}"
+
+
 def outside_enrollment_reason(blocked: str, minutes: str) -> str:
     """Time outside a consented enrollment: what would count, and why it does not."""
-    if blocked == "no consent on file":
+    if blocked == NO_CONSENT:
         return f"no consent on file: {minutes} would count once consent is on file"
     return f"{blocked} ({minutes} not counted)"
 

@@ -186,6 +186,15 @@ def test_bulk_csv_of_an_empty_world_is_the_header() -> None:
     as_of=st.integers(0, 180),
     dos=st.sampled_from(["period_end", "last_reading_day"]),
     mode=st.sampled_from(["rolling_30", "calendar_month"]),
+    care=st.lists(
+        st.tuples(
+            st.integers(0, 6),  # the patient (P6: no enrollment, a zone only)
+            st.integers(-40, 200 * 24 * 60),  # start, minutes after the base (or impossible)
+            st.sampled_from(["5", "19.5", "20", "35", "40", "61", "121", "200"]),
+            st.sampled_from(["plain", "voided", "duplicate", "overlap", "again", "talk", "sm"]),
+        ),
+        max_size=12,
+    ),
 )
 def test_csv_and_records_renderings_agree_on_random_worlds(
     patients: list[
@@ -194,6 +203,7 @@ def test_csv_and_records_renderings_agree_on_random_worlds(
     as_of: int,
     dos: str,
     mode: str,
+    care: list[tuple[int, int, str, str]],
 ) -> None:
     base = date(2025, 11, 1)
     w = World()
@@ -225,9 +235,40 @@ def test_csv_and_records_renderings_agree_on_random_worlds(
         for i, d in enumerate(flagged):
             when = local(first + timedelta(days=d), hour, 30, zone)
             w.reading(f"D-{pid}", when, manual=i % 2 == 0, suspect=i % 2 == 1)
+    _random_care_time(w, care, base)
     day = base + timedelta(days=as_of)
     expected, got, _ = _both(w, day, supply_date_of_service=dos, supply_period=mode)
     assert got == expected
+
+
+def _random_care_time(w: World, care: list[tuple[int, int, str, str]], base: date) -> None:
+    """RPM management time on a random world: voided, duplicated (another id, or the same id
+    again), overlapping, over the one-entry limit, impossible, secure messages, in months
+    blocked (no consent, no enrollment, no device) or pending, in the patients' zones."""
+    w.zones.setdefault("P6", "Asia/Kolkata")
+    t0 = datetime.combine(base, datetime.min.time(), UTC)
+    last: dict[int, tuple[datetime, str, str]] = {}
+    for n, (who, offset, minutes, how) in enumerate(care):
+        pid, aid = f"P{who}", f"C{n:02d}"
+        at = datetime(1, 1, 1, tzinfo=UTC) if offset < 0 else t0 + timedelta(minutes=offset)
+        before = last.get(who)
+        if before is not None and how == "duplicate":
+            at, minutes = before[0], before[1]
+        elif before is not None and how == "overlap":
+            at = before[0] + timedelta(minutes=7)
+        elif before is not None and how == "again":
+            aid = before[2]
+        w.activity(
+            pid,
+            at,
+            minutes,
+            interactive=how in ("talk", "sm", "overlap"),
+            kind="secure_message" if how == "sm" else "phone_call",
+            aid=aid,
+            staff="S2" if how == "overlap" else "S1",
+            voided="entered twice" if how == "voided" else None,
+        )
+        last[who] = (at, minutes, aid)
 
 
 def test_compute_csv_equals_the_csv_of_compute_on_each_registry_database(

@@ -1,0 +1,351 @@
+"""RPM's treatment-management months (99457/99458) as columns (pure).
+
+The entries of :func:`management_months` are sorted into patient-months in a few vector
+passes: each entry's local day, whether it counts at all (the first of its id; not voided,
+over the one-entry limit or an exact duplicate), the enrollment that covers it, and each
+month's minutes as the union of its patient's intervals (:func:`metrics.minutes.union_shares`,
+the one union of care time). The rules are those :mod:`metrics.minutes` states.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+import numpy as np
+
+from rpmpipe.metrics.care_table import (
+    BoolArray,
+    IntArray,
+    ObjArray,
+    date_of,
+    day_of,
+    local_days,
+    month_end_of_day,
+    month_of_day,
+    objects,
+    sorted_codes,
+)
+from rpmpipe.metrics.minutes import (
+    EARLIEST_ACTIVITY,
+    LATEST_ACTIVITY,
+    MonthMinutes,
+    is_interactive,
+    micros,
+    to_minutes,
+    union_shares,
+)
+from rpmpipe.metrics.reasons import (
+    NO_CONSENT,
+    NO_ENROLLMENT,
+    NO_ENTRY_COUNTS,
+    entry_before_consent,
+    entry_duplicate,
+    entry_held_for_review,
+    entry_impossible_start,
+    entry_voided,
+)
+from rpmpipe.metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
+from rpmpipe.records import Activity
+
+_MICROS_PER_MINUTE = 60_000_000
+_NONE = -1
+
+
+@dataclass
+class _Rows:
+    """The first entry of each id, in id order (``acts`` the entries themselves)."""
+
+    acts: list[Activity]
+    patient: IntArray  # code into the sorted patient ids
+    names: list[str]
+    at: IntArray
+    end: IntArray
+    day: IntArray  # local day number; -1 for an impossible start
+
+
+def _first_of_each_id(
+    activities: Sequence[Activity], snapshot: RegistrySnapshot, org_zone: str
+) -> _Rows:
+    """The entries in id order, a repeated id's later entries left out."""
+    ids = objects([a.activity_id for a in activities])
+    _, code = sorted_codes(ids) if len(ids) else ([], np.zeros(0, np.int64))
+    order = np.argsort(code, kind="stable")
+    keep = np.ones(len(order), np.bool_)
+    keep[1:] = code[order][1:] != code[order][:-1]
+    acts = [activities[i] for i in order[keep].tolist()]
+    names, patient = sorted_codes(objects([a.patient_id for a in acts]))
+    at = np.array([micros(a.started_at) for a in acts], np.int64)
+    end = at + np.array([int(a.minutes * _MICROS_PER_MINUTE) for a in acts], np.int64)
+    possible = (at >= micros(EARLIEST_ACTIVITY)) & (at < micros(LATEST_ACTIVITY))
+    day = np.full(len(acts), -1, np.int64)
+    zones = objects([snapshot.zone_of(p, org_zone) for p in names])
+    live = np.flatnonzero(possible)
+    if len(live):
+        day[live] = local_days(at[live], zones[patient[live]])
+    return _Rows(acts, patient, names, at, end, day)
+
+
+def _left_out(r: _Rows, rows: IntArray, max_minutes: Decimal) -> ObjArray:
+    """Per row (possible, on or before the as-of date), why it counts not at all ("" when
+    it may count): voided, over the one-entry limit, an exact duplicate of an earlier id."""
+    why = objects([""] * len(rows))
+    for k, i in enumerate(rows.tolist()):
+        a = r.acts[i]
+        if a.voided_reason is not None:
+            why[k] = entry_voided(a.voided_reason)
+        elif a.minutes > max_minutes:
+            why[k] = entry_held_for_review(a.minutes, max_minutes)
+    first_of: dict[tuple[str, str, int, Decimal], str] = {}
+    for k in np.flatnonzero(why == "").tolist():
+        a = r.acts[int(rows[k])]
+        key = (a.patient_id, a.staff_id, int(r.at[rows[k]]), a.minutes)
+        original = first_of.setdefault(key, a.activity_id)
+        if original != a.activity_id:
+            why[k] = entry_duplicate(original)
+    return why
+
+
+_FAR = 1 << 40  # an open end, or no consent, as a day number
+
+
+def _enrollment_columns(
+    snapshot: RegistrySnapshot, program: str, names: list[str]
+) -> tuple[list[Enrollment], tuple[IntArray, IntArray, IntArray], IntArray]:
+    """The program's enrollments of these patients, by patient then start (stable): the
+    objects, their (patient code, start, end) and consent (day numbers)."""
+    code = {p: k for k, p in enumerate(names)}
+    mine = [e for e in snapshot.enrollments if e.program == program and e.patient_id in code]
+    mine.sort(key=lambda e: (code[e.patient_id], e.start_date))
+    consent = np.array(
+        [_FAR if e.consent_date is None else day_of(e.consent_date) for e in mine], np.int64
+    )
+    return mine, _spans(mine, code), consent
+
+
+def _spans(
+    held: Sequence[Assignment | Enrollment], code: dict[str, int]
+) -> tuple[IntArray, IntArray, IntArray]:
+    """(patient code, start, end) of enrollments or device assignments sorted so."""
+    return (
+        np.array([code[e.patient_id] for e in held], np.int64),
+        np.array([day_of(e.start_date) for e in held], np.int64),
+        np.array([_FAR if e.end_date is None else day_of(e.end_date) for e in held], np.int64),
+    )
+
+
+def _first_holding(
+    spans: tuple[IntArray, IntArray, IntArray],
+    consent: IntArray | None,
+    patient: IntArray,
+    lo: IntArray,
+    hi: IntArray,
+) -> IntArray:
+    """Per row, the position of the first span (patient code, start, end; by patient then
+    start) of its patient with a day in ``lo .. hi``, with consent on file by ``hi`` unless
+    ``consent`` is None; -1 when none."""
+    pid, start, end = spans
+    first = np.searchsorted(pid, patient, side="left")
+    past = np.searchsorted(pid, patient, side="right")
+    found = np.full(len(patient), _NONE, np.int64)
+    k = 0
+    while True:
+        at = first + k
+        live = (at < past) & (found == _NONE)
+        if not live.any():
+            return found
+        p = np.where(live, at, 0)
+        ok = live & (start[p] <= hi) & (lo <= end[p])
+        if consent is not None:
+            ok &= consent[p] <= hi
+        found[ok] = p[ok]
+        k += 1
+
+
+def _month_shares(
+    month: IntArray, patient: IntArray, start: IntArray, end: IntArray, talk: BoolArray
+) -> tuple[IntArray, IntArray]:
+    """Per row, its share of its patient's union of these rows' intervals, and of the union
+    of the interactive rows' (0 for the others)."""
+    order = np.lexsort((month, talk, end, start, patient))
+    p, s, e, t = patient[order], start[order], end[order], talk[order]
+    first = np.ones(len(p), np.bool_)
+    first[1:] = p[1:] != p[:-1]
+    total = np.zeros(len(p), np.int64)
+    inter = np.zeros(len(p), np.int64)
+    total[order] = union_shares(s, e, first)
+    tk = np.flatnonzero(t)
+    if len(tk):
+        lead = np.ones(len(tk), np.bool_)
+        lead[1:] = p[tk][1:] != p[tk][:-1]
+        inter[order[tk]] = union_shares(s[tk], e[tk], lead)
+    return total, inter
+
+
+@dataclass
+class _Events:
+    """What each entry adds to its month, in id order: 0 not counted (``text`` says why),
+    1 counted (``holder`` its enrollment), 2 would count (``text`` why it does not)."""
+
+    row: IntArray
+    month: IntArray  # day number of the month's first day
+    what: IntArray
+    text: ObjArray
+    holder: IntArray
+    talk: BoolArray
+    total: IntArray
+    inter: IntArray
+
+
+def _events(
+    r: _Rows,
+    as_of: date,
+    program: str,
+    secure: bool,
+    max_minutes: Decimal,
+    snapshot: RegistrySnapshot,
+) -> tuple[_Events, list[Enrollment]]:
+    """Every entry's part in its month (an impossible start in the as-of date's month)."""
+    impossible = np.flatnonzero(r.day < 0)
+    rows = np.flatnonzero((r.day >= 0) & (r.day <= day_of(as_of)))
+    why = _left_out(r, rows, max_minutes)
+    ok = rows[why == ""]
+    enrollments, spans, consent = _enrollment_columns(snapshot, program, r.names)
+    day = r.day[ok]
+    holder = _first_holding(spans, consent, r.patient[ok], day, day)
+    talk = np.array([is_interactive(r.acts[i], secure) for i in ok.tolist()], np.bool_)
+    month = month_of_day(r.day[ok]) if len(ok) else np.zeros(0, np.int64)
+    total = np.zeros(len(ok), np.int64)
+    inter = np.zeros(len(ok), np.int64)
+    text = objects([""] * len(ok))
+    for counted in (True, False):
+        k = np.flatnonzero((holder >= 0) == counted)
+        i = ok[k]
+        total[k], inter[k] = _month_shares(month[k], r.patient[i], r.at[i], r.end[i], talk[k])
+    out = np.flatnonzero(holder < 0)
+    inside = _first_holding(spans, None, r.patient[ok[out]], day[out], day[out])
+    for j, pos in zip(out.tolist(), inside.tolist(), strict=True):
+        text[j] = (
+            NO_ENROLLMENT
+            if pos < 0
+            else NO_CONSENT
+            if consent[pos] == _FAR
+            else entry_before_consent(date_of(int(consent[pos])))
+        )
+    latest = LATEST_ACTIVITY.date() - timedelta(days=1)
+    never = objects(
+        [
+            entry_impossible_start(
+                r.acts[i].started_at.isoformat(), EARLIEST_ACTIVITY.date(), latest
+            )
+            for i in impossible.tolist()
+        ]
+    )
+    left = rows[why != ""]
+    n_none = len(impossible) + len(left)
+    ev = _Events(
+        np.concatenate([impossible, left, ok]),
+        np.concatenate(
+            [
+                np.full(len(impossible), day_of(as_of.replace(day=1)), np.int64),
+                month_of_day(r.day[left]) if len(left) else np.zeros(0, np.int64),
+                month,
+            ]
+        ),
+        np.concatenate([np.zeros(n_none, np.int64), np.where(holder >= 0, 1, 2)]),
+        np.concatenate([never, why[why != ""], text]),
+        np.concatenate([np.full(n_none, _NONE, np.int64), holder]),
+        np.concatenate([np.zeros(n_none, np.bool_), talk]),
+        np.concatenate([np.zeros(n_none, np.int64), total]),
+        np.concatenate([np.zeros(n_none, np.int64), inter]),
+    )
+    return ev, enrollments
+
+
+def _devices(
+    snapshot: RegistrySnapshot, names: list[str], patient: IntArray, month: IntArray
+) -> BoolArray:
+    """Per (patient code, month first day): a device assigned to the patient in the month."""
+    code = {p: k for k, p in enumerate(names)}
+    held = [a for a in snapshot.assignments if a.patient_id in code]
+    held.sort(key=lambda a: (code[a.patient_id], a.start_date))
+    found = _first_holding(_spans(held, code), None, patient, month, month_end_of_day(month))
+    return found >= 0
+
+
+def management_months(
+    activities: Sequence[Activity],
+    snapshot: RegistrySnapshot,
+    as_of: date,
+    org_zone: str,
+    program: str,
+    secure_message_interactive: bool,
+    max_activity_minutes: Decimal,
+) -> list[MonthMinutes]:
+    """Minutes and interactive communications per patient-month with time entries, up to
+    ``as_of``, by (patient, month): one value for every such month, counted or not
+    (``blocked`` says why not).
+
+    An activity counts once (a repeated id is ignored; an exact duplicate, same staff, start
+    and minutes under another id, is named and not added), in the month of its local start
+    date, only inside an enrollment of ``program`` with consent on file by that date.
+    """
+    if not activities:
+        return []
+    r = _first_of_each_id(activities, snapshot, org_zone)
+    ev, enrollments = _events(
+        r, as_of, program, secure_message_interactive, max_activity_minutes, snapshot
+    )
+    order = np.lexsort((ev.row, ev.month, r.patient[ev.row]))
+    patient, month = r.patient[ev.row][order], ev.month[order]
+    first = np.ones(len(order), np.bool_)
+    first[1:] = (patient[1:] != patient[:-1]) | (month[1:] != month[:-1])
+    starts = np.flatnonzero(first)
+    device = _devices(snapshot, r.names, patient[starts], month[starts])
+    bounds = np.append(starts, len(order)).tolist()
+    out = []
+    for g in range(len(starts)):
+        rows = order[bounds[g] : bounds[g + 1]]
+        out.append(_month(r, ev, rows, enrollments, int(month[bounds[g]]), bool(device[g])))
+    return out
+
+
+def _month(
+    r: _Rows,
+    ev: _Events,
+    rows: IntArray,
+    enrollments: list[Enrollment],
+    month: int,
+    device: bool,
+) -> MonthMinutes:
+    """One patient-month from its events (``rows``, in id order)."""
+    what = ev.what[rows]
+    counted, would = rows[what == 1], rows[what == 2]
+    enrollment = enrollments[int(ev.holder[counted[0]])] if len(counted) else None
+    use = counted if enrollment is not None or not len(would) else would
+
+    def ids(k: IntArray) -> list[str]:
+        return [r.acts[i].activity_id for i in ev.row[k].tolist()]
+
+    notes = [
+        (a, t) for a, t in zip(ids(rows[what == 0]), ev.text[rows[what == 0]].tolist(), strict=True)
+    ]
+    if use is counted:
+        blocked = "" if enrollment is not None else NO_ENTRY_COUNTS
+        notes += list(zip(ids(would), ev.text[would].tolist(), strict=True))
+    else:
+        blocked = str(ev.text[would[0]])
+    return MonthMinutes(
+        r.names[int(r.patient[ev.row[rows[0]]])],
+        date_of(month),
+        to_minutes(int(ev.total[use].sum())),
+        int(ev.talk[use].sum()),
+        tuple(sorted(ids(use))),
+        enrollment,
+        to_minutes(int(ev.inter[use].sum())),
+        tuple(sorted(notes)),
+        blocked,
+        device,
+    )
