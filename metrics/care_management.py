@@ -38,6 +38,7 @@ from rpmpipe.metrics.care_table import (
     month_groups,
     objects,
     sorted_codes,
+    tuples,
 )
 from rpmpipe.metrics.care_time import TimeEntry, is_interpretation
 from rpmpipe.metrics.conflicts import Claim, held_reasons
@@ -225,6 +226,7 @@ class CareTable:
     activity_ids: ObjArray  # tuple[str, ...], sorted
     npi: ObjArray
     episode_start: IntArray
+    not_counted: ObjArray  # tuple[tuple[str, str], ...]: entries left out, with why
 
     def take(self, rows: IntArray) -> CareTable:
         return CareTable(**{k: v[rows] for k, v in vars(self).items()})
@@ -251,6 +253,7 @@ class CareTable:
             management_minutes=self.minutes[i],
             ordering_npi=self.npi[i],
             episode_start=dates[episode] if episode >= 0 else None,
+            activities_not_counted=self.not_counted[i],
         )
 
     def records(self, rows: Iterable[int] | None = None) -> list[EngagementRecord]:
@@ -260,6 +263,10 @@ class CareTable:
 
     def csv_text(self, fmt: CsvRows) -> str:
         """The CSV rendering of the table: the lines of :meth:`records`, byte for byte."""
+        return "".join(self.csv_lines(fmt))
+
+    def csv_lines(self, fmt: CsvRows) -> list[str]:
+        """Each row's CSV line (with its newline), in order."""
         iso = {d: fmt.iso[date_of(d)] for d in np.unique(np.r_[self.start, self.end]).tolist()}
         minutes: dict[Decimal, str] = {}
         out = []
@@ -287,7 +294,7 @@ class CareTable:
                 f"{fmt.patient(pid)},{csv_field(prog)},{kind},{iso[s]},{iso[e]},{status},{rs},0,"
                 f"{mt},{it},{n},{text},{fmt.reason(reason)},,{cell}\n"
             )
-        return "".join(out)
+        return out
 
 
 class _Dates(dict[int, date]):
@@ -482,6 +489,7 @@ def _month_table(rows: _Rows, facts: CareFacts, rules: RuleSettings, as_of: date
         activity_ids=rows.activity_ids,
         npi=rows.npi,
         episode_start=rows.episode_start,
+        not_counted=tuples([()] * n),
     )
 
 
@@ -517,6 +525,7 @@ def _table_of(records: Sequence[EngagementRecord]) -> CareTable:
         episode_start=np.array(
             [-1 if r.episode_start is None else day_of(r.episode_start) for r in records], np.int64
         ),
+        not_counted=tuples([r.activities_not_counted for r in records]),
     )
 
 

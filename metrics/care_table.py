@@ -62,6 +62,14 @@ def objects(values: Sequence[Any]) -> ObjArray:
     return out
 
 
+def tuples(values: Sequence[tuple[Any, ...]]) -> ObjArray:
+    """Tuples as an object column, one tuple per row (never read as a second dimension)."""
+    out = np.empty(len(values), object)
+    for i, v in enumerate(values):
+        out[i] = v
+    return out
+
+
 def sorted_codes(values: ObjArray) -> tuple[list[str], IntArray]:
     """The distinct strings of ``values`` in order, and each value's index among them."""
     arr = pa.array(values.tolist(), pa.string())

@@ -1,11 +1,12 @@
 """The engagement CSV in bulk: the CSV rendering of :func:`metrics.engagement.prepare`.
 
 The supply and setup rows of the table of periods (:mod:`metrics.periods`), nearly all the
-rows of a large fleet, are formatted as Arrow strings without a record object per row; the
-other rows (episodes without a day with data, management months, patients an exclusion
-between programs changed) are the record rendering's own records, formatted by the same
-formatter. ``tests/metrics/test_metrics_csv_bulk.py`` checks
-that both renderings agree.
+rows of a large fleet, are formatted as Arrow strings without a record object per row; RPM's
+management months are the lines of their table
+(:meth:`metrics.care_management.CareTable.csv_lines`); the other rows (episodes without a
+day with data, patients an exclusion between programs changed) are the record rendering's
+own records, formatted by the same formatter. ``tests/metrics/test_metrics_csv_bulk.py``
+checks that both renderings agree.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ def _block_pieces(
             out.append(fmt.row(r))
         pieces.append("".join(out).encode())
 
+    months_at, months = _month_lines(work, [pid for pid, _ in block], fmt)
     for pid, per_part in block:
         if pid in replaced:
             emit(replaced[pid])
@@ -117,10 +119,24 @@ def _block_pieces(
                 else:
                     flush()
                     run[:] = [k, span[0], span[1]]
-            if k == 0 and pid in work.months:
-                emit(work.months[pid])
+            if k == 0 and pid in work.month_rows:
+                flush()
+                a, b = work.month_rows[pid]
+                for status in work.months.status[a:b].tolist():
+                    counts[status] += 1
+                pieces.append("".join(months[a - months_at : b - months_at]).encode())
     flush()
     return pieces
+
+
+def _month_lines(work: Prepared, patients: Sequence[str], fmt: CsvRows) -> tuple[int, list[str]]:
+    """The CSV lines of the management months of these patients (in patient order: one run
+    of the table of months), and the table row of the first line."""
+    spans = [work.month_rows[p] for p in patients if p in work.month_rows]
+    if not spans:
+        return 0, []
+    a, b = spans[0][0], spans[-1][1]
+    return a, work.months.take(np.arange(a, b)).csv_lines(fmt)
 
 
 def _block_table(part: SupplyPart, episodes: Sequence[int]) -> PeriodTable | None:

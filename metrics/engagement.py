@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
 
-from rpmpipe.metrics.care_management import SupplyPeriod
+from rpmpipe.metrics.care_management import CareTable, SupplyPeriod
+from rpmpipe.metrics.care_table import day_of, objects, tuples
 from rpmpipe.metrics.days import (
     EPOCH,
     OPEN_END,
@@ -114,9 +114,17 @@ class Prepared:
     months."""
 
     parts: list[SupplyPart]
-    months: dict[str, list[EngagementRecord]]
+    months: CareTable  # RPM's management months, by patient then month
     as_of: date
     rules: RuleSettings
+    month_rows: dict[str, tuple[int, int]] = field(init=False)  # each patient's rows
+
+    def __post_init__(self) -> None:
+        pids = self.months.patient.tolist()
+        self.month_rows = {}
+        for i, pid in enumerate(pids):
+            a, _ = self.month_rows.get(pid, (i, i))
+            self.month_rows[pid] = (a, i + 1)
 
     def by_patient(self) -> Iterator[tuple[str, tuple[Sequence[int], ...]]]:
         """Patients in order with each part's episodes (by index); patients with months only
@@ -127,7 +135,7 @@ class Prepared:
             for i, episode in enumerate(part.episodes):
                 found.setdefault(episode.patient_id, []).append(i)
             per_part.append(found)
-        patients = set(self.months)
+        patients = set(self.month_rows)
         for found in per_part:
             patients.update(found)
         none: tuple[int, ...] = ()
@@ -230,8 +238,8 @@ def render_records(work: Prepared, only: Collection[str] | None = None) -> list[
             for i in indexes:
                 rows = in_table[k].get(part.episodes[i].positions[0])
                 records.extend(rows if rows is not None else part.records(i))
-            if k == 0:
-                records.extend(work.months.get(pid, ()))
+            if k == 0 and pid in work.month_rows:
+                records.extend(work.months.records(range(*work.month_rows[pid])))
     return records
 
 
@@ -290,14 +298,14 @@ def management_records(
     org_zone: str,
     rules: RuleSettings,
     episodes: Sequence[Episode],
-) -> dict[str, list[EngagementRecord]]:
-    """Each patient's management months (every month with time entries), by patient."""
+) -> CareTable:
+    """RPM's management months (every patient-month with time entries) as rows of a table,
+    by patient then month."""
     episode_of: dict[int, Episode] = {}
     for episode in episodes:
         for e in episode.enrollments:
             episode_of[id(e)] = episode
-    months: dict[str, list[EngagementRecord]] = {}
-    for m in management_months(
+    months = management_months(
         list(activities),
         snapshot,
         as_of,
@@ -305,10 +313,8 @@ def management_records(
         PROGRAM,
         rules.secure_message_interactive,
         Decimal(rules.max_activity_minutes),
-    ):
-        owner = episode_of.get(id(m.enrollment)) if m.enrollment is not None else None
-        months.setdefault(m.patient_id, []).append(management(m, as_of, rules, owner))
-    return months
+    )
+    return management_table(months, as_of, rules, episode_of)
 
 
 # --- days per episode ------------------------------------------------------------------------
@@ -436,72 +442,96 @@ def no_data_record(
 # --- management months -----------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1 << 14)
 def _management_outcome(
-    minutes: Decimal, communications: int, end: date, final: bool, cap: int
+    case: tuple[str, Decimal, int, date, bool], cap: int
 ) -> tuple[str, str, str, tuple[ServiceLine, ...]]:
-    """(rule set name, status, reason, lines) of a month: a pure function of these values,
-    which repeat across patients (equal minutes give equal text whatever their scale)."""
+    """(rule set name, status, reason, lines) of a month: a pure function of its case (why
+    it does not count, if so; minutes, communications, end, final), which repeats across
+    patients (equal minutes give equal text whatever their scale)."""
+    blocked, minutes, communications, end, final = case
     rs = rule_set_for(PROGRAM, end)
+    if blocked:
+        said = f"{format_minutes(minutes)} minutes with " + plural(
+            communications, "interactive communication"
+        )
+        reason = (
+            no_device_reason(said)
+            if blocked == NO_DEVICE
+            else outside_enrollment_reason(blocked, said)
+        )
+        status = RecordStatus.NOT_BILLABLE if final else RecordStatus.PENDING
+        return rs.name, status, reason if final else month_open(end, reason), ()
     lines = management_lines(rs, minutes, communications, end, cap)
     if final:
         status = RecordStatus.BILLABLE if lines else RecordStatus.NOT_BILLABLE
-        reason = management_reason(rs, minutes, communications, lines, cap)
-    else:
-        status = RecordStatus.PENDING
-        so_far = management_reason(rs, minutes, communications, lines, cap, "so far")
-        reason = month_open(end, so_far)
-        lines = ()
-    return rs.name, status, reason, lines
+        return rs.name, status, management_reason(rs, minutes, communications, lines, cap), lines
+    so_far = management_reason(rs, minutes, communications, lines, cap, "so far")
+    return rs.name, RecordStatus.PENDING, month_open(end, so_far), ()
 
 
-def management(
-    m: MonthMinutes, as_of: date, rules: RuleSettings, episode: Episode | None = None
-) -> EngagementRecord:
-    """The record of one patient-month of care time: billed when the time counts, else not
-    billable with why (no consent, no enrollment, no device that month)."""
+def _month_case(
+    m: MonthMinutes, as_of: date, episode: Episode | None
+) -> tuple[tuple[str, Decimal, int, date, bool], str, int]:
+    """A month's case (what decides its outcome), its ordering NPI and episode start."""
     end = month_end(m.month)
     if episode is not None:
         end = episode.covering_end(m.month, end)
-    final = as_of > end
-    comms = plural(m.interactive_communications, "interactive communication")
-    minutes = f"{format_minutes(m.minutes)} minutes with {comms}"
-    lines: tuple[ServiceLine, ...] = ()
-    status: str
+    blocked = ""
     if m.enrollment is None and m.activity_ids:
-        # Time outside a consented enrollment: what would count, and why it does not.
-        rule_set = rule_set_for(PROGRAM, end).name
-        reason = outside_enrollment_reason(m.blocked, minutes)
-        status = RecordStatus.NOT_BILLABLE if final else RecordStatus.PENDING
+        blocked = m.blocked  # time outside a consented enrollment: what would count
     elif not m.device_assigned and m.activity_ids:
-        rule_set = rule_set_for(PROGRAM, end).name
-        reason = no_device_reason(minutes)
-        status = RecordStatus.NOT_BILLABLE if final else RecordStatus.PENDING
-    else:
-        rule_set, status, reason, lines = _management_outcome(
-            m.minutes, m.interactive_communications, end, final, rules.max_99458_units
-        )
-    if status == RecordStatus.PENDING and not reason.startswith("month open"):
-        reason = month_open(end, reason)
-    reason = with_note(reason, not_counted_entries(m.not_counted))
+        blocked = NO_DEVICE
     owner = m.enrollment
     if owner is None and episode is not None:
         owner = episode.enrollment_on(end)
-    return EngagementRecord(
-        patient_id=m.patient_id,
-        program=PROGRAM,
-        kind=RecordKind.TREATMENT_MANAGEMENT,
-        period_start=m.month,
-        period_end=end,
-        status=status,
-        reason=reason,
-        rule_set=rule_set,
-        interactive_minutes=m.interactive_minutes,
-        interactive_communications=m.interactive_communications,
-        lines=lines,
-        evidence_activity_ids=m.activity_ids,
-        management_minutes=m.minutes,
-        ordering_npi=owner.ordering_npi if owner is not None else "",
-        episode_start=episode.start_date if episode is not None else None,
-        activities_not_counted=m.not_counted,
+    case = (blocked, m.minutes, m.interactive_communications, end, as_of > end)
+    start = day_of(episode.start_date) if episode is not None else -1
+    return case, owner.ordering_npi if owner is not None else "", start
+
+
+def management_table(
+    months: Sequence[MonthMinutes],
+    as_of: date,
+    rules: RuleSettings,
+    episode_of: dict[int, Episode],
+) -> CareTable:
+    """The management months as table rows: the rules applied once per distinct case."""
+    cases = [
+        _month_case(m, as_of, episode_of.get(id(m.enrollment)) if m.enrollment else None)
+        for m in months
+    ]
+    outcomes: dict[
+        tuple[str, Decimal, int, date, bool], tuple[str, str, str, tuple[ServiceLine, ...]]
+    ] = {}
+    cap = rules.max_99458_units
+    done = [
+        outcomes.get(c) or outcomes.setdefault(c, _management_outcome(c, cap)) for c, _, _ in cases
+    ]
+    reasons = [
+        with_note(d[2], not_counted_entries(m.not_counted))
+        for d, m in zip(done, months, strict=True)
+    ]
+    n = len(months)
+    minutes = [m.minutes for m in months]
+    return CareTable(
+        patient=objects([m.patient_id for m in months]),
+        program=objects([PROGRAM] * n),
+        kind=objects([RecordKind.TREATMENT_MANAGEMENT] * n),
+        start=np.array([day_of(m.month) for m in months], np.int64),
+        end=np.array([day_of(c[0][3]) for c in cases], np.int64),
+        staff=np.array([int(x * 100) for x in minutes], np.int64),
+        physician=np.zeros(n, np.int64),
+        minutes=objects(minutes),
+        interactive_minutes=objects([m.interactive_minutes for m in months]),
+        communications=np.array([m.interactive_communications for m in months], np.int64),
+        dos=np.array([day_of(c[0][3]) for c in cases], np.int64),
+        rule_set=objects([d[0] for d in done]),
+        final=np.array([c[0][4] for c in cases], np.bool_),
+        status=objects([d[1] for d in done]),
+        reason=objects(reasons),
+        lines=tuples([d[3] for d in done]),
+        activity_ids=tuples([m.activity_ids for m in months]),
+        npi=objects([c[1] for c in cases]),
+        episode_start=np.array([c[2] for c in cases], np.int64),
+        not_counted=tuples([m.not_counted for m in months]),
     )
