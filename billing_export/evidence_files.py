@@ -32,11 +32,9 @@ from rpmpipe.billing_export.evidence import (
     documentation_of,
 )
 from rpmpipe.billing_export.evidence_days import RecordDays
-from rpmpipe.csv_cells import csv_row
+from rpmpipe.csv_cells import NOT_PLAIN_CELL, csv_field, csv_row
 
 _NO_FACTS = RecordFacts((), (), None)
-# Cells a spreadsheet could run as a formula, or that the csv module quotes.
-_NOT_PLAIN = r"^['=+\-@\t\r]|[,\"\r\n]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,11 +313,11 @@ def _text(value: str) -> pa.Scalar:
 
 def _cells(text: pa.Array) -> pa.Array:
     """CSV cells of ``text``: as they are, except the few to neutralise or quote."""
-    special = pc.match_substring_regex(text, _NOT_PLAIN)
+    special = pc.match_substring_regex(text, NOT_PLAIN_CELL)
     if not pc.any(special).as_py():
         return text
     picked = text.filter(special).to_pylist()
-    return pc.replace_with_mask(text, special, pa.array([csv_row([v]) for v in picked], text.type))
+    return pc.replace_with_mask(text, special, pa.array([csv_field(v) for v in picked], text.type))
 
 
 def _write_lines(out: BinaryIO, rows: pa.Array) -> None:

@@ -21,8 +21,11 @@ from typing import Any, TextIO
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 # First characters after which a cell needs a look (a formula, or quotes before one).
 _LOOK = frozenset((*FORMULA_TRIGGERS, "'"))
-# What the csv module may quote (delimiter, quote, line ends): such rows go through it.
-_QUOTED = re.compile(r'[,"\r\n]')
+# A cell that is not written as it is: it may be a formula (or quotes before one), or it
+# holds what CSV quotes (delimiter, quote, line ends). Plain cells are all others; the
+# pattern is also used on Arrow string arrays (pyarrow.compute's RE2 syntax).
+NOT_PLAIN_CELL = "^[" + re.escape("".join(sorted(_LOOK))) + ']|[,"\r\n]'
+_NOT_PLAIN = re.compile(NOT_PLAIN_CELL)
 _PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 
 
@@ -64,13 +67,9 @@ def csv_row(cells: Sequence[str]) -> str:
     """The line :class:`SafeCsvWriter` writes for ``cells``, without its line end.
 
     For writers that assemble many rows from pieces: plain cells are joined as they are,
-    and a row with a cell to neutralise or quote goes through the csv module itself.
+    the others are :func:`csv_field`.
     """
-    if any(c[:1] in _LOOK or _QUOTED.search(c) for c in cells):
-        text = io.StringIO()
-        SafeCsvWriter(text).writerow(cells)
-        return text.getvalue()[:-1]
-    return ",".join(cells)
+    return ",".join(csv_field(c) if _NOT_PLAIN.search(c) else c for c in cells)
 
 
 class SafeCsvWriter:
