@@ -41,7 +41,7 @@ from rpmpipe.metrics.care_table import (
     tuples,
 )
 from rpmpipe.metrics.care_time import TimeEntry, is_interpretation
-from rpmpipe.metrics.conflicts import Claim, held_reasons
+from rpmpipe.metrics.conflicts import EXCLUSIVE_PROGRAMS, Claim, held_reasons
 from rpmpipe.metrics.periods import distinct_rows
 from rpmpipe.metrics.programs import (
     CareMinutes,
@@ -697,14 +697,6 @@ def compute_care_management(
     inside an enrollment of their program with consent), trimmed across programs (every
     program's, RPM's too, so no other program holds RPM's time)."""
     return care_table(entries_of(entries), facts, as_of, rules, org_zone, periods).records()
-
-
-EXCLUSIVE_PROGRAMS = (
-    frozenset({Program.RPM, Program.RTM}),
-    frozenset({Program.CCM, Program.PCM}),
-    frozenset({Program.APCM, Program.CCM}),
-    frozenset({Program.APCM, Program.PCM}),
-)
 
 
 def exclusion_patients(facts: CareFacts, table: CareTable) -> set[str]:

@@ -19,6 +19,18 @@ from datetime import date
 from rpmpipe.metrics.reasons import bundled_into, never_together, not_with_99457
 from rpmpipe.records import Program
 
+# The programs held against each other (the module docstring says why): APCM bundles
+# these two; of each pair below, the later enrollment's lines are held.
+BUNDLED_INTO_APCM = (Program.CCM, Program.PCM)
+CCM_AND_PCM = (Program.CCM, Program.PCM)
+RPM_AND_RTM = (Program.RPM, Program.RTM)
+# Pairs of programs a patient enrolled in both can have lines held for (99091 aside).
+EXCLUSIVE_PROGRAMS = (
+    frozenset(RPM_AND_RTM),
+    frozenset(CCM_AND_PCM),
+    *(frozenset({Program.APCM, p}) for p in BUNDLED_INTO_APCM),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Claim:
@@ -55,7 +67,7 @@ def held_reasons(claims: Sequence[Claim], allow_99091_with_99457: bool) -> dict[
 
     for i in live:  # APCM bundles CCM and PCM of the same practitioner
         c = claims[i]
-        if c.program not in (Program.CCM, Program.PCM):
+        if c.program not in BUNDLED_INTO_APCM:
             continue
         for j in blockers(i):
             o = claims[j]
@@ -63,10 +75,8 @@ def held_reasons(claims: Sequence[Claim], allow_99091_with_99457: bool) -> dict[
                 held[i] = bundled_into(c.program, min(o.codes), o.period_end)
                 break
     same_month = "in the same month by the same practitioner"
-    _later_held(
-        claims, live, held, (Program.CCM, Program.PCM), _same_practitioner_month, same_month
-    )
-    _later_held(claims, live, held, (Program.RPM, Program.RTM), _overlap, "for overlapping periods")
+    _later_held(claims, live, held, CCM_AND_PCM, _same_practitioner_month, same_month)
+    _later_held(claims, live, held, RPM_AND_RTM, _overlap, "for overlapping periods")
     if not allow_99091_with_99457:
         for i in live:
             c = claims[i]
