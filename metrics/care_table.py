@@ -505,20 +505,4 @@ def rpm_management_activities(acts: ActivityColumns, time: CareTime) -> list[Act
     return out
 
 
-def activity_columns(activities: Sequence[Activity]) -> ActivityColumns:
-    """Activity values as columns (for callers that hold activities, not the registry)."""
-    return ActivityColumns(
-        objects([a.activity_id for a in activities]),
-        objects([a.patient_id for a in activities]),
-        objects([a.staff_id for a in activities]),
-        np.array([micros(a.started_at) for a in activities], np.int64),
-        np.array([int(a.minutes * 100) for a in activities], np.int64),
-        objects([a.kind for a in activities]),
-        np.array([a.interactive for a in activities], np.bool_),
-        objects([a.program for a in activities]),
-        objects([a.performer for a in activities]),
-        objects([a.voided_reason for a in activities]),
-    )
-
-
 __all__ = ["is_interpretation"]
