@@ -21,11 +21,13 @@ from typing import Any, TextIO
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 # First characters after which a cell needs a look (a formula, or quotes before one).
 _LOOK = frozenset((*FORMULA_TRIGGERS, "'"))
+# What CSV quotes (delimiter, quote, line ends).
+_QUOTED_CHARS = ',"\r\n'
+_QUOTED = re.compile(f"[{re.escape(_QUOTED_CHARS)}]")
 # A cell that is not written as it is: it may be a formula (or quotes before one), or it
-# holds what CSV quotes (delimiter, quote, line ends). Plain cells are all others; the
-# pattern is also used on Arrow string arrays (pyarrow.compute's RE2 syntax).
-NOT_PLAIN_CELL = "^[" + re.escape("".join(sorted(_LOOK))) + ']|[,"\r\n]'
-_NOT_PLAIN = re.compile(NOT_PLAIN_CELL)
+# holds what CSV quotes. The same test as :func:`_plain`, for Arrow string arrays
+# (pyarrow.compute's RE2 syntax).
+NOT_PLAIN_CELL = f"^[{re.escape(''.join(sorted(_LOOK)))}]|[{re.escape(_QUOTED_CHARS)}]"
 _PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 
 
@@ -63,13 +65,19 @@ def csv_field(text: str) -> str:
     return text
 
 
+def _plain(cell: str) -> bool:
+    return cell[:1] not in _LOOK and not _QUOTED.search(cell)
+
+
 def csv_row(cells: Sequence[str]) -> str:
     """The line :class:`SafeCsvWriter` writes for ``cells``, without its line end.
 
     For writers that assemble many rows from pieces: plain cells are joined as they are,
     the others are :func:`csv_field`.
     """
-    return ",".join(csv_field(c) if _NOT_PLAIN.search(c) else c for c in cells)
+    if all(map(_plain, cells)):
+        return ",".join(cells)
+    return ",".join(c if _plain(c) else csv_field(c) for c in cells)
 
 
 class SafeCsvWriter:
