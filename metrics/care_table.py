@@ -32,6 +32,7 @@ from rpmpipe.metrics.care_time import (
     trim_across_programs,
     trimmed_starts,
 )
+from rpmpipe.metrics.day_numbers import DAY_US, local_days
 from rpmpipe.metrics.minutes import EARLIEST_ACTIVITY, LATEST_ACTIVITY, micros, union_shares
 from rpmpipe.metrics.programs import CareMinutes
 from rpmpipe.records import Activity, Program
@@ -41,7 +42,6 @@ BoolArray = npt.NDArray[np.bool_]
 ObjArray = npt.NDArray[np.object_]
 MICROS_PER_MINUTE = 60_000_000
 MICROS_PER_HUNDREDTH = 600_000
-DAY_US = 86_400 * 10**6
 OPEN_DAY = 2**30  # an open enrollment's end, as a day number
 NO_DAY = 2**30 + 1  # no consent on file
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -85,18 +85,6 @@ def ranks(values: ObjArray) -> IntArray:
     rank = np.empty(len(order), np.int64)
     rank[order] = np.arange(len(order), dtype=np.int64)
     return rank
-
-
-def local_days(at: IntArray, zones: ObjArray) -> IntArray:
-    """Day numbers of UTC microseconds in each row's zone (an IANA name)."""
-    out = np.empty(len(at), np.int64)
-    names, code = sorted_codes(zones)
-    for k, name in enumerate(names):
-        rows = np.flatnonzero(code == k)
-        stamps = pa.array(at[rows], pa.timestamp("us", tz=name))
-        local = pc.cast(pc.local_timestamp(stamps), pa.int64()).to_numpy()
-        out[rows] = np.floor_divide(local, DAY_US)
-    return out
 
 
 def month_of_day(days: IntArray) -> IntArray:
@@ -261,8 +249,7 @@ class MonthGroups:
 def month_groups(e: CareEntries, zone_of: Callable[[str], str]) -> MonthGroups:
     """``e``'s counted time per patient, program and month in the patient's zone."""
     names, pcode = sorted_codes(e.patient_id)
-    zones = objects([zone_of(p) for p in names])
-    month = month_of_day(local_days(e.start, zones[pcode]))
+    month = month_of_day(local_days(e.start, pcode, [zone_of(p) for p in names]))
     programs, prog = sorted_codes(e.program)
     order = np.lexsort((e.id_rank, month, prog, pcode))
     e, month, key = e.take(order), month[order], (pcode * len(programs) + prog)[order]
@@ -416,7 +403,6 @@ class CareTime:
     entries: CareEntries
     taking: BoolArray  # per activity row: it takes time (before the trim)
     kept_begin: IntArray  # per activity row: its trimmed start (-1: dropped or not taking)
-    zones: ObjArray  # per activity row: the patient's zone
 
 
 def care_time(
@@ -431,10 +417,14 @@ def care_time(
     """Every program's activities that take time, trimmed across programs and counted once
     (the union per patient), as :class:`CareEntries`."""
     names, patient = sorted_codes(acts.patient_id)
-    zones = objects([zone_of.get(p) or org_zone for p in names])[patient]
     live = np.flatnonzero(counts_at_all(acts, max_activity_minutes))
+    # Instants two UTC days past the as-of date are past it in every zone: not converted, so
+    # a stray far-future start does not stretch the clock's window.
+    live = live[acts.at[live] < (day_of(as_of) + 2) * DAY_US]
     day = np.full(len(acts.at), NO_DAY, np.int64)
-    day[live] = local_days(acts.at[live], zones[live])
+    day[live] = local_days(
+        acts.at[live], patient[live], [zone_of.get(p) or org_zone for p in names]
+    )
     program_names = sorted({*acts.program.tolist(), *(e.program for e in enrollments)})
     programs = {p: k for k, p in enumerate(program_names)}
     e = enrollment_columns(enrollments, {p: k for k, p in enumerate(names)}, programs)
@@ -469,7 +459,7 @@ def care_time(
         np.zeros(int(keep.sum()), np.int64),
         id_rank[keep],
     )
-    return CareTime(with_union(cols, patient[rows][keep]), taking, kept_begin, zones)
+    return CareTime(with_union(cols, patient[rows][keep]), taking, kept_begin)
 
 
 def rpm_management_activities(acts: ActivityColumns, time: CareTime) -> list[Activity]:

@@ -18,6 +18,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from rpmpipe.metrics.day_numbers import ZoneClocks
 from rpmpipe.metrics.episodes import Episode
 from rpmpipe.metrics.snapshot import RegistrySnapshot
 from rpmpipe.records import READING_TYPES
@@ -164,72 +165,6 @@ def _utc(ts: pa.Array) -> pa.Array:
     return pc.cast(ts, pa.timestamp("us", tz="UTC"))
 
 
-_QUARTER_HOUR_US = 15 * 60 * 10**6
-_DAY_US = 86400 * 10**6
-
-
-class _ZoneClock:
-    """UTC microseconds -> local day numbers for one zone over a window, in numpy.
-
-    The UTC offset is tabulated per quarter hour of the window (time-zone transitions fall on
-    quarter hours); a quarter hour whose two ends disagree is converted exactly by Arrow.
-    Rows outside the window get -1 (they lie more than a day outside the days we count).
-    """
-
-    def __init__(self, zone: str, first_day: int, last_day: int) -> None:
-        self.zone = zone
-        self.base = (first_day - 2) * _DAY_US
-        buckets = (last_day - first_day + 5) * 96
-        self.buckets = buckets
-        edges = self.base + np.arange(buckets + 1, dtype=np.int64) * _QUARTER_HOUR_US
-        offset = self._offsets(edges)
-        self.offset = offset[:-1]
-        # The offset just before the next edge; differs from the start only at a transition.
-        before_next = self._offsets(edges[1:] - 1)
-        self.exact = before_next != self.offset
-
-    def _offsets(self, micros: IntArray) -> IntArray:
-        stamps = pa.array(micros, pa.timestamp("us", tz=self.zone))
-        local = pc.cast(pc.local_timestamp(stamps), pa.int64()).to_numpy()
-        return np.asarray(local - micros, np.int64)
-
-    def local_days(self, micros: IntArray) -> IntArray:
-        bucket = (micros - self.base) // _QUARTER_HOUR_US
-        inside = (bucket >= 0) & (bucket < self.buckets)
-        b = np.where(inside, bucket, 0)
-        days = np.where(inside, (micros + self.offset[b]) // _DAY_US, -1)
-        odd = inside & self.exact[b]
-        if odd.any():
-            stamps = pa.array(micros[odd], pa.timestamp("us", tz=self.zone))
-            local = pc.cast(pc.cast(pc.local_timestamp(stamps), pa.date32()), pa.int32())
-            days[odd] = local.to_numpy()
-        return days
-
-
-class _ZoneClocks:
-    """Every zone's clock stacked: one gather converts a batch whatever the zones of its rows
-    (rather than one masked pass over the batch per zone)."""
-
-    def __init__(self, clocks: list[_ZoneClock]) -> None:
-        self.clocks = clocks
-        self.base = clocks[0].base
-        self.buckets = clocks[0].buckets
-        self.offset = np.concatenate([c.offset for c in clocks])
-        self.exact = np.concatenate([c.exact for c in clocks])
-
-    def local_days(self, micros: IntArray, zone: IntArray) -> IntArray:
-        bucket = (micros - self.base) // _QUARTER_HOUR_US
-        inside = (bucket >= 0) & (bucket < self.buckets)
-        cell = zone * self.buckets + np.where(inside, bucket, 0)
-        days = np.where(inside, (micros + self.offset[cell]) // _DAY_US, -1)
-        odd = inside & self.exact[cell]
-        if odd.any():
-            for z in np.unique(zone[odd]).tolist():
-                sel = odd & (zone == z)
-                days[sel] = self.clocks[z].local_days(micros[sel])
-        return days
-
-
 def _device_codes(column: pa.Array) -> tuple[pa.Array, IntArray]:
     """A device-id column as (values, each row's index into them; -1 for a null id).
 
@@ -285,7 +220,7 @@ def _group_devices_and_instants(
 def _group_pairs(
     group: list[pa.RecordBatch],
     slots: list[_Slot],
-    clocks: _ZoneClocks,
+    clocks: ZoneClocks,
     first_day: int,
     last_day: int,
 ) -> _Pairs:
@@ -371,7 +306,7 @@ def _unclaimed(
     outside: list[tuple[IntArray, IntArray, IntArray]],
     positions: list[tuple[_Slot, IntArray]],
     micros: IntArray,
-    clocks: _ZoneClocks,
+    clocks: ZoneClocks,
 ) -> IntArray:
     """Packed keys of readings (rows, assignment, local day) outside their assignment that no
     assignment of the device covers either: a device lent to someone else that day is not
@@ -483,7 +418,7 @@ def patient_days(
     first, last = day_number(first_day), day_number(as_of)
     span = max(0, last - first + 1)
     n_patients = len(index.ids)
-    clocks = _ZoneClocks([_ZoneClock(z, first, last) for z in zones]) if span and zones else None
+    clocks = ZoneClocks.of(zones, first, last) if span and zones else None
     # Distinct pairs: a patient x day bitmap when it is small (no hashing, no sorting),
     # otherwise sorted unique keys compacted as they grow.
     bitmap = (

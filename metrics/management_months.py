@@ -22,12 +22,12 @@ from rpmpipe.metrics.care_table import (
     ObjArray,
     date_of,
     day_of,
-    local_days,
     month_end_of_day,
     month_of_day,
     objects,
     sorted_codes,
 )
+from rpmpipe.metrics.day_numbers import DAY_US, local_days
 from rpmpipe.metrics.minutes import (
     EARLIEST_ACTIVITY,
     LATEST_ACTIVITY,
@@ -63,11 +63,11 @@ class _Rows:
     names: list[str]
     at: IntArray
     end: IntArray
-    day: IntArray  # local day number; -1 for an impossible start
+    day: IntArray  # local day number; -1 for an impossible start (_FAR: past the as-of date)
 
 
 def _first_of_each_id(
-    activities: Sequence[Activity], snapshot: RegistrySnapshot, org_zone: str
+    activities: Sequence[Activity], snapshot: RegistrySnapshot, org_zone: str, as_of: date
 ) -> _Rows:
     """The entries in id order, a repeated id's later entries left out."""
     ids = objects([a.activity_id for a in activities])
@@ -80,11 +80,12 @@ def _first_of_each_id(
     at = np.array([micros(a.started_at) for a in acts], np.int64)
     end = at + np.array([int(a.minutes * _MICROS_PER_MINUTE) for a in acts], np.int64)
     possible = (at >= micros(EARLIEST_ACTIVITY)) & (at < micros(LATEST_ACTIVITY))
-    day = np.full(len(acts), -1, np.int64)
-    zones = objects([snapshot.zone_of(p, org_zone) for p in names])
-    live = np.flatnonzero(possible)
-    if len(live):
-        day[live] = local_days(at[live], zones[patient[live]])
+    day = np.where(possible, _FAR, -1)
+    # Instants two UTC days past the as-of date are past it in every zone: not converted, so
+    # a stray far-future start does not stretch the clock's window.
+    live = np.flatnonzero(possible & (at < (day_of(as_of) + 2) * DAY_US))
+    zones = [snapshot.zone_of(p, org_zone) for p in names]
+    day[live] = local_days(at[live], patient[live], zones)
     return _Rows(acts, patient, names, at, end, day)
 
 
@@ -294,7 +295,7 @@ def management_months(
     """
     if not activities:
         return []
-    r = _first_of_each_id(activities, snapshot, org_zone)
+    r = _first_of_each_id(activities, snapshot, org_zone, as_of)
     ev, enrollments = _events(
         r, as_of, program, secure_message_interactive, max_activity_minutes, snapshot
     )

@@ -89,10 +89,11 @@ def test_tabulated_local_dates_match_the_tz_database(zone: str, micros: list[int
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from rpmpipe.metrics.days import _ZoneClock, day_number
+    from rpmpipe.metrics.day_numbers import ZoneClock
+    from rpmpipe.metrics.days import day_number
 
     first = day_number(date(2025, 10, 1))
-    clock = _ZoneClock(zone, first, first + 400)
+    clock = ZoneClock(zone, first, first + 400)
     stamps = np.array([first * 86400 * 10**6 + m for m in micros], np.int64)
     exact = pc.cast(
         pc.cast(pc.local_timestamp(pa.array(stamps, pa.timestamp("us", tz=zone))), pa.date32()),
@@ -118,11 +119,50 @@ ZONE_MIX = ["America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu", "Americ
 def test_stacked_zone_clocks_match_each_zone_clock(rows: list[tuple[int, int]]) -> None:
     import numpy as np
 
-    from rpmpipe.metrics.days import _ZoneClock, _ZoneClocks, day_number
+    from rpmpipe.metrics.day_numbers import ZoneClock, ZoneClocks
+    from rpmpipe.metrics.days import day_number
 
     first = day_number(date(2025, 10, 1))
-    clocks = [_ZoneClock(z, first, first + 400) for z in ZONE_MIX]
+    clocks = [ZoneClock(z, first, first + 400) for z in ZONE_MIX]
     zone = np.array([z for z, _ in rows], np.int64)
     stamps = np.array([first * 86400 * 10**6 + m for _, m in rows], np.int64)
     expected = [int(clocks[z].local_days(stamps[i : i + 1])[0]) for i, z in enumerate(zone)]
-    assert _ZoneClocks(clocks).local_days(stamps, zone).tolist() == expected
+    assert ZoneClocks(clocks).local_days(stamps, zone).tolist() == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=len(ZONE_MIX) - 1),
+            st.integers(min_value=-800 * 86400 * 10**6, max_value=800 * 86400 * 10**6),
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_local_days_of_patients_match_the_tz_database(rows: list[tuple[int, int]]) -> None:
+    """The one conversion of instants to patient-local days (care time, RPM's months and
+    the readings all use it) gives Arrow's tz database's local date, over any span."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from rpmpipe.metrics.day_numbers import local_days
+    from rpmpipe.metrics.days import day_number
+
+    first = day_number(date(2026, 3, 8))
+    patient_zones = [*ZONE_MIX, ZONE_MIX[0]]  # two patients in one zone
+    patient = np.array([z if z else len(ZONE_MIX) for z, _ in rows], np.int64)
+    stamps = np.array([first * 86400 * 10**6 + m for _, m in rows], np.int64)
+    exact = [
+        pc.cast(
+            pc.cast(
+                pc.local_timestamp(pa.array([int(s)], pa.timestamp("us", tz=patient_zones[p]))),
+                pa.date32(),
+            ),
+            pa.int32(),
+        ).to_pylist()[0]
+        for s, p in zip(stamps.tolist(), patient.tolist(), strict=True)
+    ]
+    assert local_days(stamps, patient, patient_zones).tolist() == exact
