@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -366,42 +366,48 @@ def record_ledger(
     """
     progress.step("recording the lines in the ledger", len(writes))
     record_lines = _record_lines(writes, stored or {})
-    rows = []
-    for w in writes:
-        control = stamp.control_of.get(w.claim_id)
-        sent = w.line_kind not in REVIEW_LINE_KINDS
-        rows.append(
-            {
-                "run_id": stamp.run_id,
-                "patient_id": w.patient_id,
-                "program": w.program,
-                "record_kind": w.record_kind,
-                "revision": w.revision,
-                "code": w.code,
-                "units": w.units,
-                "charge": w.charge,
-                "date_of_service": w.date_of_service,
-                "period_start": w.period_start,
-                "period_end": w.period_end,
-                "line_kind": w.line_kind,
-                "claim_id": w.claim_id,
-                "file_name": (
-                    stamp.claims_file_of.get(w.claim_id, "") if sent else stamp.corrections_file
-                ),
-                "interchange_control": control.interchange if control and sent else 0,
-                "group_control": control.group if control and sent else 0,
-                "transaction_control": stamp.transaction_of.get(w.claim_id, 0) if sent else 0,
-                "transmission_days": w.transmission_days,
-                "interactive_minutes": w.interactive_minutes,
-                "management_minutes": w.management_minutes,
-                "exported_at": stamp.exported_at,
-                "line_control_number": w.line_control_number,
-                "episode_start": w.episode_start,
-                "record_lines": record_lines[
-                    (w.patient_id, w.program, w.record_kind, w.period_start, w.revision)
-                ],
-            }
-        )
+    no_control = ControlNumbers(0, 0, 0)
+    sent = [w.line_kind not in REVIEW_LINE_KINDS for w in writes]
+    controls = [
+        (stamp.control_of.get(w.claim_id) or no_control) if s else no_control
+        for w, s in zip(writes, sent, strict=True)
+    ]
+    n = len(writes)
+    columns: dict[str, list[Any]] = {
+        "run_id": [stamp.run_id] * n,
+        "patient_id": [w.patient_id for w in writes],
+        "program": [w.program for w in writes],
+        "record_kind": [w.record_kind for w in writes],
+        "revision": [w.revision for w in writes],
+        "code": [w.code for w in writes],
+        "units": [w.units for w in writes],
+        "charge": [w.charge for w in writes],
+        "date_of_service": [w.date_of_service for w in writes],
+        "period_start": [w.period_start for w in writes],
+        "period_end": [w.period_end for w in writes],
+        "line_kind": [w.line_kind for w in writes],
+        "claim_id": [w.claim_id for w in writes],
+        "file_name": [
+            stamp.claims_file_of.get(w.claim_id, "") if s else stamp.corrections_file
+            for w, s in zip(writes, sent, strict=True)
+        ],
+        "interchange_control": [c.interchange for c in controls],
+        "group_control": [c.group for c in controls],
+        "transaction_control": [
+            stamp.transaction_of.get(w.claim_id, 0) if s else 0
+            for w, s in zip(writes, sent, strict=True)
+        ],
+        "transmission_days": [w.transmission_days for w in writes],
+        "interactive_minutes": [w.interactive_minutes for w in writes],
+        "management_minutes": [w.management_minutes for w in writes],
+        "exported_at": [stamp.exported_at] * n,
+        "line_control_number": [w.line_control_number for w in writes],
+        "episode_start": [w.episode_start for w in writes],
+        "record_lines": [
+            record_lines[(w.patient_id, w.program, w.record_kind, w.period_start, w.revision)]
+            for w in writes
+        ],
+    }
     try:
         with engine.begin() as conn:
             conn.execute(
@@ -412,48 +418,74 @@ def record_ledger(
                     recorded_at=stamp.exported_at,
                 )
             )
-            insert_rows(conn, cast(Table, ExportLedgerEntry.__table__), rows, progress)
+            insert_columns(conn, cast(Table, ExportLedgerEntry.__table__), columns, progress)
     except IntegrityError as exc:
         raise ExportError(
             "another export recorded some of these lines first; nothing of this run was recorded"
         ) from exc
 
 
-def insert_rows(
+def insert_columns(
     conn: Connection,
     table: Table,
-    rows: Sequence[Mapping[str, Any]],
+    columns: Mapping[str, Sequence[Any]],
     progress: Progress = SILENT,
     chunk: int = 5000,
 ) -> None:
-    """Insert ``rows`` (all with the same keys) with the driver's executemany, in chunks.
+    """Insert the rows whose values are ``columns`` (name to values, all of one length)
+    with the driver's executemany, in chunks.
 
     The statement is compiled once and each column's bind processor (the conversion
     SQLAlchemy applies to a value for this dialect) is taken once, so a row costs the
-    driver's work and one conversion per value, not SQLAlchemy's per-row parameter build.
+    driver's work and one conversion per value, not SQLAlchemy's per-row parameter build;
+    a column's conversion is done once per distinct value (a run's rows share a few dates,
+    amounts and one timestamp).
     """
-    if not rows:
+    names = list(columns)
+    count = len(columns[names[0]]) if names else 0
+    if not count:
         return
-    names = list(rows[0])
     dialect = conn.dialect
     compiled = insert(table).compile(dialect=dialect, column_keys=names)
-    convert = [
-        (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names
-    ]
     positional = compiled.positional
     order = list(compiled.positiontup or ()) if positional else names
-    at = {name: n for n, name in enumerate(names)}
-    for start in range(0, len(rows), chunk):
-        part = rows[start : start + chunk]
-        values = [
-            [row[name] if fn is None else fn(row[name]) for name, fn in convert] for row in part
+    convert = [
+        _converted(table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+        for name in order
+    ]
+    for start in range(0, count, chunk):
+        part = [
+            fn(list(columns[name][start : start + chunk]))
+            for name, fn in zip(order, convert, strict=True)
         ]
         if positional:
-            params: list[Any] = [tuple(v[at[name]] for name in order) for v in values]
+            params: list[Any] = list(zip(*part, strict=True))
         else:
-            params = [dict(zip(names, v, strict=True)) for v in values]
+            params = [dict(zip(order, values, strict=True)) for values in zip(*part, strict=True)]
         conn.exec_driver_sql(compiled.string, params)
-        progress.advance(len(part))
+        progress.advance(len(params))
+
+
+def _converted(fn: Callable[[Any], Any] | None) -> Callable[[list[Any]], list[Any]]:
+    """The values of a column as the driver takes them: ``fn`` applied once per distinct
+    value (by type and value, so 1 and True stay apart) and reused for its repeats."""
+    if fn is None:
+        return lambda values: values
+    seen: dict[tuple[type, Any], Any] = {}
+
+    def convert(values: list[Any]) -> list[Any]:
+        out = []
+        for value in values:
+            key = (value.__class__, value)
+            try:
+                out.append(seen[key])
+            except KeyError:
+                out.append(seen.setdefault(key, fn(value)))
+            except TypeError:  # unhashable: converted each time
+                out.append(fn(value))
+        return out
+
+    return convert
 
 
 def _record_lines(
