@@ -177,15 +177,25 @@ def record_facts(
     out = {}
     zone_of: dict[str, ZoneInfo] = {}
     no_evidence = RecordEvidence((), ())
+    # Each patient's activities with their local dates, once per patient; the activities of
+    # a period once per (patient, period), shared by the period's records.
+    dated: dict[str, list[tuple[date, ActivityEvidence]]] = {}
+    periods: dict[tuple[str, date, date], tuple[ActivityEvidence, ...]] = {}
     for key, period_end in keys:
         patient_id, program = key[0], key[1]
         name = (zones or {}).get(patient_id) or "UTC"
         zone = zone_of.get(name) or zone_of.setdefault(name, ZoneInfo(name))
-        in_period = tuple(
-            a
-            for a in (patient_activities or {}).get(patient_id, ())
-            if key[3] <= a.started_at.astimezone(zone).date() <= period_end
-        )
+        in_period = periods.get((patient_id, key[3], period_end))
+        if in_period is None:
+            local = dated.get(patient_id)
+            if local is None:
+                local = dated[patient_id] = [
+                    (a.started_at.astimezone(zone).date(), a)
+                    for a in (patient_activities or {}).get(patient_id, ())
+                ]
+            in_period = periods[(patient_id, key[3], period_end)] = tuple(
+                a for day, a in local if key[3] <= day <= period_end
+            )
         found = records.get(key, no_evidence)
         out[key] = RecordFacts(
             days=(),

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, Select, func, select
 
 from rpmpipe.billing_export.claims import Claim
 from rpmpipe.billing_export.evidence import (
@@ -33,6 +33,7 @@ from rpmpipe.registry.models import (
 )
 
 _CHUNK = 5000
+CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,44 +68,58 @@ def collect_run_facts(
     zones: dict[str, str] = {}
     care_plans: dict[tuple[str, str], list[date]] = {}
     with engine.connect() as conn:
-        for start in range(0, len(patients), _CHUNK):
-            chunk = patients[start : start + _CHUNK]
-            e = EngagementRow
-            for row in conn.execute(
-                select(e.patient_id, e.program, e.kind, e.period_start, e.evidence_json).where(
-                    e.patient_id.in_(chunk)
-                )
-            ):
-                key = (row.patient_id, row.program, row.kind, row.period_start)
-                if key in wanted_keys:
-                    records[key] = record_evidence(row.evidence_json)
-            for en in conn.execute(
-                select(Enrollment.__table__).where(Enrollment.patient_id.in_(chunk))
-            ):
-                enrollments.setdefault((en.patient_id, en.program), []).append(
-                    EnrollmentSpan(en.start_date, en.end_date, en.consent_date, en.ordering_npi)
-                )
-            for a in conn.execute(
-                select(DeviceAssignment.__table__).where(DeviceAssignment.patient_id.in_(chunk))
-            ):
-                assignments.append(
-                    AssignmentSpan(a.device_id, a.patient_id, a.start_date, a.end_date)
-                )
-            for p in conn.execute(
-                select(Patient.patient_id, Patient.timezone).where(Patient.patient_id.in_(chunk))
-            ):
-                zones[p.patient_id] = p.timezone
-            for cp in conn.execute(
-                select(CarePlan.patient_id, CarePlan.program, CarePlan.established_on).where(
-                    CarePlan.patient_id.in_(chunk)
-                )
-            ):
-                care_plans.setdefault((cp.patient_id, cp.program), []).append(cp.established_on)
-        activity_ids = sorted({a for r in records.values() for a in r.activity_ids})
-        activities = load_activity_evidence(conn, activity_ids)
+        of_patients = _PatientRows(conn, patients)
+        e = EngagementRow
+        starts = sorted({k[3] for k in wanted_keys})
+        for row in of_patients.rows(
+            select(e.patient_id, e.program, e.kind, e.period_start, e.evidence_json).where(
+                e.period_start.in_(starts)
+            ),
+            e.patient_id,
+        ):
+            key = (row[0], row[1], row[2], row[3])
+            if key in wanted_keys:
+                records[key] = record_evidence(row[4])
+        en = Enrollment
+        for row in of_patients.rows(
+            select(
+                en.patient_id,
+                en.program,
+                en.start_date,
+                en.end_date,
+                en.consent_date,
+                en.ordering_npi,
+            ).order_by(en.id),
+            en.patient_id,
+        ):
+            enrollments.setdefault((row[0], row[1]), []).append(
+                EnrollmentSpan(row[2], row[3], row[4], row[5])
+            )
+        da = DeviceAssignment
+        for row in of_patients.rows(
+            select(da.device_id, da.patient_id, da.start_date, da.end_date).order_by(da.id),
+            da.patient_id,
+        ):
+            assignments.append(AssignmentSpan(row[0], row[1], row[2], row[3]))
+        for row in of_patients.rows(
+            select(Patient.patient_id, Patient.timezone), Patient.patient_id
+        ):
+            zones[row[0]] = row[1]
+        cp = CarePlan
+        for row in of_patients.rows(
+            select(cp.patient_id, cp.program, cp.established_on), cp.patient_id
+        ):
+            care_plans.setdefault((row[0], row[1]), []).append(row[2])
         by_patient = _patient_activities(
-            conn, patients, [k[3] for k in wanted_keys], wanted_keys.values()
+            of_patients, [k[3] for k in wanted_keys], wanted_keys.values()
         )
+        # The counted activities are nearly always the patient's own, in the period: taken
+        # from the rows just read, and only the others read by id.
+        activities = {a.activity_id: a for acts in by_patient.values() for a in acts}
+        missing = sorted(
+            {a for r in records.values() for a in r.activity_ids if a not in activities}
+        )
+        activities.update(load_activity_evidence(conn, missing))
     named = list(records)
     days = record_days(named, [records[k].dates for k in named], readings_dir, assignments, zones)
     facts = record_facts(
@@ -120,10 +135,36 @@ def collect_run_facts(
     return RunFacts(facts, days)
 
 
+class _PatientRows:
+    """The rows of some patients from a table: by one pass over the table that keeps theirs
+    when they are more than half the registry's patients (a list of thousands of ids costs
+    the database more than reading the rows it leaves out), else by chunks of ids."""
+
+    def __init__(self, conn: Connection, patients: Sequence[str]):
+        self.conn = conn
+        self.patients = patients
+        registered = conn.execute(select(func.count()).select_from(Patient)).scalar_one()
+        self.scan = 2 * len(patients) > registered
+
+    def rows(self, statement: Select[*tuple[Any, ...]], patient_id: Any) -> Iterator[Any]:
+        """The rows of ``statement`` whose ``patient_id`` column is one of the patients."""
+        if self.scan:
+            wanted = set(self.patients)
+            yield from (
+                row
+                for row in self.conn.execute(statement.add_columns(patient_id))
+                if row[-1] in wanted
+            )
+            return
+        for start in range(0, len(self.patients), _CHUNK):
+            chunk = self.patients[start : start + _CHUNK]
+            yield from self.conn.execute(statement.where(patient_id.in_(chunk)))
+
+
 def _patient_activities(
-    conn: Connection, patients: Sequence[str], starts: Iterable[date], ends: Iterable[date]
+    of_patients: _PatientRows, starts: Iterable[date], ends: Iterable[date]
 ) -> dict[str, list[ActivityEvidence]]:
-    """Every activity of ``patients`` between the earliest period start and latest end."""
+    """Every activity of the patients between the earliest period start and latest end."""
     first, last = min(starts, default=None), max(ends, default=None)
     out: dict[str, list[ActivityEvidence]] = {}
     if first is None or last is None:
@@ -131,16 +172,11 @@ def _patient_activities(
     lo = datetime.combine(first - timedelta(days=1), time(), UTC)
     hi = datetime.combine(last + timedelta(days=2), time(), UTC)
     c = CareActivity
-    for start in range(0, len(patients), _CHUNK):
-        rows = conn.execute(
-            select(c.__table__).where(
-                c.patient_id.in_(patients[start : start + _CHUNK]),
-                c.started_at >= lo,
-                c.started_at < hi,
-            )
-        )
-        for row in rows:
-            out.setdefault(row.patient_id, []).append(_activity(row))
+    rows = of_patients.rows(
+        select(*_ACTIVITY_COLUMNS).where(c.started_at >= lo, c.started_at < hi), c.patient_id
+    )
+    for row in rows:
+        out.setdefault(row[1], []).append(_activity(row))
     return out
 
 
@@ -179,23 +215,44 @@ def load_activity_evidence(
     found: dict[str, ActivityEvidence] = {}
     for start in range(0, len(activity_ids), _CHUNK):
         for row in conn.execute(
-            select(c.__table__).where(c.activity_id.in_(activity_ids[start : start + _CHUNK]))
+            select(*_ACTIVITY_COLUMNS).where(
+                c.activity_id.in_(activity_ids[start : start + _CHUNK])
+            )
         ):
-            found[row.activity_id] = _activity(row)
+            found[row[0]] = _activity(row)
     return found
 
 
+_ACTIVITY_COLUMNS = (
+    CareActivity.activity_id,
+    CareActivity.patient_id,
+    CareActivity.started_at,
+    CareActivity.minutes,
+    CareActivity.kind,
+    CareActivity.staff_id,
+    CareActivity.interactive,
+    CareActivity.performer,
+    CareActivity.goals_reviewed,
+    CareActivity.pro_instrument,
+    CareActivity.pro_score,
+    CareActivity.note_ref,
+)
+
+
 def _activity(row: Any) -> ActivityEvidence:
+    """The evidence of an activity row of :data:`_ACTIVITY_COLUMNS`."""
+    (_id, _patient, started_at, minutes, kind, staff_id, interactive, performer) = row[:8]
+    goals, pro_instrument, pro_score, note_ref = row[8:12]
     return ActivityEvidence(
-        activity_id=row.activity_id,
-        started_at=row.started_at,
-        minutes=Decimal(row.minutes).quantize(Decimal("0.01")),
-        kind=row.kind,
-        staff_id=row.staff_id,
-        interactive=bool(row.interactive),
-        performer=str(getattr(row, "performer", "") or ""),
-        goals_reviewed=tuple(g for g in (row.goals_reviewed or "").split(";") if g),
-        pro_instrument=row.pro_instrument or "",
-        pro_score=None if row.pro_score is None else Decimal(row.pro_score),
-        note_ref=row.note_ref or "",
+        activity_id=_id,
+        started_at=started_at,
+        minutes=Decimal(minutes).quantize(CENT),
+        kind=kind,
+        staff_id=staff_id,
+        interactive=bool(interactive),
+        performer=str(performer or ""),
+        goals_reviewed=tuple(g for g in (goals or "").split(";") if g),
+        pro_instrument=pro_instrument or "",
+        pro_score=None if pro_score is None else Decimal(pro_score),
+        note_ref=note_ref or "",
     )

@@ -7,7 +7,7 @@ import csv
 import hashlib
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -152,10 +152,11 @@ def test_the_audit_and_the_frozen_evidence_read_the_facts_once(
     engine.dispose()
     assert result.lines == 6 and not result.held_back
     evidence = [s for s in reads if "evidence_json" in s]
-    # One read of the records' evidence (one chunk of patients) and one of the activities
-    # they name: the audit's facts are the evidence frozen with the run.
+    # One read of the records' evidence (one chunk of patients), and none of the activities
+    # they name by id (they come with the patients' activities of the period): the audit's
+    # facts are the evidence frozen with the run.
     assert len(evidence) == 1, evidence
-    assert len(reads) == 2, reads
+    assert len(reads) == 1, reads
 
 
 def test_evidence_table_round_trips_every_field_and_matches_a_row_by_row_table() -> None:
@@ -231,3 +232,72 @@ def test_evidence_table_round_trips_every_field_and_matches_a_row_by_row_table()
     assert pa.Table.from_pylist(rows, schema=EVIDENCE_SCHEMA).equals(table)
     assert rows[0]["days"][1] == {"day": date(2026, 11, 2), "reading_ids": [], "device_ids": []}
     assert evidence_table([]).num_rows == 0
+
+
+def test_an_activity_a_record_names_outside_its_patients_period_is_still_read_by_id(
+    tmp_path: Path, database_url: str
+) -> None:
+    # The facts take the activities a record names from its patient's activities of the
+    # period; one found nowhere there (another patient's, or outside the period) is read by id.
+    from sqlalchemy import insert
+
+    from rpmpipe.billing_export.evidence_load import collect_facts
+    from rpmpipe.registry.models import EngagementRow
+
+    settings = world_settings(tmp_path, database_url)
+    engine = build_world(settings)
+    key = ("P-02", "RPM", "treatment_management", date(2026, 10, 1))
+    with engine.begin() as conn:
+        conn.execute(
+            insert(EngagementRow).values(
+                patient_id="P-02",
+                program="RPM",
+                kind="treatment_management",
+                period_start=date(2026, 10, 1),
+                period_end=date(2026, 10, 31),
+                status="billable",
+                rule_set="CY2026",
+                lines_json="[]",
+                evidence_json=json.dumps({"dates": [], "activity_ids": ["A-02-1", "A-01-1"]}),
+                as_of=date(2026, 11, 5),
+                computed_at=datetime(2026, 11, 5, tzinfo=UTC),
+            )
+        )
+    facts = collect_facts(engine, settings.readings_dir, [(key, date(2026, 10, 31))])[key]
+    engine.dispose()
+    assert [a.activity_id for a in facts.activities] == ["A-02-1", "A-01-1"]
+    assert [a.activity_id for a in facts.period_activities] == ["A-02-1", "A-02-2"]
+    assert facts.activities[1].goals_reviewed == ("G-BP", "G-DIET")
+
+
+def test_the_facts_of_all_patients_read_in_one_pass_equal_those_read_by_patient_ids(
+    tmp_path: Path, database_url: str
+) -> None:
+    # More than half the registry's patients are read in one pass over each table, fewer by
+    # lists of their ids: the facts are the same either way.
+    from sqlalchemy import select
+
+    from rpmpipe.billing_export.evidence_load import collect_facts
+    from rpmpipe.registry.models import EngagementRow
+
+    settings = world_settings(tmp_path, database_url)
+    engine = build_world(settings)
+    bill(settings, engine)
+    e = EngagementRow
+    with engine.connect() as conn:
+        keys = [
+            ((r.patient_id, r.program, r.kind, r.period_start), r.period_end)
+            for r in conn.execute(
+                select(e.patient_id, e.program, e.kind, e.period_start, e.period_end)
+            )
+        ]
+    everyone = collect_facts(engine, settings.readings_dir, keys)
+    by_patient = {}
+    for patient_id in ("P-01", "P-02"):
+        mine = [(k, end) for k, end in keys if k[0] == patient_id]
+        by_patient.update(collect_facts(engine, settings.readings_dir, mine))
+    engine.dispose()
+    assert len(everyone) == len(keys) >= 4
+    assert any(f.activities and f.period_activities for f in everyone.values())
+    assert any(f.day_counts and f.day_counts[0] for f in everyone.values())
+    assert everyone == by_patient
