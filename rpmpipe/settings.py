@@ -22,6 +22,7 @@ import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -519,8 +520,9 @@ class Settings:
     # What each stage receives: its sections, never the whole settings (the application
     # holds those and hands these out; tests/rpmpipe/test_layers.py keeps stages to them).
 
-    @property
+    @cached_property
     def store(self) -> StoreSettings:
+        """Where the data lives; built once per settings object (``replace`` builds anew)."""
         return StoreSettings(self.data_dir, self.effective_database_url)
 
     @property

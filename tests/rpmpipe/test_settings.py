@@ -225,3 +225,16 @@ def test_a_bad_billing_table_entry_is_named_by_the_errors_setting_field(
     assert caught.value.code == "bad_setting"
     assert caught.value.fields["setting"] == setting
     assert f"'{setting}" in str(caught.value) or f"{setting}:" in str(caught.value)
+
+
+def test_the_store_is_built_once_and_anew_for_replaced_settings(tmp_path: Path) -> None:
+    s = load_settings(None, env={}, overrides={"data_dir": str(tmp_path / "a")})
+    assert s.store is s.store
+    assert s.readings_dir == s.store.readings_dir == tmp_path / "a" / "readings"
+    assert s.ingest.store is s.metrics.store is s.export.store is s.store
+    moved = s.replace(data_dir=tmp_path / "b")
+    assert moved.readings_dir == tmp_path / "b" / "readings"
+    assert moved.effective_database_url == f"sqlite:///{(tmp_path / 'b' / 'registry.db').resolve()}"
+    assert moved.store.database_url == moved.effective_database_url
+    assert s.readings_dir == tmp_path / "a" / "readings"
+    assert s == load_settings(None, env={}, overrides={"data_dir": str(tmp_path / "a")})
