@@ -30,7 +30,14 @@ from rpmpipe.embedded_broker import EmbeddedBroker
 from rpmpipe.errors import RpmpipeError
 from rpmpipe.ingest.stats import StatsSnapshot
 from rpmpipe.ingest.subscriber import IngestService
-from rpmpipe.records import EngagementRecord, LineKind, Program, RecordKind, RecordStatus
+from rpmpipe.records import (
+    EngagementRecord,
+    LineKind,
+    Program,
+    RecordKind,
+    RecordStatus,
+    billed_text,
+)
 from rpmpipe.registry.db import open_registry
 from rpmpipe.registry.imports import import_rows
 from rpmpipe.settings import Settings
@@ -49,7 +56,7 @@ class FinalPeriod:
     end: date
     transmission_days: int
     interactive_minutes: Decimal
-    codes: str  # "99454", "99457 99458x2", or "-"
+    codes: str  # the lines as billed: "99454", "99457 + 2x 99458", or "-"
     status: str
     reason: str
     management_minutes: Decimal = Decimal(0)  # all care time of the month
@@ -272,8 +279,8 @@ def _summarise(
     per_patient = tuple(
         PatientRow(
             p.patient_id,
-            _final(last.get((p.patient_id, RecordKind.DEVICE_SUPPLY))),
-            _final(last.get((p.patient_id, RecordKind.TREATMENT_MANAGEMENT))),
+            final_period(last.get((p.patient_id, RecordKind.DEVICE_SUPPLY))),
+            final_period(last.get((p.patient_id, RecordKind.TREATMENT_MANAGEMENT))),
         )
         for p in sorted(fleet.patients, key=lambda p: p.patient_id)
     )
@@ -301,13 +308,11 @@ def _summarise(
     )
 
 
-def _final(record: EngagementRecord | None) -> FinalPeriod | None:
+def final_period(record: EngagementRecord | None) -> FinalPeriod | None:
+    """The summary's row of ``record``: its lines worded as everywhere else (billed_text)."""
     if record is None:
         return None
-    units: Counter[str] = Counter()
-    for line in record.lines:
-        units[line.code] += line.units
-    codes = " ".join(f"{c}x{n}" if n > 1 else c for c, n in sorted(units.items())) or "-"
+    codes = billed_text(record.lines) or "-"
     return FinalPeriod(
         record.period_start,
         record.period_end,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 
 from rpmpipe.app.demo import DemoSummary, FinalPeriod
@@ -39,6 +40,11 @@ def minutes_text(minutes: Decimal) -> str:
 
 def _status(period: FinalPeriod) -> str:
     return period.status.replace("_", " ")
+
+
+def _codes_width(periods: Iterable[FinalPeriod | None]) -> int:
+    """The codes column: as wide as its longest cell (``99457 + 2x 99458``), at least 13."""
+    return max([13, *(len(p.codes) for p in periods if p is not None)])
 
 
 def render_summary(s: DemoSummary) -> str:
@@ -80,7 +86,8 @@ def render_summary(s: DemoSummary) -> str:
         add("  (none)")
     add("")
     add(f"  last final 30-day period per patient (device supply, ended before {s.as_of})")
-    add("  patient      period                    days  codes         status        reason")
+    width = _codes_width(p.supply for p in s.per_patient)
+    add(f"  patient      period                    days  {'codes':<{width}} status        reason")
     for p in s.per_patient:
         if p.supply is None:
             add(f"  {p.patient_id:<12} (no final period yet)")
@@ -88,11 +95,12 @@ def render_summary(s: DemoSummary) -> str:
         q = p.supply
         add(
             f"  {p.patient_id:<12} {q.start} to {q.end} {q.transmission_days:>5}  "
-            f"{q.codes:<13} {_status(q):<13} {q.reason}"
+            f"{q.codes:<{width}} {_status(q):<13} {q.reason}"
         )
     add("")
     add(f"  last final month per patient (treatment management, ended before {s.as_of})")
-    add("  patient      month    management  interactive  codes         status        reason")
+    width = _codes_width(p.month for p in s.per_patient)
+    add(f"  patient      month    management  interactive  {'codes':<{width}} status        reason")
     for p in s.per_patient:
         if p.month is None:
             add(f"  {p.patient_id:<12} (no final month yet)")
@@ -100,7 +108,7 @@ def render_summary(s: DemoSummary) -> str:
         m = p.month
         add(
             f"  {p.patient_id:<12} {m.start:%Y-%m} {minutes_text(m.management_minutes):>12} "
-            f"{minutes_text(m.interactive_minutes):>12}  {m.codes:<13} {_status(m):<13} {m.reason}"
+            f"{minutes_text(m.interactive_minutes):>12}  {m.codes:<{width}} {_status(m):<13} {m.reason}"
         )
     add("")
     if s.export_dir is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -49,6 +50,11 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     # both billable and not-billable patients, so the table means something
     statuses = {p.status for p in summary.per_patient}
     assert statuses == {"billable", "not billable"}
+    # The codes column words the lines as the reasons do: "99457 + 2x 99458".
+    periods = [q for p in summary.per_patient for q in (p.supply, p.month) if q is not None]
+    billed = [(q.codes, m[1]) for q in periods if (m := re.search(r"\(billed ([^)]+)\)", q.reason))]
+    assert billed and all(codes == in_reason for codes, in_reason in billed)
+    assert any(" + " in codes for codes, _ in billed)
     assert any("ingest subscribed" in m for m in messages)
     # One appeal packet for a demo claim, private, beside the export.
     assert summary.appeal_packet is not None and summary.appeal_packet.suffix == ".pdf"

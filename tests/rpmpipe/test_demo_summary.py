@@ -3,12 +3,21 @@ no simulator profile names, minutes in one format, and the next commands to try.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-from rpmpipe.app.demo import DemoSummary, FinalPeriod, PatientRow
+from rpmpipe.app.demo import DemoSummary, FinalPeriod, PatientRow, final_period
 from rpmpipe.app.demo_report import render_summary
+from rpmpipe.records import (
+    EngagementRecord,
+    Program,
+    RecordKind,
+    RecordStatus,
+    ServiceLine,
+    billed_text,
+)
 from rpmpipe.simulators.fleet import PROFILES
 
 AS_OF = date(2026, 12, 1)
@@ -20,7 +29,7 @@ def _summary(tmp: Path) -> DemoSummary:
         "9 days with data, 16 needed for 99454 (billed 99445)",
     )  # fmt: skip
     month = FinalPeriod(
-        date(2026, 11, 1), date(2026, 11, 30), 0, Decimal("52.00"), "99457 99458", "billable",
+        date(2026, 11, 1), date(2026, 11, 30), 0, Decimal("52.00"), "99457 + 99458", "billable",
         "52 minutes with 2 interactive communications (billed 99457 + 99458)", Decimal("61.50"),
     )  # fmt: skip
     quiet = FinalPeriod(
@@ -60,7 +69,7 @@ def test_each_patient_shows_the_last_final_period_and_month_with_status_and_reas
         "9 days with data, 16 needed for 99454 (billed 99445)"
     ) in text
     assert (
-        "  P-000001     2026-11         61.5         52.0  99457 99458   billable      "
+        "  P-000001     2026-11         61.5         52.0  99457 + 99458 billable      "
         "52 minutes with 2 interactive communications (billed 99457 + 99458)"
     ) in text
     assert "  P-000002     (no final period yet)" in text
@@ -70,6 +79,33 @@ def test_each_patient_shows_the_last_final_period_and_month_with_status_and_reas
     )
     # Months and periods are separate rows: no codes of two months merged into one cell.
     assert "99470 99457" not in text
+
+
+def test_a_months_codes_are_worded_as_the_record_reasons_word_them(tmp_path: Path) -> None:
+    day = date(2026, 11, 30)
+    lines = (ServiceLine("99457", 1, day), ServiceLine("99458", 2, day))
+    record = EngagementRecord(
+        "P-000001", Program.RPM, RecordKind.TREATMENT_MANAGEMENT, date(2026, 11, 1), day,
+        RecordStatus.BILLABLE, f"61 minutes (billed {billed_text(lines)})", "cms-2026",
+        interactive_minutes=Decimal("61.00"), interactive_communications=2, lines=lines,
+        management_minutes=Decimal("61.00"),
+    )  # fmt: skip
+    month = final_period(record)
+    assert month is not None and month.codes == "99457 + 2x 99458"
+    assert final_period(replace(record, status=RecordStatus.NOT_BILLABLE, lines=())) == replace(
+        month, codes="-", status="not_billable"
+    )
+    text = render_summary(
+        replace(_summary(tmp_path), per_patient=(PatientRow("P-1", None, month),))
+    )
+    header = next(line for line in text.splitlines() if "management  interactive" in line)
+    row = next(line for line in text.splitlines() if line.startswith("  P-1          2026-11"))
+    assert "  99457 + 2x 99458 billable      61 minutes (billed 99457 + 2x 99458)" in row
+    # The cell is wider than 13 characters: the column grows with it, so the columns after
+    # it keep their place under their headers.
+    codes = header.index("codes")
+    assert header.index("status") - codes == row.index("billable") - row.index("99457")
+    assert header.index("reason") - codes == row.index("61 minutes") - row.index("99457")
 
 
 def test_no_profile_names_and_minutes_in_one_format(tmp_path: Path) -> None:
