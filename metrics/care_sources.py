@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Engine, select
 
+from rpmpipe.metrics.blocks import WHOLE_FLEET, PatientBlock
 from rpmpipe.metrics.care_management import CareFacts, ProgramEnrollment
 from rpmpipe.metrics.care_table import ActivityColumns, IntArray, objects
 from rpmpipe.metrics.minutes import micros
@@ -65,11 +66,13 @@ def care_facts_of(
         tuple[str, str, date | str | None, date | str | None, date | str | None, str]
     ],
     texts: dict[str, str] | None = None,
+    block: PatientBlock = WHOLE_FLEET,
 ) -> CareFacts:
     """:func:`load_care_facts` from patient rows (id, zone, ICD-10 codes, QMB, payer) and
     enrollment rows (patient, program, start, end, consent, NPI) already read (the metrics
     job reads the registry once for both its snapshot and these facts); the care plans are
-    read here. ``texts`` holds each repeated text once, shared with the caller's."""
+    read here (``block``'s). ``texts`` holds each repeated text once, shared with the
+    caller's."""
     with engine.connect() as conn:
         plans = conn.execute(
             select(
@@ -99,6 +102,8 @@ def care_facts_of(
 
     care_plans: dict[tuple[str, str], tuple[CarePlanVersion, ...]] = {}
     for pid, program, established, revised, shared in plans:
+        if not block.holds(pid):
+            continue
         version = CarePlanVersion(day(established) or date.min, day(revised), day(shared))
         care_plans[(pid, program)] = (*care_plans.get((pid, program), ()), version)
     return CareFacts(
@@ -150,9 +155,12 @@ def _hundredths(values: list[Any]) -> IntArray:
     return np.rint(np.array(values, np.float64) * 100).astype(np.int64)
 
 
-def load_activity_columns(engine: Engine, known_at: datetime | None = None) -> ActivityColumns:
+def load_activity_columns(
+    engine: Engine, known_at: datetime | None = None, block: PatientBlock = WHOLE_FLEET
+) -> ActivityColumns:
     """Care activities of every program as columns, read through the driver in chunks
-    (no object per row); with ``known_at``, those that had started by then."""
+    (no object per row); with ``known_at``, those that had started by then; of ``block``'s
+    patients."""
     table = CareActivity.__tablename__
     parts: list[list[Any]] = [[] for _ in _ACTIVITY_COLUMNS]
     # Patient, staff, kind, program and performer repeat over every row: each chunk's are
@@ -162,7 +170,11 @@ def load_activity_columns(engine: Engine, known_at: datetime | None = None) -> A
     with engine.connect() as conn:
         cursor = conn.connection.cursor()
         try:
-            cursor.execute(f"SELECT {', '.join(_ACTIVITY_COLUMNS)} FROM {table}")  # noqa: S608
+            where, params = block.where(engine, "patient_id")
+            cursor.execute(
+                f"SELECT {', '.join(_ACTIVITY_COLUMNS)} FROM {table} WHERE {where}",  # noqa: S608
+                params,
+            )
             while chunk := cursor.fetchmany(_FETCH_ROWS):
                 for k, values in enumerate(zip(*chunk, strict=True)):
                     parts[k].extend([once(v, v) for v in values] if k in _REPEATED else values)

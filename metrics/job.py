@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Sequence
+import multiprocessing
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Engine, Table, delete, or_, select, tuple_
+from sqlalchemy import Engine, Table, delete, func, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from rpmpipe.asof import check_as_of
 from rpmpipe.errors import RpmpipeError
 from rpmpipe.logs import get_logger
+from rpmpipe.metrics.blocks import WHOLE_FLEET, PatientBlock, fleet_blocks
 from rpmpipe.metrics.care_management import (
     CareFacts,
     CareTable,
@@ -40,6 +47,7 @@ from rpmpipe.metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
 from rpmpipe.metrics.sources import reading_batches, readings_present, stored_readings
 from rpmpipe.progress import SILENT, Progress
 from rpmpipe.records import Activity, EngagementRecord, RecordStatus
+from rpmpipe.registry.db import make_engine
 from rpmpipe.registry.engagement import CONTENT_COLUMNS, KEY_COLUMNS, engagement_row
 from rpmpipe.registry.models import DeviceAssignment, EngagementRow, Patient
 from rpmpipe.registry.models import Enrollment as EnrollmentRow
@@ -56,15 +64,20 @@ class ReadingsStoreError(RpmpipeError):
     data directory. Counting "no readings" then would unbill every period."""
 
 
-def check_readings_store(settings: MetricsSettings, snapshot: RegistrySnapshot) -> None:
+def check_readings_store(settings: MetricsSettings, assignments: int) -> None:
     """Refuse to count when the registry has device assignments and the readings store is
     missing or holds no readings (nothing is computed, persisted or deleted)."""
-    if snapshot.assignments and not readings_present(settings.store.readings_dir):
+    if assignments and not readings_present(settings.store.readings_dir):
         raise ReadingsStoreError(
             f"readings directory {settings.store.readings_dir} is missing or holds no readings, "
-            f"while the registry has {len(snapshot.assignments)} device assignments: check "
+            f"while the registry has {assignments} device assignments: check "
             "--data-dir / RPMPIPE_DATA_DIR; nothing was computed and no record was changed"
         )
+
+
+def _assignments(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(DeviceAssignment)).scalar_one())
 
 
 def _aware(value: datetime) -> datetime:
@@ -102,22 +115,54 @@ _ENROLLMENTS = (
 )
 
 
-def _fetched(cursor: Any, sql: str) -> Iterator[tuple[Any, ...]]:
-    """The rows of ``sql``, fetched a chunk at a time (no list of every row)."""
-    cursor.execute(
-        sql.format(
-            p=Patient.__tablename__,
-            a=DeviceAssignment.__tablename__,
-            e=EnrollmentRow.__tablename__,
-        )
-    )
+def _fetched(
+    cursor: Any, sql: str, where: str = "", params: tuple[str, ...] = ()
+) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``sql`` (``WHERE where`` when given), fetched a chunk at a time (no list
+    of every row)."""
+    tables = {
+        "p": Patient.__tablename__,
+        "a": DeviceAssignment.__tablename__,
+        "e": EnrollmentRow.__tablename__,
+    }
+    text = sql.format(**tables) + (f" WHERE {where.format(**tables)}" if where else "")
+    cursor.execute(text, params)
     while chunk := cursor.fetchmany(_FETCH_ROWS):
         yield from chunk
 
 
-def load_registry(engine: Engine) -> tuple[RegistrySnapshot, CareFacts]:
+def _block_filters(engine: Engine, block: PatientBlock) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The conditions (and parameters) that select a block's patients, the assignments of
+    their devices, and their enrollments; none for the whole fleet.
+
+    A block's readings are placed by every assignment of the devices its patients ever had,
+    other patients' included (a reading two patients' assignments cover counts for
+    neither); those patients' records are another block's."""
+    if block == WHOLE_FLEET:
+        return (("", ()),) * 3
+    mine, params = block.where(engine, "patient_id")
+    devices = f"device_id IN (SELECT device_id FROM {{a}} WHERE {mine})"
+    return ((mine, params), (devices, params), (mine, params))
+
+
+_IN_LIST = 500
+
+
+def _zones_of(cursor: Any, engine: Engine, ids: Sequence[str]) -> Iterator[tuple[str, str]]:
+    """(patient, zone) of ``ids`` (a few: the other patients of a block's devices)."""
+    mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+    for i in range(0, len(ids), _IN_LIST):
+        part = tuple(ids[i : i + _IN_LIST])
+        where = f"patient_id IN ({', '.join([mark] * len(part))})"
+        yield from _fetched(cursor, "SELECT patient_id, timezone FROM {p}", where, part)
+
+
+def load_registry(
+    engine: Engine, block: PatientBlock = WHOLE_FLEET
+) -> tuple[RegistrySnapshot, CareFacts]:
     """The registry snapshot and the care programs' facts, from one read of the patients and
-    enrollments (both need them; reading them twice held two copies of every row).
+    enrollments (both need them; reading them twice held two copies of every row); of the
+    whole fleet, or of one block of patients.
 
     Through the driver's cursor: plain tuples, no Row objects for hundreds of thousands of
     lines. Zones, programs, practitioners and a patient's id repeat over the rows: each is
@@ -125,31 +170,35 @@ def load_registry(engine: Engine) -> tuple[RegistrySnapshot, CareFacts]:
     """
     texts: dict[str, str] = {}
     text = texts.setdefault
+    of_patients, of_assignments, of_enrollments = _block_filters(engine, block)
     with engine.connect() as conn:
         cursor = conn.connection.cursor()
         try:
             patients = [
                 (text(pid, pid), tz, codes, None if qmb is None else bool(qmb), payer)
-                for pid, tz, codes, qmb, payer in _fetched(cursor, _PATIENTS)
+                for pid, tz, codes, qmb, payer in _fetched(cursor, _PATIENTS, *of_patients)
             ]
             assignments = tuple(
                 Assignment(d, text(pid, pid), _day(s) or date.min, _day(end))
-                for d, pid, s, end in _fetched(cursor, _ASSIGNMENTS)
+                for d, pid, s, end in _fetched(cursor, _ASSIGNMENTS, *of_assignments)
             )
             enrollment_rows = [
                 (text(pid, pid), text(prog, prog), _day(s), _day(end), _day(c), npi)
-                for pid, prog, s, end, c, npi in _fetched(cursor, _ENROLLMENTS)
+                for pid, prog, s, end, c, npi in _fetched(cursor, _ENROLLMENTS, *of_enrollments)
             ]
+            others = sorted({a.patient_id for a in assignments if not block.holds(a.patient_id)})
+            shared = list(_zones_of(cursor, engine, others)) if others else []
         finally:
             cursor.close()
     # An empty zone (allowed by imports) means the organisation's: left out here, so every
     # reader falls back to it (RegistrySnapshot.zone_of).
     zones = {pid: text(z, z) for pid, tz, *_ in patients if tz and (z := tz.strip())}
+    zones.update((pid, text(z, z)) for pid, tz in shared if tz and (z := tz.strip()))
     enrollments = tuple(
         Enrollment(pid, prog, s or date.min, end, c, text(npi, npi) if npi else "")
         for pid, prog, s, end, c, npi in enrollment_rows
     )
-    facts = care_facts_of(engine, patients, enrollment_rows, texts)
+    facts = care_facts_of(engine, patients, enrollment_rows, texts, block)
     return RegistrySnapshot(zones, assignments, enrollments), facts
 
 
@@ -203,12 +252,14 @@ def _inputs(
     as_of: date,
     known_at: datetime | None = None,
     progress: Progress = SILENT,
+    block: PatientBlock = WHOLE_FLEET,
 ) -> _Inputs:
     progress.step("reading the registry")
-    snapshot, facts = load_registry(engine)
-    check_readings_store(settings, snapshot)
+    snapshot, facts = load_registry(engine, block)
+    if block == WHOLE_FLEET:  # a block's run is checked for the whole fleet before it starts
+        check_readings_store(settings, len(snapshot.assignments))
     progress.step("reading care activities")
-    acts = load_activity_columns(engine, known_at)
+    acts = load_activity_columns(engine, known_at, block)
     rules = settings.rules
     progress.step("counting care time", len(acts.at))
     time = care_time(
@@ -332,7 +383,11 @@ def _compute(
 
 
 def compute_csv(
-    settings: MetricsSettings, engine: Engine, as_of: date, progress: Progress = SILENT
+    settings: MetricsSettings,
+    engine: Engine,
+    as_of: date,
+    progress: Progress = SILENT,
+    workers: int | None = None,
 ) -> Iterator[bytes | memoryview]:
     """The CSV lines (no header; UTF-8 pieces to write in order) of :func:`compute`'s
     records, byte for byte: the CSV rendering of the same table of periods, without a record
@@ -341,9 +396,51 @@ def compute_csv(
 
     Everything is counted before this returns (a wrong readings store raises here); the
     rows are rendered as the pieces are taken, a block of patients at a time, so the text
-    of a run is written as it is made and never held whole."""
+    of a run is written as it is made and never held whole.
+
+    A large fleet is counted by ``workers`` processes (default: the CPUs this process may
+    use, at most four), each a block of patients (:mod:`rpmpipe.metrics.blocks`); each
+    writes its rows to a private spool, and the pieces are the spools in order."""
+    parts = _workers() if workers is None else workers
+    blocks = fleet_blocks(engine, parts)
+    if len(blocks) > 1:
+        check_readings_store(settings, _assignments(engine))
+        return _spooled_csv(settings, engine, as_of, blocks, progress)
+    counted = _counted(settings, engine, as_of, progress)
+    return _logged(_supply_pieces(counted, progress), _care_pieces(counted), as_of, counted.counts)
+
+
+def _workers() -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return min(cpus, _MAX_WORKERS)
+
+
+_MAX_WORKERS = 4
+
+
+@dataclass
+class _Counted:
+    """A block's tables, counted and with its exclusions applied, ready to render; the
+    statuses of the rows rendered so far."""
+
+    work: Prepared | None
+    replaced: dict[str, list[EngagementRecord]]
+    care: CareTable
+    counts: dict[str, int]
+
+
+def _counted(
+    settings: MetricsSettings,
+    engine: Engine,
+    as_of: date,
+    progress: Progress = SILENT,
+    block: PatientBlock = WHOLE_FLEET,
+) -> _Counted:
     with gc_paused():
-        inputs = _inputs(settings, engine, as_of, progress=progress)
+        inputs = _inputs(settings, engine, as_of, progress=progress, block=block)
         work = _prepared(settings, inputs, as_of, progress=progress)
         table = _care(settings, inputs, work, as_of, progress)
         clash = exclusion_patients(inputs.facts, table)
@@ -353,36 +450,122 @@ def compute_csv(
     replaced: dict[str, list[EngagementRecord]] = {}
     for r in held:
         replaced.setdefault(r.patient_id, []).append(r)
-    return _csv_pieces(work, replaced, table, as_of, progress)
+    return _Counted(work, replaced, table, {s: 0 for s in RecordStatus})
 
 
 _CSV_ROWS = 20_000
 
 
-def _csv_pieces(
-    work: Prepared | None,
-    replaced: dict[str, list[EngagementRecord]],
-    care: CareTable,
-    as_of: date,
-    progress: Progress,
-) -> Iterator[bytes | memoryview]:
-    """The supply programs' rows a block of patients at a time, then the other programs'
-    rows in chunks; the run's counts are logged once the last piece is taken."""
-    counts: dict[str, int] = {s: 0 for s in RecordStatus}
+def _supply_pieces(counted: _Counted, progress: Progress = SILENT) -> Iterator[bytes | memoryview]:
+    """The supply programs' rows, a block of patients at a time."""
     with gc_paused():
         progress.step("writing the CSV rows")
+        work, counted.work = counted.work, None  # its columns are not needed once rendered
         if work is not None:
-            yield from csv_chunks(work, counts, replaced)
-        del work  # the table's columns are not needed once rendered
-        fmt = CsvRows()
+            yield from csv_chunks(work, counted.counts, counted.replaced)
+
+
+def _care_pieces(counted: _Counted) -> Iterator[bytes]:
+    """The other programs' rows, in chunks."""
+    with gc_paused():
+        care, fmt = counted.care, CsvRows()
         for i in range(0, len(care), _CSV_ROWS):
             chunk = care.take(np.arange(i, min(i + _CSV_ROWS, len(care))))
             for status in chunk.status.tolist():
-                counts[status] += 1
+                counted.counts[status] += 1
             yield chunk.csv_text(fmt).encode()
+
+
+def _logged(
+    supply: Iterable[bytes | memoryview],
+    care: Iterable[bytes | memoryview],
+    as_of: date,
+    *counts: dict[str, int],
+) -> Iterator[bytes | memoryview]:
+    """The supply rows, then the other programs' rows; the run's counts are logged once the
+    last piece is taken."""
+    yield from supply
+    yield from care
+    total = {s: sum(c[s] for c in counts) for s in RecordStatus}
     _log_computed(
-        as_of, sum(counts.values()), counts[RecordStatus.BILLABLE], counts[RecordStatus.PENDING]
+        as_of, sum(total.values()), total[RecordStatus.BILLABLE], total[RecordStatus.PENDING]
     )
+
+
+_SPOOL_PIECE = 1 << 20
+
+
+def _spooled_csv(
+    settings: MetricsSettings,
+    engine: Engine,
+    as_of: date,
+    blocks: Sequence[PatientBlock],
+    progress: Progress,
+) -> Iterator[bytes | memoryview]:
+    """The pieces of :func:`compute_csv`, each block counted and rendered by a process of
+    its own into two spools (its supply rows, its other rows): the first block's supply
+    rows, the second's, ..., then the first block's other rows, and so on, which is a
+    single run's order (blocks are ranges of patient ids, and each part is in id order)."""
+    progress.step(f"counting {len(blocks)} blocks of patients in parallel")
+    spool = Path(tempfile.mkdtemp(prefix="rpmpipe-metrics-"))  # 0700, the rows are PHI
+    try:
+        url = engine.url.render_as_string(hide_password=False)
+        names = [(spool / f"{k}.supply", spool / f"{k}.care") for k in range(len(blocks))]
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(len(blocks), mp_context=context) as pool:
+            futures = [
+                pool.submit(_spool_block, settings, url, as_of, block, *paths)
+                for block, paths in zip(blocks, names, strict=True)
+            ]
+            counts = [f.result() for f in futures]
+    except BaseException:
+        shutil.rmtree(spool, ignore_errors=True)
+        raise
+    progress.step("writing the CSV rows")
+    return _unspooled(spool, names, as_of, counts)
+
+
+def _unspooled(
+    spool: Path, names: Sequence[tuple[Path, Path]], as_of: date, counts: list[dict[str, int]]
+) -> Iterator[bytes | memoryview]:
+    try:
+        yield from _logged(
+            _read_all(n for n, _ in names), _read_all(n for _, n in names), as_of, *counts
+        )
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+def _read_all(paths: Iterable[Path]) -> Iterator[bytes]:
+    for path in paths:
+        with path.open("rb") as f:
+            while piece := f.read(_SPOOL_PIECE):
+                yield piece
+
+
+def _spool_block(
+    settings: MetricsSettings,
+    url: str,
+    as_of: date,
+    block: PatientBlock,
+    supply_path: Path,
+    care_path: Path,
+) -> dict[str, int]:
+    """In a worker process: count ``block`` and write its rows to the two spools (0600);
+    returns the statuses of its rows."""
+    engine = make_engine(url)
+    try:
+        counted = _counted(settings, engine, as_of, block=block)
+    finally:
+        engine.dispose()
+    for path, pieces in (
+        (supply_path, _supply_pieces(counted)),
+        (care_path, _care_pieces(counted)),
+    ):
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            for piece in pieces:
+                out.write(piece)
+    return counted.counts
 
 
 _UPSERT_ROWS = 5000

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from rpmpipe.metrics import csv_bulk
+from rpmpipe.metrics import blocks, csv_bulk
 from rpmpipe.metrics.csv_bulk import compute_engagement_csv
 from rpmpipe.metrics.engagement import compute_engagement
 from rpmpipe.metrics.job import compute, compute_csv
@@ -396,9 +396,33 @@ def _every_program_registry(tmp_path: Path, database_url: str, seed: int) -> Set
                     }
                 )
         rows[Device].append({"device_id": f"D-{i}", "kind": "bp_cuff", "model": "x"})
+        # Some devices go on to another patient, far off in the id order (another block of
+        # patients when a run is split): lent from day 60, or from day 59 while the first
+        # patient keeps it through day 59 (the patients' zones differ, so a reading near
+        # midnight falls in both loans: the later one takes it).
+        lent = 60 if i % 7 == 3 else 59 if i % 11 == 5 else None
         rows[DeviceAssignment].append(
-            {"device_id": f"D-{i}", "patient_id": pid, "start_date": base, "end_date": None}
+            {
+                "device_id": f"D-{i}",
+                "patient_id": pid,
+                "start_date": base,
+                "end_date": None if lent is None else base + timedelta(days=59),
+            }
         )
+        if lent is not None:
+            # Readings of the hand-over night: 03:00 and 05:00 UTC fall on day 59 or 60 by
+            # the patient's zone, so which loan takes each, and on which day, depends on both
+            # patients' zones.
+            for hour in (3, 5):
+                readings.append((f"D-{i}", t0 + timedelta(days=60, hours=hour), False))
+            rows[DeviceAssignment].append(
+                {
+                    "device_id": f"D-{i}",
+                    "patient_id": f"P{(i + 40) % 80:03d}",
+                    "start_date": base + timedelta(days=lent),
+                    "end_date": None,
+                }
+            )
         for d in rng.sample(range(200), rng.randint(0, 60)):
             readings.append(
                 (f"D-{i}", t0 + timedelta(days=d, hours=rng.randint(0, 23)), d % 9 == 0)
@@ -456,14 +480,18 @@ def _every_program_registry(tmp_path: Path, database_url: str, seed: int) -> Set
     )
 
 
+@pytest.mark.parametrize("workers", [1, 3])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_both_renderings_agree_on_every_program_and_the_exclusions_between_them(
-    tmp_path: Path, database_url: str, seed: int
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str, seed: int, workers: int
 ) -> None:
     """The CSV of a run (the care-management table rendered as text, the exclusions between
-    programs held in place) is the CSV of its records, on registries of every program."""
+    programs held in place) is the CSV of its records, on registries of every program; also
+    when the run is counted in blocks of patients by worker processes, with devices lent
+    across blocks."""
     from rpmpipe.registry.db import open_registry
 
+    monkeypatch.setattr(blocks, "MIN_PATIENTS_TO_SPLIT", 1)
     settings = _every_program_registry(tmp_path, database_url, seed)
     engine = open_registry(database_url)
     kinds: set[tuple[str, str]] = set()
@@ -472,7 +500,7 @@ def test_both_renderings_agree_on_every_program_and_the_exclusions_between_them(
         expected = io.StringIO()
         write_csv(records, expected)
         got = io.BytesIO()
-        write_csv_pieces(compute_csv(settings.metrics, engine, as_of), got)
+        write_csv_pieces(compute_csv(settings.metrics, engine, as_of, workers=workers), got)
         assert got.getvalue().decode() == expected.getvalue()
         kinds.update((r.program, r.kind) for r in records)
         kinds.update(("held", r.program) for r in records if r.reason.startswith("held: "))

@@ -57,6 +57,16 @@ def metrics(
             "then. Reproduces what an earlier run billed. Not with --save.",
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Processes that count a large fleet (10,000 or more enrolled patients) in "
+            "blocks of patients for --format csv, in parallel. Default: the CPUs this "
+            "process may use, at most 4; 1 counts everything in this process.",
+        ),
+    ] = None,
     at_risk: Annotated[
         bool,
         typer.Option(
@@ -107,9 +117,8 @@ def metrics(
 
         try:
             with steps("metrics") as progress:
-                pieces = compute_csv(
-                    settings.metrics, open_registry(settings.effective_database_url), day, progress
-                )
+                engine = open_registry(settings.effective_database_url)
+                pieces = compute_csv(settings.metrics, engine, day, progress, workers)
                 # Rendered as written, a block of patients at a time (the last step's bar).
                 sys.stdout.flush()
                 write_csv_pieces(pieces, sys.stdout.buffer)

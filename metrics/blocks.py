@@ -1,0 +1,86 @@
+"""Blocks of patients: the CSV run counts a fleet in independent parts, one per process.
+
+Every rule of metrics looks at one patient at a time (their devices, enrollments, care time
+and the exclusions between their programs), so a fleet splits into ranges of patient ids
+that are counted apart and rendered one after the other. A range is taken in code-point
+order, which is Python's ``str`` order, SQLite's ``BINARY`` collation and PostgreSQL's
+``"C"`` collation alike: the registry's rows of a block are selected in SQL, and the rows
+a block renders come out in the same order as a single run's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from rpmpipe.registry.models import Enrollment as EnrollmentRow
+
+# Below this many enrolled patients a run is not split: starting a process and scanning the
+# readings once more costs more than the half of the counting it saves.
+MIN_PATIENTS_TO_SPLIT = 10_000
+
+
+@dataclass(frozen=True)
+class PatientBlock:
+    """The patients whose id is at least ``first`` and below ``end`` (None: unbounded)."""
+
+    first: str | None = None
+    end: str | None = None
+
+    def holds(self, patient_id: str) -> bool:
+        return (self.first is None or patient_id >= self.first) and (
+            self.end is None or patient_id < self.end
+        )
+
+    def where(self, engine: Engine, column: str) -> tuple[str, tuple[str, ...]]:
+        """An SQL condition on ``column`` (a patient id) and its parameters, in the driver's
+        parameter style; ``1 = 1`` for the whole fleet."""
+        dialect = engine.dialect
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        # PostgreSQL compares text in the database's collation unless told otherwise.
+        subject = f'{column} COLLATE "C"' if dialect.name == "postgresql" else column
+        terms: list[str] = []
+        params: list[str] = []
+        if self.first is not None:
+            terms.append(f"{subject} >= {mark}")
+            params.append(self.first)
+        if self.end is not None:
+            terms.append(f"{subject} < {mark}")
+            params.append(self.end)
+        return (" AND ".join(terms) or "1 = 1"), tuple(params)
+
+
+WHOLE_FLEET = PatientBlock()
+
+
+def split(ids: Sequence[str], parts: int) -> list[PatientBlock]:
+    """``parts`` blocks of about as many of ``ids`` (sorted, distinct) each, covering every
+    id there is, listed or not (the first is open below, the last above)."""
+    if parts < 2 or len(ids) < parts:
+        return [WHOLE_FLEET]
+    bounds = [ids[len(ids) * k // parts] for k in range(1, parts)]
+    edges: list[str | None] = [None, *bounds, None]
+    return [PatientBlock(a, b) for a, b in zip(edges, edges[1:], strict=False)]
+
+
+def fleet_blocks(engine: Engine, parts: int, least: int | None = None) -> list[PatientBlock]:
+    """The blocks a run of ``parts`` processes counts: one (the whole fleet) when fewer
+    than ``least`` (default :data:`MIN_PATIENTS_TO_SPLIT`) patients are enrolled or the
+    registry lives in memory (a second process cannot open it)."""
+    least = MIN_PATIENTS_TO_SPLIT if least is None else least
+    if parts < 2 or engine.url.database in (None, "", ":memory:"):
+        return [WHOLE_FLEET]
+    table = EnrollmentRow.__tablename__
+    with engine.connect() as conn:
+        cursor: Any = conn.connection.cursor()
+        try:
+            cursor.execute(f"SELECT DISTINCT patient_id FROM {table}")  # noqa: S608
+            ids = sorted(pid for (pid,) in cursor.fetchall())
+        finally:
+            cursor.close()
+    if len(ids) < max(least, parts):
+        return [WHOLE_FLEET]
+    return split(ids, parts)
