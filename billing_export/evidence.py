@@ -352,7 +352,7 @@ def reading_rows(
     table = dataset.to_table(columns=columns, filter=condition)
     for flag in ("manual_entry", "clock_suspect"):
         if flag in table.column_names:
-            table = table.filter(pc.invert(pc.fill_null(table[flag], False)))
+            table = _kept(table, pc.invert(pc.fill_null(table[flag], False)))
     if table.num_rows == 0:
         return none
     # Columnar from here: each reading joined to the assignments of its device, its local
@@ -389,29 +389,35 @@ def reading_rows(
     if joined.num_rows == 0:
         return none
     parts = []
-    for zone in pc.unique(joined["zone"]).to_pylist():
-        part = joined.filter(pc.equal(joined["zone"], zone))
+    zone_names = pc.unique(joined["zone"]).to_pylist()
+    for zone in zone_names:
+        part = joined if len(zone_names) == 1 else joined.filter(pc.equal(joined["zone"], zone))
         local = pc.local_timestamp(part["at"].cast(pa.timestamp("us", zone))).cast(pa.date32())
         inside = pc.and_(
             pc.greater_equal(local, part["start"]),
             pc.fill_null(pc.less_equal(local, part["end"]), True),
         )
-        parts.append(
-            pa.table(
-                {
-                    "patient_id": part["patient_id"],
-                    "day": local,
-                    "id": part["id"],
-                    "device_id": part["device_id"],
-                }
-            ).filter(inside)
-        )
+        rows = {
+            "patient_id": part["patient_id"],
+            "day": local,
+            "id": part["id"],
+            "device_id": part["device_id"],
+        }
+        parts.append(_kept(pa.table(rows), inside))
     found = pa.concat_tables(parts)
     wanted = wanted_days.select(["patient_id", "day"]).group_by(["patient_id", "day"]).aggregate([])
     found = found.join(wanted, ["patient_id", "day"], join_type="inner")
     # In reading id order within each (patient, date), as the evidence lists them.
     found = found.sort_by([(c, "ascending") for c in ("patient_id", "day", "id", "device_id")])
     return found.select(READING_ROWS_SCHEMA.names).cast(READING_ROWS_SCHEMA)
+
+
+def _kept(table: pa.Table, keep: pa.ChunkedArray | pa.Array) -> pa.Table:
+    """The rows of ``table`` where ``keep`` is true: the table itself when that is every row
+    (a filter copies every column)."""
+    if pc.all(keep, skip_nulls=False).as_py() is True:
+        return table
+    return table.filter(keep)
 
 
 def _reading_files(root: Path, first: date, last: date) -> list[Path]:
