@@ -14,12 +14,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import TextIO
 
 from rpmpipe.billing_export.claims import (
     CLAIM_ID_MAX,
     MAX_DIAGNOSES,
+    ChargeLine,
     Claim,
     Receiver,
     icd10_without_dot,
@@ -43,8 +44,7 @@ class ControlNumbers:
     transaction: int
 
 
-@lru_cache(maxsize=65536)  # names, cities and payers repeat across claims
-def clean(value: str, max_len: int = 60) -> str:
+def _clean(value: str, max_len: int = 60) -> str:
     """A value safe inside an X12 element: ASCII, upper case, no delimiters, trimmed."""
     if value.isascii() and value.isprintable() and not _DELIMITERS.search(value):
         return _SPACES.sub(" ", value).strip().upper()[:max_len].rstrip()
@@ -55,6 +55,12 @@ def clean(value: str, max_len: int = 60) -> str:
     return _SPACES.sub(" ", folded).strip().upper()[:max_len].rstrip()
 
 
+# Names, cities and payers repeat across claims; claim ids and line control numbers, which
+# never repeat, are cleaned with _clean and leave the cache to the values that do.
+clean = lru_cache(maxsize=65536)(_clean)
+
+
+@lru_cache(maxsize=4096)  # ZIP codes and phone numbers repeat across claims
 def digits(value: str) -> str:
     return "".join(c for c in value if c.isascii() and c.isdigit())
 
@@ -70,30 +76,41 @@ def transactions_needed(claim_count: int, per_transaction: int = CLAIMS_PER_TRAN
 
 
 class _Segments:
+    """The segments of an interchange, gathered as text and written in large pieces."""
+
     def __init__(self, out: TextIO) -> None:
         self._out = out
+        self._text: list[str] = []
         self.count = 0
         # Segments that many claims of an interchange repeat (the payer, the rendering
-        # provider, the diagnoses), built once: text per key, with its number of segments.
-        self._known: dict[tuple[str, ...], tuple[str, int]] = {}
+        # provider, the diagnoses, a service line's code, charge and date), built once: text
+        # per key, with its number of segments.
+        self._known: dict[tuple[object, ...], tuple[str, int]] = {}
 
     def add(self, *elements: str) -> None:
-        self._out.write(_segment(elements))
+        self._text.append(_segment(elements))
         self.count += 1
 
-    def known(self, key: tuple[str, ...], build: Callable[[], list[tuple[str, ...]]]) -> None:
+    def known(self, key: tuple[object, ...], build: Callable[[], list[tuple[str, ...]]]) -> None:
         """Write the segments ``build`` gives for ``key``, built the first time only."""
         found = self._known.get(key)
         if found is None:
             segments = build()
             found = ("".join(_segment(e) for e in segments), len(segments))
             self._known[key] = found
-        self._out.write(found[0])
+        self._text.append(found[0])
         self.count += found[1]
+
+    def flush(self) -> None:
+        """Write the segments gathered so far."""
+        self._out.write("".join(self._text))
+        self._text.clear()
 
 
 def _segment(elements: Sequence[str]) -> str:
     # Trailing empty elements are not sent (X12 syntax rule).
+    if elements and elements[-1] != "":
+        return "*".join(elements) + "~\n"
     items = list(elements)
     while items and items[-1] == "":
         items.pop()
@@ -157,8 +174,10 @@ def write_837p(
     chunks = [claims[i : i + step] for i in range(0, len(claims), step)]
     for n, chunk in enumerate(chunks):
         _transaction(seg, chunk, billing, control, control.transaction + n, created_at, to)
+        seg.flush()
     seg.add("GE", str(len(chunks)), str(control.group))
     seg.add("IEA", "1", f"{control.interchange:09d}")
+    seg.flush()
     return len(chunks)
 
 
@@ -303,7 +322,7 @@ def _subscriber_and_claim(seg: _Segments, claim: Claim, billing: BillingSettings
     # 2300 claim
     seg.add(
         "CLM",
-        clean(claim.claim_id, CLAIM_ID_MAX),
+        _clean(claim.claim_id, CLAIM_ID_MAX),
         amount(claim.total),
         "",
         "",
@@ -327,11 +346,21 @@ def _subscriber_and_claim(seg: _Segments, claim: Claim, billing: BillingSettings
         seg.known(("2310B", claim.rendering_npi), lambda: _rendering(claim.rendering_npi, billing))
     # 2400 service lines
     for cl in claim.lines:
-        seg.add("LX", str(cl.line_no))
-        procedure = ":".join(
-            ["HC", clean(cl.line.code, 48), *(clean(m, 2) for m in cl.modifiers[:4])]
+        line = cl.line.line
+        seg.known(
+            ("2400", cl.line_no, line, cl.modifiers, cl.charge, cl.diagnosis_pointers),
+            partial(_service_line, cl),
         )
-        seg.add(
+        # Line item control number: an 835's SVC/REF*6R names this line.
+        seg.add("REF", "6R", _clean(cl.line_control_number, 30))
+
+
+def _service_line(cl: ChargeLine) -> list[tuple[str, ...]]:
+    """LX, SV1 and DTP of a service line (its REF*6R is its own)."""
+    procedure = ":".join(["HC", clean(cl.line.code, 48), *(clean(m, 2) for m in cl.modifiers[:4])])
+    return [
+        ("LX", str(cl.line_no)),
+        (
             "SV1",
             procedure,
             amount(cl.charge),
@@ -340,7 +369,6 @@ def _subscriber_and_claim(seg: _Segments, claim: Claim, billing: BillingSettings
             "",
             "",
             ":".join(str(n) for n in cl.diagnosis_pointers),
-        )
-        seg.add("DTP", "472", "D8", f"{cl.line.date_of_service:%Y%m%d}")
-        # Line item control number: an 835's SVC/REF*6R names this line.
-        seg.add("REF", "6R", clean(cl.line_control_number, 30))
+        ),
+        ("DTP", "472", "D8", f"{cl.line.date_of_service:%Y%m%d}"),
+    ]
