@@ -18,7 +18,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import TextIO
 
-from rpmpipe.billing_export.claims import Claim, payer_name_for
+from rpmpipe.billing_export.claims import ChargeLine, Claim, payer_name_for
 from rpmpipe.csv_cells import SafeCsvWriter, csv_row
 from rpmpipe.settings import BillingSettings
 
@@ -122,6 +122,11 @@ def write_charge_csv(out: TextIO, claims: Sequence[Claim], billing: BillingSetti
     """Write the header and one row per service line; returns the number of rows."""
     out.write(csv_row(CHARGE_COLUMNS) + "\n")
     rows = 0
+    # Lines share their service, their diagnosis pointers and their record's counts with
+    # many others: each such run of cells is made once.
+    line_cells: dict[tuple[object, ...], str] = {}
+    pointer_cells: dict[tuple[int, ...], str] = {}
+    record_cells: dict[tuple[str, str, str, int, Decimal, Decimal], str] = {}
     for claim in claims:
         p = claim.patient
         # The claim's and the patient's cells once per claim, as CSV text; per line only the
@@ -165,42 +170,38 @@ def write_charge_csv(out: TextIO, claims: Sequence[Claim], billing: BillingSetti
         text = []
         for cl in claim.lines:
             line = cl.line
+            service = line.line
+            key = (service, cl.modifiers, cl.charge, line.period_start, line.period_end)
+            about_line = line_cells.get(key)
+            if about_line is None:
+                about_line = line_cells[key] = _line_cells(cl)
+            pointers = pointer_cells.get(cl.diagnosis_pointers)
+            if pointers is None:
+                pointers = pointer_cells[cl.diagnosis_pointers] = csv_row(
+                    [one_line(";".join(str(n) for n in cl.diagnosis_pointers))]
+                )
+            counts = (
+                line.program,
+                line.record_kind,
+                line.rule_set,
+                line.transmission_days,
+                line.interactive_minutes,
+                line.management_minutes,
+            )
+            about_record = record_cells.get(counts)
+            if about_record is None:
+                about_record = record_cells[counts] = _record_cells(counts)
             text.append(
                 ",".join(
                     (
                         claim_id,
                         csv_row([one_line(str(cl.line_no)), one_line(cl.line_control_number)]),
                         about_claim,
-                        csv_row(
-                            [
-                                one_line(v)
-                                for v in (
-                                    line.code,
-                                    ";".join(cl.modifiers),
-                                    str(line.units),
-                                    money(cl.charge),
-                                    line.date_of_service.isoformat(),
-                                    line.period_start.isoformat(),
-                                    line.period_end.isoformat(),
-                                )
-                            ]
-                        ),
+                        about_line,
                         diagnoses,
-                        csv_row([one_line(";".join(str(n) for n in cl.diagnosis_pointers))]),
+                        pointers,
                         about_patient,
-                        csv_row(
-                            [
-                                one_line(v)
-                                for v in (
-                                    line.program,
-                                    line.record_kind,
-                                    line.rule_set,
-                                    str(line.transmission_days),
-                                    money(line.interactive_minutes),
-                                    money(line.management_minutes),
-                                )
-                            ]
-                        ),
+                        about_record,
                     )
                 )
             )
@@ -208,6 +209,43 @@ def write_charge_csv(out: TextIO, claims: Sequence[Claim], billing: BillingSetti
         text.append("")
         out.write("\n".join(text))
     return rows
+
+
+def _line_cells(cl: ChargeLine) -> str:
+    """The cells of a line's service: code, modifiers, units, charge and dates."""
+    line = cl.line
+    return csv_row(
+        [
+            one_line(v)
+            for v in (
+                line.code,
+                ";".join(cl.modifiers),
+                str(line.units),
+                money(cl.charge),
+                line.date_of_service.isoformat(),
+                line.period_start.isoformat(),
+                line.period_end.isoformat(),
+            )
+        ]
+    )
+
+
+def _record_cells(counts: tuple[str, str, str, int, Decimal, Decimal]) -> str:
+    """The cells of a line's record: program, kind, rule set and its counts."""
+    program, kind, rule_set, days, interactive, management = counts
+    return csv_row(
+        [
+            one_line(v)
+            for v in (
+                program,
+                kind,
+                rule_set,
+                str(days),
+                money(interactive),
+                money(management),
+            )
+        ]
+    )
 
 
 def write_corrections_csv(out: TextIO, corrections: Sequence[Correction]) -> int:
