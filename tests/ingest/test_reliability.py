@@ -421,13 +421,20 @@ def test_an_unwritable_data_dir_is_one_clear_error_before_subscribing(live: Live
     assert "not writable" in str(caught.value)
 
 
+def _free_port() -> int:
+    with socket.socket() as port:
+        port.bind(("127.0.0.1", 0))
+        return int(port.getsockname()[1])
+
+
 def test_an_unreachable_registry_is_one_clear_error_before_subscribing(tmp_path: Path) -> None:
-    port = socket.socket()
-    port.bind(("127.0.0.1", 0))
-    free = port.getsockname()[1]
-    port.close()
+    # Neither the registry nor the broker answers: the registry is checked first, so the
+    # error names it (a broker error here would mean ingest tried to subscribe first). No
+    # service is needed, so this runs without RPMPIPE_TEST_BROKER_URL too.
+    free = _free_port()
     url = f"postgresql+psycopg://postgres:pw-{uuid.uuid4().hex[:6]}@127.0.0.1:{free}/test"
-    settings = make_settings(tmp_path / "data", TEST_BROKER_URL, url, "5")
+    broker = f"mqtt://127.0.0.1:{_free_port()}"
+    settings = make_settings(tmp_path / "data", broker, url, "5")
     from rpmpipe.registry.db import make_engine
 
     engine = make_engine(url)
