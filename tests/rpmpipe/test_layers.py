@@ -150,3 +150,25 @@ def test_the_settings_check_sees_every_way_of_importing_the_whole_settings() -> 
         "probe.py:3 imports the module settings",
         "probe.py:4 imports load_settings",
     ]
+
+
+# The engine's rules are read as short steps: a function of metrics/ that grows past this
+# is split where its steps are, not left for the next reader to untangle.
+LONGEST_METRICS_FUNCTION = 80
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in _sources() if _layer(_module_name(p)) == "metrics"],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_no_function_of_metrics_is_longer_than_80_lines(path: Path) -> None:
+    tree = ast.parse(path.read_text(), str(path))
+    long = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.name} has {length} lines"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and (length := (node.end_lineno or node.lineno) - node.lineno + 1)
+        > LONGEST_METRICS_FUNCTION
+    ]
+    assert long == []
