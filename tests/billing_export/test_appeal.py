@@ -3,6 +3,7 @@ replaceable Jinja2 letter; files 0600; PHI in the packet, never in the output or
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -131,7 +132,11 @@ def test_supply_packet_lists_every_day_with_data_and_draws_the_calendar(
     assert "October 2026" in reader.pages[calendar].extract_text()
     # Rendered as a person sees it: the calendar page as a PNG, with the green data days.
     if shutil.which("pdftoppm") is None:
-        pytest.fail("pdftoppm (Debian poppler-utils) is needed; .ci/run installs it")
+        # As the browser tests: CI (RPMPIPE_REQUIRE_SERVICES=1) fails, a bare machine skips.
+        text = "pdftoppm (Debian poppler-utils) is needed; .ci/run installs it"
+        if os.environ.get("RPMPIPE_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"RPMPIPE_REQUIRE_SERVICES=1 but {text}")
+        pytest.skip(text)
     subprocess.run(
         [
             "pdftoppm",
