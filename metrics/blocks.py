@@ -21,6 +21,10 @@ from rpmpipe.registry.models import Enrollment as EnrollmentRow
 # Below this many enrolled patients a run is not split: starting a process and scanning the
 # readings once more costs more than the half of the counting it saves.
 MIN_PATIENTS_TO_SPLIT = 10_000
+# A block holds at most this many patients, so a worker's memory does not grow with the fleet:
+# a larger fleet is cut into more blocks than workers, counted a few at a time (each block
+# scans the readings once more, a few percent of a 200k-patient run).
+MAX_BLOCK_PATIENTS = 50_000
 
 
 @dataclass(frozen=True)
@@ -66,11 +70,16 @@ def split(ids: Sequence[str], parts: int) -> list[PatientBlock]:
     return [PatientBlock(a, b) for a, b in zip(edges, edges[1:], strict=False)]
 
 
-def fleet_blocks(engine: Engine, parts: int, least: int | None = None) -> list[PatientBlock]:
-    """The blocks a run of ``parts`` processes counts: one (the whole fleet) when fewer
-    than ``least`` (default :data:`MIN_PATIENTS_TO_SPLIT`) patients are enrolled or the
-    registry lives in memory (a second process cannot open it)."""
+def fleet_blocks(
+    engine: Engine, parts: int, least: int | None = None, most: int | None = None
+) -> list[PatientBlock]:
+    """The blocks a run of ``parts`` processes counts: ``parts``, or more when a block
+    would hold more than ``most`` (default :data:`MAX_BLOCK_PATIENTS`) patients; one (the
+    whole fleet) for one process, when fewer than ``least`` (default
+    :data:`MIN_PATIENTS_TO_SPLIT`) patients are enrolled, or when the registry lives in
+    memory (a second process cannot open it)."""
     least = MIN_PATIENTS_TO_SPLIT if least is None else least
+    most = MAX_BLOCK_PATIENTS if most is None else most
     if parts < 2 or engine.url.database in (None, "", ":memory:"):
         return [WHOLE_FLEET]
     table = EnrollmentRow.__tablename__
@@ -83,4 +92,4 @@ def fleet_blocks(engine: Engine, parts: int, least: int | None = None) -> list[P
             cursor.close()
     if len(ids) < max(least, parts):
         return [WHOLE_FLEET]
-    return split(ids, parts)
+    return split(ids, max(parts, -(-len(ids) // max(most, 1))))

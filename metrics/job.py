@@ -399,13 +399,15 @@ def compute_csv(
     of a run is written as it is made and never held whole.
 
     A large fleet is counted by ``workers`` processes (default: the CPUs this process may
-    use, at most four), each a block of patients (:mod:`rpmpipe.metrics.blocks`); each
-    writes its rows to a private spool, and the pieces are the spools in order."""
+    use, at most four) in blocks of patients (:mod:`rpmpipe.metrics.blocks`; more blocks
+    than workers when a block would be larger than its cap, so memory does not grow with
+    the fleet); each block's rows go to a private spool, and the pieces are the spools in
+    order."""
     parts = _workers() if workers is None else workers
     blocks = fleet_blocks(engine, parts)
     if len(blocks) > 1:
         check_readings_store(settings, _assignments(engine))
-        return _spooled_csv(settings, engine, as_of, blocks, progress)
+        return _spooled_csv(settings, engine, as_of, blocks, parts, progress)
     counted = _counted(settings, engine, as_of, progress)
     return _logged(_supply_pieces(counted, progress), _care_pieces(counted), as_of, counted.counts)
 
@@ -500,19 +502,22 @@ def _spooled_csv(
     engine: Engine,
     as_of: date,
     blocks: Sequence[PatientBlock],
+    workers: int,
     progress: Progress,
 ) -> Iterator[bytes | memoryview]:
-    """The pieces of :func:`compute_csv`, each block counted and rendered by a process of
-    its own into two spools (its supply rows, its other rows): the first block's supply
-    rows, the second's, ..., then the first block's other rows, and so on, which is a
-    single run's order (blocks are ranges of patient ids, and each part is in id order)."""
-    progress.step(f"counting {len(blocks)} blocks of patients in parallel")
+    """The pieces of :func:`compute_csv`, each block counted and rendered by one of
+    ``workers`` processes (a block at a time each) into two spools (its supply rows, its
+    other rows): the first block's supply rows, the second's, ..., then the first block's
+    other rows, and so on, which is a single run's order (blocks are ranges of patient ids,
+    and each part is in id order)."""
+    workers = max(1, min(workers, len(blocks)))
+    progress.step(f"counting {len(blocks)} blocks of patients, {workers} at a time")
     spool = Path(tempfile.mkdtemp(prefix="rpmpipe-metrics-"))  # 0700, the rows are PHI
     try:
         url = engine.url.render_as_string(hide_password=False)
         names = [(spool / f"{k}.supply", spool / f"{k}.care") for k in range(len(blocks))]
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(len(blocks), mp_context=context) as pool:
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
             futures = [
                 pool.submit(_spool_block, settings, url, as_of, block, *paths)
                 for block, paths in zip(blocks, names, strict=True)

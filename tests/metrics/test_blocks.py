@@ -88,3 +88,24 @@ def test_a_small_fleet_or_one_worker_is_not_split(tmp_path) -> None:  # type: ig
         assert fleet_blocks(memory, 2, least=0) == [WHOLE_FLEET]  # another process cannot open it
     finally:
         memory.dispose()
+
+
+def test_a_fleet_larger_than_workers_times_the_cap_is_cut_into_more_blocks(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A worker's block never holds more than the cap, whatever the fleet: 10 enrolled
+    patients, 2 workers and a cap of 3 give 4 blocks of 2 or 3 patients, in order."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'enrolled.db'}")  # what fleet_blocks reads
+    ids = [f"P-{k:03d}" for k in range(10)]
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE enrollments (patient_id TEXT, program TEXT)"))
+            for pid in ids:
+                for program in ("RPM", "CCM"):  # a patient of two programs is one patient
+                    conn.execute(
+                        text("INSERT INTO enrollments VALUES (:p, :g)"), {"p": pid, "g": program}
+                    )
+        capped = fleet_blocks(engine, 2, least=0, most=3)
+        assert [sum(b.holds(i) for i in ids) for b in capped] == [2, 3, 2, 3]
+        assert fleet_blocks(engine, 2, least=0, most=5) == split(ids, 2)
+        assert fleet_blocks(engine, 1, least=0, most=3) == [WHOLE_FLEET]
+    finally:
+        engine.dispose()

@@ -480,20 +480,30 @@ def _every_program_registry(tmp_path: Path, database_url: str, seed: int) -> Set
     )
 
 
-@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize(("workers", "block_cap"), [(1, None), (3, None), (2, 4)])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_both_renderings_agree_on_every_program_and_the_exclusions_between_them(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str, seed: int, workers: int
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    database_url: str,
+    seed: int,
+    workers: int,
+    block_cap: int | None,
 ) -> None:
     """The CSV of a run (the care-management table rendered as text, the exclusions between
     programs held in place) is the CSV of its records, on registries of every program; also
     when the run is counted in blocks of patients by worker processes, with devices lent
-    across blocks."""
+    across blocks, and in more blocks than workers (a block of at most ``block_cap``
+    patients), each worker counting several one after the other."""
     from rpmpipe.registry.db import open_registry
 
     monkeypatch.setattr(blocks, "MIN_PATIENTS_TO_SPLIT", 1)
+    if block_cap is not None:
+        monkeypatch.setattr(blocks, "MAX_BLOCK_PATIENTS", block_cap)
     settings = _every_program_registry(tmp_path, database_url, seed)
     engine = open_registry(database_url)
+    if block_cap is not None:  # the cap, not the workers, sets how many blocks there are
+        assert len(blocks.fleet_blocks(engine, workers)) > workers
     kinds: set[tuple[str, str]] = set()
     for as_of in (date(2026, 1, 15), date(2026, 3, 31), date(2026, 6, 1)):
         records = compute(settings.metrics, engine, as_of)
