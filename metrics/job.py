@@ -517,12 +517,18 @@ def _spooled_csv(
         url = engine.url.render_as_string(hide_password=False)
         names = [(spool / f"{k}.supply", spool / f"{k}.care") for k in range(len(blocks))]
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = [
-                pool.submit(_spool_block, settings, url, as_of, block, *paths)
-                for block, paths in zip(blocks, names, strict=True)
-            ]
-            counts = [f.result() for f in futures]
+        # What this process holds (its modules, settings) is left out of the workers'
+        # collections: they would scan it, and touch (copy) the pages they share with it.
+        gc.freeze()
+        try:
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                futures = [
+                    pool.submit(_spool_block, settings, url, as_of, block, *paths)
+                    for block, paths in zip(blocks, names, strict=True)
+                ]
+                counts = [f.result() for f in futures]
+        finally:
+            gc.unfreeze()
     except BaseException:
         shutil.rmtree(spool, ignore_errors=True)
         raise
@@ -557,20 +563,26 @@ def _spool_block(
     care_path: Path,
 ) -> dict[str, int]:
     """In a worker process: count ``block`` and write its rows to the two spools (0600);
-    returns the statuses of its rows."""
-    engine = make_engine(url)
-    try:
-        counted = _counted(settings, engine, as_of, block=block)
-    finally:
-        engine.dispose()
-    for path, pieces in (
-        (supply_path, _supply_pieces(counted)),
-        (care_path, _care_pieces(counted)),
-    ):
-        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
-            for piece in pieces:
-                out.write(piece)
-    return counted.counts
+    returns the statuses of its rows.
+
+    The collector stays paused from the counting to the last row written: resumed between
+    the two, it would first scan every object the counting made and still holds (the
+    tables the rows are rendered from), a few tenths of a second a block for nothing."""
+    with gc_paused():
+        engine = make_engine(url)
+        try:
+            counted = _counted(settings, engine, as_of, block=block)
+        finally:
+            engine.dispose()
+        for path, pieces in (
+            (supply_path, _supply_pieces(counted)),
+            (care_path, _care_pieces(counted)),
+        ):
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+            with os.fdopen(os.open(path, flags, 0o600), "wb") as out:
+                for piece in pieces:
+                    out.write(piece)
+        return counted.counts
 
 
 _UPSERT_ROWS = 5000
