@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 
@@ -305,48 +306,68 @@ def management_months(
     first[1:] = (patient[1:] != patient[:-1]) | (month[1:] != month[:-1])
     starts = np.flatnonzero(first)
     device = _devices(snapshot, r.names, patient[starts], month[starts])
+    return _months(r, ev, order, starts, month[starts], enrollments, device)
+
+
+def _months(
+    r: _Rows,
+    ev: _Events,
+    order: IntArray,
+    starts: IntArray,
+    month: IntArray,
+    enrollments: list[Enrollment],
+    device: BoolArray,
+) -> list[MonthMinutes]:
+    """The patient-months of the events ``order`` lists (by patient, month, then id; a
+    month's events from ``starts``): a month counts its counted entries, or, with none,
+    those that would count (and says why they do not); every other entry is a note. The
+    sums are vector passes; only each month's ids and notes are gathered one by one."""
+    what = ev.what[order]
+    counted, would = what == 1, what == 2
+    sizes = np.diff(np.append(starts, len(order)))
+    has_counted = np.add.reduceat(counted.astype(np.int64), starts) > 0
+    use = np.where(np.repeat(has_counted, sizes), counted, would)
+    total = np.add.reduceat(np.where(use, ev.total[order], 0), starts).tolist()
+    talk = np.add.reduceat((use & ev.talk[order]).astype(np.int64), starts).tolist()
+    inter = np.add.reduceat(np.where(use, ev.inter[order], 0), starts).tolist()
+    holder = _first_in_each(counted, starts, ev.holder[order])
+    why_not = _first_in_each(would, starts, ev.text[order])
+    ids = [r.acts[i].activity_id for i in ev.row[order].tolist()]
+    texts, kinds, used = ev.text[order].tolist(), what.tolist(), use.tolist()
     bounds = np.append(starts, len(order)).tolist()
+    patients = r.patient[ev.row[order[starts]]].tolist()
     out = []
-    for g in range(len(starts)):
-        rows = order[bounds[g] : bounds[g + 1]]
-        out.append(_month(r, ev, rows, enrollments, int(month[bounds[g]]), bool(device[g])))
+    for g, (patient, day, any_counted) in enumerate(
+        zip(patients, month.tolist(), has_counted.tolist(), strict=True)
+    ):
+        span = range(bounds[g], bounds[g + 1])
+        noted = (0, 2) if any_counted else (0,)
+        enrollment = enrollments[int(holder[g])] if any_counted else None
+        out.append(
+            MonthMinutes(
+                r.names[patient],
+                date_of(day),
+                to_minutes(total[g]),
+                talk[g],
+                tuple(sorted(ids[k] for k in span if used[k])),
+                enrollment,
+                to_minutes(inter[g]),
+                tuple(sorted((ids[k], texts[k]) for k in span if kinds[k] in noted)),
+                ""
+                if any_counted
+                else (str(why_not[g]) if why_not[g] is not None else NO_ENTRY_COUNTS),
+                bool(device[g]),
+            )
+        )
     return out
 
 
-def _month(
-    r: _Rows,
-    ev: _Events,
-    rows: IntArray,
-    enrollments: list[Enrollment],
-    month: int,
-    device: bool,
-) -> MonthMinutes:
-    """One patient-month from its events (``rows``, in id order)."""
-    what = ev.what[rows]
-    counted, would = rows[what == 1], rows[what == 2]
-    enrollment = enrollments[int(ev.holder[counted[0]])] if len(counted) else None
-    use = counted if enrollment is not None or not len(would) else would
-
-    def ids(k: IntArray) -> list[str]:
-        return [r.acts[i].activity_id for i in ev.row[k].tolist()]
-
-    notes = [
-        (a, t) for a, t in zip(ids(rows[what == 0]), ev.text[rows[what == 0]].tolist(), strict=True)
-    ]
-    if use is counted:
-        blocked = "" if enrollment is not None else NO_ENTRY_COUNTS
-        notes += list(zip(ids(would), ev.text[would].tolist(), strict=True))
-    else:
-        blocked = str(ev.text[would[0]])
-    return MonthMinutes(
-        r.names[int(r.patient[ev.row[rows[0]]])],
-        date_of(month),
-        to_minutes(int(ev.total[use].sum())),
-        int(ev.talk[use].sum()),
-        tuple(sorted(ids(use))),
-        enrollment,
-        to_minutes(int(ev.inter[use].sum())),
-        tuple(sorted(notes)),
-        blocked,
-        device,
-    )
+def _first_in_each(flag: BoolArray, starts: IntArray, values: Any) -> list[Any]:
+    """Per group (from ``starts``): the value of its first flagged row; None without one."""
+    rows = np.flatnonzero(flag)
+    group = np.searchsorted(starts, rows, side="right") - 1
+    found: list[Any] = [None] * len(starts)
+    firsts, at = np.unique(group, return_index=True)
+    for g, v in zip(firsts.tolist(), values[rows[at]].tolist(), strict=True):
+        found[g] = v
+    return found
