@@ -202,4 +202,4 @@ def load_all_activities(engine: Engine) -> list[Activity]:
     """Care activities of every program as values (each counts for its own program only):
     :func:`load_activity_columns`, one activity per row."""
     cols = load_activity_columns(engine)
-    return [cols.activity(i) for i in range(len(cols.at))]
+    return cols.activities(np.arange(len(cols.at)))

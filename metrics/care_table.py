@@ -117,20 +117,37 @@ class ActivityColumns:
     def take(self, rows: IntArray | BoolArray) -> ActivityColumns:
         return ActivityColumns(**{k: v[rows] for k, v in vars(self).items()})
 
-    def activity(self, i: int) -> Activity:
-        """Row ``i`` as an activity (for the few rows counted one by one)."""
-        return Activity(
-            self.activity_id[i],
-            self.patient_id[i],
-            self.staff_id[i],
-            _UNIX + timedelta(microseconds=int(self.at[i])),
-            hundredths_decimal(int(self.hundredths[i])),
-            self.kind[i],
-            bool(self.interactive[i]),
-            self.program[i],
-            self.performer[i],
-            self.voided_reason[i],
+    def activities(self, rows: IntArray) -> list[Activity]:
+        """Rows ``rows`` as activities, for the rules that count them one by one (each
+        column is taken as plain values once, not a numpy scalar per cell)."""
+        columns = zip(
+            self.activity_id[rows].tolist(),
+            self.patient_id[rows].tolist(),
+            self.staff_id[rows].tolist(),
+            self.at[rows].tolist(),
+            self.hundredths[rows].tolist(),
+            self.kind[rows].tolist(),
+            self.interactive[rows].tolist(),
+            self.program[rows].tolist(),
+            self.performer[rows].tolist(),
+            self.voided_reason[rows].tolist(),
+            strict=True,
         )
+        return [
+            Activity(
+                aid,
+                pid,
+                staff,
+                _UNIX + timedelta(microseconds=at),
+                hundredths_decimal(h),
+                kind,
+                talk,
+                program,
+                performer,
+                void,
+            )
+            for aid, pid, staff, at, h, kind, talk, program, performer, void in columns
+        ]
 
 
 @lru_cache(maxsize=1 << 14)
@@ -470,20 +487,25 @@ def rpm_management_activities(acts: ActivityColumns, time: CareTime) -> list[Act
     rpm = (acts.program == Program.RPM) & ~interpretation_rows(
         acts.program, acts.performer, acts.kind
     )
+    rows = np.flatnonzero(rpm)
     out = []
-    for i in np.flatnonzero(rpm).tolist():
-        a = acts.activity(i)
-        if not time.taking[i]:
+    for a, taking, begin, at, hundredths in zip(
+        acts.activities(rows),
+        time.taking[rows].tolist(),
+        time.kept_begin[rows].tolist(),
+        acts.at[rows].tolist(),
+        acts.hundredths[rows].tolist(),
+        strict=True,
+    ):
+        if not taking:
             out.append(a)
             continue
-        begin = int(time.kept_begin[i])
         if begin < 0:
             continue
-        if begin == int(acts.at[i]):
+        if begin == at:
             out.append(a)
             continue
-        end = int(acts.at[i]) + int(acts.hundredths[i]) * MICROS_PER_HUNDREDTH
-        cut = (end - begin) // MICROS_PER_HUNDREDTH
+        cut = (at + hundredths * MICROS_PER_HUNDREDTH - begin) // MICROS_PER_HUNDREDTH
         if cut > 0:
             out.append(
                 replace(
