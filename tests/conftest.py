@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from required import REQUIRE_SERVICES, unavailable
 from service_settings import make_settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -28,7 +29,6 @@ from sqlalchemy.engine import make_url
 from rpmpipe.embedded_broker import EmbeddedBroker
 from rpmpipe.settings import Settings
 
-REQUIRE_SERVICES = os.environ.get("RPMPIPE_REQUIRE_SERVICES") == "1"
 TEST_BROKER_URL = os.environ.get("RPMPIPE_TEST_BROKER_URL", "")
 TEST_DATABASE_URL = os.environ.get("RPMPIPE_TEST_DATABASE_URL", "")
 
@@ -53,9 +53,7 @@ def _external_or_skip() -> None:
     if TEST_BROKER_URL and TEST_DATABASE_URL:
         return
     message = "RPMPIPE_TEST_BROKER_URL and RPMPIPE_TEST_DATABASE_URL are not set"
-    if REQUIRE_SERVICES:
-        pytest.fail(f"RPMPIPE_REQUIRE_SERVICES=1 but {message}")
-    pytest.skip(message)
+    unavailable(message)
 
 
 @pytest.fixture

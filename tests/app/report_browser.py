@@ -8,9 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import pytest
+from required import unavailable
 
-REQUIRE_SERVICES = os.environ.get("RPMPIPE_REQUIRE_SERVICES") == "1"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -24,9 +23,7 @@ CHROMIUM_ARGS = [
 
 def _unavailable(message: str) -> None:
     text = f"{message} (.ci/run installs it: apt-get install -y chromium; pip install -e '.[dev]')"
-    if REQUIRE_SERVICES:
-        pytest.fail(f"RPMPIPE_REQUIRE_SERVICES=1 but {text}")
-    pytest.skip(text)
+    unavailable(text)
 
 
 def chromium_path() -> str:

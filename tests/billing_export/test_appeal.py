@@ -3,7 +3,6 @@ replaceable Jinja2 letter; files 0600; PHI in the packet, never in the output or
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ from billed_world import (
 )
 from pypdf import PdfReader
 from remit_835 import Outcome, write_835
+from required import unavailable
 from sqlalchemy import select
 from typer.testing import CliRunner, Result
 
@@ -132,11 +132,7 @@ def test_supply_packet_lists_every_day_with_data_and_draws_the_calendar(
     assert "October 2026" in reader.pages[calendar].extract_text()
     # Rendered as a person sees it: the calendar page as a PNG, with the green data days.
     if shutil.which("pdftoppm") is None:
-        # As the browser tests: CI (RPMPIPE_REQUIRE_SERVICES=1) fails, a bare machine skips.
-        text = "pdftoppm (Debian poppler-utils) is needed; .ci/run installs it"
-        if os.environ.get("RPMPIPE_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"RPMPIPE_REQUIRE_SERVICES=1 but {text}")
-        pytest.skip(text)
+        unavailable("pdftoppm (Debian poppler-utils) is needed; .ci/run installs it")
     subprocess.run(
         [
             "pdftoppm",

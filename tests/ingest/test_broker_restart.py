@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import os
 import shutil
 import socket
 import subprocess
@@ -21,6 +20,7 @@ from ingest_helpers import (
     stored_readings,
     wait_for,
 )
+from required import unavailable
 
 from rpmpipe.embedded_broker import free_port
 from rpmpipe.ingest.subscriber import IngestService
@@ -69,9 +69,7 @@ class Mosquitto:
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     if not Path(MOSQUITTO).exists():
-        if os.environ.get("RPMPIPE_REQUIRE_SERVICES") == "1":
-            pytest.fail("RPMPIPE_REQUIRE_SERVICES=1 but mosquitto is not installed")
-        pytest.skip("mosquitto is not installed")
+        unavailable("mosquitto is not installed")
     broker = Mosquitto(tmp_path)
     broker.start()
     yield broker

@@ -20,12 +20,12 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from required import unavailable
 
 from rpmpipe.mqtt import make_client
 from rpmpipe.security.broker_config import credentials_by_user
 from rpmpipe.settings import BrokerSettings
 
-REQUIRE_SERVICES = os.environ.get("RPMPIPE_REQUIRE_SERVICES") == "1"
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 DEVICES = ("BP-000001", "BP-000002", "SC-000003")
 # Hang guard for network waits; never a performance assertion.
@@ -35,9 +35,7 @@ WAIT = 15.0
 def need_mosquitto() -> str:
     if Path(MOSQUITTO).is_file():
         return MOSQUITTO
-    if REQUIRE_SERVICES:
-        pytest.fail(f"RPMPIPE_REQUIRE_SERVICES=1 but {MOSQUITTO} is not installed")
-    pytest.skip(f"{MOSQUITTO} is not installed")
+    unavailable(f"{MOSQUITTO} is not installed")
 
 
 def free_port() -> int:
