@@ -300,7 +300,7 @@ class TreeMemory:
     A peak shorter than the interval can be missed; the upper bound beside it cannot."""
 
     def __init__(self, pid: int, interval: float = 0.02) -> None:
-        self.pid, self.interval, self.peak_kib, self.samples = pid, interval, 0, 0
+        self.pid, self.interval, self.peak_kib = pid, interval, 0
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -316,7 +316,6 @@ class TreeMemory:
         while not self._done.wait(self.interval):
             total = sum(_pss_kib(pid) for pid in _tree(self.pid))
             self.peak_kib = max(self.peak_kib, total)
-            self.samples += 1
 
 
 def _tree(pid: int) -> list[int]:
@@ -484,7 +483,6 @@ def measure(
     ours_runs: list[float] = []
     theirs_runs: list[float] = []
     peaks: list[float] = []
-    pss: list[float] = []
     parts: list[tuple[int, int]] = []
     for _ in range(repeat):
         ours, (own_kb, worker_kb), csv_rows, csv_bytes, _ = run_rpmpipe(
@@ -497,7 +495,7 @@ def measure(
         # One process when the fleet is not split (no worker: its high-water mark is 0).
         peaks.append((own_kb + (workers * worker_kb if worker_kb else 0)) / 1024)
     # The memory the run really takes, from one more run that is sampled and not timed.
-    pss.append(run_rpmpipe(out, as_of, as_installed, workers, pss=True)[4] / 1024)
+    pss_kib = run_rpmpipe(out, as_of, as_installed, workers, pss=True)[4]
     ours, theirs = statistics.median(ours_runs), statistics.median(theirs_runs)
     ratios = [a / b for a, b in zip(ours_runs, theirs_runs, strict=True)]
     peak = max(peaks)
@@ -511,7 +509,7 @@ def measure(
         "rpmpipe_runs": [round(x, 3) for x in ours_runs],
         "rpmpipe_peak_rss_mb": round(peak, 1),
         "rpmpipe_peak_rss_runs_mb": [round(x, 1) for x in peaks],
-        "rpmpipe_peak_pss_mb": round(max(pss), 1),
+        "rpmpipe_peak_pss_mb": round(pss_kib / 1024, 1),
         "rpmpipe_workers": workers,
         "rpmpipe_main_and_largest_worker_peak_mb": [
             [round(own / 1024, 1), round(worker / 1024, 1)] for own, worker in parts

@@ -324,7 +324,8 @@ def _months(
     sums are vector passes; only each month's ids and notes are gathered one by one."""
     what = ev.what[order]
     counted, would = what == 1, what == 2
-    sizes = np.diff(np.append(starts, len(order)))
+    ends = np.append(starts, len(order))
+    sizes = np.diff(ends)
     has_counted = np.add.reduceat(counted.astype(np.int64), starts) > 0
     use = np.where(np.repeat(has_counted, sizes), counted, would)
     total = np.add.reduceat(np.where(use, ev.total[order], 0), starts).tolist()
@@ -334,7 +335,7 @@ def _months(
     why_not = _first_in_each(would, starts, ev.text[order])
     ids = [r.acts[i].activity_id for i in ev.row[order].tolist()]
     texts, kinds, used = ev.text[order].tolist(), what.tolist(), use.tolist()
-    bounds = np.append(starts, len(order)).tolist()
+    bounds = ends.tolist()
     patients = r.patient[ev.row[order[starts]]].tolist()
     out = []
     for g, (patient, day, any_counted) in enumerate(
@@ -342,7 +343,7 @@ def _months(
     ):
         span = range(bounds[g], bounds[g + 1])
         noted = (0, 2) if any_counted else (0,)
-        enrollment = enrollments[int(holder[g])] if any_counted else None
+        enrollment = enrollments[holder[g]] if any_counted else None
         out.append(
             MonthMinutes(
                 r.names[patient],

@@ -35,6 +35,7 @@ from service_settings import make_settings
 from sqlalchemy import Engine, select, text
 from sqlalchemy.engine import make_url
 
+from rpmpipe.embedded_broker import free_port
 from rpmpipe.errors import ServiceUnavailable
 from rpmpipe.ingest.quarantine import read_quarantine
 from rpmpipe.ingest.sink import store_lock
@@ -421,19 +422,13 @@ def test_an_unwritable_data_dir_is_one_clear_error_before_subscribing(live: Live
     assert "not writable" in str(caught.value)
 
 
-def _free_port() -> int:
-    with socket.socket() as port:
-        port.bind(("127.0.0.1", 0))
-        return int(port.getsockname()[1])
-
-
 def test_an_unreachable_registry_is_one_clear_error_before_subscribing(tmp_path: Path) -> None:
     # Neither the registry nor the broker answers: the registry is checked first, so the
     # error names it (a broker error here would mean ingest tried to subscribe first). No
     # service is needed, so this runs without RPMPIPE_TEST_BROKER_URL too.
-    free = _free_port()
+    free = free_port()
     url = f"postgresql+psycopg://postgres:pw-{uuid.uuid4().hex[:6]}@127.0.0.1:{free}/test"
-    broker = f"mqtt://127.0.0.1:{_free_port()}"
+    broker = f"mqtt://127.0.0.1:{free_port()}"
     settings = make_settings(tmp_path / "data", broker, url, "5")
     from rpmpipe.registry.db import make_engine
 
