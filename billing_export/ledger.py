@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -103,13 +104,17 @@ def load_final_records(
     records = []
     er = EngagementRow
     table = EngagementRow.__table__
-    rows = conn.execute(
+    result = conn.execute(
         # Not the evidence: the audit and the run's evidence read it for the lines they need.
-        select(*(c for c in table.c if c.name != "evidence_json"))
+        # Nor when the record was computed, which the export never reads.
+        select(*(c for c in table.c if c.name not in ("evidence_json", "as_of", "computed_at")))
         .where(er.period_end < as_of)
         .order_by(er.id)
     )
-    for row in rows:
+    # Named tuples: record_of reads each row by its column names, which costs a SQLAlchemy
+    # row about ten times what it costs a named tuple.
+    as_tuple = cast(Any, namedtuple("EngagementRecordRow", result.keys()))._make
+    for row in map(as_tuple, result):
         # The record names the enrollment that owns it; rows stored before that carry no NPI
         # and fall back to the enrollment covering the period end.
         npi = row.ordering_npi or ordering_npi(
@@ -209,7 +214,10 @@ def ordering_npi(spans: Sequence[tuple[date, date | None, str]], day: date) -> s
 def load_patients(conn: Connection, patient_ids: Iterable[str]) -> dict[str, PatientInfo]:
     wanted = set(patient_ids)
     patients = {}
-    for p in conn.execute(select(Patient.__table__)):
+    result = conn.execute(select(Patient.__table__))
+    # Named tuples, read by column name at a tenth of a SQLAlchemy row's cost.
+    as_tuple = cast(Any, namedtuple("PatientRow", result.keys()))._make
+    for p in map(as_tuple, result):
         if p.patient_id not in wanted:
             continue
         patients[p.patient_id] = PatientInfo(

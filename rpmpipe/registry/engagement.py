@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import orjson
@@ -73,7 +74,7 @@ def record_of(row: Any, cls: type[R] = EngagementRecord, **extra: Any) -> R:  # 
     know) when the row cannot be read.
     """
     try:
-        lines = tuple(sorted(map(ServiceLine.from_json, orjson.loads(row.lines_json or "[]"))))
+        lines = _lines(row.lines_json or "[]")
     except (ValueError, KeyError, TypeError) as exc:
         raise _unreadable(row, "lines_json", exc) from None
     try:
@@ -97,6 +98,13 @@ def record_of(row: Any, cls: type[R] = EngagementRecord, **extra: Any) -> R:  # 
         )
     except ValueError as exc:  # a status or kind the records do not know
         raise _unreadable(row, "", exc) from None
+
+
+@lru_cache(maxsize=4096)
+def _lines(lines_json: str) -> tuple[ServiceLine, ...]:
+    """The sorted lines of a ``lines_json`` text: read once per text, as most records of a
+    month share theirs with many others (the lines are immutable tuples)."""
+    return tuple(sorted(map(ServiceLine.from_json, orjson.loads(lines_json))))
 
 
 def _unreadable(row: Any, column: str, exc: Exception) -> RegistryRecordError:
