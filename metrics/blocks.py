@@ -84,13 +84,27 @@ def fleet_blocks(
     if parts < 2 or engine.url.database in (None, "", ":memory:"):
         return [WHOLE_FLEET]
     table = EnrollmentRow.__tablename__
+    # In code points, as blocks compare (PostgreSQL sorts in the database's collation).
+    ordered = 'patient_id COLLATE "C"' if engine.dialect.name == "postgresql" else "patient_id"
+    mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
     with engine.connect() as conn:
         cursor: Any = conn.connection.cursor()
         try:
-            cursor.execute(f"SELECT DISTINCT patient_id FROM {table}")  # noqa: S608
-            ids = sorted(pid for (pid,) in cursor.fetchall())
+            cursor.execute(f"SELECT COUNT(DISTINCT patient_id) FROM {table}")  # noqa: S608
+            (enrolled,) = cursor.fetchone()
+            if enrolled < max(least, parts):
+                return [WHOLE_FLEET]
+            blocks = max(parts, -(-enrolled // max(most, 1)))
+            # Each bound is the id split() would take from the sorted list of every id, found
+            # by the database's index: no list of a fleet's ids in this process.
+            bounds = []
+            for k in range(1, blocks):
+                cursor.execute(
+                    f"SELECT DISTINCT {ordered} FROM {table} ORDER BY 1 LIMIT 1 OFFSET {mark}",  # noqa: S608
+                    (enrolled * k // blocks,),
+                )
+                bounds.append(cursor.fetchone()[0])
         finally:
             cursor.close()
-    if len(ids) < max(least, parts):
-        return [WHOLE_FLEET]
-    return split(ids, max(parts, -(-len(ids) // max(most, 1))))
+    edges: list[str | None] = [None, *bounds, None]
+    return [PatientBlock(a, b) for a, b in zip(edges, edges[1:], strict=False)]

@@ -109,3 +109,37 @@ def test_a_fleet_larger_than_workers_times_the_cap_is_cut_into_more_blocks(tmp_p
         assert fleet_blocks(engine, 1, least=0, most=3) == [WHOLE_FLEET]
     finally:
         engine.dispose()
+
+
+def _enrolled(url: str, column_type: str, ids: list[str]):  # type: ignore[no-untyped-def]
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE TABLE enrollments (patient_id {column_type}, program TEXT)"))
+        for pid in ids:
+            for program in ("RPM", "CCM"):  # a patient of two programs is one patient
+                conn.execute(
+                    text("INSERT INTO enrollments VALUES (:p, :g)"), {"p": pid, "g": program}
+                )
+    return engine
+
+
+@pytest.mark.parametrize("parts", [2, 3, 5])
+def test_the_blocks_a_database_bounds_are_the_blocks_of_the_sorted_ids(
+    tmp_path, parts: int
+) -> None:  # type: ignore[no-untyped-def]
+    engine = _enrolled(f"sqlite:///{tmp_path / 'enrolled.db'}", "TEXT", IDS)
+    try:
+        assert fleet_blocks(engine, parts, least=0) == split(sorted(IDS), parts)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("parts", [2, 3, 5])
+def test_the_blocks_postgresql_bounds_are_in_code_points_whatever_the_collation(
+    pg_schema_url: str, parts: int
+) -> None:
+    engine = _enrolled(pg_schema_url, 'VARCHAR(64) COLLATE "und-x-icu"', IDS)
+    try:
+        assert fleet_blocks(engine, parts, least=0) == split(sorted(IDS), parts)
+    finally:
+        engine.dispose()
