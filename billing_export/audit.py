@@ -109,8 +109,11 @@ def audit_line(
     tz = ZoneInfo(facts.zone)
     acts = [a for a in facts.activities if _in_period(line, a.started_at.astimezone(tz).date())]
     documented = facts.period_activities or tuple(acts)
-    where = f"in {_month(line.period_end)} for {line.code}"
     span = facts.enrollment
+
+    def where() -> str:  # only for a finding: most lines miss nothing
+        return f"in {_month(line.period_end)} for {line.code}"
+
     checks: dict[str, Callable[[], str | None]] = {
         "consent": lambda: (
             None
@@ -128,17 +131,17 @@ def audit_line(
         "care_plan": lambda: (
             None
             if facts.care_plan_on is not None and facts.care_plan_on <= line.period_end
-            else f"no care plan on file {where}"
+            else f"no care plan on file {where()}"
         ),
         "interactive_communication": lambda: (
             None
             if any(a.interactive for a in acts)
-            else f"no timestamped interactive communication recorded {where}"
+            else f"no timestamped interactive communication recorded {where()}"
         ),
         "time_log": lambda: (
             None
             if any(a.minutes > 0 and a.staff_id for a in acts)
-            else f"no time log with staff and minutes recorded {where}"
+            else f"no time log with staff and minutes recorded {where()}"
         ),
         "days_with_data": lambda: (
             None
@@ -149,12 +152,12 @@ def audit_line(
         "pro": lambda: (
             None
             if any(a.pro_instrument for a in documented)
-            else f"no patient-reported outcome recorded {where}"
+            else f"no patient-reported outcome recorded {where()}"
         ),
         "goal_review": lambda: (
             None
             if any(a.goals_reviewed for a in documented)
-            else f"no care-plan goal review recorded {where}"
+            else f"no care-plan goal review recorded {where()}"
         ),
     }
     findings = []
