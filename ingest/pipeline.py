@@ -105,6 +105,65 @@ class KnownDevices:
         return device_id in self._ids
 
 
+class _Batch:
+    """What one batch of messages has given so far: readings (each with the message it came
+    in), activities, quarantine entries and the messages that must wait for the registry."""
+
+    def __init__(self, messages: Sequence[Message]) -> None:
+        # By identity: callers build one Message per payload, so this finds its position.
+        self.index_of = {id(m): i for i, m in enumerate(messages)}
+        self.readings = ReadingColumns()
+        self.origin: list[Message] = []  # per row of ``readings``: the message it came in
+        self.entries: list[QuarantineEntry] = []
+        self.rejected: list[tuple[int, str]] = []
+        # One activity per batch, so a bad one (found only by the registry) fails alone.
+        self.activity_batches: list[list[dict[str, str]]] = []
+        self.activity_origins: list[tuple[Message, ActivityItem]] = []
+        self.pending: set[int] = set()
+        self.pending_error = ""
+
+    def reject(self, m: Message, code: str, reason: str, payload: bytes | None = None) -> None:
+        """Quarantine (part of) ``m``: its payload, or the one item ``payload`` of it."""
+        text = f"{m.label}: {reason}" if m.label else reason
+        self.rejected.append((self.index_of[id(m)], code))
+        self.entries.append(
+            QuarantineEntry(
+                m.topic,
+                m.payload if payload is None else payload,
+                code,
+                text,
+                m.received_at,
+                m.source,
+            )
+        )
+
+    def wait(self, m: Message, error: str) -> None:
+        """``m`` waits for the registry (not acknowledged); ``error`` names the first outage."""
+        self.pending.add(self.index_of[id(m)])
+        self.pending_error = self.pending_error or error
+
+
+def _take_activities(batch: _Batch, m: Message) -> None:
+    """The activities of one message, to be stored with the batch (bad items quarantined)."""
+    # Loaded with the first activity: a readings stream never needs the registry's import
+    # rules (a fifth of the writer's start-up).
+    from rpmpipe.ingest.activities import activity_items
+
+    try:
+        good, bad = activity_items(m.payload)
+    except DecodeError as exc:
+        batch.reject(m, exc.code, exc.detail)
+        return
+    except Exception as exc:  # noqa: BLE001 - terminal: this message caused it
+        batch.reject(m, "internal_error", internal_reason(exc, "reading the activity"))
+        return
+    for r in bad:
+        batch.reject(m, r.code, r.reason, r.item)
+    for a in good:
+        batch.activity_batches.append([a.row])
+        batch.activity_origins.append((m, a))
+
+
 class IngestPipeline:
     def __init__(
         self,
@@ -127,125 +186,85 @@ class IngestPipeline:
         """Write the batch durably (readings, quarantine, activities); raises on I/O errors."""
         root = self.settings.broker.topic_root
         self.devices.begin_batch()
-        readings = ReadingColumns()
-        origin: list[Message] = []  # per row of ``readings``: the message it came in
-        entries: list[QuarantineEntry] = []
-        rejected: list[tuple[int, str]] = []
-        # By identity: callers build one Message per payload, so this finds its position.
-        index_of = {id(m): i for i, m in enumerate(messages)}
-        # One activity per batch, so a bad one (found only by the registry) fails alone.
-        activity_batches: list[list[dict[str, str]]] = []
-        activity_origins: list[tuple[Message, ActivityItem]] = []
-        pending: set[int] = set()
-        pending_error = ""
-
-        def reject(m: Message, code: str, reason: str, payload: bytes | None = None) -> None:
-            text = f"{m.label}: {reason}" if m.label else reason
-            rejected.append((index_of[id(m)], code))
-            entries.append(
-                QuarantineEntry(
-                    m.topic,
-                    m.payload if payload is None else payload,
-                    code,
-                    text,
-                    m.received_at,
-                    m.source,
-                )
-            )
-
+        batch = _Batch(messages)
         for m in messages:
             kind, device = topic_device(m.topic, root)
             if kind == "unknown":
-                reject(m, "unknown_topic", "the topic is not a readings or activities topic")
-                continue
-            if kind == "activity":
-                # Loaded with the first activity: a readings stream never needs the
-                # registry's import rules (a fifth of the writer's start-up).
-                from rpmpipe.ingest.activities import activity_items
+                batch.reject(m, "unknown_topic", "the topic is not a readings or activities topic")
+            elif kind == "activity":
+                _take_activities(batch, m)
+            else:
+                self._take_readings(batch, m, device)
+        return self._write(batch)
 
-                try:
-                    good, bad = activity_items(m.payload)
-                except DecodeError as exc:
-                    reject(m, exc.code, exc.detail)
-                    continue
-                except Exception as exc:  # noqa: BLE001 - terminal: this message caused it
-                    reject(m, "internal_error", internal_reason(exc, "reading the activity"))
-                    continue
-                for r in bad:
-                    reject(m, r.code, r.reason, r.item)
-                for a in good:
-                    activity_batches.append([a.row])
-                    activity_origins.append((m, a))
-                continue
-            try:
-                if device is not None:
-                    if device not in self.devices:
-                        reject(m, "unknown_device", "the topic's device is not in the registry")
-                        continue
-                    before = len(readings)
-                    rejects = decode_into(
-                        readings,
-                        device,
-                        m.payload,
-                        m.received_at,
-                        self.clock_skew,
-                        self.devices.resolve,
-                    )
-                    origin.extend([m] * (len(readings) - before))
-                    for r in rejects:
-                        reject(m, r.code, r.reason, r.item)
-                    continue
-                decoded = decode(
-                    None, m.payload, m.received_at, self.clock_skew, self.devices.resolve
+    def _take_readings(self, batch: _Batch, m: Message, device: str | None) -> None:
+        """The readings of one message: of the topic's device, or of a backfill line (which
+        names its devices itself)."""
+        readings = batch.readings
+        try:
+            if device is not None:
+                if device not in self.devices:
+                    batch.reject(m, "unknown_device", "the topic's device is not in the registry")
+                    return
+                before = len(readings)
+                rejects = decode_into(
+                    readings,
+                    device,
+                    m.payload,
+                    m.received_at,
+                    self.clock_skew,
+                    self.devices.resolve,
                 )
-                unknown_ids = {
-                    r.device_id for r in decoded.readings if r.device_id not in self.devices
-                }
-            except Exception as exc:
-                if is_transient(exc):
-                    # The registry is away and the device is not known yet: wait for it.
-                    pending.add(index_of[id(m)])
-                    pending_error = pending_error or type(exc).__name__
-                    continue
-                reject(m, "internal_error", internal_reason(exc, "decoding the payload"))
-                continue
-            # A backfill line names its devices itself.
-            for r in decoded.rejects:
-                reject(m, r.code, r.reason, r.item)
-            if unknown_ids:
-                reject(
-                    m,
-                    "unknown_device",
-                    f"{len(unknown_ids)} device(s) of the line are not in the registry",
-                )
-            for reading in decoded.readings:
-                if reading.device_id not in unknown_ids:
-                    readings.add(reading)
-                    origin.append(m)
+                batch.origin.extend([m] * (len(readings) - before))
+                for r in rejects:
+                    batch.reject(m, r.code, r.reason, r.item)
+                return
+            decoded = decode(None, m.payload, m.received_at, self.clock_skew, self.devices.resolve)
+            unknown_ids = {r.device_id for r in decoded.readings if r.device_id not in self.devices}
+        except Exception as exc:
+            if is_transient(exc):
+                # The registry is away and the device is not known yet: wait for it.
+                batch.wait(m, type(exc).__name__)
+                return
+            batch.reject(m, "internal_error", internal_reason(exc, "decoding the payload"))
+            return
+        for r in decoded.rejects:
+            batch.reject(m, r.code, r.reason, r.item)
+        if unknown_ids:
+            batch.reject(
+                m,
+                "unknown_device",
+                f"{len(unknown_ids)} device(s) of the line are not in the registry",
+            )
+        for reading in decoded.readings:
+            if reading.device_id not in unknown_ids:
+                readings.add(reading)
+                batch.origin.append(m)
 
+    def _write(self, batch: _Batch) -> BatchOutcome:
+        """Store what the batch holds: readings, then activities, then the quarantine."""
         outcome = BatchOutcome()
-        if len(readings):
-            result = self.sink.write(readings)
+        if len(batch.readings):
+            result = self.sink.write(batch.readings)
             outcome.stored, outcome.duplicates = result.stored, result.duplicates
             for c in result.conflicts:  # a reading id reused with another time: never stored
-                reject(origin[c.row], "conflicting_duplicate", c.reason)
-        if activity_batches:
+                batch.reject(batch.origin[c.row], "conflicting_duplicate", c.reason)
+        if batch.activity_batches:
             outcome.activities, waiting = self._store_activities(
-                activity_batches,
-                activity_origins,
-                reject,
-                now=max(m.received_at for m, _ in activity_origins),
+                batch.activity_batches,
+                batch.activity_origins,
+                batch.reject,
+                now=max(m.received_at for m, _ in batch.activity_origins),
             )
             for m, error in waiting:
-                pending.add(index_of[id(m)])
-                pending_error = pending_error or error
-        if entries:
-            self.quarantine.add(entries)
-            outcome.quarantined.update(e.reason_code for e in entries)
-            outcome.entries = entries
-            outcome.rejected = rejected
-        outcome.pending = sorted(pending)
-        outcome.pending_error = pending_error
+                batch.wait(m, error)
+        if batch.entries:
+            self.quarantine.add(batch.entries)
+            outcome.quarantined.update(e.reason_code for e in batch.entries)
+            outcome.entries = batch.entries
+            outcome.rejected = batch.rejected
+        outcome.pending = sorted(batch.pending)
+        outcome.pending_error = batch.pending_error
         return outcome
 
     def _store_activities(
