@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import gc
 import hashlib
 import io
 import json
@@ -147,7 +148,7 @@ def run_export(
     root = Path(out_dir) if out_dir is not None else settings.store.exports_dir
     private_dir(root)
     check_billing_identity(billing)  # before anything is recovered, read or written
-    with _exclusive(root / LOCK_NAME):
+    with _exclusive(root / LOCK_NAME), _cycle_collection_paused():
         recovered = recover_unfinished(root, engine, now)
         progress.step("loading the final records and the ledger")
         with engine.connect() as conn:
@@ -542,6 +543,24 @@ def _write_atomic(path: Path, encoding: str, produce: Callable[[TextIO], object]
 
     atomic_write(path, write_text)
     return _sha256(path)
+
+
+@contextmanager
+def _cycle_collection_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused for the run, and resumed however it ends.
+
+    A run holds hundreds of thousands of long-lived objects (records, lines, facts, claims)
+    and makes almost no cycles (a few hundred at 20k patients): each collection walked the
+    whole heap again, a sixth of a run's time at 20k patients and a growing share with more.
+    Reference counting still frees everything else as it goes, so memory is unchanged.
+    """
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 @contextmanager
