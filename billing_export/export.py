@@ -143,12 +143,38 @@ def run_export(
     a run without the billing identity (no claim is written for a made-up clinic).
     ``progress`` hears each step and the records, lines and files done out of its total.
     """
+    # Resumed once the run's objects are freed: resumed inside, the first collection would
+    # walk all of them once more.
+    with _cycle_collection_paused():
+        return _run_export(
+            settings,
+            engine,
+            as_of,
+            out_dir,
+            now=now,
+            progress=progress,
+            _after_files=_after_files,
+            _after_ledger=_after_ledger,
+        )
+
+
+def _run_export(
+    settings: ExportSettings,
+    engine: Engine,
+    as_of: date,
+    out_dir: Path | None,
+    *,
+    now: datetime,
+    progress: Progress,
+    _after_files: CrashPoint | None,
+    _after_ledger: CrashPoint | None,
+) -> ExportResult:
     check_as_of(as_of, settings.org_zone, now)
     billing = settings.billing
     root = Path(out_dir) if out_dir is not None else settings.store.exports_dir
     private_dir(root)
     check_billing_identity(billing)  # before anything is recovered, read or written
-    with _exclusive(root / LOCK_NAME), _cycle_collection_paused():
+    with _exclusive(root / LOCK_NAME):
         recovered = recover_unfinished(root, engine, now)
         progress.step("loading the final records and the ledger")
         with engine.connect() as conn:
