@@ -240,20 +240,24 @@ def price_claims(
     (the export holds back lines that are not; see ``holds.hold_reason``).
     """
     claims = []
+    # Each code's unit charge and modifiers, looked up once per run rather than per line.
+    priced: dict[str, tuple[Decimal, tuple[str, ...]]] = {}
     for seq, draft in enumerate(drafts):
         patient = patients[draft.patient_id]
         claim_id = claim_id_for(first_claim_number + seq)
         pointers = tuple(range(1, min(len(patient.icd10), MAX_POINTERS) + 1))
         charge_lines = []
         for n, line in enumerate(draft.lines, start=1):
-            price = unit_charge(billing, line.code)
-            assert price is not None
+            service = line.line
+            price, modifiers = priced.get(service.code) or priced.setdefault(
+                service.code, _priced(billing, service.code)
+            )
             charge_lines.append(
                 ChargeLine(
                     line_no=n,
                     line=line,
-                    modifiers=tuple(billing.modifiers.get(line.code, ())),
-                    charge=price * line.units,
+                    modifiers=modifiers,
+                    charge=price * service.units,
                     diagnosis_pointers=pointers,
                     line_control_number=line_control_number_for(claim_id, n),
                 )
@@ -272,6 +276,13 @@ def price_claims(
             )
         )
     return claims
+
+
+def _priced(billing: BillingSettings, code: str) -> tuple[Decimal, tuple[str, ...]]:
+    """The unit charge and the modifiers of a code the charge master prices."""
+    price = unit_charge(billing, code)
+    assert price is not None
+    return price, tuple(billing.modifiers.get(code, ()))
 
 
 def _line_order(line: BillableLine) -> tuple[date, str, str, date]:

@@ -388,6 +388,10 @@ def draft_plan(
     return PlanDraft(work, tuple(drafts), tuple(changes), replacement_members, tuple(held))
 
 
+# What the ledger calls a line of a claim of each frequency (CLM05-3).
+_CLAIM_LINE_KIND = {"1": LineKind.ORIGINAL, "7": LineKind.REPLACEMENT, "8": VOID_CLAIM}
+
+
 def price_plan(
     draft: PlanDraft,
     patients: Mapping[str, PatientInfo],
@@ -403,13 +407,11 @@ def price_plan(
     writes: list[LedgerWrite] = []
     for index, claim in enumerate(claims):
         on_claim = replacement_members.get(index)
+        kind = _CLAIM_LINE_KIND[claim.frequency]
         for cl in claim.lines:
             ln = cl.line
-            prior = work.ledger.get((ln.patient_id, ln.program, ln.record_kind, ln.period_start))
-            revision = 0 if on_claim is None or prior is None else prior.revision + 1
-            kind = {"1": LineKind.ORIGINAL, "7": LineKind.REPLACEMENT, "8": VOID_CLAIM}[
-                claim.frequency
-            ]
+            prior = work.ledger.get(ln.record_key) if on_claim is not None else None
+            revision = 0 if prior is None else prior.revision + 1
             writes.append(
                 _write(ln, revision, kind, claim.claim_id, cl.charge, cl.line_control_number)
             )
@@ -602,22 +604,24 @@ def _write(
     charge: Decimal,
     line_control_number: str = "",
 ) -> LedgerWrite:
+    # The record and the service read once (a run writes a row per line it bills).
+    record, service = line.record, line.line
     return LedgerWrite(
-        patient_id=line.patient_id,
-        program=line.program,
-        record_kind=line.record_kind,
-        period_start=line.period_start,
-        period_end=line.period_end,
+        patient_id=record.patient_id,
+        program=record.program,
+        record_kind=record.kind,
+        period_start=record.period_start,
+        period_end=record.period_end,
         revision=revision,
         line_kind=kind,
-        code=line.code,
-        units=line.units,
+        code=service.code,
+        units=service.units,
         charge=charge,
-        date_of_service=line.date_of_service,
+        date_of_service=service.date_of_service,
         claim_id=claim_id,
-        transmission_days=line.transmission_days,
-        interactive_minutes=line.interactive_minutes,
-        management_minutes=line.management_minutes,
+        transmission_days=record.transmission_days,
+        interactive_minutes=record.interactive_minutes,
+        management_minutes=record.management_minutes,
         line_control_number=line_control_number,
-        episode_start=line.episode_start,
+        episode_start=record.episode_start,
     )
