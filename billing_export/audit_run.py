@@ -75,20 +75,22 @@ def audit_lines(
     if facts is None:
         facts = line_facts(engine, readings_dir, lines).records
     rules = default_rules()
+    none_found = RecordFacts((), (), None)
     out = []
     for ln in tracked(lines, progress):
-        patient = patients.get(ln.patient_id)
+        record, service = ln.record, ln.line  # read once: the properties cost a call each
+        patient = patients.get(record.patient_id)
         extra = profiles.get(patient.payer_id, ()) if patient else ()
         audited = AuditedLine(
-            ln.patient_id,
-            ln.program,
-            ln.record_kind,
-            ln.code,
-            ln.period_start,
-            ln.period_end,
-            ln.date_of_service,
+            record.patient_id,
+            record.program,
+            record.kind,
+            service.code,
+            record.period_start,
+            record.period_end,
+            service.date_of_service,
         )
-        found = facts.get(ln.record_key, RecordFacts((), (), None))
+        found = facts.get(record.key, none_found)
         out.append(LineAudit(ln, tuple(audit_line(audited, found, rules, extra))))
     return out
 

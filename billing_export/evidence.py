@@ -121,7 +121,7 @@ def record_evidence(evidence_json: str) -> RecordEvidence:
     doc = orjson.loads(evidence_json or "{}")
     return RecordEvidence(
         tuple(doc.get("dates", [])),
-        tuple(str(a) for a in doc.get("activity_ids", [])),
+        tuple(map(str, doc.get("activity_ids", []))),
     )
 
 
@@ -203,13 +203,17 @@ def record_facts(
             enrollment=enrollment_for(enrollments.get((patient_id, program), ()), period_end),
             period_activities=in_period,
             zone=str(zone),
-            care_plan_on=max(
-                (d for d in (care_plans or {}).get((patient_id, program), ()) if d <= period_end),
-                default=None,
-            ),
+            care_plan_on=_care_plan_on((care_plans or {}).get((patient_id, program)), period_end),
             day_counts=day_counts(key),
         )
     return out
+
+
+def _care_plan_on(established: Sequence[date] | None, period_end: date) -> date | None:
+    """The latest care plan established by the period end (most records have none)."""
+    if not established:
+        return None
+    return max((d for d in established if d <= period_end), default=None)
 
 
 def documentation_of(f: RecordFacts) -> tuple[ActivityEvidence, ...]:

@@ -251,7 +251,7 @@ def _activity(row: Any) -> ActivityEvidence:
         staff_id=staff_id,
         interactive=bool(interactive),
         performer=str(performer or ""),
-        goals_reviewed=tuple(g for g in (goals or "").split(";") if g),
+        goals_reviewed=tuple(filter(None, (goals or "").split(";"))),
         pro_instrument=pro_instrument or "",
         pro_score=None if pro_score is None else Decimal(pro_score),
         note_ref=note_ref or "",
