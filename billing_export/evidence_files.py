@@ -26,6 +26,7 @@ from rpmpipe.billing_export.evidence import (
     EVIDENCE_CSV_COLUMNS,
     EVIDENCE_SCHEMA,
     ActivityEvidence,
+    EnrollmentSpan,
     RecordFacts,
     RecordKey,
     cents,
@@ -52,14 +53,16 @@ def run_evidence(
     claims: Sequence[Claim], run_id: str, facts: Mapping[RecordKey, RecordFacts], days: RecordDays
 ) -> RunEvidence:
     """The evidence of every line of ``claims``, from the facts and days the run read."""
-    cols: dict[str, list[object]] = {name: [] for name in _SCALARS}
+    scalars: list[tuple[object, ...]] = []  # per line, its _SCALARS (columns at the end)
     keys: list[RecordKey] = []
     heads: list[str] = []
     enrollment_rows: list[str] = []
+    enrollment_text: dict[tuple[EnrollmentSpan | None, str, str], str] = {}
     for claim in claims:
         for cl in claim.lines:
             ln = cl.line
-            key = ln.record_key
+            r, service = ln.record, ln.line  # read once: the line's properties cost a call each
+            key = r.key
             f = facts.get(key, _NO_FACTS)
             span = f.enrollment
             lcn = cl.line_control_number or line_control_number_for(claim.claim_id, cl.line_no)
@@ -67,25 +70,24 @@ def run_evidence(
                 lcn,
                 claim.claim_id,
                 cl.line_no,
-                ln.patient_id,
-                ln.program,
-                ln.record_kind,
-                ln.code,
-                ln.units,
+                r.patient_id,
+                r.program,
+                r.kind,
+                service.code,
+                service.units,
                 cents(cl.charge),
-                ln.date_of_service,
-                ln.period_start,
-                ln.period_end,
-                ln.rule_set,
-                ln.transmission_days,
-                cents(ln.interactive_minutes),
-                span.ordering_npi if span else ln.rendering_npi,
+                service.date_of_service,
+                r.period_start,
+                r.period_end,
+                r.rule_set,
+                r.transmission_days,
+                cents(r.interactive_minutes),
+                span.ordering_npi if span else r.rendering_npi,
                 span.consent_date if span else None,
                 span.start if span else None,
                 span.end if span else None,
             )
-            for name, value in zip(_SCALARS, values, strict=True):
-                cols[name].append(value)
+            scalars.append(values)
             keys.append(key)
             heads.append(
                 csv_row(
@@ -93,26 +95,19 @@ def run_evidence(
                         lcn,
                         claim.claim_id,
                         str(cl.line_no),
-                        ln.patient_id,
-                        ln.code,
-                        ln.date_of_service.isoformat(),
+                        r.patient_id,
+                        service.code,
+                        service.date_of_service.isoformat(),
                     ]
                 )
             )
-            consent = span.consent_date.isoformat() if span and span.consent_date else "none"
-            enrollment_rows.append(
-                csv_row(
-                    [
-                        "enrollment",
-                        span.start.isoformat() if span else "",
-                        "",
-                        f"consent {consent}; ordering NPI {values[15]}; rule set "
-                        f"{ln.rule_set}; rpmpipe {__version__}",
-                        "",
-                    ]
-                )
-            )
+            about = (span, values[15], r.rule_set)  # the same for every line of the enrollment
+            enrollment_row = enrollment_text.get(about)
+            if enrollment_row is None:
+                enrollment_row = enrollment_text[about] = _enrollment_row(*about)
+            enrollment_rows.append(enrollment_row)
     n = len(keys)
+    cols = _columns(scalars)
     records = _RecordActivities(facts, keys)
     columns = {name: pa.array(cols[name], EVIDENCE_SCHEMA.field(name).type) for name in _SCALARS}
     columns["run_id"] = pa.array([run_id] * n, pa.string())
@@ -122,6 +117,29 @@ def run_evidence(
     columns["rpmpipe_version"] = pa.array([__version__] * n, pa.string())
     table = pa.Table.from_arrays([columns[f.name] for f in EVIDENCE_SCHEMA], schema=EVIDENCE_SCHEMA)
     return RunEvidence(table, heads, enrollment_rows, records.rows())
+
+
+def _columns(scalars: Sequence[tuple[object, ...]]) -> dict[str, list[object]]:
+    """Each of _SCALARS's columns of the lines: one transposition at the end, where an
+    append per value cost a million list appends at 54k lines."""
+    if not scalars:
+        return {name: [] for name in _SCALARS}
+    return dict(zip(_SCALARS, map(list, zip(*scalars, strict=True)), strict=True))
+
+
+def _enrollment_row(span: EnrollmentSpan | None, ordering_npi: str, rule_set: str) -> str:
+    """The enrollment fact of a line, as CSV text."""
+    consent = span.consent_date.isoformat() if span and span.consent_date else "none"
+    return csv_row(
+        [
+            "enrollment",
+            span.start.isoformat() if span else "",
+            "",
+            f"consent {consent}; ordering NPI {ordering_npi}; rule set {rule_set}; "
+            f"rpmpipe {__version__}",
+            "",
+        ]
+    )
 
 
 _SCALARS = (
