@@ -360,6 +360,18 @@ class PatientDays:
         return (self.patient.astype(np.int64) << _DAY_BITS) | self.day
 
 
+def distinct(keys: IntArray) -> IntArray:
+    """The distinct values of ``keys``, sorted.
+
+    By a sort: ``numpy.unique`` without its optional outputs hashes since NumPy 2.3, which
+    on millions of day keys is about 70 times slower than sorting them (5-7 s against 0.07 s
+    for 4.7M keys)."""
+    out = np.sort(keys, kind="stable")  # runs already in order are merged, not sorted again
+    if len(out) > 1:
+        out = out[np.r_[True, out[1:] != out[:-1]]]
+    return out
+
+
 def _unpacked(keys: IntArray) -> tuple[Int32Array, Int32Array]:
     """Packed (patient, day) keys as their two columns, 32 bits each: a fleet's days with
     data are millions of rows, held for the whole run."""
@@ -438,10 +450,10 @@ def patient_days(
         if bitmap is not None:
             bitmap[pairs.patient * span + (pairs.day - first)] = True
             continue
-        found.append(np.unique((pairs.patient << _DAY_BITS) | pairs.day))
+        found.append(distinct((pairs.patient << _DAY_BITS) | pairs.day))
         pending += len(found[-1])
         if pending > 4_000_000 and len(found) > 1:
-            found = [np.unique(np.concatenate(found))]
+            found = [distinct(np.concatenate(found))]
             pending = len(found[0])
     if bitmap is not None:
         cells = np.flatnonzero(bitmap)
@@ -452,7 +464,7 @@ def patient_days(
         del cells
         counted_keys = None
     else:
-        counted_keys = np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
+        counted_keys = distinct(np.concatenate(found)) if found else np.empty(0, np.int64)
         patient, day = _unpacked(counted_keys)
     set_aside = _set_aside(
         rejected, rejected_readings, snapshot, index, bitmap, counted_keys, first, span
@@ -521,7 +533,7 @@ def with_self_reported(found: PatientDays) -> PatientDays:
     ]
     if not extra:
         return found
-    keys = np.unique(
+    keys = distinct(
         np.concatenate([found.keys, np.array([found.key(p, d) for p, d in extra], np.int64)])
     )
     patient, day = _unpacked(keys)
