@@ -420,40 +420,32 @@ class IngestService:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = UNDECODABLE_TOPIC
-        if topic == BROKER_DROPPED_TOPIC:
-            self._broker_dropped(bytes(msg.payload))
-            return
-        self._inbox.append(
-            _Incoming(
-                self._generation,
-                msg.mid,
-                msg.qos,
-                Message(topic, bytes(msg.payload), datetime.now(UTC)),
-                time.monotonic(),
-            )
-        )
-        self._stats.received += 1
+        message = Message(topic, bytes(msg.payload), datetime.now(UTC))
+        if self._take(message, msg.mid, msg.qos, time.monotonic(), self._generation):
+            self._stats.received += 1
 
     def _on_publishes(self, publishes: list[RawPublish]) -> None:
         """QoS 1 PUBLISHes the client split out of one chunk, as :meth:`_on_message` takes
         them: one arrival time for the chunk (its packets came in one ``recv``)."""
         self._packets += len(publishes)
         received_at, arrived, generation = datetime.now(UTC), time.monotonic(), self._generation
-        inbox = self._inbox
         taken = 0
         for raw_topic, payload, mid in publishes:
             try:
                 topic = raw_topic.decode()
             except UnicodeDecodeError:
                 topic = UNDECODABLE_TOPIC
-            if topic == BROKER_DROPPED_TOPIC:
-                self._broker_dropped(payload)
-                continue
-            inbox.append(
-                _Incoming(generation, mid, 1, Message(topic, payload, received_at), arrived)
-            )
-            taken += 1
+            taken += self._take(Message(topic, payload, received_at), mid, 1, arrived, generation)
         self._stats.received += taken
+
+    def _take(self, message: Message, mid: int, qos: int, arrived: float, generation: int) -> bool:
+        """Queue ``message`` for the writer; False for the broker's own notice of messages it
+        dropped, which is counted, not stored."""
+        if message.topic == BROKER_DROPPED_TOPIC:
+            self._broker_dropped(message.payload)
+            return False
+        self._inbox.append(_Incoming(generation, mid, qos, message, arrived))
+        return True
 
     def _broker_dropped(self, payload: bytes) -> None:
         try:
