@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import Engine, Table, delete, func, or_, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 
 from rpmpipe.asof import check_as_of
 from rpmpipe.errors import RpmpipeError
@@ -607,10 +606,12 @@ def persist_final(
     assert isinstance(table, Table)
     dialect = engine.dialect.name
     insert: Any
+    # Imported here: the CSV run saves nothing, and PostgreSQL's dialect is a tenth of the
+    # imports a run pays before it forks its workers.
     if dialect == "postgresql":
-        insert = postgresql.insert
+        from sqlalchemy.dialects.postgresql import insert
     elif dialect == "sqlite":
-        insert = sqlite.insert
+        from sqlalchemy.dialects.sqlite import insert
     else:
         raise NotImplementedError(f"engagement upsert on {dialect}")
     with engine.begin() as conn:
