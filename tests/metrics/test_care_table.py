@@ -153,6 +153,23 @@ def test_exclusions_hold_rows_of_the_table_in_place() -> None:
     assert pcm.status == RecordStatus.NOT_BILLABLE and pcm.reason.startswith("held: ")
 
 
+def test_pcm_physician_time_in_one_month_and_staff_time_in_the_next_bill_both() -> None:
+    """99424 and 99426 are exclusive within a month only: a physician's 30 minutes in January
+    and clinical staff's 30 minutes in December are each their month's line (the property
+    test below once asserted the codes exclusive for a patient across every month)."""
+    facts = _facts("P1", ("PCM",), ("I10",))
+    entries = [
+        _entry("A1", datetime(2025, 12, 10, 16, tzinfo=UTC), "30", program="PCM"),
+        _entry(
+            "A2", datetime(2026, 1, 12, 16, tzinfo=UTC), "30", program="PCM", performer="physician"
+        ),
+    ]
+    table = care_table(entries_of(entries), facts, date(2026, 2, 10), RULES, ZONE, {})
+    held = apply_exclusions(table.records(), facts, frozenset())
+    billed = [(r.period_start, [line.code for line in r.lines]) for r in held if r.lines]
+    assert billed == [(date(2025, 12, 1), ["99426"]), (date(2026, 1, 1), ["99424"])]
+
+
 PROGRAMS = ("RPM", "CCM", "PCM", "BHI", "RTM", "APCM")
 START = datetime(2025, 12, 20, tzinfo=UTC)
 
@@ -215,9 +232,12 @@ def test_no_row_bills_two_exclusive_codes_or_counts_a_minute_twice(
     held = apply_exclusions(records, facts, frozenset())
     hold_in_table(table, [], facts, frozenset(), exclusion_patients(facts, table))
     assert table.records() == held
-    for pid in ("P1", "P2"):
-        codes = {line.code for r in held if r.patient_id == pid for line in r.lines}
-        assert not ({"99424", "99426"} <= codes)
+    # PCM's physician and staff codes are exclusive within a calendar month, not across months.
+    month_codes: dict[tuple[str, date], set[str]] = {}
+    for r in held:
+        for line in r.lines:
+            month_codes.setdefault((r.patient_id, r.period_start), set()).add(line.code)
+    assert not any({"99424", "99426"} <= codes for codes in month_codes.values())
     expected = io.StringIO()
     write_csv(held, expected)
     assert expected.getvalue().split("\n", 1)[1] == table.csv_text(CsvRows())
