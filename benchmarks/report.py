@@ -55,7 +55,8 @@ def main() -> None:
     from rpmpipe.app.report.inputs import gather
     from rpmpipe.app.report.site import write_site
     from rpmpipe.billing_export.export import run_export
-    from rpmpipe.metrics.job import compute, compute_and_persist, gc_paused
+    from rpmpipe.collector import gc_paused
+    from rpmpipe.metrics.job import compute, compute_and_persist
     from rpmpipe.registry.db import open_registry
     from rpmpipe.settings import load_settings
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import gc
 import hashlib
 import io
 import json
@@ -82,6 +81,7 @@ from rpmpipe.billing_export.x12 import (
     transactions_needed,
     write_837p,
 )
+from rpmpipe.collector import gc_paused
 from rpmpipe.errors import ConfigError, ExportError
 from rpmpipe.files import atomic_write, fsync_dir, private_dir
 from rpmpipe.logs import get_logger
@@ -145,7 +145,7 @@ def run_export(
     """
     # Resumed once the run's objects are freed: resumed inside, the first collection would
     # walk all of them once more.
-    with _cycle_collection_paused():
+    with gc_paused():
         return _run_export(
             settings,
             engine,
@@ -569,24 +569,6 @@ def _write_atomic(path: Path, encoding: str, produce: Callable[[TextIO], object]
 
     atomic_write(path, write_text)
     return _sha256(path)
-
-
-@contextmanager
-def _cycle_collection_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector paused for the run, and resumed however it ends.
-
-    A run holds hundreds of thousands of long-lived objects (records, lines, facts, claims)
-    and makes almost no cycles (a few hundred at 20k patients): each collection walked the
-    whole heap again, a sixth of a run's time at 20k patients and a growing share with more.
-    Reference counting still frees everything else as it goes, so memory is unchanged.
-    """
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
 
 
 @contextmanager

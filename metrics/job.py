@@ -9,7 +9,6 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cache
@@ -20,6 +19,7 @@ import numpy as np
 from sqlalchemy import Engine, Table, delete, func, or_, select, tuple_
 
 from rpmpipe.asof import check_as_of
+from rpmpipe.collector import gc_paused
 from rpmpipe.errors import RpmpipeError
 from rpmpipe.logs import get_logger
 from rpmpipe.metrics.blocks import WHOLE_FLEET, PatientBlock, fleet_blocks
@@ -199,23 +199,6 @@ def load_registry(
     )
     facts = care_facts_of(engine, patients, enrollment_rows, texts, block)
     return RegistrySnapshot(zones, assignments, enrollments), facts
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector around bulk work.
-
-    A run builds hundreds of thousands of small, acyclic objects (dates, records, tuples);
-    the collector would rescan them again and again (a third of the run time at 100k
-    patients). Reference counting still frees them; the collector resumes afterwards.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def compute(

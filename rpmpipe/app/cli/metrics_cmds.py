@@ -83,7 +83,8 @@ def metrics(
     not_billable)."""
     from rpmpipe.app.cli.progress import steps
     from rpmpipe.asof import check_as_of, future_warning, is_future, last_full_day, parse_day
-    from rpmpipe.metrics.job import compute, compute_and_persist, compute_csv, gc_paused
+    from rpmpipe.collector import gc_paused
+    from rpmpipe.metrics.job import compute, compute_and_persist, compute_csv
     from rpmpipe.registry.db import open_registry
 
     settings = settings_of(ctx)

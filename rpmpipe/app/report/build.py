@@ -29,7 +29,8 @@ def build_report(
 ) -> SiteResult:
     """Write the report as of ``as_of`` to ``out``; ``records`` when the caller has them
     (the nightly job just computed them), else they are computed here."""
-    from rpmpipe.metrics.job import compute, gc_paused
+    from rpmpipe.collector import gc_paused
+    from rpmpipe.metrics.job import compute
 
     start_vega_bundle()  # in a thread, while the figures are gathered
     if records is None:
