@@ -323,32 +323,39 @@ def reading_rows(
     if not by_device:
         return none
     bounds = pc.min_max(wanted_days["day"]).as_py()
-    low, high = bounds["min"], bounds["max"]
+    table = _transmitted(readings_dir, bounds["min"], bounds["max"], sorted(by_device))
+    if table is None:
+        return none
+    # Columnar from here: each reading joined to the assignments of its device, its local
+    # date in that patient's zone, kept when inside the assignment and a wanted date.
+    spans = [a for spans_ in by_device.values() for a in spans_]
+    joined = _identified(table).join(_assigned(spans, zones), "device_id", join_type="inner")
+    if joined.num_rows == 0:
+        return none
+    found = _on_assigned_dates(joined)
+    wanted = wanted_days.select(["patient_id", "day"]).group_by(["patient_id", "day"]).aggregate([])
+    found = found.join(wanted, ["patient_id", "day"], join_type="inner")
+    # In reading id order within each (patient, date), as the evidence lists them.
+    found = found.sort_by([(c, "ascending") for c in ("patient_id", "day", "id", "device_id")])
+    return found.select(READING_ROWS_SCHEMA.names).cast(READING_ROWS_SCHEMA)
+
+
+def _transmitted(readings_dir: Path, low: date, high: date, devices: list[str]) -> pa.Table | None:
+    """The physiologic readings of ``devices`` that may fall on local dates ``low .. high``,
+    neither manual nor clock-suspect (None: there are none)."""
     first = datetime.combine(low - timedelta(days=1), time(), UTC)
     last = datetime.combine(high + timedelta(days=2), time(), UTC)
     import pyarrow.dataset as ds  # here: importing it loads pandas, which exports never need
 
     files = _reading_files(readings_dir, low - timedelta(days=1), high + timedelta(days=1))
     if not files:
-        return none
+        return None
     dataset = ds.dataset([str(f) for f in files], format="parquet")
     names = set(dataset.schema.names)
-    columns = [
-        c
-        for c in (
-            "reading_id",
-            "dedup_key",
-            "device_id",
-            "type",
-            "measured_at",
-            "manual_entry",
-            "clock_suspect",
-        )
-        if c in names
-    ]
+    columns = [c for c in _READING_COLUMNS if c in names]
     measured = ds.field("measured_at")
     condition = (
-        ds.field("device_id").isin(sorted(by_device))
+        ds.field("device_id").isin(devices)
         & (measured >= pa.scalar(first, pa.timestamp("us", "UTC")))
         & (measured < pa.scalar(last, pa.timestamp("us", "UTC")))
         & ds.field("type").isin(list(READING_TYPES))
@@ -357,10 +364,22 @@ def reading_rows(
     for flag in ("manual_entry", "clock_suspect"):
         if flag in table.column_names:
             table = _kept(table, pc.invert(pc.fill_null(table[flag], False)))
-    if table.num_rows == 0:
-        return none
-    # Columnar from here: each reading joined to the assignments of its device, its local
-    # date in that patient's zone, kept when inside the assignment and a wanted date.
+    return table if table.num_rows else None
+
+
+_READING_COLUMNS = (
+    "reading_id",
+    "dedup_key",
+    "device_id",
+    "type",
+    "measured_at",
+    "manual_entry",
+    "clock_suspect",
+)
+
+
+def _identified(table: pa.Table) -> pa.Table:
+    """Each reading's device, instant (UTC) and id: the reading id, else its dedup key."""
     empty = pa.nulls(table.num_rows, pa.string())
     reading_id = table["reading_id"] if "reading_id" in table.column_names else empty
     dedup_key = table["dedup_key"] if "dedup_key" in table.column_names else empty
@@ -372,15 +391,18 @@ def reading_rows(
     measured = table["measured_at"]
     if measured.type.tz is None:
         measured = measured.cast(pa.timestamp("us", "UTC"))
-    readings = pa.table(
+    return pa.table(
         {
             "device_id": table["device_id"].cast(pa.string()),
             "at": measured,
             "id": ids.cast(pa.string()),
         }
     )
-    spans = [a for spans_ in by_device.values() for a in spans_]
-    assigned = pa.table(
+
+
+def _assigned(spans: list[AssignmentSpan], zones: Mapping[str, str]) -> pa.Table:
+    """The assignments as a table, each with its patient's zone."""
+    return pa.table(
         {
             "device_id": pa.array([a.device_id for a in spans], pa.string()),
             "patient_id": pa.array([a.patient_id for a in spans], pa.string()),
@@ -389,9 +411,11 @@ def reading_rows(
             "zone": pa.array([zones.get(a.patient_id) or "UTC" for a in spans], pa.string()),
         }
     )
-    joined = readings.join(assigned, "device_id", join_type="inner")
-    if joined.num_rows == 0:
-        return none
+
+
+def _on_assigned_dates(joined: pa.Table) -> pa.Table:
+    """(patient, local date, id, device) of each joined reading whose local date, in its
+    patient's zone, lies inside the assignment."""
     parts = []
     zone_names = pc.unique(joined["zone"]).to_pylist()
     for zone in zone_names:
@@ -408,12 +432,7 @@ def reading_rows(
             "device_id": part["device_id"],
         }
         parts.append(_kept(pa.table(rows), inside))
-    found = pa.concat_tables(parts)
-    wanted = wanted_days.select(["patient_id", "day"]).group_by(["patient_id", "day"]).aggregate([])
-    found = found.join(wanted, ["patient_id", "day"], join_type="inner")
-    # In reading id order within each (patient, date), as the evidence lists them.
-    found = found.sort_by([(c, "ascending") for c in ("patient_id", "day", "id", "device_id")])
-    return found.select(READING_ROWS_SCHEMA.names).cast(READING_ROWS_SCHEMA)
+    return pa.concat_tables(parts)
 
 
 def _kept(table: pa.Table, keep: pa.ChunkedArray | pa.Array) -> pa.Table:
