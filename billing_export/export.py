@@ -51,7 +51,7 @@ from sqlalchemy import Engine
 from rpmpipe import __version__
 from rpmpipe.asof import check_as_of
 from rpmpipe.billing_export.charge_csv import write_charge_csv, write_corrections_csv
-from rpmpipe.billing_export.claims import Claim, Receiver, claims_file_for
+from rpmpipe.billing_export.claims import Claim, PatientInfo, Receiver, claims_file_for
 from rpmpipe.billing_export.holds import Held, group_held
 from rpmpipe.billing_export.ledger import (
     Allocation,
@@ -71,6 +71,8 @@ from rpmpipe.billing_export.ledger import (
 from rpmpipe.billing_export.plan import (
     ExportPlan,
     LedgerState,
+    PlanDraft,
+    Work,
     draft_plan,
     price_plan,
     select_work,
@@ -179,27 +181,10 @@ def _run_export(
         progress.step("loading the final records and the ledger")
         with engine.connect() as conn:
             if nothing_to_export(conn, as_of):
-                log.info("export_nothing_new", as_of=as_of.isoformat(), held=0)
-                return ExportResult(
-                    None,
-                    None,
-                    0,
-                    0,
-                    0,
-                    0,
-                    Decimal("0.00"),
-                    None,
-                    recovered=recovered,
-                    usage=billing.usage,
-                )
+                return _nothing_new(as_of, recovered, billing.usage)
             # Imported only now that there is something to do: the documentation audit and
             # the evidence bring pyarrow and numpy, about a second of a process's start-up
             # that a rerun with nothing new does not pay.
-            from rpmpipe.billing_export.audit_run import (
-                audit_lines,
-                hold_undocumented,
-                line_facts,
-            )
             from rpmpipe.billing_export.evidence_files import run_evidence
             from rpmpipe.billing_export.evidence_load import collect_evidence
 
@@ -211,53 +196,15 @@ def _run_export(
         work = select_work(tracked(records, progress), ledger, patients, billing, as_of=as_of)
         facts: RunFacts | None = None
         if billing.audit_before_export and work.originals:
-            progress.step("auditing the documentation of each line", len(work.originals))
-            # Read once: the audit's facts are also the evidence frozen with the run.
-            facts = line_facts(engine, settings.store.readings_dir, work.originals)
-            audits = audit_lines(
-                engine,
-                settings.store.readings_dir,
-                work.originals,
-                patients,
-                billing,
-                facts.records,
-                progress,
-            )
-            work = hold_undocumented(work, audits)
+            work, facts = _audited(engine, settings, work, patients, progress)
         progress.step("building the claims")
         # Grouped and ordered once; numbered once the ledger has issued the claim numbers.
         draft = draft_plan(work, patients, billing)
         _log_held(draft.held)
         if draft.is_empty:
             # Nothing to write (changed records may all be held): no empty run directory.
-            log.info("export_nothing_new", as_of=as_of.isoformat(), held=_lines(draft.held))
-            return ExportResult(
-                None,
-                None,
-                0,
-                0,
-                0,
-                _lines(draft.held),
-                Decimal("0.00"),
-                None,
-                recovered=recovered,
-                held_back=draft.held,
-                usage=billing.usage,
-            )
-        interchanges: tuple[Interchange, ...] = ()
-        if draft.drafts:
-            sizes = [transactions_needed(n) for _r, n in draft.receivers(patients, billing)]
-            allocation = allocate_control_numbers(engine, sizes, len(draft.drafts))
-            plan = price_plan(draft, patients, billing, allocation.first_claim_number)
-            interchanges = _interchanges(plan.claims, allocation, billing)
-            plan = dataclasses.replace(
-                plan, claims=tuple(c for i in interchanges for c in i.claims)
-            )
-            first = interchanges[0].control.interchange
-            run_id = f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{first:09d}"
-        else:
-            plan = price_plan(draft, patients, billing, first_claim_number=1)
-            run_id = f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-corrections-{uuid.uuid4().hex[:8]}"
+            return _nothing_new(as_of, recovered, billing.usage, draft.held)
+        plan, interchanges, run_id = _numbered(draft, engine, patients, billing, now)
 
         partial = root / f"{PARTIAL_PREFIX}{run_id}"
         final = root / run_id
@@ -278,21 +225,10 @@ def _run_export(
         if _after_files:
             _after_files(partial)
 
-        stamp = RunStamp(
-            run_id,
-            CORRECTIONS,
-            now,
-            str(root.resolve()),
-            claims_file_of={c.claim_id: i.file_name for i in interchanges for c in i.claims},
-            control_of={c.claim_id: i.control for i in interchanges for c in i.claims},
-            transaction_of={
-                c.claim_id: i.control.transaction + n // CLAIMS_PER_TRANSACTION
-                for i in interchanges
-                for n, c in enumerate(i.claims)
-            },
-        )
         try:
-            record_ledger(engine, plan.ledger, stamp, stored, progress)
+            record_ledger(
+                engine, plan.ledger, _run_stamp(run_id, now, root, interchanges), stored, progress
+            )
         except ExportError:
             shutil.rmtree(partial, ignore_errors=True)
             raise
@@ -300,7 +236,103 @@ def _run_export(
             _after_ledger(partial)
         _publish(partial, final)
         mark_run(engine, run_id, "published", now)
+    return _published(run_id, final, plan, interchanges, recovered, billing.usage)
 
+
+def _nothing_new(
+    as_of: date, recovered: tuple[str, ...], usage: str, held: tuple[Held, ...] = ()
+) -> ExportResult:
+    """The result of a run that writes nothing (``held``: the records it held back)."""
+    log.info("export_nothing_new", as_of=as_of.isoformat(), held=_lines(held))
+    return ExportResult(
+        None,
+        None,
+        0,
+        0,
+        0,
+        _lines(held),
+        Decimal("0.00"),
+        None,
+        recovered=recovered,
+        held_back=held,
+        usage=usage,
+    )
+
+
+def _audited(
+    engine: Engine,
+    settings: ExportSettings,
+    work: Work,
+    patients: Mapping[str, PatientInfo],
+    progress: Progress,
+) -> tuple[Work, RunFacts]:
+    """The work with the lines whose documentation falls short held, and the facts read for
+    the audit (read once: they are also the evidence frozen with the run)."""
+    from rpmpipe.billing_export.audit_run import audit_lines, hold_undocumented, line_facts
+
+    progress.step("auditing the documentation of each line", len(work.originals))
+    facts = line_facts(engine, settings.store.readings_dir, work.originals)
+    audits = audit_lines(
+        engine,
+        settings.store.readings_dir,
+        work.originals,
+        patients,
+        settings.billing,
+        facts.records,
+        progress,
+    )
+    return hold_undocumented(work, audits), facts
+
+
+def _numbered(
+    draft: PlanDraft,
+    engine: Engine,
+    patients: Mapping[str, PatientInfo],
+    billing: BillingSettings,
+    now: datetime,
+) -> tuple[ExportPlan, tuple[Interchange, ...], str]:
+    """The priced plan with the claim and control numbers the ledger issues, its .837
+    interchanges (none for a run of corrections only) and the run's id."""
+    if not draft.drafts:
+        plan = price_plan(draft, patients, billing, first_claim_number=1)
+        return plan, (), f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-corrections-{uuid.uuid4().hex[:8]}"
+    sizes = [transactions_needed(n) for _r, n in draft.receivers(patients, billing)]
+    allocation = allocate_control_numbers(engine, sizes, len(draft.drafts))
+    plan = price_plan(draft, patients, billing, allocation.first_claim_number)
+    interchanges = _interchanges(plan.claims, allocation, billing)
+    plan = dataclasses.replace(plan, claims=tuple(c for i in interchanges for c in i.claims))
+    first = interchanges[0].control.interchange
+    return plan, interchanges, f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{first:09d}"
+
+
+def _run_stamp(
+    run_id: str, now: datetime, root: Path, interchanges: Sequence[Interchange]
+) -> RunStamp:
+    """What the ledger records of the run for each claim: its file, control numbers and
+    transaction."""
+    return RunStamp(
+        run_id,
+        CORRECTIONS,
+        now,
+        str(root.resolve()),
+        claims_file_of={c.claim_id: i.file_name for i in interchanges for c in i.claims},
+        control_of={c.claim_id: i.control for i in interchanges for c in i.claims},
+        transaction_of={
+            c.claim_id: i.control.transaction + n // CLAIMS_PER_TRANSACTION
+            for i in interchanges
+            for n, c in enumerate(i.claims)
+        },
+    )
+
+
+def _published(
+    run_id: str,
+    final: Path,
+    plan: ExportPlan,
+    interchanges: tuple[Interchange, ...],
+    recovered: tuple[str, ...],
+    usage: str,
+) -> ExportResult:
     result = ExportResult(
         run_id=run_id,
         run_dir=final,
@@ -313,7 +345,7 @@ def _run_export(
         transactions=sum(i.transactions for i in interchanges),
         recovered=recovered,
         held_back=plan.held,
-        usage=billing.usage,
+        usage=usage,
         claims_files=tuple(i.file_name for i in interchanges),
     )
     log.info(
