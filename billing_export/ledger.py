@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -81,6 +81,12 @@ class Allocation:
     first_claim_number: int
 
 
+def _named_rows(result: Any, name: str) -> Iterator[Any]:
+    """The rows of ``result`` as named tuples: read by column name, a SQLAlchemy row costs
+    about ten times what a named tuple does."""
+    return map(cast(Any, namedtuple(name, result.keys()))._make, result)
+
+
 def load_final_records(
     conn: Connection, as_of: date, stored: dict[RecordKey, tuple[str, LineSig]] | None = None
 ) -> list[FinalRecord]:
@@ -111,10 +117,7 @@ def load_final_records(
         .where(er.period_end < as_of)
         .order_by(er.id)
     )
-    # Named tuples: record_of reads each row by its column names, which costs a SQLAlchemy
-    # row about ten times what it costs a named tuple.
-    as_tuple = cast(Any, namedtuple("EngagementRecordRow", result.keys()))._make
-    for row in map(as_tuple, result):
+    for row in _named_rows(result, "EngagementRecordRow"):
         # The record names the enrollment that owns it; rows stored before that carry no NPI
         # and fall back to the enrollment covering the period end.
         npi = row.ordering_npi or ordering_npi(
@@ -215,9 +218,7 @@ def load_patients(conn: Connection, patient_ids: Iterable[str]) -> dict[str, Pat
     wanted = set(patient_ids)
     patients = {}
     result = conn.execute(select(Patient.__table__))
-    # Named tuples, read by column name at a tenth of a SQLAlchemy row's cost.
-    as_tuple = cast(Any, namedtuple("PatientRow", result.keys()))._make
-    for p in map(as_tuple, result):
+    for p in _named_rows(result, "PatientRow"):
         if p.patient_id not in wanted:
             continue
         patients[p.patient_id] = PatientInfo(

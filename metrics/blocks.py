@@ -66,7 +66,16 @@ def split(ids: Sequence[str], parts: int) -> list[PatientBlock]:
     id there is, listed or not (the first is open below, the last above)."""
     if parts < 2 or len(ids) < parts:
         return [WHOLE_FLEET]
-    bounds = [ids[len(ids) * k // parts] for k in range(1, parts)]
+    return _between([ids[at] for at in _bound_positions(len(ids), parts)])
+
+
+def _bound_positions(n: int, parts: int) -> list[int]:
+    """Where in the sorted list of ``n`` ids each of the ``parts - 1`` bounds is."""
+    return [n * k // parts for k in range(1, parts)]
+
+
+def _between(bounds: Sequence[str]) -> list[PatientBlock]:
+    """The blocks between consecutive ``bounds`` (the first open below, the last above)."""
     edges: list[str | None] = [None, *bounds, None]
     return [PatientBlock(a, b) for a, b in zip(edges, edges[1:], strict=False)]
 
@@ -95,16 +104,15 @@ def fleet_blocks(
             if enrolled < max(least, parts):
                 return [WHOLE_FLEET]
             blocks = max(parts, -(-enrolled // max(most, 1)))
-            # Each bound is the id split() would take from the sorted list of every id, found
-            # by the database's index: no list of a fleet's ids in this process.
+            # Each bound is the id split() takes from the sorted list of every id, found by
+            # the database's index: no list of a fleet's ids in this process.
             bounds = []
-            for k in range(1, blocks):
+            for at in _bound_positions(enrolled, blocks):
                 cursor.execute(
                     f"SELECT DISTINCT {ordered} FROM {table} ORDER BY 1 LIMIT 1 OFFSET {mark}",  # noqa: S608
-                    (enrolled * k // blocks,),
+                    (at,),
                 )
                 bounds.append(cursor.fetchone()[0])
         finally:
             cursor.close()
-    edges: list[str | None] = [None, *bounds, None]
-    return [PatientBlock(a, b) for a, b in zip(edges, edges[1:], strict=False)]
+    return _between(bounds)
