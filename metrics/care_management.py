@@ -67,6 +67,7 @@ from rpmpipe.metrics.reasons import (
     time_reason,
 )
 from rpmpipe.metrics.report import CsvRows, format_minutes
+from rpmpipe.metrics.snapshot import Enrollment
 from rpmpipe.records import EngagementRecord, Program, RecordKind, RecordStatus, ServiceLine
 from rpmpipe.settings import RuleSettings
 
@@ -76,32 +77,11 @@ INTERPRETATION_KIND = RecordKind.DATA_INTERPRETATION
 INTERPRETATION_DAYS = 30
 
 
-@dataclass(frozen=True, slots=True)
-class ProgramEnrollment:
-    """An enrollment of any program, with the practitioner who bills it."""
-
-    patient_id: str
-    program: str
-    start_date: date
-    end_date: date | None
-    consent_date: date | None
-    ordering_npi: str
-
-    def covers(self, day: date) -> bool:
-        """Inside the enrollment, with consent on file by then."""
-        return (
-            self.start_date <= day
-            and (self.end_date is None or day <= self.end_date)
-            and self.consent_date is not None
-            and self.consent_date <= day
-        )
-
-
 @dataclass(frozen=True)
 class CareFacts:
     """What the programs need of the registry, as plain values."""
 
-    enrollments: tuple[ProgramEnrollment, ...] = ()
+    enrollments: tuple[Enrollment, ...] = ()
     zones: Mapping[str, str] = field(default_factory=dict)
     icd10: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     qmb: Mapping[str, bool | None] = field(default_factory=dict)
@@ -111,8 +91,8 @@ class CareFacts:
     def zone_of(self, patient_id: str, org_zone: str) -> str:
         return self.zones.get(patient_id) or org_zone
 
-    def enrollments_of(self) -> dict[tuple[str, str], list[ProgramEnrollment]]:
-        found: dict[tuple[str, str], list[ProgramEnrollment]] = {}
+    def enrollments_of(self) -> dict[tuple[str, str], list[Enrollment]]:
+        found: dict[tuple[str, str], list[Enrollment]] = {}
         for e in sorted(self.enrollments, key=lambda x: (x.patient_id, x.program, x.start_date)):
             found.setdefault((e.patient_id, e.program), []).append(e)
         return found
@@ -122,9 +102,7 @@ def month_end(day: date) -> date:
     return day.replace(day=calendar.monthrange(day.year, day.month)[1])
 
 
-def _owner(
-    enrollments: Sequence[ProgramEnrollment], first: date, last: date
-) -> ProgramEnrollment | None:
+def _owner(enrollments: Sequence[Enrollment], first: date, last: date) -> Enrollment | None:
     """The latest-starting enrollment with a day inside ``first .. last``."""
     found = [
         e
@@ -134,7 +112,7 @@ def _owner(
     return max(found, key=lambda e: e.start_date) if found else None
 
 
-def _dos(e: ProgramEnrollment, end: date) -> date:
+def _dos(e: Enrollment, end: date) -> date:
     """A date of service never falls after the enrollment's end."""
     return end if e.end_date is None or e.end_date >= end else e.end_date
 
@@ -529,7 +507,7 @@ def _table_of(records: Sequence[EngagementRecord]) -> CareTable:
     )
 
 
-def _apcm_months(e: ProgramEnrollment, as_of: date) -> Iterable[date]:
+def _apcm_months(e: Enrollment, as_of: date) -> Iterable[date]:
     """Months of an APCM enrollment with consent on file, up to the as-of month."""
     if e.consent_date is None:
         return

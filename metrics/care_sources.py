@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -13,12 +14,14 @@ import pyarrow.compute as pc
 from sqlalchemy import Engine, select
 
 from rpmpipe.metrics.blocks import WHOLE_FLEET, PatientBlock
-from rpmpipe.metrics.care_management import CareFacts, ProgramEnrollment
+from rpmpipe.metrics.care_management import CareFacts
 from rpmpipe.metrics.care_table import ActivityColumns, IntArray, objects
 from rpmpipe.metrics.minutes import micros
 from rpmpipe.metrics.programs import CarePlanVersion
+from rpmpipe.metrics.snapshot import Enrollment
 from rpmpipe.records import Activity
-from rpmpipe.registry.models import CareActivity, CarePlan, Enrollment, Patient
+from rpmpipe.registry.models import CareActivity, CarePlan, Patient
+from rpmpipe.registry.models import Enrollment as EnrollmentRow
 
 _FETCH_ROWS = 10_000
 
@@ -27,10 +30,24 @@ def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def _day(value: date | str | None) -> date | None:
+@cache
+def _iso_day(text: str) -> date:
+    # The registry repeats a few hundred distinct dates over hundreds of thousands of rows:
+    # each is parsed once, and every row holds the same date object.
+    return date.fromisoformat(text)
+
+
+def driver_day(value: date | str | None) -> date | None:
+    """A date column as the driver hands it back: ISO text on SQLite, a date on PostgreSQL."""
     if value is None or isinstance(value, date):
         return value
-    return date.fromisoformat(value)
+    return _iso_day(value)
+
+
+_PLANS = (
+    "SELECT patient_id, program, established_on, revised_on, shared_with_patient_on FROM {t} "
+    "WHERE {where} ORDER BY patient_id, program, version_on"
+)
 
 
 def load_care_facts(engine: Engine) -> CareFacts:
@@ -46,53 +63,64 @@ def load_care_facts(engine: Engine) -> CareFacts:
                 Patient.payer_id,
             )
         ).all()
-        enrollments = conn.execute(
+        rows = conn.execute(
             select(
-                Enrollment.patient_id,
-                Enrollment.program,
-                Enrollment.start_date,
-                Enrollment.end_date,
-                Enrollment.consent_date,
-                Enrollment.ordering_npi,
+                EnrollmentRow.patient_id,
+                EnrollmentRow.program,
+                EnrollmentRow.start_date,
+                EnrollmentRow.end_date,
+                EnrollmentRow.consent_date,
+                EnrollmentRow.ordering_npi,
             )
         ).all()
-    return care_facts_of(engine, patients, enrollments)
+    # Each repeated text and date held once, as the metrics job holds them.
+    texts: dict[str, str] = {}
+    days: dict[date, date] = {}
+    text = texts.setdefault
+
+    def day(value: date | None) -> date | None:
+        return None if value is None else days.setdefault(value, value)
+
+    enrollments = [
+        Enrollment(
+            text(pid, pid),
+            text(program, program),
+            day(start) or date.min,
+            day(end),
+            day(consent),
+            text(npi, npi) if npi else "",
+        )
+        for pid, program, start, end, consent, npi in rows
+    ]
+    return care_facts_of(engine, patients, enrollments, texts)
 
 
 def care_facts_of(
     engine: Engine,
     patients: Sequence[tuple[str, str | None, str, bool | None, str]],
-    enrollments: Iterable[
-        tuple[str, str, date | str | None, date | str | None, date | str | None, str]
-    ],
+    enrollments: Sequence[Enrollment],
     texts: dict[str, str] | None = None,
     block: PatientBlock = WHOLE_FLEET,
 ) -> CareFacts:
     """:func:`load_care_facts` from patient rows (id, zone, ICD-10 codes, QMB, payer) and
-    enrollment rows (patient, program, start, end, consent, NPI) already read (the metrics
-    job reads the registry once for both its snapshot and these facts); the care plans are
-    read here (``block``'s). ``texts`` holds each repeated text once, shared with the
+    the enrollments already read (the metrics job reads the registry once for both its
+    snapshot and these facts, which share the enrollments); the care plans of ``block``'s
+    patients are read here. ``texts`` holds each repeated text once, shared with the
     caller's."""
+    where, params = block.where(engine, "patient_id")
+    sql = _PLANS.format(t=CarePlan.__tablename__, where=where)
     with engine.connect() as conn:
-        plans = conn.execute(
-            select(
-                CarePlan.patient_id,
-                CarePlan.program,
-                CarePlan.established_on,
-                CarePlan.revised_on,
-                CarePlan.shared_with_patient_on,
-            ).order_by(CarePlan.patient_id, CarePlan.program, CarePlan.version_on)
-        ).all()
-    # A fleet repeats a few zones, codes, programs, practitioners and dates across every
-    # patient: each is held once, not once per row.
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(sql, params)
+            plans = cursor.fetchall()
+        finally:
+            cursor.close()
+    # A fleet repeats a few zones, codes, programs and practitioners across every patient:
+    # each is held once, not once per row.
     texts = {} if texts is None else texts
-    days: dict[date, date] = {}
     codes_of: dict[str, tuple[str, ...]] = {}
     text = texts.setdefault
-
-    def day(value: date | str | None) -> date | None:
-        found = _day(value)
-        return None if found is None else days.setdefault(found, found)
 
     def codes(value: str) -> tuple[str, ...]:
         found = codes_of.get(value)
@@ -102,17 +130,13 @@ def care_facts_of(
 
     care_plans: dict[tuple[str, str], tuple[CarePlanVersion, ...]] = {}
     for pid, program, established, revised, shared in plans:
-        if not block.holds(pid):
-            continue
-        version = CarePlanVersion(day(established) or date.min, day(revised), day(shared))
-        care_plans[(pid, program)] = (*care_plans.get((pid, program), ()), version)
+        version = CarePlanVersion(
+            driver_day(established) or date.min, driver_day(revised), driver_day(shared)
+        )
+        key = (text(pid, pid), text(program, program))
+        care_plans[key] = (*care_plans.get(key, ()), version)
     return CareFacts(
-        enrollments=tuple(
-            ProgramEnrollment(
-                text(pid, pid), text(prog, prog), day(s) or date.min, day(e), day(c), text(npi, npi)
-            )
-            for pid, prog, s, e, c, npi in enrollments
-        ),
+        enrollments=tuple(enrollments),
         zones={text(pid, pid): text(z, z) for pid, tz, *_ in patients if tz and (z := tz.strip())},
         icd10={text(pid, pid): codes(c) for pid, _, c, *_ in patients},
         qmb={text(pid, pid): qmb for pid, _, _, qmb, _ in patients},

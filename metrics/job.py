@@ -11,7 +11,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +30,7 @@ from rpmpipe.metrics.care_management import (
     exclusion_patients,
     hold_in_table,
 )
-from rpmpipe.metrics.care_sources import care_facts_of, load_activity_columns
+from rpmpipe.metrics.care_sources import care_facts_of, driver_day, load_activity_columns
 from rpmpipe.metrics.care_table import CareEntries, care_time, rpm_management_activities
 from rpmpipe.metrics.csv_bulk import csv_chunks
 from rpmpipe.metrics.engagement import (
@@ -82,19 +81,6 @@ def _assignments(engine: Engine) -> int:
 def _aware(value: datetime) -> datetime:
     # SQLite hands back naive datetimes; the registry stores UTC.
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-def _day(value: date | str | None) -> date | None:
-    # Plain driver rows: SQLite hands dates back as ISO text, PostgreSQL as dates.
-    if value is None or isinstance(value, date):
-        return value
-    return _iso_day(value)
-
-
-@cache
-def _iso_day(text: str) -> date:
-    # The registry repeats a few hundred distinct dates over hundreds of thousands of rows.
-    return date.fromisoformat(text)
 
 
 def load_registry_snapshot(engine: Engine) -> RegistrySnapshot:
@@ -169,6 +155,7 @@ def load_registry(
     """
     texts: dict[str, str] = {}
     text = texts.setdefault
+    day = driver_day
     of_patients, of_assignments, of_enrollments = _block_filters(engine, block)
     with engine.connect() as conn:
         cursor = conn.connection.cursor()
@@ -178,13 +165,21 @@ def load_registry(
                 for pid, tz, codes, qmb, payer in _fetched(cursor, _PATIENTS, *of_patients)
             ]
             assignments = tuple(
-                Assignment(d, text(pid, pid), _day(s) or date.min, _day(end))
+                Assignment(d, text(pid, pid), day(s) or date.min, day(end))
                 for d, pid, s, end in _fetched(cursor, _ASSIGNMENTS, *of_assignments)
             )
-            enrollment_rows = [
-                (text(pid, pid), text(prog, prog), _day(s), _day(end), _day(c), npi)
+            # One value per enrollment, shared by the snapshot and the programs' facts.
+            enrollments = tuple(
+                Enrollment(
+                    text(pid, pid),
+                    text(prog, prog),
+                    day(s) or date.min,
+                    day(end),
+                    day(c),
+                    text(npi, npi) if npi else "",
+                )
                 for pid, prog, s, end, c, npi in _fetched(cursor, _ENROLLMENTS, *of_enrollments)
-            ]
+            )
             others = sorted({a.patient_id for a in assignments if not block.holds(a.patient_id)})
             shared = list(_zones_of(cursor, engine, others)) if others else []
         finally:
@@ -193,11 +188,7 @@ def load_registry(
     # reader falls back to it (RegistrySnapshot.zone_of).
     zones = {pid: text(z, z) for pid, tz, *_ in patients if tz and (z := tz.strip())}
     zones.update((pid, text(z, z)) for pid, tz in shared if tz and (z := tz.strip()))
-    enrollments = tuple(
-        Enrollment(pid, prog, s or date.min, end, c, text(npi, npi) if npi else "")
-        for pid, prog, s, end, c, npi in enrollment_rows
-    )
-    facts = care_facts_of(engine, patients, enrollment_rows, texts, block)
+    facts = care_facts_of(engine, patients, enrollments, texts, block)
     return RegistrySnapshot(zones, assignments, enrollments), facts
 
 

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from rpmpipe.metrics.care_management import (
     CareFacts,
-    ProgramEnrollment,
     apply_exclusions,
     care_table,
     exclusion_patients,
@@ -25,6 +24,7 @@ from rpmpipe.metrics.care_table import entries_of
 from rpmpipe.metrics.care_time import TimeEntry, trim_across_programs
 from rpmpipe.metrics.programs import CarePlanVersion, check_exclusive, program_rules_for
 from rpmpipe.metrics.report import CsvRows, write_csv
+from rpmpipe.metrics.snapshot import Enrollment
 from rpmpipe.records import RecordStatus
 from rpmpipe.settings import RuleSettings
 
@@ -36,7 +36,7 @@ ZONE = "America/Chicago"
 def _facts(pid: str, programs: tuple[str, ...], codes: tuple[str, ...]) -> CareFacts:
     start = date(2024, 1, 1)
     return CareFacts(
-        enrollments=tuple(ProgramEnrollment(pid, p, start, None, start, NPI) for p in programs),
+        enrollments=tuple(Enrollment(pid, p, start, None, start, NPI) for p in programs),
         zones={pid: ZONE},
         icd10={pid: codes},
         qmb={pid: None},
@@ -195,7 +195,7 @@ def worlds(draw: st.DrawFn) -> tuple[list[TimeEntry], CareFacts]:
         for program in draw(st.sets(st.sampled_from(PROGRAMS), max_size=4)):
             day = date(2025, 12, 1) + timedelta(days=draw(st.integers(0, 40)))
             npi = draw(st.sampled_from((NPI, "1245319599")))
-            enrolled.append(ProgramEnrollment(pid, program, day, None, day, npi))
+            enrolled.append(Enrollment(pid, program, day, None, day, npi))
     plan = (CarePlanVersion(date(2025, 12, 1), None, date(2025, 12, 1)),)
     facts = CareFacts(
         enrollments=tuple(enrolled),

@@ -12,11 +12,11 @@ from engagement_world import ORG_ZONE, World
 
 from rpmpipe.metrics.care_management import (
     CareFacts,
-    ProgramEnrollment,
     compute_care_management,
 )
 from rpmpipe.metrics.care_time import TimeEntry
 from rpmpipe.metrics.engagement import prepare, supply_periods
+from rpmpipe.metrics.snapshot import Enrollment
 from rpmpipe.records import EngagementRecord
 from rpmpipe.settings import RuleSettings
 
@@ -33,7 +33,7 @@ def _interpretation(w: World, entries: list[TimeEntry], as_of: date) -> list[Eng
     work = prepare(w.table(), w.snapshot(), [], as_of, RULES, ORG_ZONE)
     facts = CareFacts(
         enrollments=tuple(
-            ProgramEnrollment(
+            Enrollment(
                 e.patient_id, e.program, e.start_date, e.end_date, e.consent_date, e.ordering_npi
             )
             for e in w.enrollments
