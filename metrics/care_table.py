@@ -12,7 +12,7 @@ patient's union of care time (:func:`metrics.minutes.union_shares`): the columns
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -405,11 +405,13 @@ def counts_at_all(acts: ActivityColumns, max_activity_minutes: int) -> BoolArray
     )
 
 
-def decided_interactive(acts: ActivityColumns, secure_message_interactive: bool) -> BoolArray:
+def decided_interactive(
+    interactive: BoolArray, kind: ObjArray, secure_message_interactive: bool
+) -> BoolArray:
     """Real-time two-way communication; secure messages only when the setting says so."""
-    decided: BoolArray = acts.interactive.copy()
+    decided: BoolArray = interactive.copy()
     if not secure_message_interactive:
-        decided &= acts.kind != "secure_message"
+        decided &= kind != "secure_message"
     return decided
 
 
@@ -472,49 +474,11 @@ def care_time(
         sub.kind[keep],
         begin[keep],
         end[keep],
-        decided_interactive(sub, secure_message_interactive)[keep],
+        decided_interactive(sub.interactive, sub.kind, secure_message_interactive)[keep],
         np.zeros(int(keep.sum()), np.int64),
         id_rank[keep],
     )
     return CareTime(with_union(cols, patient[rows][keep]), taking, kept_begin)
-
-
-def rpm_management_activities(acts: ActivityColumns, time: CareTime) -> list[Activity]:
-    """RPM's treatment-management activities for its own counting: an entry that takes time
-    as the trim left it (dropped when another program's earlier time covers it all), every
-    other RPM entry as it is, for RPM to name why it does not count; 99091 interpretation
-    time left out."""
-    rpm = (acts.program == Program.RPM) & ~interpretation_rows(
-        acts.program, acts.performer, acts.kind
-    )
-    rows = np.flatnonzero(rpm)
-    out = []
-    for a, taking, begin, at, hundredths in zip(
-        acts.activities(rows),
-        time.taking[rows].tolist(),
-        time.kept_begin[rows].tolist(),
-        acts.at[rows].tolist(),
-        acts.hundredths[rows].tolist(),
-        strict=True,
-    ):
-        if not taking:
-            out.append(a)
-            continue
-        if begin < 0:
-            continue
-        if begin == at:
-            out.append(a)
-            continue
-        cut = (at + hundredths * MICROS_PER_HUNDREDTH - begin) // MICROS_PER_HUNDREDTH
-        if cut > 0:
-            out.append(
-                replace(
-                    a,
-                    started_at=_UNIX + timedelta(microseconds=begin),
-                    minutes=hundredths_decimal(cut),
-                )
-            )
-    return out
 
 
 __all__ = ["is_interpretation"]

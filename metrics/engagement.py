@@ -35,7 +35,7 @@ from rpmpipe.metrics.days import (
     with_self_reported,
 )
 from rpmpipe.metrics.episodes import Episode, episodes_of
-from rpmpipe.metrics.management_months import management_months
+from rpmpipe.metrics.management_months import MonthEntries, management_months
 from rpmpipe.metrics.minutes import MonthMinutes
 from rpmpipe.metrics.periods import (
     PeriodTable,
@@ -182,13 +182,13 @@ def supply_part(
 def prepare(
     readings: pa.Table | Iterable[pa.RecordBatch],
     snapshot: RegistrySnapshot,
-    activities: Iterable[Activity],
+    activities: Iterable[Activity] | MonthEntries,
     as_of: date,
     rules: RuleSettings,
     org_zone: str,
 ) -> Prepared:
-    """One scan of the readings and one pass over the activities, for every supply
-    program."""
+    """One scan of the readings and one pass over the activities (RPM's time entries, as
+    activities or already as columns), for every supply program."""
     found = patient_days(readings, snapshot, as_of, org_zone)
     programs = supply_programs(rules)
     enrollments = [program_enrollments(snapshot, p.program) for p in programs]
@@ -292,7 +292,7 @@ def episode_records(
 
 
 def management_records(
-    activities: Iterable[Activity],
+    activities: Iterable[Activity] | MonthEntries,
     snapshot: RegistrySnapshot,
     as_of: date,
     org_zone: str,
@@ -305,8 +305,11 @@ def management_records(
     for episode in episodes:
         for e in episode.enrollments:
             episode_of[id(e)] = episode
+    entries = (
+        activities if isinstance(activities, MonthEntries) else MonthEntries.of(list(activities))
+    )
     months = management_months(
-        list(activities),
+        entries,
         snapshot,
         as_of,
         org_zone,

@@ -31,7 +31,7 @@ from rpmpipe.metrics.care_management import (
     hold_in_table,
 )
 from rpmpipe.metrics.care_sources import care_facts_of, driver_day, load_activity_columns
-from rpmpipe.metrics.care_table import CareEntries, care_time, rpm_management_activities
+from rpmpipe.metrics.care_table import CareEntries, care_time
 from rpmpipe.metrics.csv_bulk import csv_chunks
 from rpmpipe.metrics.engagement import (
     SUPPLY_PROGRAMS,
@@ -40,11 +40,12 @@ from rpmpipe.metrics.engagement import (
     render_records,
     supply_periods,
 )
+from rpmpipe.metrics.management_months import MonthEntries, rpm_management_entries
 from rpmpipe.metrics.report import CsvRows
 from rpmpipe.metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
 from rpmpipe.metrics.sources import reading_batches, readings_present, stored_readings
 from rpmpipe.progress import SILENT, Progress
-from rpmpipe.records import Activity, EngagementRecord, RecordStatus
+from rpmpipe.records import EngagementRecord, RecordStatus
 from rpmpipe.registry.db import make_engine
 from rpmpipe.registry.engagement import CONTENT_COLUMNS, KEY_COLUMNS, engagement_row
 from rpmpipe.registry.models import DeviceAssignment, EngagementRow, Patient
@@ -216,7 +217,7 @@ class _Inputs:
     snapshot: RegistrySnapshot
     facts: CareFacts
     entries: CareEntries
-    rpm_activities: list[Activity]
+    rpm_entries: MonthEntries
 
 
 def _inputs(
@@ -246,7 +247,7 @@ def _inputs(
     )
     progress.advance(len(acts.at))
     progress.step("placing care time in programs and months")
-    return _Inputs(snapshot, facts, time.entries, rpm_management_activities(acts, time))
+    return _Inputs(snapshot, facts, time.entries, rpm_management_entries(acts, time))
 
 
 def _scanned(
@@ -284,7 +285,7 @@ def _prepared(
     return prepare(
         batches,
         inputs.snapshot,
-        inputs.rpm_activities,
+        inputs.rpm_entries,
         as_of,
         settings.rules,
         settings.organization_timezone,

@@ -11,18 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
 
 from rpmpipe.metrics.care_table import (
+    MICROS_PER_HUNDREDTH,
+    ActivityColumns,
     BoolArray,
+    CareTime,
     IntArray,
     ObjArray,
     date_of,
     day_of,
+    decided_interactive,
+    hundredths_decimal,
+    interpretation_rows,
     month_end_of_day,
     month_of_day,
     objects,
@@ -33,7 +39,6 @@ from rpmpipe.metrics.minutes import (
     EARLIEST_ACTIVITY,
     LATEST_ACTIVITY,
     MonthMinutes,
-    is_interactive,
     micros,
     to_minutes,
     union_shares,
@@ -49,17 +54,95 @@ from rpmpipe.metrics.reasons import (
     entry_voided,
 )
 from rpmpipe.metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
-from rpmpipe.records import Activity
+from rpmpipe.records import Activity, Program
 
 _MICROS_PER_MINUTE = 60_000_000
 _NONE = -1
+_UNIX = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class MonthEntries:
+    """The time entries a program's management months are counted from, as columns, one
+    row per entry: exact instants and lengths (microseconds), minutes as entered."""
+
+    activity_id: ObjArray
+    patient_id: ObjArray
+    staff_id: ObjArray
+    at: IntArray  # start, microseconds since 1970 (UTC)
+    length: IntArray  # microseconds
+    minutes: ObjArray  # Decimal
+    kind: ObjArray
+    interactive: BoolArray
+    voided_reason: ObjArray  # None unless voided
+    # The starts as given, in their own zones (entries made from activities), for the text
+    # of an impossible start; None: UTC instants from ``at``.
+    started: ObjArray | None = None
+
+    def __len__(self) -> int:
+        return len(self.at)
+
+    def take(self, rows: IntArray) -> MonthEntries:
+        columns: dict[str, Any] = {k: None if v is None else v[rows] for k, v in vars(self).items()}
+        return MonthEntries(**columns)
+
+    def started_at(self, row: int) -> datetime:
+        if self.started is not None:
+            return self.started[row]  # type: ignore[no-any-return]
+        return _UNIX + timedelta(microseconds=int(self.at[row]))
+
+    @classmethod
+    def of(cls, activities: Sequence[Activity]) -> MonthEntries:
+        """Activities as entries (each as it is: any precision of minutes, any zone)."""
+        return cls(
+            objects([a.activity_id for a in activities]),
+            objects([a.patient_id for a in activities]),
+            objects([a.staff_id for a in activities]),
+            np.array([micros(a.started_at) for a in activities], np.int64),
+            np.array([int(a.minutes * _MICROS_PER_MINUTE) for a in activities], np.int64),
+            objects([a.minutes for a in activities]),
+            objects([a.kind for a in activities]),
+            np.array([a.interactive for a in activities], np.bool_),
+            objects([a.voided_reason for a in activities]),
+            objects([a.started_at for a in activities]),
+        )
+
+
+def rpm_management_entries(acts: ActivityColumns, time: CareTime) -> MonthEntries:
+    """RPM's treatment-management entries for its own counting: an entry that takes time as
+    the trim across programs left it (its start moved past another program's earlier time,
+    dropped when that time covers it all), every other RPM entry as it is, for RPM to name
+    why it does not count; 99091 interpretation time left out."""
+    rpm = (acts.program == Program.RPM) & ~interpretation_rows(
+        acts.program, acts.performer, acts.kind
+    )
+    rows = np.flatnonzero(rpm)
+    taking, begin = time.taking[rows], time.kept_begin[rows]
+    at, hundredths = acts.at[rows], acts.hundredths[rows]
+    moved = taking & (begin >= 0) & (begin != at)
+    cut = (at + hundredths * MICROS_PER_HUNDREDTH - begin) // MICROS_PER_HUNDREDTH
+    keep = ~taking | ((begin >= 0) & (~moved | (cut > 0)))
+    at = np.where(moved, begin, at)[keep]
+    hundredths = np.where(moved, cut, hundredths)[keep]
+    rows = rows[keep]
+    return MonthEntries(
+        acts.activity_id[rows],
+        acts.patient_id[rows],
+        acts.staff_id[rows],
+        at,
+        hundredths * MICROS_PER_HUNDREDTH,
+        objects([hundredths_decimal(h) for h in hundredths.tolist()]),
+        acts.kind[rows],
+        acts.interactive[rows],
+        acts.voided_reason[rows],
+    )
 
 
 @dataclass
 class _Rows:
     """The first entry of each id, in id order (``acts`` the entries themselves)."""
 
-    acts: list[Activity]
+    acts: MonthEntries
     patient: IntArray  # code into the sorted patient ids
     names: list[str]
     at: IntArray
@@ -68,18 +151,18 @@ class _Rows:
 
 
 def _first_of_each_id(
-    activities: Sequence[Activity], snapshot: RegistrySnapshot, org_zone: str, as_of: date
+    entries: MonthEntries, snapshot: RegistrySnapshot, org_zone: str, as_of: date
 ) -> _Rows:
     """The entries in id order, a repeated id's later entries left out."""
-    ids = objects([a.activity_id for a in activities])
+    ids = entries.activity_id
     _, code = sorted_codes(ids) if len(ids) else ([], np.zeros(0, np.int64))
     order = np.argsort(code, kind="stable")
     keep = np.ones(len(order), np.bool_)
     keep[1:] = code[order][1:] != code[order][:-1]
-    acts = [activities[i] for i in order[keep].tolist()]
-    names, patient = sorted_codes(objects([a.patient_id for a in acts]))
-    at = np.array([micros(a.started_at) for a in acts], np.int64)
-    end = at + np.array([int(a.minutes * _MICROS_PER_MINUTE) for a in acts], np.int64)
+    acts = entries.take(order[keep])
+    names, patient = sorted_codes(acts.patient_id)
+    at = acts.at
+    end = at + acts.length
     possible = (at >= micros(EARLIEST_ACTIVITY)) & (at < micros(LATEST_ACTIVITY))
     day = np.where(possible, _FAR, -1)
     # Instants two UTC days past the as-of date are past it in every zone: not converted, so
@@ -94,18 +177,24 @@ def _left_out(r: _Rows, rows: IntArray, max_minutes: Decimal) -> ObjArray:
     """Per row (possible, on or before the as-of date), why it counts not at all ("" when
     it may count): voided, over the one-entry limit, an exact duplicate of an earlier id."""
     why = objects([""] * len(rows))
-    for k, i in enumerate(rows.tolist()):
-        a = r.acts[i]
-        if a.voided_reason is not None:
-            why[k] = entry_voided(a.voided_reason)
-        elif a.minutes > max_minutes:
-            why[k] = entry_held_for_review(a.minutes, max_minutes)
+    minutes = r.acts.minutes[rows].tolist()
+    for k, (void, m) in enumerate(zip(r.acts.voided_reason[rows].tolist(), minutes, strict=True)):
+        if void is not None:
+            why[k] = entry_voided(void)
+        elif m > max_minutes:
+            why[k] = entry_held_for_review(m, max_minutes)
     first_of: dict[tuple[str, str, int, Decimal], str] = {}
-    for k in np.flatnonzero(why == "").tolist():
-        a = r.acts[int(rows[k])]
-        key = (a.patient_id, a.staff_id, int(r.at[rows[k]]), a.minutes)
-        original = first_of.setdefault(key, a.activity_id)
-        if original != a.activity_id:
+    may = np.flatnonzero(why == "")
+    for k, pid, staff, at, aid in zip(
+        may.tolist(),
+        r.acts.patient_id[rows[may]].tolist(),
+        r.acts.staff_id[rows[may]].tolist(),
+        r.at[rows[may]].tolist(),
+        r.acts.activity_id[rows[may]].tolist(),
+        strict=True,
+    ):
+        original = first_of.setdefault((pid, staff, at, minutes[k]), aid)
+        if original != aid:
             why[k] = entry_duplicate(original)
     return why
 
@@ -217,7 +306,7 @@ def _events(
     enrollments, spans, consent = _enrollment_columns(snapshot, program, r.names)
     day = r.day[ok]
     holder = _first_holding(spans, consent, r.patient[ok], day, day)
-    talk = np.array([is_interactive(r.acts[i], secure) for i in ok.tolist()], np.bool_)
+    talk = decided_interactive(r.acts.interactive[ok], r.acts.kind[ok], secure)
     month = month_of_day(r.day[ok]) if len(ok) else np.zeros(0, np.int64)
     total = np.zeros(len(ok), np.int64)
     inter = np.zeros(len(ok), np.int64)
@@ -240,7 +329,7 @@ def _events(
     never = objects(
         [
             entry_impossible_start(
-                r.acts[i].started_at.isoformat(), EARLIEST_ACTIVITY.date(), latest
+                r.acts.started_at(i).isoformat(), EARLIEST_ACTIVITY.date(), latest
             )
             for i in impossible.tolist()
         ]
@@ -278,7 +367,7 @@ def _devices(
 
 
 def management_months(
-    activities: Sequence[Activity],
+    activities: MonthEntries,
     snapshot: RegistrySnapshot,
     as_of: date,
     org_zone: str,
@@ -294,7 +383,7 @@ def management_months(
     and minutes under another id, is named and not added), in the month of its local start
     date, only inside an enrollment of ``program`` with consent on file by that date.
     """
-    if not activities:
+    if not len(activities):
         return []
     r = _first_of_each_id(activities, snapshot, org_zone, as_of)
     ev, enrollments = _events(
@@ -333,7 +422,7 @@ def _months(
     inter = np.add.reduceat(np.where(use, ev.inter[order], 0), starts).tolist()
     holder = _first_in_each(counted, starts, ev.holder[order])
     why_not = _first_in_each(would, starts, ev.text[order])
-    ids = [r.acts[i].activity_id for i in ev.row[order].tolist()]
+    ids = r.acts.activity_id[ev.row[order]].tolist()
     texts, kinds, used = ev.text[order].tolist(), what.tolist(), use.tolist()
     bounds = ends.tolist()
     patients = r.patient[ev.row[order[starts]]].tolist()

@@ -20,7 +20,6 @@ import numpy as np
 import numpy.typing as npt
 
 from rpmpipe.metrics.snapshot import Enrollment
-from rpmpipe.records import Activity
 
 # Stored dates outside this range are data errors (refused at the import and MQTT edge); the
 # engine leaves such an entry out, with a reason, rather than fail on it.
@@ -54,13 +53,6 @@ class MonthMinutes:
     not_counted: tuple[tuple[str, str], ...] = ()  # (activity id, why), by id
     blocked: str = ""
     device_assigned: bool = True
-
-
-def is_interactive(activity: Activity, secure_message_interactive: bool) -> bool:
-    """Real-time two-way communication; secure messages only when the setting says so."""
-    if not activity.interactive:
-        return False
-    return activity.kind != "secure_message" or secure_message_interactive
 
 
 def micros(moment: datetime) -> int:
