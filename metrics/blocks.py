@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from rpmpipe.registry.models import Enrollment as EnrollmentRow
+from rpmpipe.registry.tables import ENROLLMENTS
 
 # Below this many enrolled patients a run is not split: starting a process and scanning the
 # readings once more costs more than the half of the counting it saves.
@@ -92,7 +92,7 @@ def fleet_blocks(
     most = MAX_BLOCK_PATIENTS if most is None else most
     if parts < 2 or engine.url.database in (None, "", ":memory:"):
         return [WHOLE_FLEET]
-    table = EnrollmentRow.__tablename__
+    table = ENROLLMENTS
     # In code points, as blocks compare (PostgreSQL sorts in the database's collation).
     ordered = 'patient_id COLLATE "C"' if engine.dialect.name == "postgresql" else "patient_id"
     mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"

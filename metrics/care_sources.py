@@ -20,8 +20,7 @@ from rpmpipe.metrics.minutes import micros
 from rpmpipe.metrics.programs import CarePlanVersion
 from rpmpipe.metrics.snapshot import Enrollment
 from rpmpipe.records import Activity
-from rpmpipe.registry.models import CareActivity, CarePlan, Patient
-from rpmpipe.registry.models import Enrollment as EnrollmentRow
+from rpmpipe.registry.tables import CARE_ACTIVITIES, CARE_PLANS
 
 _FETCH_ROWS = 10_000
 
@@ -53,6 +52,9 @@ _PLANS = (
 def load_care_facts(engine: Engine) -> CareFacts:
     """Every program's enrollments, the patients' zones, diagnoses, QMB status, payer and
     care plans."""
+    from rpmpipe.registry.models import Enrollment as EnrollmentRow
+    from rpmpipe.registry.models import Patient
+
     with engine.connect() as conn:
         patients = conn.execute(
             select(
@@ -108,7 +110,7 @@ def care_facts_of(
     patients are read here. ``texts`` holds each repeated text once, shared with the
     caller's."""
     where, params = block.where(engine, "patient_id")
-    sql = _PLANS.format(t=CarePlan.__tablename__, where=where)
+    sql = _PLANS.format(t=CARE_PLANS, where=where)
     with engine.connect() as conn:
         cursor = conn.connection.cursor()
         try:
@@ -185,7 +187,7 @@ def load_activity_columns(
     """Care activities of every program as columns, read through the driver in chunks
     (no object per row); with ``known_at``, those that had started by then; of ``block``'s
     patients."""
-    table = CareActivity.__tablename__
+    table = CARE_ACTIVITIES
     parts: list[list[Any]] = [[] for _ in _ACTIVITY_COLUMNS]
     # Patient, staff, kind, program and performer repeat over every row: each chunk's are
     # held once as they are fetched, so the copies of a whole fleet's rows never pile up.

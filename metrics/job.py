@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Engine, Table, delete, func, or_, select, tuple_
+from sqlalchemy import Engine, Table, delete, or_, select, text, tuple_
 
 from rpmpipe.asof import check_as_of
 from rpmpipe.collector import gc_paused
@@ -48,8 +48,7 @@ from rpmpipe.progress import SILENT, Progress
 from rpmpipe.records import EngagementRecord, RecordStatus
 from rpmpipe.registry.db import make_engine
 from rpmpipe.registry.engagement import CONTENT_COLUMNS, KEY_COLUMNS, engagement_row
-from rpmpipe.registry.models import DeviceAssignment, EngagementRow, Patient
-from rpmpipe.registry.models import Enrollment as EnrollmentRow
+from rpmpipe.registry.tables import DEVICE_ASSIGNMENTS, ENROLLMENTS, PATIENTS
 from rpmpipe.settings import MetricsSettings
 
 if TYPE_CHECKING:
@@ -76,7 +75,7 @@ def check_readings_store(settings: MetricsSettings, assignments: int) -> None:
 
 def _assignments(engine: Engine) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(DeviceAssignment)).scalar_one())
+        return int(conn.execute(text(f"SELECT COUNT(*) FROM {DEVICE_ASSIGNMENTS}")).scalar_one())
 
 
 def _aware(value: datetime) -> datetime:
@@ -107,9 +106,9 @@ def _fetched(
     """The rows of ``sql`` (``WHERE where`` when given), fetched a chunk at a time (no list
     of every row)."""
     tables = {
-        "p": Patient.__tablename__,
-        "a": DeviceAssignment.__tablename__,
-        "e": EnrollmentRow.__tablename__,
+        "p": PATIENTS,
+        "a": DEVICE_ASSIGNMENTS,
+        "e": ENROLLMENTS,
     }
     text = sql.format(**tables) + (f" WHERE {where.format(**tables)}" if where else "")
     cursor.execute(text, params)
@@ -577,12 +576,14 @@ def persist_final(
     """
     final = [r for r in records if r.period_end < as_of]
     progress.step("saving the final records", len(final))
+    # Imported here: the CSV run saves nothing, and the ORM's models and PostgreSQL's
+    # dialect would be a third of the imports a run pays before it forks its workers.
+    from rpmpipe.registry.models import EngagementRow
+
     table = EngagementRow.__table__
     assert isinstance(table, Table)
     dialect = engine.dialect.name
     insert: Any
-    # Imported here: the CSV run saves nothing, and PostgreSQL's dialect is a tenth of the
-    # imports a run pays before it forks its workers.
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     elif dialect == "sqlite":

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.orm import Session, sessionmaker
 
 from rpmpipe.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # The newest migration. A registry already there is not handed to Alembic (importing it costs
@@ -89,4 +91,7 @@ def open_registry(url: str, migrate: bool = True) -> Engine:
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    # The ORM is imported by the commands that use it, not by every one that opens an engine.
+    from sqlalchemy.orm import Session, sessionmaker
+
+    return sessionmaker(engine, class_=Session, expire_on_commit=False)

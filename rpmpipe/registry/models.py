@@ -23,6 +23,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from rpmpipe.registry import tables
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -58,7 +60,7 @@ class Base(DeclarativeBase):
 
 
 class Patient(Base):
-    __tablename__ = "patients"
+    __tablename__ = tables.PATIENTS
 
     patient_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     mrn: Mapped[str] = mapped_column(String(64), default="")
@@ -94,7 +96,7 @@ class Device(Base):
 class DeviceAssignment(Base):
     """A device lent to a patient. ``end_date`` is the last day, inclusive; NULL is open."""
 
-    __tablename__ = "device_assignments"
+    __tablename__ = tables.DEVICE_ASSIGNMENTS
     __table_args__ = (UniqueConstraint("device_id", "start_date"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -105,7 +107,7 @@ class DeviceAssignment(Base):
 
 
 class Enrollment(Base):
-    __tablename__ = "enrollments"
+    __tablename__ = tables.ENROLLMENTS
     __table_args__ = (UniqueConstraint("patient_id", "program", "start_date"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -118,7 +120,7 @@ class Enrollment(Base):
 
 
 class CareActivity(Base):
-    __tablename__ = "care_activities"
+    __tablename__ = tables.CARE_ACTIVITIES
     __table_args__ = (Index("ix_care_activities_patient_started", "patient_id", "started_at"),)
 
     activity_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -148,7 +150,7 @@ class CarePlan(Base):
     """One version of a patient's care plan for a program: established, or revised on
     ``revised_on``. ``version_on`` (the revision date, else the establishment date) keys it."""
 
-    __tablename__ = "care_plans"
+    __tablename__ = tables.CARE_PLANS
     __table_args__ = (UniqueConstraint("patient_id", "program", "version_on"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
