@@ -139,11 +139,13 @@ def care_facts_of(
         care_plans[key] = (*care_plans.get(key, ()), version)
     return CareFacts(
         enrollments=tuple(enrollments),
-        zones={text(pid, pid): text(z, z) for pid, tz, *_ in patients if tz and (z := tz.strip())},
-        icd10={text(pid, pid): codes(c) for pid, _, c, *_ in patients},
+        zones={
+            text(pid, pid): text(z, z) for pid, tz, _, _, _ in patients if tz and (z := tz.strip())
+        },
+        icd10={text(pid, pid): codes(c) for pid, _, c, _, _ in patients},
         qmb={text(pid, pid): qmb for pid, _, _, qmb, _ in patients},
         care_plans=care_plans,
-        payer_of={text(pid, pid): text(payer, payer) for pid, *_, payer in patients},
+        payer_of={text(pid, pid): text(payer, payer) for pid, _, _, _, payer in patients},
     )
 
 

@@ -186,7 +186,7 @@ def load_registry(
             cursor.close()
     # An empty zone (allowed by imports) means the organisation's: left out here, so every
     # reader falls back to it (RegistrySnapshot.zone_of).
-    zones = {pid: text(z, z) for pid, tz, *_ in patients if tz and (z := tz.strip())}
+    zones = {pid: text(z, z) for pid, tz, _, _, _ in patients if tz and (z := tz.strip())}
     zones.update((pid, text(z, z)) for pid, tz in shared if tz and (z := tz.strip()))
     facts = care_facts_of(engine, patients, enrollments, texts, block)
     return RegistrySnapshot(zones, assignments, enrollments), facts
