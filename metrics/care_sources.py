@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cache
@@ -83,7 +83,17 @@ def load_care_facts(engine: Engine) -> CareFacts:
     def day(value: date | None) -> date | None:
         return None if value is None else days.setdefault(value, value)
 
-    enrollments = [
+    return care_facts_of(engine, patients, registry_enrollments(rows, text, day), texts)
+
+
+def registry_enrollments(
+    rows: Iterable[Sequence[Any]],
+    text: Callable[[str, str], str],
+    day: Callable[[Any], date | None],
+) -> tuple[Enrollment, ...]:
+    """Enrollment rows (patient, program, start, end, consent, NPI) as values: each text
+    through ``text`` and each date through ``day`` (one object per repeated value)."""
+    return tuple(
         Enrollment(
             text(pid, pid),
             text(program, program),
@@ -93,8 +103,7 @@ def load_care_facts(engine: Engine) -> CareFacts:
             text(npi, npi) if npi else "",
         )
         for pid, program, start, end, consent, npi in rows
-    ]
-    return care_facts_of(engine, patients, enrollments, texts)
+    )
 
 
 def care_facts_of(

@@ -30,7 +30,12 @@ from rpmpipe.metrics.care_management import (
     exclusion_patients,
     hold_in_table,
 )
-from rpmpipe.metrics.care_sources import care_facts_of, driver_day, load_activity_columns
+from rpmpipe.metrics.care_sources import (
+    care_facts_of,
+    driver_day,
+    load_activity_columns,
+    registry_enrollments,
+)
 from rpmpipe.metrics.care_table import CareEntries, care_time
 from rpmpipe.metrics.csv_bulk import csv_chunks
 from rpmpipe.metrics.engagement import (
@@ -42,7 +47,7 @@ from rpmpipe.metrics.engagement import (
 )
 from rpmpipe.metrics.management_months import MonthEntries, rpm_management_entries
 from rpmpipe.metrics.report import CsvRows
-from rpmpipe.metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
+from rpmpipe.metrics.snapshot import Assignment, RegistrySnapshot
 from rpmpipe.metrics.sources import reading_batches, readings_present, stored_readings
 from rpmpipe.progress import SILENT, Progress
 from rpmpipe.records import EngagementRecord, RecordStatus
@@ -169,16 +174,8 @@ def load_registry(
                 for d, pid, s, end in _fetched(cursor, _ASSIGNMENTS, *of_assignments)
             )
             # One value per enrollment, shared by the snapshot and the programs' facts.
-            enrollments = tuple(
-                Enrollment(
-                    text(pid, pid),
-                    text(prog, prog),
-                    day(s) or date.min,
-                    day(end),
-                    day(c),
-                    text(npi, npi) if npi else "",
-                )
-                for pid, prog, s, end, c, npi in _fetched(cursor, _ENROLLMENTS, *of_enrollments)
+            enrollments = registry_enrollments(
+                _fetched(cursor, _ENROLLMENTS, *of_enrollments), text, day
             )
             others = sorted({a.patient_id for a in assignments if not block.holds(a.patient_id)})
             shared = list(_zones_of(cursor, engine, others)) if others else []

@@ -118,6 +118,21 @@ def test_the_one_line_help_of_each_command_is_its_own(name: str) -> None:
     assert own.startswith(COMMANDS[name].help.rstrip(".")), (name, own[:120])
 
 
+def _run_main(code: str) -> str:
+    """The standard output of ``code`` (a script calling rpmpipe's main) in a fresh process
+    that reads no config file; it must succeed."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "RPMPIPE_CONFIG": ""},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_a_finished_command_leaves_its_objects_out_of_the_exit_collections(
     tmp_path: Path,
 ) -> None:
@@ -134,18 +149,8 @@ def test_a_finished_command_leaves_its_objects_out_of_the_exit_collections(
         "    print('exit', exc.code)\n"
         "print('frozen', gc.get_freeze_count() > 10_000)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "RPMPIPE_CONFIG": ""},
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-3:] == ["exit 0", "frozen True", "exit handler ran"], (
-        done.stdout
-    )
+    out = _run_main(code)
+    assert out.splitlines()[-3:] == ["exit 0", "frozen True", "exit handler ran"], out
 
 
 def test_a_metrics_csv_run_imports_neither_the_orm_nor_the_models(tmp_path: Path) -> None:
@@ -170,13 +175,5 @@ def test_a_metrics_csv_run_imports_neither_the_orm_nor_the_models(tmp_path: Path
         "loaded = {'sqlalchemy.orm', 'rpmpipe.registry.models', 'pydantic', 'rpmpipe.metrics.job'}\n"
         "print('PROBE', sorted(loaded & set(sys.modules)))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "RPMPIPE_CONFIG": ""},
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "PROBE ['rpmpipe.metrics.job']", done.stdout
+    out = _run_main(code)
+    assert out.splitlines()[-1] == "PROBE ['rpmpipe.metrics.job']", out
