@@ -66,6 +66,12 @@ class PatientIndex:
         return cls(ordered, tuple(zones.get(p) or org_zone for p in ordered))
 
     def position(self) -> dict[str, int]:
+        """Each id's integer (made once per index; read it, do not change it): asked per
+        patient, by the records of episodes without consent among others."""
+        return self._position
+
+    @cached_property
+    def _position(self) -> dict[str, int]:
         return {p: i for i, p in enumerate(self.ids)}
 
 
