@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sqlalchemy import Engine, select
@@ -75,17 +76,23 @@ def _codes(text: str) -> tuple[str, ...]:
     return tuple(c for c in (text or "").split(";") if c)
 
 
-def run_evidence(
-    exports_root: Path, run_id: str, claim_id: str | None = None
-) -> list[LineEvidence]:
-    """The evidence lines a run froze (all, or one claim's); [] when the run has none."""
-    path = exports_root / run_id / EVIDENCE_PARQUET
-    if not path.is_file():
-        return []
-    table = pq.read_table(path)
-    if claim_id is not None:
-        table = table.filter(pc.equal(table["claim_id"], claim_id))
-    return evidence_from_table(table)
+class FrozenEvidence:
+    """The evidence the runs froze, each run's file read once: a denial list or a batch of
+    appeals asks for many claims of the same run, and each ask had read the whole file."""
+
+    def __init__(self, exports_root: Path) -> None:
+        self.exports_root = exports_root
+        self._tables: dict[str, pa.Table | None] = {}
+
+    def of_claim(self, run_id: str, claim_id: str) -> list[LineEvidence]:
+        """The lines of ``claim_id`` that run ``run_id`` froze; [] when the run has none."""
+        if run_id not in self._tables:
+            path = self.exports_root / run_id / EVIDENCE_PARQUET
+            self._tables[run_id] = pq.read_table(path) if path.is_file() else None
+        table = self._tables[run_id]
+        if table is None:
+            return []
+        return evidence_from_table(table.filter(pc.equal(table["claim_id"], claim_id)))
 
 
 def _match(
@@ -124,8 +131,10 @@ def list_denials(
     exports_root: Path,
     billing: BillingSettings,
     codes: Sequence[str] = (),
+    evidence: FrozenEvidence | None = None,
 ) -> list[DeniedLine]:
-    """Billed lines whose latest remittance paid nothing, optionally with one of ``codes``."""
+    """Billed lines whose latest remittance paid nothing, optionally with one of ``codes``
+    (their frozen evidence through ``evidence`` when given, to share its reads)."""
     wanted = {c.strip().upper() for c in codes if c.strip()}
     r, e, m = RemitLine, ExportLedgerEntry, Remittance
     with engine.connect() as conn:
@@ -159,7 +168,7 @@ def list_denials(
     for row in rows:
         latest[row.ledger_id] = row  # later remittances answer last
     profiles = payer_profiles(billing)
-    evidence_cache: dict[tuple[str, str], list[LineEvidence]] = {}
+    frozen = FrozenEvidence(exports_root) if evidence is None else evidence
     out = []
     for row in latest.values():
         if row.outcome != "denied":
@@ -168,11 +177,9 @@ def list_denials(
         remarks = _codes(row.remark_codes)
         if wanted and not wanted & {*denial, *remarks}:
             continue
-        key = (row.run_id, row.claim_id)
-        if key not in evidence_cache:
-            evidence_cache[key] = run_evidence(exports_root, *key)
         zone, payer_id = patients.get(row.patient_id, ("UTC", ""))
-        found = _match(evidence_cache[key], row.line_control_number, row.claim_id, row.code)
+        lines = frozen.of_claim(row.run_id, row.claim_id)
+        found = _match(lines, row.line_control_number, row.claim_id, row.code)
         out.append(
             DeniedLine(
                 claim_id=row.claim_id,
@@ -213,8 +220,11 @@ def build_packet(
     claim_id: str,
     today: date,
     denial_code: str | None = None,
+    evidence: FrozenEvidence | None = None,
 ) -> AppealPacket:
-    """The appeal packet of ``claim_id`` from the ledger, its frozen evidence and the registry."""
+    """The appeal packet of ``claim_id`` from the ledger, its frozen evidence (through
+    ``evidence`` when given: a batch of packets reads each run's file once) and the
+    registry."""
     e = ExportLedgerEntry
     with engine.connect() as conn:
         billed = conn.execute(
@@ -234,7 +244,8 @@ def build_packet(
         ).all()
     if patient is None:
         raise ExportError(f"claim {claim_id}: patient {billed.patient_id} is not in the registry")
-    lines = run_evidence(exports_root, billed.run_id, claim_id)
+    frozen = FrozenEvidence(exports_root) if evidence is None else evidence
+    lines = frozen.of_claim(billed.run_id, claim_id)
     if not lines:
         raise ExportError(
             f"claim {claim_id}: {NO_EVIDENCE} (run {billed.run_id} under {exports_root}; "

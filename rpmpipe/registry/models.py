@@ -230,7 +230,8 @@ class ExportLedgerEntry(Base):
     # original | replacement (claim with frequency 7) | correction (reported, not billed)
     # | void (the record is no longer billable; code "-" marks the empty state)
     line_kind: Mapped[str] = mapped_column(String(16), default="original")
-    claim_id: Mapped[str] = mapped_column(String(38))
+    # An appeal packet and an 835's import look a claim's lines up by its id.
+    claim_id: Mapped[str] = mapped_column(String(38), index=True)
     file_name: Mapped[str] = mapped_column(String(200))
     interchange_control: Mapped[int] = mapped_column(Integer)
     group_control: Mapped[int] = mapped_column(Integer)

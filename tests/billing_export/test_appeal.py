@@ -296,3 +296,28 @@ def test_a_care_management_line_states_its_own_minutes_staff_and_enrollment(
     lines = page[page.index("Attachment 1") : page.index("Attachment 2")]
     ccm_row = next(r for r in re.findall(r"<tr>(.*?)</tr>", lines, re.S) if "99490" in r)
     assert re.findall(r"<td>(.*?)</td>", ccm_row)[-1] == "27"
+
+
+def test_appeals_of_several_denied_claims_read_their_runs_evidence_once(
+    tmp_path: Path, billed: tuple[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The denial list and each packet had read the whole run's evidence.parquet again per
+    claim (a payer denying a run's claims in a batch: claims x lines of the run)."""
+    import pyarrow.parquet as pq
+
+    from rpmpipe.billing_export import denials
+
+    db, _ = billed
+    assert _cli(tmp_path, db, "remit", "import", str(tmp_path / "era.835")).exit_code == 0
+    read: list[str] = []
+    whole = pq.read_table
+
+    def counted(path: object, *args: object, **kwargs: object) -> object:
+        read.append(Path(str(path)).name)
+        return whole(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(denials.pq, "read_table", counted)
+    out = _cli(tmp_path, db, "appeal", "--denied", "--out", str(tmp_path / "all"))
+    assert out.exit_code == 0, out.output
+    assert len(list((tmp_path / "all").iterdir())) == 4  # two claims, a PDF and a page each
+    assert read == ["evidence.parquet"]

@@ -39,3 +39,17 @@ def test_migrated_schema_matches_the_models(database_url: str) -> None:
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     engine.dispose()
+
+
+def test_a_claims_ledger_lines_are_found_by_an_index(tmp_path: object) -> None:
+    """An appeal packet (per claim) and an 835's import look the ledger up by claim id: a
+    scan of every line ever exported, once per claim, before the index."""
+    from sqlalchemy import text
+
+    engine = open_registry(f"sqlite:///{tmp_path}/registry.db")
+    with engine.connect() as conn:
+        plan = conn.execute(
+            text("EXPLAIN QUERY PLAN SELECT run_id FROM export_ledger WHERE claim_id = 'RP1'")
+        ).all()
+    engine.dispose()
+    assert any("USING INDEX ix_export_ledger_claim_id" in str(step[-1]) for step in plan), plan

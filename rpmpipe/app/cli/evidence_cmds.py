@@ -225,7 +225,12 @@ def appeal(
     set. Attached: the claim lines, the evidence table, a calendar of days with data and
     contacts, and the time log. Files are 0600; they hold PHI for the payer.
     """
-    from rpmpipe.billing_export.denials import build_packet, list_denials, write_packet
+    from rpmpipe.billing_export.denials import (
+        FrozenEvidence,
+        build_packet,
+        list_denials,
+        write_packet,
+    )
     from rpmpipe.billing_export.export import check_billing_identity
     from rpmpipe.registry.db import open_registry
 
@@ -244,15 +249,16 @@ def appeal(
         # As export does, after the registry is reached: the letter's header is the
         # practice, so never a packet for a blank or made-up one.
         check_billing_identity(settings.billing, "no appeal letter can name the practice")
+        evidence = FrozenEvidence(root)  # each run's evidence read once for every packet
         if denied:
             wanted = [c for c in (codes or "").split(",") if c.strip()]
-            found = list_denials(engine, root, settings.billing, wanted)
+            found = list_denials(engine, root, settings.billing, wanted, evidence)
             claims = sorted({d.claim_id for d in found})
         else:
             assert claim_id is not None
             claims = [claim_id]
         for cid in claims:
-            packet = build_packet(engine, root, settings.billing, cid, today, denial_code)
+            packet = build_packet(engine, root, settings.billing, cid, today, denial_code, evidence)
             written.append((cid, *write_packet(packet, target, template)))
     finally:
         engine.dispose()
