@@ -78,21 +78,30 @@ def _codes(text: str) -> tuple[str, ...]:
 
 class FrozenEvidence:
     """The evidence the runs froze, each run's file read once: a denial list or a batch of
-    appeals asks for many claims of the same run, and each ask had read the whole file."""
+    appeals asks for many claims of the same run, and each ask had read the whole file.
 
-    def __init__(self, exports_root: Path) -> None:
+    The files of the last ``keep`` runs asked for are held (an 835 answers one run's claims,
+    and claims are appealed in order), so a year of runs with denials is never in memory at
+    once."""
+
+    def __init__(self, exports_root: Path, keep: int = 2) -> None:
         self.exports_root = exports_root
-        self._tables: dict[str, pa.Table | None] = {}
+        self.keep = keep
+        self._tables: dict[str, pa.Table | None] = {}  # oldest asked first
 
     def of_claim(self, run_id: str, claim_id: str) -> list[LineEvidence]:
         """The lines of ``claim_id`` that run ``run_id`` froze; [] when the run has none."""
-        if run_id not in self._tables:
-            path = self.exports_root / run_id / EVIDENCE_PARQUET
-            self._tables[run_id] = pq.read_table(path) if path.is_file() else None
-        table = self._tables[run_id]
+        table = self._tables.pop(run_id, None) if run_id in self._tables else self._read(run_id)
+        self._tables[run_id] = table
+        while len(self._tables) > self.keep:
+            del self._tables[next(iter(self._tables))]
         if table is None:
             return []
         return evidence_from_table(table.filter(pc.equal(table["claim_id"], claim_id)))
+
+    def _read(self, run_id: str) -> pa.Table | None:
+        path = self.exports_root / run_id / EVIDENCE_PARQUET
+        return pq.read_table(path) if path.is_file() else None
 
 
 def _match(

@@ -321,3 +321,33 @@ def test_appeals_of_several_denied_claims_read_their_runs_evidence_once(
     assert out.exit_code == 0, out.output
     assert len(list((tmp_path / "all").iterdir())) == 4  # two claims, a PDF and a page each
     assert read == ["evidence.parquet"]
+
+
+def test_frozen_evidence_holds_the_last_runs_only_and_reads_each_once_while_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Appeals across a year of runs: each run's file is read once while its claims are
+    asked for in turn, and no more than ``keep`` runs' files are held at once."""
+    import pyarrow as pa
+
+    from rpmpipe.billing_export import denials
+
+    for run in ("r1", "r2", "r3"):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / denials.EVIDENCE_PARQUET).write_bytes(b"")
+    read: list[str] = []
+
+    def fake_read(path: object) -> pa.Table:
+        run = Path(str(path)).parent.name
+        read.append(run)
+        return pa.table({"claim_id": [f"{run}-a", f"{run}-b"]})
+
+    monkeypatch.setattr(denials.pq, "read_table", fake_read)
+    monkeypatch.setattr(denials, "evidence_from_table", lambda t: t["claim_id"].to_pylist())
+    frozen = denials.FrozenEvidence(tmp_path, keep=2)
+    asked = [("r1", "a"), ("r1", "b"), ("r2", "a"), ("r1", "a"), ("r3", "b"), ("r1", "b")]
+    got = [frozen.of_claim(run, f"{run}-{c}") for run, c in asked]
+    assert got == [[f"{run}-{c}"] for run, c in asked]
+    assert read == ["r1", "r2", "r3"]  # r1 stayed held: asked again before r3 came
+    assert frozen.of_claim("r2", "r2-a") == ["r2-a"] and read[-1] == "r2"  # r2 had gone
+    assert frozen.of_claim("r4", "r4-a") == []  # no such run: no evidence
