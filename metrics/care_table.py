@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -33,7 +33,13 @@ from rpmpipe.metrics.care_time import (
     trimmed_starts,
 )
 from rpmpipe.metrics.day_numbers import DAY_US, local_days
-from rpmpipe.metrics.minutes import EARLIEST_ACTIVITY, LATEST_ACTIVITY, micros, union_shares
+from rpmpipe.metrics.minutes import (
+    EARLIEST_ACTIVITY,
+    LATEST_ACTIVITY,
+    instant,
+    micros,
+    union_shares,
+)
 from rpmpipe.metrics.programs import CareMinutes
 from rpmpipe.records import Activity, Program
 
@@ -45,7 +51,6 @@ MICROS_PER_HUNDREDTH = 600_000
 OPEN_DAY = 2**30  # an open enrollment's end, as a day number
 NO_DAY = 2**30 + 1  # no consent on file
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_UNIX = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def day_of(d: date) -> int:
@@ -138,7 +143,7 @@ class ActivityColumns:
                 aid,
                 pid,
                 staff,
-                _UNIX + timedelta(microseconds=at),
+                instant(at),
                 hundredths_decimal(h),
                 kind,
                 talk,
@@ -189,7 +194,7 @@ class CareEntries:
             self.program[i],
             self.performer[i],
             self.kind[i],
-            _UNIX + timedelta(microseconds=start),
+            instant(start),
             Decimal(end - start) / MICROS_PER_MINUTE,
             bool(self.interactive[i]),
         )

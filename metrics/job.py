@@ -160,7 +160,6 @@ def load_registry(
     """
     texts: dict[str, str] = {}
     text = texts.setdefault
-    day = driver_day
     of_patients, of_assignments, of_enrollments = _block_filters(engine, block)
     with engine.connect() as conn:
         cursor = conn.connection.cursor()
@@ -170,12 +169,12 @@ def load_registry(
                 for pid, tz, codes, qmb, payer in _fetched(cursor, _PATIENTS, *of_patients)
             ]
             assignments = tuple(
-                Assignment(d, text(pid, pid), day(s) or date.min, day(end))
+                Assignment(d, text(pid, pid), driver_day(s) or date.min, driver_day(end))
                 for d, pid, s, end in _fetched(cursor, _ASSIGNMENTS, *of_assignments)
             )
             # One value per enrollment, shared by the snapshot and the programs' facts.
             enrollments = registry_enrollments(
-                _fetched(cursor, _ENROLLMENTS, *of_enrollments), text, day
+                _fetched(cursor, _ENROLLMENTS, *of_enrollments), text, driver_day
             )
             others = sorted({a.patient_id for a in assignments if not block.holds(a.patient_id)})
             shared = list(_zones_of(cursor, engine, others)) if others else []

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from rpmpipe.metrics.care_table import (
     MICROS_PER_HUNDREDTH,
+    MICROS_PER_MINUTE,
     ActivityColumns,
     BoolArray,
     CareTime,
@@ -39,6 +40,7 @@ from rpmpipe.metrics.minutes import (
     EARLIEST_ACTIVITY,
     LATEST_ACTIVITY,
     MonthMinutes,
+    instant,
     micros,
     to_minutes,
     union_shares,
@@ -56,9 +58,7 @@ from rpmpipe.metrics.reasons import (
 from rpmpipe.metrics.snapshot import Assignment, Enrollment, RegistrySnapshot
 from rpmpipe.records import Activity, Program
 
-_MICROS_PER_MINUTE = 60_000_000
 _NONE = -1
-_UNIX = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class MonthEntries:
     def started_at(self, row: int) -> datetime:
         if self.started is not None:
             return self.started[row]  # type: ignore[no-any-return]
-        return _UNIX + timedelta(microseconds=int(self.at[row]))
+        return instant(int(self.at[row]))
 
     @classmethod
     def of(cls, activities: Sequence[Activity]) -> MonthEntries:
@@ -99,7 +99,7 @@ class MonthEntries:
             objects([a.patient_id for a in activities]),
             objects([a.staff_id for a in activities]),
             np.array([micros(a.started_at) for a in activities], np.int64),
-            np.array([int(a.minutes * _MICROS_PER_MINUTE) for a in activities], np.int64),
+            np.array([int(a.minutes * MICROS_PER_MINUTE) for a in activities], np.int64),
             objects([a.minutes for a in activities]),
             objects([a.kind for a in activities]),
             np.array([a.interactive for a in activities], np.bool_),

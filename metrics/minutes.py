@@ -60,6 +60,11 @@ def micros(moment: datetime) -> int:
     return (moment - _UNIX) // timedelta(microseconds=1)
 
 
+def instant(micros: int) -> datetime:
+    """Microseconds since 1970 as an aware instant in UTC (the inverse of :func:`micros`)."""
+    return _UNIX + timedelta(microseconds=micros)
+
+
 def to_minutes(micros: int) -> Decimal:
     """Exact when the time is a whole number of hundredths of a minute; else cut down (never
     rounded up)."""
