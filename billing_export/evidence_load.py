@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -80,21 +81,6 @@ def collect_run_facts(
             key = (row[0], row[1], row[2], row[3])
             if key in wanted_keys:
                 records[key] = record_evidence(row[4])
-        en = Enrollment
-        for row in of_patients.rows(
-            select(
-                en.patient_id,
-                en.program,
-                en.start_date,
-                en.end_date,
-                en.consent_date,
-                en.ordering_npi,
-            ).order_by(en.id),
-            en.patient_id,
-        ):
-            enrollments.setdefault((row[0], row[1]), []).append(
-                EnrollmentSpan(row[2], row[3], row[4], row[5])
-            )
         da = DeviceAssignment
         for row in of_patients.rows(
             select(da.device_id, da.patient_id, da.start_date, da.end_date).order_by(da.id),
@@ -105,23 +91,50 @@ def collect_run_facts(
             select(Patient.patient_id, Patient.timezone), Patient.patient_id
         ):
             zones[row[0]] = row[1]
-        cp = CarePlan
-        for row in of_patients.rows(
-            select(cp.patient_id, cp.program, cp.established_on), cp.patient_id
-        ):
-            care_plans.setdefault((row[0], row[1]), []).append(row[2])
-        by_patient = _patient_activities(
-            of_patients, [k[3] for k in wanted_keys], wanted_keys.values()
-        )
-        # The counted activities are nearly always the patient's own, in the period: taken
-        # from the rows just read, and only the others read by id.
-        activities = {a.activity_id: a for acts in by_patient.values() for a in acts}
-        missing = sorted(
-            {a for r in records.values() for a in r.activity_ids if a not in activities}
-        )
-        activities.update(load_activity_evidence(conn, missing))
-    named = list(records)
-    days = record_days(named, [records[k].dates for k in named], readings_dir, assignments, zones)
+        # The readings behind the records' dates are scanned on a thread while the other
+        # registry rows are read here: the scan is Arrow's work, which leaves the
+        # interpreter free.
+        named = list(records)
+        with ThreadPoolExecutor(1, thread_name_prefix="rpmpipe-days") as pool:
+            scanned = pool.submit(
+                record_days,
+                named,
+                [records[k].dates for k in named],
+                readings_dir,
+                assignments,
+                zones,
+            )
+            en = Enrollment
+            for row in of_patients.rows(
+                select(
+                    en.patient_id,
+                    en.program,
+                    en.start_date,
+                    en.end_date,
+                    en.consent_date,
+                    en.ordering_npi,
+                ).order_by(en.id),
+                en.patient_id,
+            ):
+                enrollments.setdefault((row[0], row[1]), []).append(
+                    EnrollmentSpan(row[2], row[3], row[4], row[5])
+                )
+            cp = CarePlan
+            for row in of_patients.rows(
+                select(cp.patient_id, cp.program, cp.established_on), cp.patient_id
+            ):
+                care_plans.setdefault((row[0], row[1]), []).append(row[2])
+            by_patient = _patient_activities(
+                of_patients, [k[3] for k in wanted_keys], wanted_keys.values()
+            )
+            # The counted activities are nearly always the patient's own, in the period:
+            # taken from the rows just read, and only the others read by id.
+            activities = {a.activity_id: a for acts in by_patient.values() for a in acts}
+            missing = sorted(
+                {a for r in records.values() for a in r.activity_ids if a not in activities}
+            )
+            activities.update(load_activity_evidence(conn, missing))
+            days = scanned.result()
     facts = record_facts(
         wanted_keys.items(),
         records,

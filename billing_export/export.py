@@ -86,6 +86,7 @@ from rpmpipe.billing_export.x12 import (
 from rpmpipe.collector import gc_paused
 from rpmpipe.errors import ConfigError, ExportError
 from rpmpipe.files import atomic_write, fsync_dir, private_dir
+from rpmpipe.forked import ChildDied, Forked, forked
 from rpmpipe.logs import get_logger
 from rpmpipe.progress import SILENT, Progress, tracked
 from rpmpipe.records import LineSig, RecordKey
@@ -211,17 +212,17 @@ def _run_export(
         if final.exists():
             raise ExportError(f"run directory {final} already exists")
         private_dir(partial)
-        progress.step("collecting the evidence of each line")
-        found = collect_evidence(engine, settings.store.readings_dir, plan.claims, facts)
-        evidence = run_evidence(plan.claims, run_id, found.records, found.days)
-        _write_run_files(
-            partial,
-            plan,
-            settings,
-            RunHeader(run_id, as_of, now, interchanges),
-            evidence,
-            progress,
-        )
+        header = RunHeader(run_id, as_of, now, interchanges)
+        # The claim files are written by a forked child while this process collects and
+        # writes the evidence: two independent jobs from the same plan, on two cores.
+        with forked(
+            lambda: _write_claim_files(partial, plan, settings, header),
+            name=f"rpmpipe-export-{run_id}",
+        ) as claim_files:
+            progress.step("collecting the evidence of each line")
+            found = collect_evidence(engine, settings.store.readings_dir, plan.claims, facts)
+            evidence = run_evidence(plan.claims, run_id, found.records, found.days)
+            _write_run_files(partial, plan, settings, header, evidence, claim_files, progress)
         if _after_files:
             _after_files(partial)
 
@@ -485,36 +486,20 @@ class RunHeader:
     interchanges: tuple[Interchange, ...] = ()
 
 
-def _write_run_files(
-    run_dir: Path,
-    plan: ExportPlan,
-    settings: ExportSettings,
-    run: RunHeader,
-    evidence: RunEvidence,
-    progress: Progress = SILENT,
-) -> None:
-    from rpmpipe.billing_export.evidence import EVIDENCE_CSV, EVIDENCE_PARQUET
-    from rpmpipe.billing_export.evidence_files import write_evidence_csv
-
-    billing, now, interchanges = settings.billing, run.created_at, run.interchanges
-    count = (3 if plan.claims else 0) + len(interchanges) + (1 if plan.corrections else 0) + 1
-    progress.step("writing the run's files", count)
+def _write_claim_files(
+    run_dir: Path, plan: ExportPlan, settings: ExportSettings, run: RunHeader
+) -> dict[str, str]:
+    """Write the run's charge CSV, its .837 files and its corrections CSV (the files built
+    from the plan alone); returns each file's sha256 by name."""
+    billing = settings.billing
     # The interchange's dates and times (ISA09/10, GS04/05, BHT04/05) are the organisation's.
-    local = now.astimezone(settings.org_zone)
+    local = run.created_at.astimezone(settings.org_zone)
     files: dict[str, str] = {}
     if plan.claims:
         files[CHARGES] = _write_atomic(
             run_dir / CHARGES, "utf-8", lambda f: write_charge_csv(f, plan.claims, billing)
         )
-        progress.advance()
-        # The evidence behind every line, frozen with the run (never rewritten later).
-        files[EVIDENCE_PARQUET] = _write_parquet_atomic(run_dir / EVIDENCE_PARQUET, evidence.table)
-        progress.advance()
-        files[EVIDENCE_CSV] = _write_bytes_atomic(
-            run_dir / EVIDENCE_CSV, lambda raw: write_evidence_csv(raw, evidence)
-        )
-        progress.advance()
-    for i in interchanges:
+    for i in run.interchanges:
         files[i.file_name] = _write_atomic(
             run_dir / i.file_name,
             "ascii",
@@ -522,12 +507,48 @@ def _write_run_files(
                 f, i.claims, billing, i.control, local, receiver=i.receiver
             ),
         )
-        progress.advance()
     if plan.corrections:
         files[CORRECTIONS] = _write_atomic(
             run_dir / CORRECTIONS, "utf-8", lambda f: write_corrections_csv(f, plan.corrections)
         )
+    return files
+
+
+def _write_run_files(
+    run_dir: Path,
+    plan: ExportPlan,
+    settings: ExportSettings,
+    run: RunHeader,
+    evidence: RunEvidence,
+    claim_files: Forked[dict[str, str]],
+    progress: Progress = SILENT,
+) -> None:
+    """Write the evidence files, take the claim files' digests from ``claim_files`` (the
+    work writing them) and write the manifest last."""
+    from rpmpipe.billing_export.evidence import EVIDENCE_CSV, EVIDENCE_PARQUET
+    from rpmpipe.billing_export.evidence_files import write_evidence_csv
+
+    billing, now, interchanges = settings.billing, run.created_at, run.interchanges
+    claim_count = (1 if plan.claims else 0) + len(interchanges) + (1 if plan.corrections else 0)
+    count = (2 if plan.claims else 0) + claim_count + 1
+    progress.step("writing the run's files", count)
+    files: dict[str, str] = {}
+    if plan.claims:
+        # The evidence behind every line, frozen with the run (never rewritten later).
+        files[EVIDENCE_PARQUET] = _write_parquet_atomic(run_dir / EVIDENCE_PARQUET, evidence.table)
         progress.advance()
+        files[EVIDENCE_CSV] = _write_bytes_atomic(
+            run_dir / EVIDENCE_CSV, lambda raw: write_evidence_csv(raw, evidence)
+        )
+        progress.advance()
+    try:
+        files.update(claim_files.result())
+    except ChildDied as exc:
+        raise ExportError(
+            f"the claim files of run {run.run_id} were not written ({exc}); nothing of the "
+            "run was recorded, so rerun the export"
+        ) from None
+    progress.advance(claim_count)
     manifest = {
         "run_id": run.run_id,
         "rpmpipe_version": __version__,
