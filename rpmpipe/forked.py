@@ -7,22 +7,26 @@ comes back, through a pipe, and it should be small (file digests, counts). An ex
 the child is raised again here, with its type and message; a child that dies without an
 answer (killed, out of memory) is an error naming its exit code.
 
-The child must not use what cannot be shared across a fork: a database connection, a
-network client. Where fork is not available, or the process may use one CPU only, the work
-runs here, in order, when its result is asked for: the same result, one core.
+The child does its work and leaves with ``os._exit``: no atexit handler, no flush of the
+streams it inherited (another thread may have held their locks at the fork), nothing of the
+parent's teardown. It must not use what cannot be shared across a fork: a database
+connection, a network client, a library's worker threads. Where fork is not available, or the
+process may use one CPU only, the work runs here, in order, when its result is asked for: the
+same result, one core.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import sys
+import pickle
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from multiprocessing.connection import Connection
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+
+_FAILED = 70  # the child's exit code when even its answer could not be sent
 
 
 class ChildDied(RuntimeError):
@@ -31,7 +35,7 @@ class ChildDied(RuntimeError):
 
 def can_fork() -> bool:
     """Whether work may be forked: fork exists here and this process may use two CPUs."""
-    if "fork" not in multiprocessing.get_all_start_methods():
+    if not hasattr(os, "fork"):
         return False
     affinity = getattr(os, "sched_getaffinity", None)
     cpus = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
@@ -42,57 +46,66 @@ class Forked(Generic[T]):
     """``work()`` running in a forked child (or, where it cannot be forked, deferred)."""
 
     def __init__(self, work: Callable[[], T], name: str, fork: bool | None = None):
-        self._work: Callable[[], T] | None = None
-        self._process: Any = None
-        self._answer: Connection | None = None
         self.name = name
+        self._work: Callable[[], T] | None = None
+        self._pid: int | None = None
+        self._answer: int | None = None
         if not (can_fork() if fork is None else fork):
             self._work = work
             return
-        context = multiprocessing.get_context("fork")
-        receive, send = context.Pipe(duplex=False)
-        process = context.Process(target=_child, args=(work, send), name=name, daemon=True)
-        process.start()
-        send.close()  # the child's end: EOF here once the child is gone
-        self._process, self._answer = process, receive
+        readable, writable = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(readable)
+            _child(work, writable)  # never returns
+        os.close(writable)  # EOF here once the child is gone
+        self._pid, self._answer = pid, readable
 
     @property
     def forked(self) -> bool:
-        return self._process is not None
+        return self._pid is not None
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
 
     def result(self) -> T:
         """The work's result, waiting for the child; its exception raised here."""
-        if self._process is None:
+        if self._pid is None:
             assert self._work is not None, "the result was already taken"
             work, self._work = self._work, None
             return work()
         assert self._answer is not None
-        try:
-            ok, value = self._answer.recv()
-        except EOFError:
-            self._process.join()
-            raise ChildDied(
-                f"{self.name} (pid {self._process.pid}) ended with exit code "
-                f"{self._process.exitcode} before it answered"
-            ) from None
-        finally:
-            self._answer.close()
-        self._process.join()
-        self._process = None
+        with os.fdopen(self._answer, "rb") as answer:
+            self._answer = None
+            payload = answer.read()
+        code = self._reap()
+        if not payload:
+            raise ChildDied(f"{self.name} ended with exit code {code} before it answered")
+        ok, value = pickle.loads(payload)  # noqa: S301 - our own child's answer
         if ok:
             return value  # type: ignore[no-any-return]
         raise value
 
     def stop(self) -> None:
         """End the child if it is still working (this process gave up on its result)."""
-        process, self._process, self._work = self._process, None, None
-        if process is None:
-            return
-        if process.is_alive():
-            process.terminate()
-        process.join()
+        self._work = None
         if self._answer is not None:
-            self._answer.close()
+            os.close(self._answer)
+            self._answer = None
+        if self._pid is None:
+            return
+        try:
+            os.kill(self._pid, signal.SIGKILL)  # its files are a partial run's, discarded
+        except ProcessLookupError:
+            pass
+        self._reap()
+
+    def _reap(self) -> int:
+        assert self._pid is not None
+        _pid, status = os.waitpid(self._pid, 0)
+        self._pid = None
+        return os.waitstatus_to_exitcode(status)
 
 
 @contextmanager
@@ -106,23 +119,23 @@ def forked(work: Callable[[], T], name: str, fork: bool | None = None) -> Iterat
         child.stop()
 
 
-def _child(work: Callable[[], Any], answer: Connection) -> None:
+def _child(work: Callable[[], Any], answer: int) -> None:
+    code = 0
     try:
-        result: tuple[bool, Any] = (True, work())
-    except BaseException as exc:  # raised again in the parent
-        result = (False, _portable(exc))
-    try:
-        answer.send(result)
+        try:
+            payload = pickle.dumps((True, work()), pickle.HIGHEST_PROTOCOL)
+        except BaseException as exc:  # raised again in the parent
+            payload = pickle.dumps((False, _portable(exc)), pickle.HIGHEST_PROTOCOL)
+        with os.fdopen(answer, "wb") as out:
+            out.write(payload)
+    except BaseException:
+        code = _FAILED
     finally:
-        answer.close()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        os._exit(code)
 
 
 def _portable(exc: BaseException) -> BaseException:
     """``exc`` if it survives pickling, else a RuntimeError naming its type and message."""
-    import pickle
-
     try:
         pickle.loads(pickle.dumps(exc))  # noqa: S301 - bytes made on the line itself
     except Exception:

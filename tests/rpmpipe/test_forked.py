@@ -60,20 +60,23 @@ def test_a_child_that_dies_without_an_answer_is_an_error_with_its_exit_code() ->
 def test_a_child_whose_result_is_not_taken_is_ended_when_the_block_raises(tmp_path: Path) -> None:
     started = tmp_path / "started"
     seen: list[Forked[None]] = []
+    pids: list[int] = []
 
     def slow() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as a handler inherited might
         started.touch()
         time.sleep(60)
 
     with pytest.raises(Refused), forked(slow, "slow", fork=True) as child:
         seen.append(child)
-        pid = child._process.pid
+        assert child.pid is not None
+        pids.append(child.pid)
         deadline = time.monotonic() + 10
         while not started.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
         raise Refused("the caller failed first")
     with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)  # ended and reaped, not left running for a minute
+        os.kill(pids[0], 0)  # ended and reaped, not left running for a minute
     assert not seen[0].forked
 
 
