@@ -10,14 +10,14 @@ element is held with a reason that names it, e.g. "no care-plan goal review reco
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
 from importlib import resources
 from zoneinfo import ZoneInfo
 
-from rpmpipe.billing_export.evidence import RecordFacts
+from rpmpipe.billing_export.evidence import ActivityEvidence, RecordFacts
 
 RULES_FILE = "audit_rules.toml"
 REQUIREMENTS = (
@@ -106,66 +106,113 @@ def audit_line(
     payer_requires: Iterable[str] = (),
 ) -> list[Finding]:
     """Every requirement the line misses (empty: documentation complete)."""
-    tz = ZoneInfo(facts.zone)
-    acts = [a for a in facts.activities if _in_period(line, a.started_at.astimezone(tz).date())]
-    documented = facts.period_activities or tuple(acts)
-    span = facts.enrollment
+    return line_findings(line, facts, requirements_for(line, rules, payer_requires))
 
-    def where() -> str:  # only for a finding: most lines miss nothing
-        return f"in {_month(line.period_end)} for {line.code}"
 
-    checks: dict[str, Callable[[], str | None]] = {
-        "consent": lambda: (
-            None
-            if span is not None
-            and span.consent_date is not None
-            and span.consent_date <= line.date_of_service
-            else f"no consent on file on or before {line.date_of_service.isoformat()} for "
-            f"{line.code}"
-        ),
-        "order": lambda: (
-            None
-            if span is not None and span.ordering_npi
-            else f"no ordering provider for {line.code}"
-        ),
-        "care_plan": lambda: (
-            None
-            if facts.care_plan_on is not None and facts.care_plan_on <= line.period_end
-            else f"no care plan on file {where()}"
-        ),
-        "interactive_communication": lambda: (
-            None
-            if any(a.interactive for a in acts)
-            else f"no timestamped interactive communication recorded {where()}"
-        ),
-        "time_log": lambda: (
-            None
-            if any(a.minutes > 0 and a.staff_id for a in acts)
-            else f"no time log with staff and minutes recorded {where()}"
-        ),
-        "days_with_data": lambda: (
-            None
-            if facts.every_day_read
-            else f"no device readings behind the days with data for {line.code} "
-            f"({line.period_start.isoformat()} to {line.period_end.isoformat()})"
-        ),
-        "pro": lambda: (
-            None
-            if any(a.pro_instrument for a in documented)
-            else f"no patient-reported outcome recorded {where()}"
-        ),
-        "goal_review": lambda: (
-            None
-            if any(a.goals_reviewed for a in documented)
-            else f"no care-plan goal review recorded {where()}"
-        ),
-    }
+def line_findings(line: AuditedLine, facts: RecordFacts, needed: Iterable[str]) -> list[Finding]:
+    """Every requirement of ``needed`` (see :func:`requirements_for`) the line misses."""
     findings = []
-    for name in requirements_for(line, rules, payer_requires):
-        reason = checks[name]()
+    in_period: tuple[ActivityEvidence, ...] | None = None  # found when a check needs them
+    for name in needed:
+        if name in _NEEDS_ACTIVITIES and in_period is None:
+            tz = ZoneInfo(facts.zone)
+            in_period = tuple(
+                a for a in facts.activities if _in_period(line, a.started_at.astimezone(tz).date())
+            )
+        reason = _CHECKS[name](line, facts, in_period or ())
         if reason is not None:
             findings.append(Finding(name, reason))
     return findings
+
+
+def _where(line: AuditedLine) -> str:  # only for a finding: most lines miss nothing
+    return f"in {_month(line.period_end)} for {line.code}"
+
+
+def _consent(
+    line: AuditedLine, facts: RecordFacts, _acts: Sequence[ActivityEvidence]
+) -> str | None:
+    span = facts.enrollment
+    if (
+        span is not None
+        and span.consent_date is not None
+        and span.consent_date <= line.date_of_service
+    ):
+        return None
+    return f"no consent on file on or before {line.date_of_service.isoformat()} for {line.code}"
+
+
+def _order(line: AuditedLine, facts: RecordFacts, _acts: Sequence[ActivityEvidence]) -> str | None:
+    span = facts.enrollment
+    return (
+        None if span is not None and span.ordering_npi else f"no ordering provider for {line.code}"
+    )
+
+
+def _care_plan(
+    line: AuditedLine, facts: RecordFacts, _acts: Sequence[ActivityEvidence]
+) -> str | None:
+    if facts.care_plan_on is not None and facts.care_plan_on <= line.period_end:
+        return None
+    return f"no care plan on file {_where(line)}"
+
+
+def _interactive(
+    line: AuditedLine, _facts: RecordFacts, acts: Sequence[ActivityEvidence]
+) -> str | None:
+    if any(a.interactive for a in acts):
+        return None
+    return f"no timestamped interactive communication recorded {_where(line)}"
+
+
+def _time_log(
+    line: AuditedLine, _facts: RecordFacts, acts: Sequence[ActivityEvidence]
+) -> str | None:
+    if any(a.minutes > 0 and a.staff_id for a in acts):
+        return None
+    return f"no time log with staff and minutes recorded {_where(line)}"
+
+
+def _days_with_data(
+    line: AuditedLine, facts: RecordFacts, _acts: Sequence[ActivityEvidence]
+) -> str | None:
+    if facts.every_day_read:
+        return None
+    return (
+        f"no device readings behind the days with data for {line.code} "
+        f"({line.period_start.isoformat()} to {line.period_end.isoformat()})"
+    )
+
+
+def _pro(line: AuditedLine, facts: RecordFacts, acts: Sequence[ActivityEvidence]) -> str | None:
+    if any(a.pro_instrument for a in facts.period_activities or acts):
+        return None
+    return f"no patient-reported outcome recorded {_where(line)}"
+
+
+def _goal_review(
+    line: AuditedLine, facts: RecordFacts, acts: Sequence[ActivityEvidence]
+) -> str | None:
+    if any(a.goals_reviewed for a in facts.period_activities or acts):
+        return None
+    return f"no care-plan goal review recorded {_where(line)}"
+
+
+_Check = Callable[[AuditedLine, RecordFacts, Sequence[ActivityEvidence]], "str | None"]
+_CHECKS: dict[str, _Check] = {
+    "consent": _consent,
+    "order": _order,
+    "care_plan": _care_plan,
+    "interactive_communication": _interactive,
+    "time_log": _time_log,
+    "days_with_data": _days_with_data,
+    "pro": _pro,
+    "goal_review": _goal_review,
+}
+# The checks that look at the activities of the line's period (the record's counted ones):
+# PROs and goal reviews look there only when the period's other activities were not read.
+_NEEDS_ACTIVITIES = frozenset({"interactive_communication", "time_log", "pro", "goal_review"})
+assert set(_CHECKS) == set(REQUIREMENTS)
 
 
 def payer_requirements(text: str) -> tuple[str, ...]:

@@ -18,9 +18,10 @@ from sqlalchemy import Engine
 from rpmpipe.billing_export.audit import (
     AuditedLine,
     Finding,
-    audit_line,
     default_rules,
+    line_findings,
     payer_requirements,
+    requirements_for,
 )
 from rpmpipe.billing_export.claims import BillableLine, PatientInfo
 from rpmpipe.billing_export.evidence import RecordFacts, RecordKey
@@ -76,6 +77,8 @@ def audit_lines(
         facts = line_facts(engine, readings_dir, lines).records
     rules = default_rules()
     none_found = RecordFacts((), (), None)
+    # What a line needs depends on its program, code and payer only: found once for each.
+    needs: dict[tuple[str, str, tuple[str, ...]], tuple[str, ...]] = {}
     out = []
     for ln in tracked(lines, progress):
         record, service = ln.record, ln.line  # read once: the properties cost a call each
@@ -90,8 +93,12 @@ def audit_lines(
             record.period_end,
             service.date_of_service,
         )
+        what = (record.program, service.code, extra)
+        needed = needs.get(what)
+        if needed is None:
+            needed = needs[what] = requirements_for(audited, rules, extra)
         found = facts.get(record.key, none_found)
-        out.append(LineAudit(ln, tuple(audit_line(audited, found, rules, extra))))
+        out.append(LineAudit(ln, tuple(line_findings(audited, found, needed))))
     return out
 
 
