@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, func, select
+from sqlalchemy import Connection, Engine, Select, and_, func, or_, select
 
 from rpmpipe.billing_export.claims import Claim
 from rpmpipe.billing_export.evidence import (
@@ -34,6 +34,7 @@ from rpmpipe.registry.models import (
 )
 
 _CHUNK = 5000
+_MOST_WINDOWS = 24  # disjoint time windows of activities read in one statement
 CENT = Decimal("0.01")
 
 
@@ -125,7 +126,7 @@ def collect_run_facts(
             ):
                 care_plans.setdefault((row[0], row[1]), []).append(row[2])
             by_patient = _patient_activities(
-                of_patients, [k[3] for k in wanted_keys], wanted_keys.values()
+                of_patients, [(k[3], end) for k, end in wanted_keys.items()]
             )
             # The counted activities are nearly always the patient's own, in the period:
             # taken from the rows just read, and only the others read by id.
@@ -175,22 +176,49 @@ class _PatientRows:
 
 
 def _patient_activities(
-    of_patients: _PatientRows, starts: Iterable[date], ends: Iterable[date]
+    of_patients: _PatientRows, periods: Iterable[tuple[date, date]]
 ) -> dict[str, list[ActivityEvidence]]:
-    """Every activity of the patients between the earliest period start and latest end."""
-    first, last = min(starts, default=None), max(ends, default=None)
+    """Every activity of the patients that may fall in one of the ``periods`` (first and
+    last local date): a late correction of last winter's record reads last winter's
+    activities, not the whole year between it and this month's records."""
     out: dict[str, list[ActivityEvidence]] = {}
-    if first is None or last is None:
+    windows = activity_windows(periods)
+    if not windows:
         return out
-    lo = datetime.combine(first - timedelta(days=1), time(), UTC)
-    hi = datetime.combine(last + timedelta(days=2), time(), UTC)
     c = CareActivity
-    rows = of_patients.rows(
-        select(*_ACTIVITY_COLUMNS).where(c.started_at >= lo, c.started_at < hi), c.patient_id
-    )
+    within = or_(*(and_(c.started_at >= lo, c.started_at < hi) for lo, hi in windows))
+    rows = of_patients.rows(select(*_ACTIVITY_COLUMNS).where(within), c.patient_id)
     for row in rows:
         out.setdefault(row[1], []).append(_activity(row))
     return out
+
+
+def activity_windows(
+    periods: Iterable[tuple[date, date]], most: int = _MOST_WINDOWS
+) -> list[tuple[datetime, datetime]]:
+    """The UTC instants [from, to) that hold every local date of the ``periods`` (a day's
+    margin before, two after: a local date is at most a day away from its UTC date), as at
+    most ``most`` disjoint windows in order: overlapping ones merged, then, when there are
+    more, the ones nearest each other joined across their gap."""
+    spans = sorted(
+        {(first - timedelta(days=1), last + timedelta(days=2)) for first, last in periods}
+    )
+    merged: list[list[date]] = []
+    for lo, hi in spans:
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    if len(merged) > most:
+        gaps = sorted(range(1, len(merged)), key=lambda n: merged[n][0] - merged[n - 1][1])
+        splits = sorted(gaps[len(gaps) - (most - 1) :])  # the widest gaps stay gaps
+        bounds = [0, *splits, len(merged)]
+        merged = [
+            [merged[a][0], merged[b - 1][1]] for a, b in zip(bounds, bounds[1:], strict=False)
+        ]
+    return [
+        (datetime.combine(lo, time(), UTC), datetime.combine(hi, time(), UTC)) for lo, hi in merged
+    ]
 
 
 def collect_evidence(
