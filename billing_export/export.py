@@ -8,7 +8,9 @@ A run therefore goes through four steps, each safe to die after:
 1. allocate control numbers and claim numbers (own commit; a crashed run only leaves a gap,
    which X12 allows);
 2. write every file into ``<exports>/.partial-<run_id>/`` (temp file, fsync, rename, fsync
-   dir; ``manifest.json`` last) — a dot directory the billing team never picks up;
+   dir; ``manifest.json`` last) — a dot directory the billing team never picks up. The claim
+   files are written by a forked child (:mod:`rpmpipe.forked`) while this process writes the
+   evidence; the manifest waits for both, and a child that fails or dies fails the run here;
 3. insert all the run's lines into ``export_ledger``, and the run with its exports
    directory into ``export_runs``, in ONE transaction, durable when it returns (SQLite runs
    with ``synchronous=FULL``);
