@@ -340,11 +340,20 @@ def reading_rows(
     return found.select(READING_ROWS_SCHEMA.names).cast(READING_ROWS_SCHEMA)
 
 
+def utc_span(low: date, high: date) -> tuple[datetime, datetime]:
+    """The UTC instants [from, to) that hold every instant of the local dates ``low ..
+    high`` in any zone: a day's margin before, two after (a local date is at most a day
+    away from its UTC date)."""
+    return (
+        datetime.combine(low - timedelta(days=1), time(), UTC),
+        datetime.combine(high + timedelta(days=2), time(), UTC),
+    )
+
+
 def _transmitted(readings_dir: Path, low: date, high: date, devices: list[str]) -> pa.Table | None:
     """The physiologic readings of ``devices`` that may fall on local dates ``low .. high``,
     neither manual nor clock-suspect (None: there are none)."""
-    first = datetime.combine(low - timedelta(days=1), time(), UTC)
-    last = datetime.combine(high + timedelta(days=2), time(), UTC)
+    first, last = utc_span(low, high)
     import pyarrow.dataset as ds  # here: importing it loads pandas, which exports never need
 
     files = _reading_files(readings_dir, low - timedelta(days=1), high + timedelta(days=1))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from rpmpipe.billing_export.evidence import (
     RecordKey,
     record_evidence,
     record_facts,
+    utc_span,
 )
 from rpmpipe.billing_export.evidence_days import RecordDays, record_days
 from rpmpipe.registry.models import (
@@ -196,14 +197,12 @@ def _patient_activities(
 def activity_windows(
     periods: Iterable[tuple[date, date]], most: int = _MOST_WINDOWS
 ) -> list[tuple[datetime, datetime]]:
-    """The UTC instants [from, to) that hold every local date of the ``periods`` (a day's
-    margin before, two after: a local date is at most a day away from its UTC date), as at
-    most ``most`` disjoint windows in order: overlapping ones merged, then, when there are
-    more, the ones nearest each other joined across their gap."""
-    spans = sorted(
-        {(first - timedelta(days=1), last + timedelta(days=2)) for first, last in periods}
-    )
-    merged: list[list[date]] = []
+    """The UTC instants [from, to) that hold every local date of the ``periods`` (each
+    period's :func:`utc_span`), as at most ``most`` disjoint windows in order: overlapping
+    ones merged, then, when there are more, the ones nearest each other joined across their
+    gap."""
+    spans = sorted({utc_span(first, last) for first, last in periods})
+    merged: list[list[datetime]] = []
     for lo, hi in spans:
         if merged and lo <= merged[-1][1]:
             merged[-1][1] = max(merged[-1][1], hi)
@@ -216,9 +215,7 @@ def activity_windows(
         merged = [
             [merged[a][0], merged[b - 1][1]] for a, b in zip(bounds, bounds[1:], strict=False)
         ]
-    return [
-        (datetime.combine(lo, time(), UTC), datetime.combine(hi, time(), UTC)) for lo, hi in merged
-    ]
+    return [(lo, hi) for lo, hi in merged]
 
 
 def collect_evidence(
